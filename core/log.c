@@ -1,0 +1,118 @@
+/*
+ * log.c - one line per event, to stderr (foreground) or syslog.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static struct {
+    char ident[32];            /* program name in each line */
+    enum km_log_target target; /* stderr or syslog */
+    enum km_log_level level;   /* lines above it (less severe) are dropped */
+    km_log_hook hook;          /* tests */
+    void *hook_arg;            /* passed to hook */
+} g_log = {"katomon", KM_LOG_STDERR, KM_LOG_INFO, NULL, NULL};
+
+static const char *const level_names[] = {
+    [KM_LOG_ERROR] = "error", [KM_LOG_WARNING] = "warning", [KM_LOG_NOTICE] = "notice",
+    [KM_LOG_INFO] = "info",   [KM_LOG_DEBUG] = "debug",
+};
+
+void km_log_open(const char *ident, enum km_log_target target, enum km_log_level level)
+{
+    snprintf(g_log.ident, sizeof g_log.ident, "%s", ident ? ident : "katomon");
+    g_log.target = target;
+    g_log.level = level;
+    if (target == KM_LOG_SYSLOG)
+        openlog(g_log.ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+}
+
+void km_log_close(void)
+{
+    if (g_log.target == KM_LOG_SYSLOG)
+        closelog();
+    g_log.target = KM_LOG_STDERR;
+}
+
+void km_log_set_level(enum km_log_level level)
+{
+    g_log.level = level;
+}
+
+enum km_log_level km_log_get_level(void)
+{
+    return g_log.level;
+}
+
+void km_log_set_hook(km_log_hook hook, void *arg)
+{
+    g_log.hook = hook;
+    g_log.hook_arg = arg;
+}
+
+const char *km_log_level_name(enum km_log_level level)
+{
+    if (level < KM_LOG_ERROR || level > KM_LOG_DEBUG)
+        return "unknown";
+    return level_names[level];
+}
+
+int km_log_parse_level(const char *text, enum km_log_level *out)
+{
+    for (int l = KM_LOG_ERROR; l <= KM_LOG_DEBUG; l++) {
+        if (strcasecmp(text, level_names[l]) == 0) {
+            *out = (enum km_log_level)l;
+            return 0;
+        }
+    }
+    if (strcasecmp(text, "warn") == 0) {
+        *out = KM_LOG_WARNING;
+        return 0;
+    }
+    return -1;
+}
+
+void km_vlog(enum km_log_level level, const char *prefix, const char *fmt, va_list ap)
+{
+    char line[1024];
+    int n = 0;
+
+    if (level > g_log.level)
+        return;
+    if (prefix)
+        n = snprintf(line, sizeof line, "%s: ", prefix);
+    vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    size_t len = strlen(line);
+    while (len > 0 && line[len - 1] == '\n')
+        line[--len] = '\0';
+
+    if (g_log.hook)
+        g_log.hook(level, line, g_log.hook_arg);
+    if (g_log.target == KM_LOG_SYSLOG) {
+        syslog((int)level, "%s", line);
+        return;
+    }
+    char stamp[32];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    fprintf(stderr, "%s %s[%d] %s: %s\n", stamp, g_log.ident, (int)getpid(),
+            km_log_level_name(level), line);
+}
+
+void km_log(enum km_log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    km_vlog(level, NULL, fmt, ap);
+    va_end(ap);
+}

@@ -1,0 +1,266 @@
+/*
+ * katomon/plugin.h - the plugin ABI.
+ *
+ * A plugin is a shared object that exports one symbol, `km_plugin_descriptor`
+ * (use KM_PLUGIN_DEFINE), describing it. The daemon dlopen()s it, checks
+ * .abi against KM_PLUGIN_ABI, validates the plugin's [plugin NAME] section
+ * against .config, and calls .init with the host interface. A plugin reaches
+ * the core only through that interface; it never links against core objects.
+ *
+ * Ownership, jansson-style:
+ *   - "steals"    the callee takes over the caller's reference;
+ *   - "new"       the caller owns the returned reference and must release it;
+ *   - "borrowed"  valid for the stated time only; do not free or modify.
+ * Everything a plugin creates through the host (topics, subscriptions,
+ * timers, requests) is released by the core when the plugin is shut down or
+ * disabled; a plugin may release them earlier itself.
+ *
+ * All host functions must be called from the event loop's thread (i.e. from
+ * init, shutdown, or a callback the core invoked).
+ */
+#ifndef KATOMON_PLUGIN_H
+#define KATOMON_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdarg.h>
+#include <jansson.h>
+
+#include <katomon/schema.h>
+#include <katomon/http.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped whenever struct km_plugin or struct km_host changes incompatibly. */
+#define KM_PLUGIN_ABI 1
+
+/* Name of the descriptor symbol the loader looks up. */
+#define KM_PLUGIN_SYMBOL "km_plugin_descriptor"
+
+/* ---- error codes: returned negated by host functions ------------------ */
+
+/* General */
+#define KM_OK      0  /* success */
+#define KM_ENOMEM  -1 /* out of memory */
+#define KM_EINVAL  -2 /* a bad argument (NULL, empty name, bad kind, ...) */
+/* Topics (declare, publish, subscribe, replay) */
+#define KM_ESCHEMA -10 /* publish: the message does not match the topic's type */
+#define KM_EEXIST  -11 /* declare: the topic is declared already */
+#define KM_ENOENT  -12 /* no such topic */
+#define KM_EOWNER  -13 /* publish: the topic belongs to another plugin */
+#define KM_EGONE   -14 /* replay: messages after `since` are no longer in the ring */
+#define KM_EKIND   -15 /* replay on a state topic; event op on the wrong kind */
+/* Plugins (loader) */
+#define KM_EABI    -20 /* descriptor ABI differs from KM_PLUGIN_ABI */
+#define KM_EINIT   -21 /* the plugin's init failed */
+#define KM_ECONFIG -22 /* the plugin's section has a bad key or value */
+
+/* ---- log levels (the syslog numbers) ----------------------------------- */
+
+enum km_log_level {
+    KM_LOG_ERROR = 3,   /* something failed; an operator should act */
+    KM_LOG_WARNING = 4, /* degraded but working (source down, retrying) */
+    KM_LOG_NOTICE = 5,  /* normal but significant (start, stop, reload) */
+    KM_LOG_INFO = 6,    /* routine detail */
+    KM_LOG_DEBUG = 7,   /* for developers */
+};
+
+/* ---- configuration ----------------------------------------------------- */
+
+/* Value types of configuration keys; the loader checks them before init. */
+enum km_conf_type {
+    KM_CONF_STRING, /* any text */
+    KM_CONF_INT,    /* decimal integer within [min, max] */
+    KM_CONF_DOUBLE, /* number within [min, max] */
+    KM_CONF_BOOL,   /* true/false, yes/no, on/off, 1/0 */
+};
+
+/* One key a plugin accepts in its [plugin NAME] section. */
+struct km_conf_key {
+    const char *name;       /* key; NULL ends the list */
+    enum km_conf_type type; /* value type */
+    const char *def;        /* default as text; NULL: no default (key optional) */
+    double min, max;        /* INT/DOUBLE bounds; both 0: unbounded */
+    const char *help;       /* one line shown in errors and --help-plugin */
+};
+
+/* One `key = value` line, as read from the file. */
+struct km_conf_entry {
+    const char *key;   /* key, as written */
+    const char *value; /* value, trimmed */
+    int line;          /* line in the file */
+};
+
+/* One [KIND NAME] section, e.g. [alert high_cpu]. Borrowed from the core. */
+struct km_conf_section {
+    const char *kind;                   /* "plugin", "alert", ... */
+    const char *name;                   /* the NAME part; "" for [core] etc. */
+    const char *file;                   /* file it was read from */
+    int line;                           /* line of its [header] */
+    const struct km_conf_entry *entries; /* its lines, in file order */
+    size_t n_entries;                   /* number of entries */
+};
+
+/* ---- messages, topics, subscriptions ------------------------------------ */
+
+struct km_ctx;   /* opaque: the core's handle for one loaded plugin */
+struct km_topic; /* opaque: a named, typed topic on the bus */
+struct km_msg;   /* opaque: an immutable, reference-counted published message */
+struct km_sub;   /* opaque: one subscription */
+struct km_timer; /* opaque: one timer */
+
+/* Topic kinds. */
+enum km_topic_kind {
+    KM_TOPIC_STATE = 1, /* keeps its latest message; new subscribers get it at once */
+    KM_TOPIC_EVENT = 2, /* numbers messages (seq 1, 2, ...) and keeps a replay ring */
+};
+
+/* What declare needs to know about a topic. Copied, except .schema. */
+struct km_topic_def {
+    const char *name;              /* [a-z0-9_.-]+, at most 64 bytes */
+    enum km_topic_kind kind;       /* state or event */
+    const struct km_field *schema; /* type of every message's top-level object;
+                                      borrowed: must outlive the plugin. NULL: any object */
+    unsigned ring_size;            /* event topics: messages kept for replay; 0: 256 */
+    const char *description;       /* one line for GET /api/v1/topics; may be NULL */
+};
+
+/*
+ * Delivery callback. `msg` is borrowed for the duration of the call; take
+ * a reference with km_host.msg_ref() to keep it. Callbacks run synchronously
+ * inside publish(), in subscription order; a callback may publish, subscribe
+ * and unsubscribe (itself included).
+ */
+typedef void (*km_msg_cb)(struct km_topic *topic, struct km_msg *msg, void *arg);
+
+/* Timer callback. */
+typedef void (*km_timer_cb)(void *arg);
+
+/* Timer flags. */
+#define KM_TIMER_REPEAT (1u << 0) /* fire every interval until deleted */
+#define KM_TIMER_NOW    (1u << 1) /* also fire once as soon as the loop runs */
+
+/* ---- the host interface handed to init ---------------------------------- */
+
+struct km_host {
+    uint32_t abi;  /* KM_PLUGIN_ABI of the core */
+    size_t size;   /* sizeof(struct km_host) of the core */
+
+    /* Logging: one line, prefixed with the plugin's name. */
+    void (*log)(struct km_ctx *ctx, enum km_log_level level, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+    /* Human text for a KM_E* code. Borrowed, static. */
+    const char *(*strerror)(int err);
+
+    /*
+     * Configuration of this plugin's [plugin NAME] section, already checked
+     * against the descriptor's .config (so the typed getters cannot fail):
+     * the value, or the key's default when unset. Strings are borrowed
+     * until the plugin is shut down. A key not in .config returns NULL / 0.
+     */
+    const char *(*config_string)(struct km_ctx *ctx, const char *key);
+    long long (*config_int)(struct km_ctx *ctx, const char *key);
+    double (*config_double)(struct km_ctx *ctx, const char *key);
+    int (*config_bool)(struct km_ctx *ctx, const char *key);
+    /* Every [KIND NAME] section of the file (e.g. kind "alert"). Borrowed
+       until the next reload; *n receives the count. */
+    const struct km_conf_section *const *(*config_sections)(struct km_ctx *ctx,
+                                                            const char *kind, size_t *n);
+    /* [core] state_dir, where plugins keep persistent files. Borrowed. */
+    const char *(*state_dir)(struct km_ctx *ctx);
+
+    /*
+     * Topics. declare returns a borrowed topic (owned by the bus, valid for
+     * the daemon's lifetime), or NULL with *err set (KM_EEXIST, KM_EINVAL).
+     * find returns a borrowed topic or NULL.
+     */
+    struct km_topic *(*topic_declare)(struct km_ctx *ctx, const struct km_topic_def *def,
+                                      int *err);
+    struct km_topic *(*topic_find)(struct km_ctx *ctx, const char *name);
+    const char *(*topic_name)(const struct km_topic *topic);
+
+    /*
+     * publish: validates `body` (a JSON object) against the topic's type
+     * and delivers it. Steals `body` in every case, even on error. Returns
+     * KM_OK, KM_ESCHEMA (refused: logged and counted, nothing delivered),
+     * KM_EOWNER or KM_EINVAL. The body must not be modified afterwards.
+     */
+    int (*publish)(struct km_ctx *ctx, struct km_topic *topic, json_t *body);
+
+    /*
+     * subscribe: by name, so a topic declared later (or by a plugin loaded
+     * later) still reaches the subscriber. For a state topic that has a
+     * value, cb is called once with it before subscribe returns.
+     * Returns a handle owned by the core (NULL only on ENOMEM).
+     */
+    struct km_sub *(*subscribe)(struct km_ctx *ctx, const char *topic, km_msg_cb cb,
+                                void *arg);
+    /* unsubscribe: cb is never called again; safe inside cb itself. */
+    void (*unsubscribe)(struct km_ctx *ctx, struct km_sub *sub);
+
+    /* Messages. json: borrowed for as long as the caller holds `msg`; read
+       only. ref returns `msg` with a new reference; unref releases one. */
+    json_t *(*msg_json)(const struct km_msg *msg);
+    uint64_t (*msg_seq)(const struct km_msg *msg); /* event topics; 0 on state */
+    struct km_msg *(*msg_ref)(struct km_msg *msg);
+    void (*msg_unref)(struct km_msg *msg);
+    /* latest message of a state topic (borrowed), or NULL */
+    struct km_msg *(*topic_latest)(struct km_topic *topic);
+
+    /* Timers on the daemon's loop. The handle is owned by the core. */
+    struct km_timer *(*timer_add)(struct km_ctx *ctx, double interval_s, unsigned flags,
+                                  km_timer_cb cb, void *arg);
+    void (*timer_del)(struct km_ctx *ctx, struct km_timer *timer);
+
+    /*
+     * Non-blocking HTTP (see katomon/http.h). Returns a handle owned by the
+     * core until cb has run, or NULL with nothing started (bad url, ENOMEM):
+     * in that case cb is not called. cancel: cb is not called afterwards.
+     */
+    struct km_http_req *(*http_request)(struct km_ctx *ctx,
+                                        const struct km_http_request *req, km_http_cb cb,
+                                        void *arg);
+    void (*http_cancel)(struct km_ctx *ctx, struct km_http_req *req);
+
+    /* The daemon's libevent base (struct event_base *), for plugins doing
+       their own non-blocking I/O. Borrowed. */
+    void *(*event_base)(struct km_ctx *ctx);
+};
+
+/* ---- the descriptor a plugin exports ------------------------------------ */
+
+struct km_plugin {
+    uint32_t abi;                     /* KM_PLUGIN_ABI the plugin was built with */
+    const char *name;                 /* matches NAME in [plugin NAME] */
+    const char *version;              /* the plugin's own version */
+    const char *description;          /* one line for GET /api/v1/plugins */
+    const struct km_conf_key *config; /* keys its section accepts (besides the core's
+                                         `file` and `enabled`); NULL: none */
+    /* Start: declare topics, subscribe, add timers. Return 0, or -1 after
+       logging why (the plugin is then disabled and its resources freed). */
+    int (*init)(struct km_ctx *ctx, const struct km_host *host);
+    /* SIGHUP: the config was re-read; may be NULL. Return 0 or -1 (logged,
+       the plugin keeps running with what it had). */
+    int (*reload)(struct km_ctx *ctx);
+    /* Stop: free what the plugin allocated itself. May be NULL. */
+    void (*shutdown)(struct km_ctx *ctx);
+};
+
+#if defined(__GNUC__)
+#define KM_EXPORT __attribute__((visibility("default")))
+#else
+#define KM_EXPORT
+#endif
+
+/* Defines the exported descriptor: KM_PLUGIN_DEFINE(.name = "x", .init = f, ...) */
+#define KM_PLUGIN_DEFINE(...)                                                    \
+    KM_EXPORT const struct km_plugin km_plugin_descriptor = {.abi = KM_PLUGIN_ABI, \
+                                                             __VA_ARGS__}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KATOMON_PLUGIN_H */
