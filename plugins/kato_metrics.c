@@ -1,0 +1,313 @@
+/*
+ * kato_metrics - polls the KATO service's HTTP API.
+ *
+ * Every `interval` it asks KATO for GET /metrics, /health and
+ * /sessions/count, concurrently and without blocking, and publishes:
+ *
+ *   metrics      the /metrics body as KATO sent it (sections optional: KATO's
+ *                own error paths drop some), or {"error": "..."}
+ *   sessions     {"active_count": N, "total_count": M}, N read from
+ *                /sessions/count's active_session_count (the original
+ *                dashboard read a key KATO never sends)
+ *   kato_health  the /health body, or {"status": "error", "error": "..."}
+ *
+ * Each message carries "_source": {"healthy", "error", "fetched_at",
+ * "failures"} so a consumer can tell fresh data from a failing source:
+ * when a request fails (unreachable, timeout, non-200, bad JSON, a body of
+ * the wrong shape) the topic gets the error shape, never the last good body.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <katomon/plugin.h>
+#include <katomon/util.h>
+
+/* ---- config ---- */
+
+static const struct km_conf_key kato_keys[] = {
+    {"url", KM_CONF_STRING, "http://127.0.0.1:8000", 0, 0, "KATO base URL (http only)"},
+    {"interval", KM_CONF_DOUBLE, "5", 0.1, 86400, "seconds between polls"},
+    {"timeout", KM_CONF_DOUBLE, "3", 0.1, 600, "seconds before a request is given up"},
+    {NULL, 0, NULL, 0, 0, NULL},
+};
+
+/* ---- schemas (open objects: KATO may add fields) ---- */
+
+static const struct km_field source_fields[] = {
+    KM_FIELD("healthy", KM_BOOL, KM_F_REQUIRED),
+    KM_FIELD("error", KM_STRING, KM_F_NULLABLE),
+    KM_FIELD("fetched_at", KM_STRING, KM_F_REQUIRED),
+    KM_FIELD("failures", KM_INTEGER, 0),
+    KM_FIELD_END,
+};
+
+static const struct km_field perf_fields[] = {
+    KM_FIELD("total_requests", KM_NUMBER, 0),
+    KM_FIELD("total_errors", KM_NUMBER, 0),
+    KM_FIELD("error_rate", KM_NUMBER, 0),
+    KM_FIELD("average_response_time", KM_NUMBER, 0),
+    KM_FIELD_END,
+};
+
+static const struct km_field metrics_sessions_fields[] = {
+    KM_FIELD("total_created", KM_NUMBER, 0),
+    KM_FIELD("total_deleted", KM_NUMBER, 0),
+    KM_FIELD("active", KM_NUMBER, 0),
+    KM_FIELD("operations_total", KM_NUMBER, 0),
+    KM_FIELD_END,
+};
+
+static const struct km_field resources_fields[] = {
+    KM_FIELD("cpu_percent", KM_NUMBER, 0),
+    KM_FIELD("memory_percent", KM_NUMBER, 0),
+    KM_FIELD("disk_percent", KM_NUMBER, 0),
+    KM_FIELD_END,
+};
+
+static const struct km_field rates_fields[] = {
+    KM_FIELD("requests_per_second", KM_NUMBER, 0),
+    KM_FIELD("requests_per_minute", KM_NUMBER, 0),
+    KM_FIELD("errors_per_minute", KM_NUMBER, 0),
+    KM_FIELD_END,
+};
+
+static const struct km_field processor_item = KM_FIELD(NULL, KM_OBJECT, 0);
+
+static const struct km_field pm_fields[] = {
+    KM_FIELD("total_processors", KM_NUMBER, 0),
+    KM_FIELD("max_processors", KM_NUMBER, 0),
+    KM_FIELD_ARRAY("processors", 0, &processor_item),
+    KM_FIELD_END,
+};
+
+static const struct km_field metrics_schema[] = {
+    KM_FIELD("timestamp", KM_NUMBER, 0),
+    KM_FIELD("error", KM_STRING, 0),
+    KM_FIELD_OBJECT("sessions", 0, metrics_sessions_fields),
+    KM_FIELD_OBJECT("performance", 0, perf_fields),
+    KM_FIELD_OBJECT("resources", 0, resources_fields),
+    KM_FIELD("databases", KM_OBJECT, 0),
+    KM_FIELD_OBJECT("processor_manager", 0, pm_fields),
+    KM_FIELD_OBJECT("rates", 0, rates_fields),
+    KM_FIELD_OBJECT("_source", KM_F_REQUIRED, source_fields),
+    KM_FIELD_END,
+};
+
+static const struct km_field sessions_schema[] = {
+    KM_FIELD("active_count", KM_INTEGER, KM_F_REQUIRED | KM_F_NULLABLE),
+    KM_FIELD("total_count", KM_INTEGER, KM_F_REQUIRED),
+    KM_FIELD("error", KM_STRING, 0),
+    KM_FIELD_OBJECT("_source", KM_F_REQUIRED, source_fields),
+    KM_FIELD_END,
+};
+
+static const struct km_field health_schema[] = {
+    KM_FIELD("status", KM_STRING, KM_F_REQUIRED),
+    KM_FIELD("error", KM_STRING, 0),
+    KM_FIELD_OBJECT("_source", KM_F_REQUIRED, source_fields),
+    KM_FIELD_END,
+};
+
+/* ---- state ---- */
+
+/* One polled endpoint. */
+struct kato_source {
+    const char *path;            /* e.g. "/metrics" */
+    const char *topic_name;      /* topic it feeds */
+    const struct km_field *schema; /* that topic's type */
+    const char *description;     /* for GET /api/v1/topics */
+    struct km_topic *topic;      /* declared at init */
+    struct km_http_req *req;     /* request in flight, or NULL */
+    unsigned failures;           /* consecutive failed polls */
+    json_t *(*shape)(json_t *body); /* turns a good body into the topic's message
+                                       (steals body); NULL: as is */
+};
+
+static const struct km_host *host;
+static struct km_ctx *ctx;
+static struct km_timer *timer;
+static char *base_url;     /* url without a trailing slash */
+static unsigned timeout_ms; /* per request */
+static double last_total_created; /* for sessions.total_count */
+
+static json_t *shape_sessions(json_t *body);
+
+static struct kato_source sources[] = {
+    {"/metrics", "metrics", metrics_schema, "KATO GET /metrics body", NULL, NULL, 0, NULL},
+    {"/sessions/count", "sessions", sessions_schema,
+     "active and total KATO sessions", NULL, NULL, 0, shape_sessions},
+    {"/health", "kato_health", health_schema, "KATO GET /health body", NULL, NULL, 0, NULL},
+};
+#define N_SOURCES (sizeof sources / sizeof sources[0])
+
+/* ---- messages ---- */
+
+static json_t *source_info(const char *error, unsigned failures)
+{
+    char when[32];
+    return json_pack("{s:b, s:s?, s:s, s:I}", "healthy", error == NULL, "error", error,
+                     "fetched_at", km_format_utc(km_wall_us(), when, sizeof when),
+                     "failures", (json_int_t)failures);
+}
+
+/* /sessions/count -> {"active_count","total_count"}; NULL when the key is absent. */
+static json_t *shape_sessions(json_t *body)
+{
+    json_t *n = json_object_get(body, "active_session_count");
+    json_t *out = NULL;
+
+    if (json_is_integer(n))
+        out = json_pack("{s:O, s:I}", "active_count", n, "total_count",
+                        (json_int_t)last_total_created);
+    json_decref(body);
+    return out;
+}
+
+/* The error shape of each topic, as the original dashboard sent it. */
+static json_t *error_message(struct kato_source *s, const char *error)
+{
+    json_t *m;
+
+    if (strcmp(s->topic_name, "kato_health") == 0)
+        m = json_pack("{s:s, s:s}", "status", "error", "error", error);
+    else if (strcmp(s->topic_name, "sessions") == 0)
+        m = json_pack("{s:n, s:I, s:s}", "active_count", "total_count",
+                      (json_int_t)last_total_created, "error", error);
+    else
+        m = json_pack("{s:s}", "error", error);
+    if (m)
+        json_object_set_new(m, "_source", source_info(error, s->failures));
+    return m;
+}
+
+static void publish_error(struct kato_source *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void publish_error(struct kato_source *s, const char *fmt, ...)
+{
+    char error[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(error, sizeof error, fmt, ap);
+    va_end(ap);
+    s->failures++;
+    /* say it once when the source goes bad, not every interval */
+    if (s->failures == 1)
+        host->log(ctx, KM_LOG_WARNING, "%s: %s (retrying every poll)", s->topic_name, error);
+    host->publish(ctx, s->topic, error_message(s, error));
+}
+
+/* ---- polling ---- */
+
+static void on_response(const struct km_http_response *resp, void *arg)
+{
+    struct kato_source *s = arg;
+    json_error_t jerr;
+
+    s->req = NULL;
+    if (resp->error) {
+        publish_error(s, "KATO unreachable: GET %s%s: %s", base_url, s->path, resp->error);
+        return;
+    }
+    if (resp->status != 200) {
+        publish_error(s, "KATO answered HTTP %d to GET %s", resp->status, s->path);
+        return;
+    }
+    json_t *body = json_loadb(resp->body, resp->body_len, 0, &jerr);
+    if (!json_is_object(body)) {
+        json_decref(body);
+        publish_error(s, "KATO sent bad JSON for GET %s: %s", s->path,
+                      body ? "not an object" : jerr.text);
+        return;
+    }
+    if (s == &sources[0]) { /* remember sessions.total_created for the sessions topic */
+        json_t *tc = json_object_get(json_object_get(body, "sessions"), "total_created");
+        if (json_is_number(tc))
+            last_total_created = json_number_value(tc);
+    }
+    if (s->shape && !(body = s->shape(body))) {
+        publish_error(s, "KATO sent an unexpected shape for GET %s", s->path);
+        return;
+    }
+    json_object_set_new(body, "_source", source_info(NULL, 0));
+    if (s->failures)
+        host->log(ctx, KM_LOG_NOTICE, "%s: KATO answers again after %u failed polls",
+                  s->topic_name, s->failures);
+    unsigned failures = s->failures;
+    s->failures = 0;
+    if (host->publish(ctx, s->topic, body) == KM_ESCHEMA) {
+        s->failures = failures;
+        publish_error(s, "KATO sent an unexpected shape for GET %s (see the log)", s->path);
+    }
+}
+
+static void poll_source(struct kato_source *s)
+{
+    char url[1024];
+
+    if (s->req) /* KATO is slower than the interval: don't pile requests up */
+        return;
+    snprintf(url, sizeof url, "%s%s", base_url, s->path);
+    struct km_http_request req = {.url = url, .timeout_ms = timeout_ms, .max_body = 4 << 20};
+    s->req = host->http_request(ctx, &req, on_response, s);
+    if (!s->req)
+        publish_error(s, "cannot request %s", url);
+}
+
+static void poll_all(void *arg)
+{
+    for (size_t i = 0; i < N_SOURCES; i++)
+        poll_source(&sources[i]);
+}
+
+/* ---- init/shutdown ---- */
+
+static int kato_init(struct km_ctx *c, const struct km_host *h)
+{
+    int err;
+
+    host = h;
+    ctx = c;
+    const char *url = host->config_string(ctx, "url");
+    if (strncmp(url, "http://", 7) != 0) {
+        host->log(ctx, KM_LOG_ERROR, "url '%s' must start with http://", url);
+        return -1;
+    }
+    base_url = strdup(url);
+    if (!base_url)
+        return -1;
+    size_t n = strlen(base_url);
+    while (n > 7 && base_url[n - 1] == '/')
+        base_url[--n] = '\0';
+    timeout_ms = (unsigned)(host->config_double(ctx, "timeout") * 1000);
+
+    for (size_t i = 0; i < N_SOURCES; i++) {
+        struct kato_source *s = &sources[i];
+        struct km_topic_def def = {s->topic_name, KM_TOPIC_STATE, s->schema, 0,
+                                   s->description};
+        s->failures = 0;
+        s->req = NULL;
+        s->topic = host->topic_declare(ctx, &def, &err);
+        if (!s->topic) {
+            host->log(ctx, KM_LOG_ERROR, "cannot declare topic %s: %s", s->topic_name,
+                      host->strerror(err));
+            return -1;
+        }
+    }
+    timer = host->timer_add(ctx, host->config_double(ctx, "interval"),
+                            KM_TIMER_REPEAT | KM_TIMER_NOW, poll_all, NULL);
+    return timer ? 0 : -1;
+}
+
+static void kato_shutdown(struct km_ctx *c)
+{
+    /* the core cancels our timer and requests itself */
+    free(base_url);
+    base_url = NULL;
+}
+
+KM_PLUGIN_DEFINE(.name = "kato_metrics", .version = "1.0",
+                 .description = "polls KATO /metrics, /health and /sessions/count",
+                 .config = kato_keys, .init = kato_init, .shutdown = kato_shutdown);
