@@ -142,6 +142,24 @@ typedef void (*km_timer_cb)(void *arg);
 #define KM_TIMER_REPEAT (1u << 0) /* fire every interval until deleted */
 #define KM_TIMER_NOW    (1u << 1) /* also fire once as soon as the loop runs */
 
+/* One REST request a plugin's route serves. Borrowed during the handler. */
+struct km_rest_call {
+    const char *method; /* "GET", "POST", "DELETE", ... */
+    const char *path;   /* e.g. "/api/v1/alerts/read" */
+    const char *query;  /* raw query string without '?'; "" when none */
+    const char *body;   /* request body, NUL-terminated; "" when none */
+    size_t body_len;    /* bytes of body */
+};
+
+/*
+ * REST handler: returns the HTTP status. On success set *reply to a new
+ * JSON value (the core steals it and sends it). On an error status, *reply
+ * may be NULL and the core then sends {"detail": detail}, where detail is
+ * set through *detail (a static or borrowed string) or a default text.
+ */
+typedef int (*km_rest_cb)(const struct km_rest_call *call, json_t **reply,
+                          const char **detail, void *arg);
+
 /* ---- the host interface handed to init ---------------------------------- */
 
 struct km_host {
@@ -228,6 +246,19 @@ struct km_host {
     /* The daemon's libevent base (struct event_base *), for plugins doing
        their own non-blocking I/O. Borrowed. */
     void *(*event_base)(struct km_ctx *ctx);
+
+    /*
+     * REST: serve `method` `path` (exact, must start with "/api/v1/") from
+     * the daemon's HTTP port, behind the same auth token, CORS and size
+     * limits as the core's endpoints. Returns KM_OK, KM_EEXIST (taken) or
+     * KM_EINVAL. The route is removed when the plugin shuts down.
+     */
+    int (*rest_route)(struct km_ctx *ctx, const char *method, const char *path,
+                      km_rest_cb cb, void *arg);
+    /* A query parameter of `call`, percent-decoded into buf (len bytes);
+       returns buf, or NULL when absent or too long. */
+    const char *(*rest_param)(const struct km_rest_call *call, const char *name, char *buf,
+                              size_t len);
 };
 
 /* ---- the descriptor a plugin exports ------------------------------------ */

@@ -1,0 +1,995 @@
+/*
+ * alert_manager - turns topic values into alerts, keeps their history.
+ *
+ * Rules come from the [alert NAME] sections of katomon.conf. Two kinds:
+ *
+ *   threshold  `path` names a number in each message of `topic`; `op` (>, >=,
+ *              <, <=) compares it with `warning`; `critical` escalates to
+ *              level error and is inclusive (>= for >), as in the original
+ *              dashboard ("> 80 warning, error at >= 90").
+ *   match      `path` ends in [*] and names an array of items (containers);
+ *              `match` ("status != running || health == unhealthy") is
+ *              tested on each item; `name_field` names the item.
+ *
+ * Per alert key (the rule's type, or TYPE_NAME per item) the state machine:
+ *   - fires when the condition held for `for` consecutive samples;
+ *   - escalates warning -> error at once;
+ *   - while firing, reminds every `cooldown` seconds (the original re-sent
+ *     an alert each 60 s while it held; the cooldown is that period);
+ *   - resolves (a message with "state": "resolved") when the value comes
+ *     back past `clear` (hysteresis; default: the warning threshold) or the
+ *     item stops matching or disappears.
+ * A message whose source is unhealthy (it has an "error" member) is not
+ * evaluated: unknown is not recovered.
+ *
+ * Alerts of one evaluation (one message of a topic) go out as one batch on
+ * the `system_alerts` event topic: {"id", "timestamp", "alerts": [...]}.
+ *
+ * History: every alert is appended to STATE_DIR/alerts.jsonl, one JSON
+ * object per line, and kept in memory (at most max_entries). "read" and
+ * "clear" actions are appended as {"op": ...} lines, so the file is
+ * append-only between compactions. fsync policy: each batch is written with
+ * one write() at once, which survives kill -9 (the data is in the kernel);
+ * fdatasync() runs from a timer at most every `sync_interval` seconds while
+ * there is unsynced data, bounding what a power loss can take and keeping
+ * disk flushes off the hot path. When the file passes max_bytes it is
+ * compacted: entries younger than max_age_days, at most max_entries, are
+ * written to a temporary file that replaces it (the old one is kept as
+ * alerts.jsonl.1). A torn last line (kill -9 mid-write) is skipped on load.
+ *
+ * REST: GET /api/v1/alerts (level, type, state, since, limit),
+ * GET /api/v1/alerts/active, POST /api/v1/alerts/read ({"ids": [...]} or
+ * {"all": true}), DELETE /api/v1/alerts.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <katomon/plugin.h>
+#include <katomon/util.h>
+
+#define MAX_RULES    64  /* [alert] sections honoured */
+#define MAX_CLAUSES  4   /* "a || b || c || d" */
+#define MAX_TRACKS   512 /* alert keys tracked per rule (items) */
+#define LINE_MAX_LEN 65536 /* longest history line read back */
+
+static const struct km_conf_key am_keys[] = {
+    {"max_entries", KM_CONF_INT, "1000", 10, 1000000, "alerts kept in history"},
+    {"max_bytes", KM_CONF_INT, "1048576", 4096, 1073741824,
+     "history file size that triggers compaction"},
+    {"max_age_days", KM_CONF_DOUBLE, "30", 0.001, 36500, "older alerts are dropped"},
+    {"sync_interval", KM_CONF_DOUBLE, "5", 0.1, 3600,
+     "seconds between fdatasync of new history lines"},
+    {NULL, 0, NULL, 0, 0, NULL},
+};
+
+static const struct km_field alert_item[] = {
+    KM_FIELD("level", KM_STRING, KM_F_REQUIRED),
+    KM_FIELD("type", KM_STRING, KM_F_REQUIRED),
+    KM_FIELD("message", KM_STRING, KM_F_REQUIRED),
+    KM_FIELD("state", KM_STRING, KM_F_REQUIRED),
+    KM_FIELD("id", KM_STRING, KM_F_REQUIRED),
+    KM_FIELD("value", KM_NUMBER, 0),
+    KM_FIELD("threshold", KM_NUMBER, 0),
+    KM_FIELD_END,
+};
+static const struct km_field alert_array_item = KM_FIELD_OBJECT(NULL, 0, alert_item);
+static const struct km_field batch_schema[] = {
+    KM_FIELD("id", KM_STRING, KM_F_REQUIRED),
+    KM_FIELD("timestamp", KM_STRING, KM_F_REQUIRED),
+    KM_FIELD_ARRAY("alerts", KM_F_REQUIRED, &alert_array_item),
+    KM_FIELD_END,
+};
+
+/* ---- rules ---- */
+
+enum cmp_op { OP_GT, OP_GE, OP_LT, OP_LE };
+
+/* One "FIELD ==|!= VALUE" test of a match rule. */
+struct clause {
+    char field[64]; /* item member tested */
+    int negate;     /* != rather than == */
+    char value[64]; /* compared as text (numbers as written) */
+};
+
+/* The state of one alert key. */
+struct track {
+    char key[160];      /* TYPE or TYPE_ITEMNAME */
+    char item[96];      /* item name (match rules); "" otherwise */
+    int level;          /* 0 clear, 1 warning, 2 error */
+    unsigned streak;    /* consecutive samples the condition held */
+    int64_t last_sent;  /* monotonic µs of the last firing/reminder sent */
+    int seen;           /* match rules: present in this evaluation */
+};
+
+struct rule {
+    char name[64];         /* [alert NAME] */
+    char type[64];         /* alert type on the wire */
+    char topic[65];        /* source topic */
+    char path[128];        /* dotted path; match rules end in [*] */
+    char message[256];     /* template */
+    char name_field[64];   /* match rules: item name member */
+    int is_match;          /* match rule (else threshold) */
+    enum cmp_op op;        /* threshold comparison */
+    int has_warning, has_critical; /* which thresholds are set */
+    double warning, critical, clear; /* thresholds; clear: hysteresis */
+    unsigned for_n;        /* consecutive samples before firing */
+    double cooldown;       /* seconds between reminders */
+    int match_level;       /* match rules: 1 warning, 2 error */
+    struct clause clauses[MAX_CLAUSES]; /* match rules: or-ed tests */
+    int n_clauses;         /* used clauses */
+    struct track *tracks;  /* alert keys of this rule */
+    int n_tracks;          /* used */
+};
+
+/* One subscribed topic with the rules reading it. */
+struct watched {
+    char topic[65];     /* topic name */
+    struct km_sub *sub; /* our subscription */
+};
+
+static struct {
+    const struct km_host *host; /* the core */
+    struct km_ctx *ctx;         /* our handle */
+    struct km_topic *out;       /* system_alerts */
+    struct rule *rules;         /* parsed [alert] sections */
+    int n_rules;                /* count */
+    struct watched *watched;    /* one subscription per source topic */
+    int n_watched;              /* count */
+    uint64_t next_id;           /* history ids */
+    /* history */
+    json_t *history;            /* array of entries, oldest first */
+    char *path;                 /* STATE_DIR/alerts.jsonl */
+    int fd;                     /* append descriptor; -1 when history is off */
+    size_t file_bytes;          /* current file size */
+    int dirty;                  /* written but not yet fdatasync()ed */
+    long long max_entries;      /* config */
+    long long max_bytes;        /* config */
+    double max_age_s;           /* config */
+    struct km_timer *sync;      /* fdatasync timer */
+} am;
+
+static const char *level_name(int level)
+{
+    return level >= 2 ? "error" : level == 1 ? "warning" : "info";
+}
+
+/* ---- rule parsing ---- */
+
+static const char *sec_value(const struct km_conf_section *s, const char *key)
+{
+    for (size_t i = 0; i < s->n_entries; i++)
+        if (strcmp(s->entries[i].key, key) == 0)
+            return s->entries[i].value;
+    return NULL;
+}
+
+static int parse_clauses(struct rule *r, const char *text)
+{
+    char buf[256];
+    char *save = NULL;
+
+    snprintf(buf, sizeof buf, "%s", text);
+    for (char *part = strtok_r(buf, "|", &save); part; part = strtok_r(NULL, "|", &save)) {
+        char field[64], op[3], value[64];
+        if (r->n_clauses == MAX_CLAUSES ||
+            sscanf(part, " %63[A-Za-z0-9_.] %2[!=] %63s", field, op, value) != 3 ||
+            (strcmp(op, "==") != 0 && strcmp(op, "!=") != 0))
+            return -1;
+        struct clause *c = &r->clauses[r->n_clauses++];
+        snprintf(c->field, sizeof c->field, "%s", field);
+        snprintf(c->value, sizeof c->value, "%s", value);
+        c->negate = op[0] == '!';
+    }
+    return r->n_clauses > 0 ? 0 : -1;
+}
+
+static int parse_rule(const struct km_conf_section *s, struct rule *r)
+{
+    const char *v;
+
+    memset(r, 0, sizeof *r);
+    snprintf(r->name, sizeof r->name, "%s", s->name);
+    snprintf(r->type, sizeof r->type, "%s", (v = sec_value(s, "type")) ? v : s->name);
+    snprintf(r->topic, sizeof r->topic, "%s", (v = sec_value(s, "topic")) ? v : "");
+    snprintf(r->path, sizeof r->path, "%s", (v = sec_value(s, "path")) ? v : "");
+    snprintf(r->name_field, sizeof r->name_field, "%s",
+             (v = sec_value(s, "name_field")) ? v : "name");
+    r->for_n = (v = sec_value(s, "for")) ? (unsigned)atoi(v) : 1;
+    r->cooldown = (v = sec_value(s, "cooldown")) ? atof(v) : 60;
+    r->op = OP_GT;
+    if ((v = sec_value(s, "op")))
+        r->op = !strcmp(v, ">=") ? OP_GE : !strcmp(v, "<") ? OP_LT : !strcmp(v, "<=") ? OP_LE : OP_GT;
+    if ((v = sec_value(s, "warning")))
+        r->has_warning = 1, r->warning = atof(v);
+    if ((v = sec_value(s, "critical")))
+        r->has_critical = 1, r->critical = atof(v);
+    r->clear = (v = sec_value(s, "clear")) ? atof(v)
+                                           : (r->has_warning ? r->warning : r->critical);
+    if ((v = sec_value(s, "match"))) {
+        r->is_match = 1;
+        if (parse_clauses(r, v) < 0) {
+            am.host->log(am.ctx, KM_LOG_ERROR,
+                         "%s:%d: [alert %s] match '%s' is not FIELD ==|!= VALUE [|| ...]",
+                         s->file, s->line, s->name, v);
+            return -1;
+        }
+        v = sec_value(s, "level");
+        r->match_level = v && !strcmp(v, "warning") ? 1 : 2;
+    } else if (!r->has_warning && !r->has_critical) {
+        am.host->log(am.ctx, KM_LOG_ERROR,
+                     "%s:%d: [alert %s] needs warning, critical or match", s->file, s->line,
+                     s->name);
+        return -1;
+    }
+    v = sec_value(s, "message");
+    snprintf(r->message, sizeof r->message, "%s",
+             v ? v : r->is_match ? "%s '{name}' is {matched}" : "{type}: {value}");
+    if (!v && r->is_match)
+        snprintf(r->message, sizeof r->message, "%s '{name}' is {matched}", r->type);
+    if (!r->topic[0] || !r->path[0]) {
+        am.host->log(am.ctx, KM_LOG_ERROR, "%s:%d: [alert %s] needs topic and path",
+                     s->file, s->line, s->name);
+        return -1;
+    }
+    if (r->is_match != (strstr(r->path, "[*]") != NULL)) {
+        am.host->log(am.ctx, KM_LOG_ERROR,
+                     "%s:%d: [alert %s] match rules take a path ending in [*] "
+                     "(e.g. containers[*]); threshold rules a path to a number",
+                     s->file, s->line, s->name);
+        return -1;
+    }
+    r->tracks = calloc(r->is_match ? MAX_TRACKS : 1, sizeof *r->tracks);
+    if (!r->tracks)
+        return -1;
+    if (!r->is_match) {
+        r->n_tracks = 1;
+        snprintf(r->tracks[0].key, sizeof r->tracks[0].key, "%s", r->type);
+    }
+    return 0;
+}
+
+/* ---- evaluation ---- */
+
+/* Follows "a.b.c" (an optional trailing "[*]" is left to the caller). Borrowed. */
+static json_t *lookup(json_t *root, const char *path)
+{
+    char buf[128];
+    char *save = NULL;
+
+    snprintf(buf, sizeof buf, "%s", path);
+    char *star = strstr(buf, "[*]");
+    if (star)
+        *star = '\0';
+    json_t *cur = root;
+    for (char *k = strtok_r(buf, ".", &save); k && cur; k = strtok_r(NULL, ".", &save))
+        cur = json_object_get(cur, k);
+    return cur;
+}
+
+static int compare(enum cmp_op op, double v, double t, int inclusive)
+{
+    switch (op) {
+    case OP_GT:
+        return inclusive ? v >= t : v > t;
+    case OP_GE:
+        return v >= t;
+    case OP_LT:
+        return inclusive ? v <= t : v < t;
+    case OP_LE:
+        return v <= t;
+    }
+    return 0;
+}
+
+/* Expands {value} {value_pct} {threshold} {name} {matched} {type} {level}. */
+static void render(char *out, size_t len, const char *tmpl, const struct rule *r, double value,
+                   double threshold, const char *name, const char *matched, int level)
+{
+    size_t n = 0;
+
+    for (const char *p = tmpl; *p && n + 1 < len; p++) {
+        char piece[128] = "";
+        const char *end = *p == '{' ? strchr(p, '}') : NULL;
+        if (!end) {
+            out[n++] = *p;
+            continue;
+        }
+        size_t klen = (size_t)(end - p - 1);
+        if (!strncmp(p + 1, "value", klen) && klen == 5)
+            snprintf(piece, sizeof piece, "%.1f", value);
+        else if (!strncmp(p + 1, "value_pct", klen) && klen == 9)
+            snprintf(piece, sizeof piece, "%.1f", value * 100);
+        else if (!strncmp(p + 1, "threshold", klen) && klen == 9)
+            snprintf(piece, sizeof piece, "%g", threshold);
+        else if (!strncmp(p + 1, "name", klen) && klen == 4)
+            snprintf(piece, sizeof piece, "%s", name ? name : "");
+        else if (!strncmp(p + 1, "matched", klen) && klen == 7)
+            snprintf(piece, sizeof piece, "%s", matched ? matched : "");
+        else if (!strncmp(p + 1, "type", klen) && klen == 4)
+            snprintf(piece, sizeof piece, "%s", r->type);
+        else if (!strncmp(p + 1, "level", klen) && klen == 5)
+            snprintf(piece, sizeof piece, "%s", level_name(level));
+        else {
+            out[n++] = *p;
+            continue;
+        }
+        n += (size_t)snprintf(out + n, len - n, "%s", piece);
+        if (n >= len)
+            n = len - 1;
+        p = end;
+    }
+    out[n] = '\0';
+}
+
+/* Sets "message"; a resolved alert says so. */
+static void set_message(json_t *alert, const char *msg, const char *state)
+{
+    char text[420];
+
+    snprintf(text, sizeof text, state[0] == 'r' ? "%s (resolved)" : "%s", msg);
+    json_object_set_new(alert, "message", json_string(text));
+}
+
+static json_t *new_alert(const struct rule *r, struct track *t, int level, const char *state)
+{
+    char id[48];
+
+    snprintf(id, sizeof id, "a%llu", (unsigned long long)++am.next_id);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", id, "level", level_name(level),
+                     "type", r->type, "state", state, "rule", r->name, "key", t->key);
+}
+
+/* Decides what one track does with this sample; appends alerts to batch. */
+static void step(const struct rule *r, struct track *t, int cond, int hold, json_t *batch,
+                 json_t *(*describe)(const struct rule *, struct track *, int, const char *,
+                                     void *),
+                 void *arg)
+{
+    int64_t now = km_mono_us();
+    int level = cond;
+
+    if (!level && t->level && hold) /* hysteresis: not back past `clear` yet */
+        level = t->level;
+    t->streak = level ? t->streak + 1 : 0;
+    if (level && t->streak < r->for_n)
+        return;
+    const char *state = NULL;
+    if (level > t->level)
+        state = "firing"; /* new, or escalated */
+    else if (level && now - t->last_sent >= (int64_t)(r->cooldown * 1e6))
+        state = "firing"; /* reminder */
+    else if (!level && t->level)
+        state = "resolved";
+    if (level && level < t->level)
+        t->level = level; /* calmer but still firing: no message */
+    if (!state)
+        return;
+    json_t *a = describe(r, t, state[0] == 'r' ? t->level : level, state, arg);
+    if (a)
+        json_array_append_new(batch, a);
+    if (state[0] == 'f')
+        t->last_sent = now;
+    t->level = level;
+}
+
+struct threshold_arg {
+    double value;     /* sample */
+    double threshold; /* threshold crossed */
+};
+
+static json_t *describe_threshold(const struct rule *r, struct track *t, int level,
+                                  const char *state, void *argp)
+{
+    struct threshold_arg *a = argp;
+    char msg[400];
+    json_t *alert = new_alert(r, t, level, state);
+
+    render(msg, sizeof msg, r->message, r, a->value, a->threshold, NULL, NULL, level);
+    set_message(alert, msg, state);
+    json_object_set_new(alert, "value", json_real(a->value));
+    json_object_set_new(alert, "threshold", json_real(a->threshold));
+    return alert;
+}
+
+static void eval_threshold(struct rule *r, json_t *msg, json_t *batch)
+{
+    json_t *v = lookup(msg, r->path);
+
+    if (!json_is_number(v))
+        return; /* source failing or field absent: no verdict */
+    double x = json_number_value(v);
+    struct track *t = &r->tracks[0];
+    int cond = 0;
+    if (r->has_critical && compare(r->op, x, r->critical, 1))
+        cond = 2;
+    else if (r->has_warning && compare(r->op, x, r->warning, 0))
+        cond = 1;
+    int hold = compare(r->op, x, r->clear, 0);
+    int level_now = cond ? cond : (t->level && hold ? t->level : 0);
+    struct threshold_arg a = {x, level_now >= 2 && r->has_critical ? r->critical
+                                 : r->has_warning                ? r->warning
+                                                                 : r->critical};
+    step(r, t, cond, hold, batch, describe_threshold, &a);
+}
+
+struct match_arg {
+    const char *matched; /* value that matched (or the last value seen) */
+};
+
+static json_t *describe_match(const struct rule *r, struct track *t, int level,
+                              const char *state, void *argp)
+{
+    struct match_arg *a = argp;
+    char msg[400];
+    json_t *alert = new_alert(r, t, level, state);
+
+    render(msg, sizeof msg, r->message, r, 0, 0, t->item, a->matched, level);
+    set_message(alert, msg, state);
+    json_object_set_new(alert, "item", json_string(t->item));
+    if (strcmp(r->topic, "containers") == 0)
+        json_object_set_new(alert, "container_name", json_string(t->item));
+    if (a->matched)
+        json_object_set_new(alert, "status", json_string(a->matched));
+    return alert;
+}
+
+/* The item member as text ("" when absent). */
+static void member_text(json_t *item, const char *field, char *buf, size_t len)
+{
+    json_t *v = lookup(item, field);
+
+    if (json_is_string(v))
+        snprintf(buf, len, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(buf, len, "%lld", (long long)json_integer_value(v));
+    else if (json_is_boolean(v))
+        snprintf(buf, len, "%s", json_is_true(v) ? "true" : "false");
+    else
+        buf[0] = '\0';
+}
+
+static struct track *track_for(struct rule *r, const char *item)
+{
+    for (int i = 0; i < r->n_tracks; i++)
+        if (strcmp(r->tracks[i].item, item) == 0)
+            return &r->tracks[i];
+    if (r->n_tracks == MAX_TRACKS)
+        return NULL;
+    struct track *t = &r->tracks[r->n_tracks++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->item, sizeof t->item, "%s", item);
+    snprintf(t->key, sizeof t->key, "%s_%s", r->type, item);
+    return t;
+}
+
+static void eval_match(struct rule *r, json_t *msg, json_t *batch)
+{
+    json_t *items = lookup(msg, r->path);
+    size_t i;
+    json_t *item;
+
+    if (!json_is_array(items))
+        return;
+    for (int k = 0; k < r->n_tracks; k++)
+        r->tracks[k].seen = 0;
+    json_array_foreach(items, i, item) {
+        char name[96], value[64];
+        member_text(item, r->name_field, name, sizeof name);
+        struct track *t = name[0] ? track_for(r, name) : NULL;
+        if (!t)
+            continue;
+        t->seen = 1;
+        const char *matched = NULL;
+        for (int c = 0; c < r->n_clauses && !matched; c++) {
+            member_text(item, r->clauses[c].field, value, sizeof value);
+            int eq = strcmp(value, r->clauses[c].value) == 0;
+            if (eq != r->clauses[c].negate && (value[0] || r->clauses[c].negate))
+                matched = value;
+        }
+        char first[64];
+        member_text(item, r->clauses[0].field, first, sizeof first);
+        struct match_arg a = {matched ? matched : first};
+        step(r, t, matched ? r->match_level : 0, 0, batch, describe_match, &a);
+    }
+    for (int k = 0; k < r->n_tracks; k++) { /* gone from the list: resolved */
+        struct track *t = &r->tracks[k];
+        if (!t->seen && t->level) {
+            struct match_arg a = {"gone"};
+            t->streak = 0;
+            step(r, t, 0, 0, batch, describe_match, &a);
+        }
+    }
+}
+
+/* ---- history ---- */
+
+static void history_append_line(json_t *obj)
+{
+    if (am.fd < 0)
+        return;
+    char *text = json_dumps(obj, JSON_COMPACT);
+    if (!text)
+        return;
+    size_t len = strlen(text);
+    text[len] = '\n'; /* replaces the NUL: one write() per line */
+    ssize_t w = write(am.fd, text, len + 1);
+    free(text);
+    if (w != (ssize_t)(len + 1)) {
+        am.host->log(am.ctx, KM_LOG_ERROR, "cannot append to %s: %s", am.path,
+                     w < 0 ? strerror(errno) : "short write");
+        return;
+    }
+    am.file_bytes += (size_t)w;
+    am.dirty = 1;
+}
+
+static void history_trim(void)
+{
+    char cutoff[32];
+    km_format_utc(km_wall_us() - (int64_t)(am.max_age_s * 1e6), cutoff, sizeof cutoff);
+    while (json_array_size(am.history) > 0) {
+        json_t *e = json_array_get(am.history, 0);
+        const char *ts = json_string_value(json_object_get(e, "timestamp"));
+        if (json_array_size(am.history) <= (size_t)am.max_entries && ts &&
+            strcmp(ts, cutoff) >= 0)
+            break;
+        json_array_remove(am.history, 0);
+    }
+}
+
+/* Rewrites the file with what is in memory (the old one kept as .1). */
+static void history_compact(void)
+{
+    char tmp[4200], old[4200];
+    size_t i;
+    json_t *e;
+
+    history_trim();
+    snprintf(tmp, sizeof tmp, "%s.tmp", am.path);
+    snprintf(old, sizeof old, "%s.1", am.path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        am.host->log(am.ctx, KM_LOG_ERROR, "cannot compact %s: %s", am.path, strerror(errno));
+        return;
+    }
+    size_t bytes = 0;
+    int ok = 1;
+    json_array_foreach(am.history, i, e) {
+        char *text = json_dumps(e, JSON_COMPACT);
+        size_t len = text ? strlen(text) : 0;
+        if (text)
+            text[len] = '\n';
+        if (!text || write(fd, text, len + 1) != (ssize_t)(len + 1))
+            ok = 0;
+        bytes += len + 1;
+        free(text);
+    }
+    if (!ok || fdatasync(fd) < 0) {
+        am.host->log(am.ctx, KM_LOG_ERROR, "cannot compact %s: write failed", am.path);
+        close(fd);
+        unlink(tmp);
+        return;
+    }
+    if (link(am.path, old) < 0 && errno == EEXIST) {
+        unlink(old);
+        if (link(am.path, old) < 0) {
+            /* keeping no .1 is not worth failing over */
+        }
+    }
+    if (rename(tmp, am.path) < 0) {
+        close(fd);
+        unlink(tmp);
+        return;
+    }
+    if (am.fd >= 0)
+        close(am.fd);
+    close(fd);
+    am.fd = open(am.path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    am.file_bytes = bytes;
+    am.dirty = 0;
+}
+
+static json_t *history_find(const char *id)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(am.history, i, e) {
+        const char *eid = json_string_value(json_object_get(e, "id"));
+        if (eid && strcmp(eid, id) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* Applies one line of the file: an alert, or an {"op"} action. */
+static void history_apply(json_t *line)
+{
+    const char *op = json_string_value(json_object_get(line, "op"));
+    size_t i;
+    json_t *e, *id;
+
+    if (!op) {
+        if (json_is_string(json_object_get(line, "id")))
+            json_array_append(am.history, line);
+        return;
+    }
+    if (strcmp(op, "clear") == 0) {
+        json_array_clear(am.history);
+    } else if (strcmp(op, "read_all") == 0) {
+        json_array_foreach(am.history, i, e) json_object_set_new(e, "read", json_true());
+    } else if (strcmp(op, "read") == 0) {
+        json_array_foreach(json_object_get(line, "ids"), i, id) {
+            json_t *hit = json_is_string(id) ? history_find(json_string_value(id)) : NULL;
+            if (hit)
+                json_object_set_new(hit, "read", json_true());
+        }
+    }
+}
+
+/* Reads the file back at start (before the loop runs; bounded by max_bytes). */
+static void history_load(void)
+{
+    FILE *f = fopen(am.path, "r");
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    unsigned bad = 0, lines = 0;
+
+    if (!f)
+        return;
+    while ((n = getline(&line, &cap, f)) > 0) {
+        json_t *j = n < LINE_MAX_LEN ? json_loadb(line, (size_t)n, 0, NULL) : NULL;
+        if (json_is_object(j)) {
+            history_apply(j);
+            lines++;
+        } else {
+            bad++;
+        }
+        json_decref(j);
+    }
+    free(line);
+    fclose(f);
+    /* continue ids after the largest one on file */
+    size_t i;
+    json_t *e;
+    json_array_foreach(am.history, i, e) {
+        const char *id = json_string_value(json_object_get(e, "id"));
+        unsigned long long v = id && id[0] == 'a' ? strtoull(id + 1, NULL, 10) : 0;
+        if (v > am.next_id)
+            am.next_id = v;
+    }
+    am.host->log(am.ctx, KM_LOG_INFO, "history: %zu alerts from %s%s", json_array_size(am.history),
+                 am.path, bad ? " (torn or unreadable lines skipped)" : "");
+    (void)lines;
+}
+
+static int history_open(void)
+{
+    const char *dir = am.host->state_dir(am.ctx);
+    struct stat st;
+    size_t len = strlen(dir) + sizeof "/alerts.jsonl";
+
+    am.path = malloc(len);
+    if (!am.path)
+        return -1;
+    snprintf(am.path, len, "%s/alerts.jsonl", dir);
+    if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
+        am.host->log(am.ctx, KM_LOG_ERROR,
+                     "cannot create state_dir %s: %s; alert history is off (fix [core] "
+                     "state_dir)",
+                     dir, strerror(errno));
+        return 0;
+    }
+    history_load();
+    am.fd = open(am.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (am.fd < 0) {
+        am.host->log(am.ctx, KM_LOG_ERROR, "cannot open %s: %s; alert history is off",
+                     am.path, strerror(errno));
+        return 0;
+    }
+    am.file_bytes = fstat(am.fd, &st) == 0 ? (size_t)st.st_size : 0;
+    if (am.file_bytes > (size_t)am.max_bytes)
+        history_compact();
+    return 0;
+}
+
+static void on_sync(void *arg)
+{
+    if (am.dirty && am.fd >= 0 && fdatasync(am.fd) == 0)
+        am.dirty = 0;
+}
+
+/* ---- publishing ---- */
+
+static void publish_batch(json_t *alerts)
+{
+    char when[32], id[48];
+    int64_t now = km_wall_us();
+    size_t i;
+    json_t *a;
+
+    km_format_utc(now, when, sizeof when);
+    snprintf(id, sizeof id, "alert_%lld", (long long)(now / 1000));
+    json_array_foreach(alerts, i, a) {
+        json_t *entry = json_deep_copy(a);
+        json_object_set_new(entry, "timestamp", json_string(when));
+        json_object_set_new(entry, "batch", json_string(id));
+        json_object_set_new(entry, "read", json_false());
+        history_append_line(entry);
+        json_array_append_new(am.history, entry);
+    }
+    history_trim();
+    if (am.fd >= 0 && am.file_bytes > (size_t)am.max_bytes)
+        history_compact();
+    am.host->publish(am.ctx, am.out,
+                     json_pack("{s:s, s:s, s:o}", "id", id, "timestamp", when, "alerts", alerts));
+}
+
+static void on_message(struct km_topic *topic, struct km_msg *msg, void *arg)
+{
+    const char *name = am.host->topic_name(topic);
+    json_t *body = am.host->msg_json(msg);
+    json_t *batch = json_array();
+
+    if (!batch)
+        return;
+    if (json_object_get(body, "error") == NULL) { /* unhealthy source: no verdict */
+        for (int i = 0; i < am.n_rules; i++) {
+            struct rule *r = &am.rules[i];
+            if (strcmp(r->topic, name) != 0)
+                continue;
+            if (r->is_match)
+                eval_match(r, body, batch);
+            else
+                eval_threshold(r, body, batch);
+        }
+    }
+    if (json_array_size(batch) > 0)
+        publish_batch(batch);
+    else
+        json_decref(batch);
+}
+
+/* ---- REST ---- */
+
+static int rest_list(const struct km_rest_call *call, json_t **reply, const char **detail,
+                     void *arg)
+{
+    char level[16], type[64], state[16], since[40], limit_s[16];
+    const char *lv = am.host->rest_param(call, "level", level, sizeof level);
+    const char *ty = am.host->rest_param(call, "type", type, sizeof type);
+    const char *st = am.host->rest_param(call, "state", state, sizeof state);
+    const char *si = am.host->rest_param(call, "since", since, sizeof since);
+    const char *li = am.host->rest_param(call, "limit", limit_s, sizeof limit_s);
+    long limit = li ? strtol(li, NULL, 10) : 100;
+
+    if (limit <= 0 || limit > 10000) {
+        *detail = "limit must be between 1 and 10000";
+        return 400;
+    }
+    char since_iso[32] = "";
+    if (si) {
+        char *end;
+        double secs = strtod(si, &end);
+        if (*end == '\0') /* epoch seconds */
+            km_format_utc((int64_t)(secs * 1e6), since_iso, sizeof since_iso);
+        else
+            snprintf(since_iso, sizeof since_iso, "%s", si);
+    }
+    json_t *out = json_array();
+    size_t unread = 0, total = 0;
+    for (size_t i = json_array_size(am.history); i-- > 0;) {
+        json_t *e = json_array_get(am.history, i);
+        if (!json_is_true(json_object_get(e, "read")))
+            unread++;
+        if ((lv && strcmp(lv, json_string_value(json_object_get(e, "level")) ?: "")) ||
+            (ty && strcmp(ty, json_string_value(json_object_get(e, "type")) ?: "")) ||
+            (st && strcmp(st, json_string_value(json_object_get(e, "state")) ?: "")) ||
+            (si && strcmp(json_string_value(json_object_get(e, "timestamp")) ?: "", since_iso) <= 0))
+            continue;
+        total++;
+        if ((long)json_array_size(out) < limit)
+            json_array_append(out, e);
+    }
+    *reply = json_pack("{s:o, s:I, s:I}", "alerts", out, "total", (json_int_t)total, "unread",
+                       (json_int_t)unread);
+    return 200;
+}
+
+static int rest_active(const struct km_rest_call *call, json_t **reply, const char **detail,
+                       void *arg)
+{
+    json_t *out = json_array();
+    for (int i = 0; i < am.n_rules; i++)
+        for (int k = 0; k < am.rules[i].n_tracks; k++) {
+            struct track *t = &am.rules[i].tracks[k];
+            if (t->level)
+                json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s}", "key", t->key,
+                                                     "type", am.rules[i].type, "rule",
+                                                     am.rules[i].name, "level",
+                                                     level_name(t->level)));
+        }
+    *reply = json_pack("{s:o}", "active", out);
+    return 200;
+}
+
+static int rest_read(const struct km_rest_call *call, json_t **reply, const char **detail,
+                     void *arg)
+{
+    json_t *body = json_loadb(call->body, call->body_len, 0, NULL);
+    json_t *ids = json_object_get(body, "ids");
+    size_t marked = 0, i;
+    json_t *e, *id;
+
+    if (!json_is_object(body) || (!json_is_array(ids) && !json_is_true(json_object_get(body, "all")))) {
+        json_decref(body);
+        *detail = "send {\"ids\": [\"a1\", ...]} or {\"all\": true}";
+        return 400;
+    }
+    if (json_is_array(ids)) {
+        json_array_foreach(ids, i, id) {
+            json_t *hit = json_is_string(id) ? history_find(json_string_value(id)) : NULL;
+            if (hit && !json_is_true(json_object_get(hit, "read"))) {
+                json_object_set_new(hit, "read", json_true());
+                marked++;
+            }
+        }
+        json_t *line = json_pack("{s:s, s:O}", "op", "read", "ids", ids);
+        history_append_line(line);
+        json_decref(line);
+    } else {
+        json_array_foreach(am.history, i, e) {
+            if (!json_is_true(json_object_get(e, "read")))
+                marked++;
+            json_object_set_new(e, "read", json_true());
+        }
+        json_t *line = json_pack("{s:s}", "op", "read_all");
+        history_append_line(line);
+        json_decref(line);
+    }
+    json_decref(body);
+    size_t unread = 0;
+    json_array_foreach(am.history, i, e) unread += !json_is_true(json_object_get(e, "read"));
+    *reply = json_pack("{s:I, s:I}", "marked", (json_int_t)marked, "unread", (json_int_t)unread);
+    return 200;
+}
+
+static int rest_clear(const struct km_rest_call *call, json_t **reply, const char **detail,
+                      void *arg)
+{
+    size_t n = json_array_size(am.history);
+    json_t *line = json_pack("{s:s}", "op", "clear");
+
+    json_array_clear(am.history);
+    history_append_line(line);
+    json_decref(line);
+    *reply = json_pack("{s:I}", "cleared", (json_int_t)n);
+    return 200;
+}
+
+/* ---- init/reload/shutdown ---- */
+
+static void free_rules(void)
+{
+    for (int i = 0; i < am.n_rules; i++)
+        free(am.rules[i].tracks);
+    free(am.rules);
+    am.rules = NULL;
+    am.n_rules = 0;
+}
+
+static int watch(const char *topic)
+{
+    for (int i = 0; i < am.n_watched; i++)
+        if (strcmp(am.watched[i].topic, topic) == 0)
+            return 0;
+    struct watched *w = realloc(am.watched, (size_t)(am.n_watched + 1) * sizeof *w);
+    if (!w)
+        return -1;
+    am.watched = w;
+    w = &am.watched[am.n_watched];
+    snprintf(w->topic, sizeof w->topic, "%s", topic);
+    w->sub = am.host->subscribe(am.ctx, topic, on_message, NULL);
+    if (!w->sub)
+        return -1;
+    am.n_watched++;
+    return 0;
+}
+
+/* (Re)reads the [alert] sections; on error keeps nothing half-made. */
+static int load_rules(void)
+{
+    size_t n = 0;
+    const struct km_conf_section *const *secs = am.host->config_sections(am.ctx, "alert", &n);
+    struct rule *rules = calloc(n ? n : 1, sizeof *rules);
+    int count = 0;
+
+    if (!rules)
+        return -1;
+    for (size_t i = 0; i < n && count < MAX_RULES; i++) {
+        const char *en = sec_value(secs[i], "enabled");
+        if (en && (!strcmp(en, "false") || !strcmp(en, "no") || !strcmp(en, "off") ||
+                   !strcmp(en, "0")))
+            continue;
+        if (parse_rule(secs[i], &rules[count]) < 0) {
+            for (int k = 0; k < count; k++)
+                free(rules[k].tracks);
+            free(rules);
+            return -1;
+        }
+        count++;
+    }
+    free_rules();
+    am.rules = rules;
+    am.n_rules = count;
+    for (int i = 0; i < count; i++)
+        if (watch(rules[i].topic) < 0)
+            return -1;
+    am.host->log(am.ctx, KM_LOG_INFO, "%d alert rules", count);
+    return 0;
+}
+
+static int am_init(struct km_ctx *ctx, const struct km_host *host)
+{
+    int err;
+
+    memset(&am, 0, sizeof am);
+    am.host = host;
+    am.ctx = ctx;
+    am.fd = -1;
+    am.max_entries = host->config_int(ctx, "max_entries");
+    am.max_bytes = host->config_int(ctx, "max_bytes");
+    am.max_age_s = host->config_double(ctx, "max_age_days") * 86400;
+    am.history = json_array();
+    struct km_topic_def def = {"system_alerts", KM_TOPIC_EVENT, batch_schema, 512,
+                               "alert batches (firing and resolved)"};
+    am.out = host->topic_declare(ctx, &def, &err);
+    if (!am.out || !am.history) {
+        host->log(ctx, KM_LOG_ERROR, "cannot declare topic system_alerts: %s",
+                  host->strerror(am.out ? KM_ENOMEM : err));
+        return -1;
+    }
+    if (load_rules() < 0 || history_open() < 0)
+        return -1;
+    am.sync = host->timer_add(ctx, host->config_double(ctx, "sync_interval"), KM_TIMER_REPEAT,
+                              on_sync, NULL);
+    if (host->rest_route(ctx, "GET", "/api/v1/alerts", rest_list, NULL) < 0 ||
+        host->rest_route(ctx, "GET", "/api/v1/alerts/active", rest_active, NULL) < 0 ||
+        host->rest_route(ctx, "POST", "/api/v1/alerts/read", rest_read, NULL) < 0 ||
+        host->rest_route(ctx, "DELETE", "/api/v1/alerts", rest_clear, NULL) < 0) {
+        host->log(ctx, KM_LOG_ERROR, "cannot register the /api/v1/alerts routes");
+        return -1;
+    }
+    return 0;
+}
+
+static int am_reload(struct km_ctx *ctx)
+{
+    /* new thresholds apply at once; alert states restart from clear */
+    return load_rules();
+}
+
+static void am_shutdown(struct km_ctx *ctx)
+{
+    if (am.fd >= 0) {
+        fdatasync(am.fd);
+        close(am.fd);
+    }
+    free_rules();
+    free(am.watched);
+    free(am.path);
+    json_decref(am.history);
+    memset(&am, 0, sizeof am);
+    am.fd = -1;
+}
+
+KM_PLUGIN_DEFINE(.name = "alert_manager", .version = "1.0",
+                 .description = "alert rules from [alert] sections, with persistent history",
+                 .config = am_keys, .init = am_init, .reload = am_reload,
+                 .shutdown = am_shutdown);
