@@ -1,0 +1,656 @@
+/*
+ * docker_stats - container figures from the Docker Engine API.
+ *
+ * Every `interval` it lists containers (GET /containers/json?all=true) and
+ * asks for one stats sample of each watched running container, all at once
+ * over the unix socket (or TCP), never blocking the loop. When every answer
+ * is in, it publishes the `containers` state topic in the original
+ * dashboard's shape:
+ *
+ *   {"containers": [{"name", "id", "status", "health", "cpu", "memory": {...},
+ *                    "network": {...}, "block_io": {...}, "pids", "timestamp"}],
+ *    "aggregated": {"total_cpu_percent", "total_memory_mb",
+ *                   "total_memory_limit_mb", "total_memory_percent",
+ *                   "container_count", "timestamp"},
+ *    "_source": {"healthy", "error", "fetched_at", "failures"}}
+ *
+ * Figures follow the docker CLI: CPU % from the usage deltas times
+ * online_cpus; memory used = usage - inactive_file. The first sample of a
+ * container is a plain stream=false request (Docker fills precpu_stats,
+ * ~1 s); later ones use one-shot=true and our previous sample, so CPU % is
+ * the average over the poll interval.
+ *
+ * Watched: the `containers` list (a name that does not exist is reported
+ * with status "missing"), or every container ("*"), or those carrying
+ * `label`. Docker's event stream (GET /events) triggers a poll as soon as a
+ * container starts, dies or changes health. Docker unreachable: the topic
+ * carries {"error", "containers": [], "aggregated": {}} and polls back off
+ * (doubling, up to 60 s) until it answers again.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <katomon/plugin.h>
+#include <katomon/util.h>
+
+#define MAX_CONTAINERS 256   /* watched at once */
+#define MAX_NAMES      64    /* entries of the `containers` list */
+#define EVENT_LINE_MAX 16384 /* longest /events line kept */
+#define BACKOFF_MAX_S  60.0  /* slowest retry while Docker is down */
+
+static const struct km_conf_key ds_keys[] = {
+    {"socket", KM_CONF_STRING, "/var/run/docker.sock", 0, 0, "Docker's unix socket"},
+    {"url", KM_CONF_STRING, NULL, 0, 0, "http://HOST:PORT of a TCP engine (instead of socket)"},
+    {"api_version", KM_CONF_STRING, "v1.41", 0, 0, "API version in request paths"},
+    {"containers", KM_CONF_STRING, "kato,kato-clickhouse,kato-qdrant,kato-redis", 0, 0,
+     "comma-separated names to watch, or * for all"},
+    {"label", KM_CONF_STRING, NULL, 0, 0, "watch containers carrying this label (key or key=value)"},
+    {"interval", KM_CONF_DOUBLE, "5", 0.5, 86400, "seconds between polls"},
+    {"timeout", KM_CONF_DOUBLE, "10", 0.5, 600, "seconds before a request is given up"},
+    {"events", KM_CONF_BOOL, "true", 0, 0, "follow /events to see changes at once"},
+    {NULL, 0, NULL, 0, 0, NULL},
+};
+
+/* ---- schema ---- */
+
+static const struct km_field mem_fields[] = {
+    KM_FIELD("usage_bytes", KM_NUMBER, KM_F_REQUIRED),
+    KM_FIELD("limit_bytes", KM_NUMBER, KM_F_REQUIRED),
+    KM_FIELD("usage_mb", KM_NUMBER, KM_F_REQUIRED),
+    KM_FIELD("limit_mb", KM_NUMBER, KM_F_REQUIRED),
+    KM_FIELD("usage_percent", KM_NUMBER, KM_F_REQUIRED),
+    KM_FIELD_END,
+};
+static const struct km_field net_fields[] = {
+    KM_FIELD("rx_bytes", KM_NUMBER, KM_F_REQUIRED), KM_FIELD("tx_bytes", KM_NUMBER, KM_F_REQUIRED),
+    KM_FIELD("rx_mb", KM_NUMBER, KM_F_REQUIRED),    KM_FIELD("tx_mb", KM_NUMBER, KM_F_REQUIRED),
+    KM_FIELD_END,
+};
+static const struct km_field blk_fields[] = {
+    KM_FIELD("read_bytes", KM_NUMBER, KM_F_REQUIRED), KM_FIELD("write_bytes", KM_NUMBER, KM_F_REQUIRED),
+    KM_FIELD("read_mb", KM_NUMBER, KM_F_REQUIRED),    KM_FIELD("write_mb", KM_NUMBER, KM_F_REQUIRED),
+    KM_FIELD_END,
+};
+static const struct km_field container_fields[] = {
+    KM_FIELD("name", KM_STRING, KM_F_REQUIRED),
+    KM_FIELD("status", KM_STRING, KM_F_REQUIRED),
+    KM_FIELD("health", KM_STRING, KM_F_NULLABLE),
+    KM_FIELD("cpu", KM_NUMBER, KM_F_REQUIRED),
+    KM_FIELD_OBJECT("memory", KM_F_REQUIRED, mem_fields),
+    KM_FIELD_OBJECT("network", KM_F_REQUIRED, net_fields),
+    KM_FIELD_OBJECT("block_io", KM_F_REQUIRED, blk_fields),
+    KM_FIELD("pids", KM_INTEGER, 0),
+    KM_FIELD("timestamp", KM_STRING, KM_F_REQUIRED),
+    KM_FIELD_END,
+};
+static const struct km_field container_item = KM_FIELD_OBJECT(NULL, 0, container_fields);
+static const struct km_field agg_fields[] = {
+    KM_FIELD("total_cpu_percent", KM_NUMBER, 0),
+    KM_FIELD("total_memory_mb", KM_NUMBER, 0),
+    KM_FIELD("total_memory_limit_mb", KM_NUMBER, 0),
+    KM_FIELD("total_memory_percent", KM_NUMBER, 0),
+    KM_FIELD("container_count", KM_INTEGER, 0),
+    KM_FIELD("timestamp", KM_STRING, 0),
+    KM_FIELD_END,
+};
+static const struct km_field source_fields[] = {
+    KM_FIELD("healthy", KM_BOOL, KM_F_REQUIRED),
+    KM_FIELD("error", KM_STRING, KM_F_NULLABLE),
+    KM_FIELD("fetched_at", KM_STRING, KM_F_REQUIRED),
+    KM_FIELD("failures", KM_INTEGER, 0),
+    KM_FIELD_END,
+};
+static const struct km_field containers_schema[] = {
+    KM_FIELD("error", KM_STRING, 0),
+    KM_FIELD_ARRAY("containers", KM_F_REQUIRED, &container_item),
+    KM_FIELD_OBJECT("aggregated", KM_F_REQUIRED, agg_fields),
+    KM_FIELD_OBJECT("_source", KM_F_REQUIRED, source_fields),
+    KM_FIELD_END,
+};
+
+/* ---- state ---- */
+
+/* CPU counters of the previous sample of one container. */
+struct prev_sample {
+    char id[72];         /* container id; "" free slot */
+    double total_usage;  /* cpu_stats.cpu_usage.total_usage */
+    double system_usage; /* cpu_stats.system_cpu_usage */
+    int used;            /* seen in the current poll */
+};
+
+/* One watched container in the poll under way. */
+struct slot {
+    char name[128];          /* name without the leading '/' */
+    char id[72];             /* id; "" when missing */
+    char state[24];          /* running, exited, ..., missing */
+    char health[24];         /* healthy, unhealthy, starting; "" none */
+    json_t *stats;           /* the stats body (owned) or NULL */
+    char error[160];         /* why stats are absent, "" when fine */
+    struct km_http_req *req; /* stats request in flight */
+};
+
+static struct {
+    const struct km_host *host;  /* the core */
+    struct km_ctx *ctx;          /* our handle */
+    struct km_topic *topic;      /* containers */
+    char base[256];              /* "http://docker/v1.41" or "http://HOST:PORT/v1.41" */
+    const char *socket;          /* unix socket; NULL with url */
+    char names[MAX_NAMES][128];  /* the containers list */
+    int n_names;                 /* entries; 0 with "*" or label */
+    const char *label;           /* label filter, or NULL */
+    double interval;             /* seconds */
+    unsigned timeout_ms;         /* per request */
+    struct km_timer *timer;      /* next poll */
+    double delay;                /* current delay (backs off while Docker is down) */
+    unsigned failures;           /* consecutive failed polls */
+    int polling;                 /* a poll is under way */
+    int repoll;                  /* an event asked for another poll meanwhile */
+    struct km_http_req *list_req; /* containers/json in flight */
+    struct slot slots[MAX_CONTAINERS]; /* the poll under way */
+    int n_slots;                 /* used */
+    int waiting;                 /* stats answers still due */
+    struct prev_sample prev[MAX_CONTAINERS]; /* CPU counters by id */
+    /* events */
+    int use_events;              /* [plugin] events */
+    struct km_http_req *events;  /* the /events stream */
+    struct km_timer *events_retry; /* reconnect timer */
+    char line[EVENT_LINE_MAX];   /* partial event line */
+    size_t line_len;             /* bytes in line */
+    int line_overflow;           /* dropping an oversized line */
+} ds;
+
+static void schedule_poll(double seconds);
+
+/* ---- helpers ---- */
+
+static double num(json_t *obj, const char *path)
+{
+    char buf[128];
+    char *save = NULL;
+
+    snprintf(buf, sizeof buf, "%s", path);
+    json_t *cur = obj;
+    for (char *k = strtok_r(buf, ".", &save); k && cur; k = strtok_r(NULL, ".", &save))
+        cur = json_object_get(cur, k);
+    return json_is_number(cur) ? json_number_value(cur) : 0.0;
+}
+
+static double round_to(double v, double unit)
+{
+    return round(v / unit) * unit;
+}
+
+static double mb(double bytes)
+{
+    return round_to(bytes / (1024.0 * 1024.0), 0.01);
+}
+
+static struct prev_sample *prev_find(const char *id, int create)
+{
+    struct prev_sample *free_slot = NULL;
+
+    for (int i = 0; i < MAX_CONTAINERS; i++) {
+        if (strcmp(ds.prev[i].id, id) == 0)
+            return &ds.prev[i];
+        if (!free_slot && !ds.prev[i].id[0])
+            free_slot = &ds.prev[i];
+    }
+    if (create && free_slot) {
+        memset(free_slot, 0, sizeof *free_slot);
+        snprintf(free_slot->id, sizeof free_slot->id, "%s", id);
+    }
+    return create ? free_slot : NULL;
+}
+
+static int is_watched(const char *name, json_t *labels)
+{
+    if (ds.label) {
+        char key[128];
+        const char *eq = strchr(ds.label, '=');
+        size_t klen = eq ? (size_t)(eq - ds.label) : strlen(ds.label);
+        snprintf(key, sizeof key, "%.*s", (int)klen, ds.label);
+        json_t *v = json_object_get(labels, key);
+        return v && (!eq || (json_is_string(v) && strcmp(json_string_value(v), eq + 1) == 0));
+    }
+    if (ds.n_names == 0)
+        return 1;
+    for (int i = 0; i < ds.n_names; i++)
+        if (strcmp(ds.names[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/* ---- the message ---- */
+
+static json_t *source_info(const char *error)
+{
+    char when[32];
+    return json_pack("{s:b, s:s?, s:s, s:I}", "healthy", error == NULL, "error", error,
+                     "fetched_at", km_format_utc(km_wall_us(), when, sizeof when), "failures",
+                     (json_int_t)ds.failures);
+}
+
+/* CPU % as the docker CLI computes it; updates the previous sample. */
+static double cpu_percent(struct slot *s)
+{
+    json_t *st = s->stats;
+    double total = num(st, "cpu_stats.cpu_usage.total_usage");
+    double system = num(st, "cpu_stats.system_cpu_usage");
+    double cpus = num(st, "cpu_stats.online_cpus");
+    double pre_total = num(st, "precpu_stats.cpu_usage.total_usage");
+    double pre_system = num(st, "precpu_stats.system_cpu_usage");
+    struct prev_sample *p = prev_find(s->id, 1);
+
+    if (cpus <= 0) /* cgroup v1 without online_cpus */
+        cpus = (double)json_array_size(
+            json_object_get(json_object_get(json_object_get(st, "cpu_stats"), "cpu_usage"),
+                            "percpu_usage"));
+    if (pre_system <= 0 && p && p->system_usage > 0) { /* one-shot: use ours */
+        pre_total = p->total_usage;
+        pre_system = p->system_usage;
+    }
+    if (p) {
+        p->total_usage = total;
+        p->system_usage = system;
+        p->used = 1;
+    }
+    double dt = total - pre_total, ds_ = system - pre_system;
+    if (dt <= 0 || ds_ <= 0 || cpus <= 0)
+        return 0.0;
+    return round_to(dt / ds_ * cpus * 100.0, 0.01);
+}
+
+static json_t *container_json(struct slot *s, const char *when, double *cpu, double *used,
+                              double *limit)
+{
+    json_t *st = s->stats;
+    double usage = num(st, "memory_stats.usage");
+    double inactive = num(st, "memory_stats.stats.inactive_file");
+    if (inactive <= 0)
+        inactive = num(st, "memory_stats.stats.total_inactive_file");
+    double mem = usage - inactive > 0 ? usage - inactive : 0;
+    double lim = num(st, "memory_stats.limit");
+    double rx = 0, tx = 0, rd = 0, wr = 0;
+    const char *key;
+    json_t *v;
+    size_t i;
+
+    *cpu = st ? cpu_percent(s) : 0.0;
+    json_object_foreach(json_object_get(st, "networks"), key, v) {
+        rx += num(v, "rx_bytes");
+        tx += num(v, "tx_bytes");
+    }
+    json_array_foreach(json_object_get(json_object_get(st, "blkio_stats"),
+                                       "io_service_bytes_recursive"), i, v) {
+        const char *op = json_string_value(json_object_get(v, "op"));
+        if (op && strcasecmp(op, "read") == 0)
+            rd += num(v, "value");
+        else if (op && strcasecmp(op, "write") == 0)
+            wr += num(v, "value");
+    }
+    *used = mem;
+    *limit = lim;
+    json_t *c = json_pack(
+        "{s:s, s:s, s:s?, s:f, s:{s:f, s:f, s:f, s:f, s:f}, s:{s:f, s:f, s:f, s:f},"
+        " s:{s:f, s:f, s:f, s:f}, s:I, s:s}",
+        "name", s->name, "status", s->state, "health", s->health[0] ? s->health : NULL, "cpu",
+        *cpu, "memory", "usage_bytes", mem, "limit_bytes", lim, "usage_mb", mb(mem), "limit_mb",
+        mb(lim), "usage_percent", lim > 0 ? round_to(mem / lim * 100.0, 0.01) : 0.0, "network",
+        "rx_bytes", rx, "tx_bytes", tx, "rx_mb", mb(rx), "tx_mb", mb(tx), "block_io",
+        "read_bytes", rd, "write_bytes", wr, "read_mb", mb(rd), "write_mb", mb(wr), "pids",
+        (json_int_t)num(st, "pids_stats.current"), "timestamp", when);
+    if (c && s->id[0])
+        json_object_set_new(c, "id", json_stringn(s->id, strnlen(s->id, 12)));
+    if (c && s->error[0])
+        json_object_set_new(c, "error", json_string(s->error));
+    return c;
+}
+
+static void publish_containers(void)
+{
+    char when[32];
+    double total_cpu = 0, total_mem = 0, total_lim = 0;
+    json_t *list = json_array();
+
+    km_format_utc(km_wall_us(), when, sizeof when);
+    for (int i = 0; i < MAX_CONTAINERS; i++)
+        ds.prev[i].used = 0;
+    for (int i = 0; i < ds.n_slots; i++) {
+        double cpu, used, lim;
+        json_t *c = container_json(&ds.slots[i], when, &cpu, &used, &lim);
+        if (!c)
+            continue;
+        json_array_append_new(list, c);
+        if (strcmp(ds.slots[i].state, "running") == 0) {
+            total_cpu += cpu;
+            total_mem += used;
+            total_lim += lim;
+        }
+    }
+    for (int i = 0; i < MAX_CONTAINERS; i++) /* forget containers gone away */
+        if (!ds.prev[i].used)
+            ds.prev[i].id[0] = '\0';
+    json_t *agg = json_pack("{s:f, s:f, s:f, s:f, s:I, s:s}", "total_cpu_percent",
+                            round_to(total_cpu, 0.01), "total_memory_mb", mb(total_mem),
+                            "total_memory_limit_mb", mb(total_lim), "total_memory_percent",
+                            total_lim > 0 ? round_to(total_mem / total_lim * 100, 0.01) : 0.0,
+                            "container_count", (json_int_t)json_array_size(list), "timestamp",
+                            when);
+    ds.host->publish(ds.ctx, ds.topic,
+                     json_pack("{s:o, s:o, s:o}", "containers", list, "aggregated", agg,
+                               "_source", source_info(NULL)));
+}
+
+static void publish_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void publish_error(const char *fmt, ...)
+{
+    char error[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(error, sizeof error, fmt, ap);
+    va_end(ap);
+    ds.failures++;
+    ds.delay = ds.delay * 2 < BACKOFF_MAX_S ? ds.delay * 2 : BACKOFF_MAX_S;
+    if (ds.failures == 1)
+        ds.host->log(ds.ctx, KM_LOG_WARNING, "%s; retrying with backoff up to %.0f s", error,
+                     BACKOFF_MAX_S);
+    ds.host->publish(ds.ctx, ds.topic,
+                     json_pack("{s:s, s:[], s:{}, s:o}", "error", error, "containers",
+                               "aggregated", "_source", source_info(error)));
+}
+
+/* ---- polling ---- */
+
+static void poll_done(void)
+{
+    for (int i = 0; i < ds.n_slots; i++) {
+        json_decref(ds.slots[i].stats);
+        ds.slots[i].stats = NULL;
+    }
+    ds.polling = 0;
+    if (ds.repoll) {
+        ds.repoll = 0;
+        schedule_poll(0.05);
+    } else {
+        schedule_poll(ds.delay);
+    }
+}
+
+static void on_stats(const struct km_http_response *resp, void *arg)
+{
+    struct slot *s = arg;
+
+    s->req = NULL;
+    if (resp->error || resp->status != 200)
+        snprintf(s->error, sizeof s->error, "stats: %s",
+                 resp->error ? resp->error : "HTTP error status");
+    else if (!json_is_object(s->stats = json_loadb(resp->body, resp->body_len, 0, NULL))) {
+        json_decref(s->stats);
+        s->stats = NULL;
+        snprintf(s->error, sizeof s->error, "stats: Docker sent bad JSON");
+    }
+    if (--ds.waiting > 0)
+        return;
+    if (ds.failures)
+        ds.host->log(ds.ctx, KM_LOG_NOTICE, "Docker answers again");
+    ds.failures = 0;
+    ds.delay = ds.interval;
+    publish_containers();
+    poll_done();
+}
+
+static void request_stats(struct slot *s)
+{
+    char url[512];
+    int have_prev = prev_find(s->id, 0) != NULL;
+
+    snprintf(url, sizeof url, "%s/containers/%s/stats?stream=false%s", ds.base, s->id,
+             have_prev ? "&one-shot=true" : "");
+    struct km_http_request req = {.url = url, .unix_socket = ds.socket,
+                                  .timeout_ms = ds.timeout_ms, .max_body = 1 << 20};
+    s->req = ds.host->http_request(ds.ctx, &req, on_stats, s);
+    if (!s->req) {
+        snprintf(s->error, sizeof s->error, "stats: cannot request");
+        ds.waiting--;
+    }
+}
+
+/* Fills slots from the container list; a watched name not there is "missing". */
+static int take_list(json_t *list)
+{
+    size_t i;
+    json_t *c;
+
+    ds.n_slots = 0;
+    json_array_foreach(list, i, c) {
+        const char *name = json_string_value(json_array_get(json_object_get(c, "Names"), 0));
+        const char *id = json_string_value(json_object_get(c, "Id"));
+        const char *state = json_string_value(json_object_get(c, "State"));
+        const char *status = json_string_value(json_object_get(c, "Status"));
+        if (!name || !id || !state || ds.n_slots == MAX_CONTAINERS)
+            continue;
+        if (name[0] == '/')
+            name++;
+        if (!is_watched(name, json_object_get(c, "Labels")))
+            continue;
+        struct slot *s = &ds.slots[ds.n_slots++];
+        memset(s, 0, sizeof *s);
+        snprintf(s->name, sizeof s->name, "%s", name);
+        snprintf(s->id, sizeof s->id, "%s", id);
+        snprintf(s->state, sizeof s->state, "%s", state);
+        if (status && strstr(status, "(unhealthy)"))
+            snprintf(s->health, sizeof s->health, "unhealthy");
+        else if (status && strstr(status, "(healthy)"))
+            snprintf(s->health, sizeof s->health, "healthy");
+        else if (status && strstr(status, "(health: starting)"))
+            snprintf(s->health, sizeof s->health, "starting");
+    }
+    for (int n = 0; n < ds.n_names && ds.n_slots < MAX_CONTAINERS; n++) {
+        int found = 0;
+        for (int k = 0; k < ds.n_slots && !found; k++)
+            found = strcmp(ds.slots[k].name, ds.names[n]) == 0;
+        if (!found) {
+            struct slot *s = &ds.slots[ds.n_slots++];
+            memset(s, 0, sizeof *s);
+            snprintf(s->name, sizeof s->name, "%s", ds.names[n]);
+            snprintf(s->state, sizeof s->state, "missing");
+        }
+    }
+    return 0;
+}
+
+static void on_list(const struct km_http_response *resp, void *arg)
+{
+    ds.list_req = NULL;
+    if (resp->error) {
+        publish_error("Docker unreachable at %s: %s", ds.socket ? ds.socket : ds.base,
+                      resp->error);
+        poll_done();
+        return;
+    }
+    json_t *list = resp->status == 200 ? json_loadb(resp->body, resp->body_len, 0, NULL) : NULL;
+    if (!json_is_array(list)) {
+        json_decref(list);
+        if (resp->status != 200)
+            publish_error("Docker answered HTTP %d to GET /containers/json", resp->status);
+        else
+            publish_error("Docker sent bad JSON for GET /containers/json");
+        poll_done();
+        return;
+    }
+    take_list(list);
+    json_decref(list);
+    ds.waiting = 0;
+    for (int i = 0; i < ds.n_slots; i++)
+        if (strcmp(ds.slots[i].state, "running") == 0)
+            ds.waiting++;
+    int due = ds.waiting;
+    for (int i = 0; i < ds.n_slots; i++)
+        if (strcmp(ds.slots[i].state, "running") == 0)
+            request_stats(&ds.slots[i]);
+    if (due == 0 || ds.waiting == 0) { /* nothing running, or every request failed */
+        ds.failures = 0;
+        ds.delay = ds.interval;
+        publish_containers();
+        poll_done();
+    }
+}
+
+static void poll_now(void *arg)
+{
+    char url[512];
+
+    ds.timer = NULL;
+    if (ds.polling) {
+        ds.repoll = 1;
+        return;
+    }
+    snprintf(url, sizeof url, "%s/containers/json?all=true", ds.base);
+    struct km_http_request req = {.url = url, .unix_socket = ds.socket,
+                                  .timeout_ms = ds.timeout_ms, .max_body = 8 << 20};
+    ds.polling = 1;
+    ds.list_req = ds.host->http_request(ds.ctx, &req, on_list, NULL);
+    if (!ds.list_req) {
+        publish_error("cannot request %s", url);
+        poll_done();
+    }
+}
+
+static void schedule_poll(double seconds)
+{
+    if (ds.timer)
+        ds.host->timer_del(ds.ctx, ds.timer);
+    ds.timer = ds.host->timer_add(ds.ctx, seconds, 0, poll_now, NULL);
+}
+
+/* ---- events ---- */
+
+static void events_open(void *arg);
+
+static void on_event_line(const char *line, size_t len)
+{
+    json_t *e = json_loadb(line, len, 0, NULL);
+    const char *action = json_string_value(json_object_get(e, "Action"));
+    const char *name = json_string_value(
+        json_object_get(json_object_get(json_object_get(e, "Actor"), "Attributes"), "name"));
+
+    if (action && name && is_watched(name, json_object_get(json_object_get(e, "Actor"),
+                                                            "Attributes"))) {
+        ds.host->log(ds.ctx, KM_LOG_INFO, "container %s: %s", name, action);
+        if (ds.polling)
+            ds.repoll = 1;
+        else
+            schedule_poll(0.05);
+    }
+    json_decref(e);
+}
+
+static int on_event_data(const char *data, size_t len, void *arg)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (data[i] == '\n') {
+            if (!ds.line_overflow && ds.line_len)
+                on_event_line(ds.line, ds.line_len);
+            ds.line_len = 0;
+            ds.line_overflow = 0;
+        } else if (ds.line_len < sizeof ds.line) {
+            ds.line[ds.line_len++] = data[i];
+        } else {
+            ds.line_overflow = 1;
+        }
+    }
+    return 0;
+}
+
+static void on_events_end(const struct km_http_response *resp, void *arg)
+{
+    ds.events = NULL;
+    /* Docker restarting, or the idle timeout: reopen after a pause */
+    ds.events_retry = ds.host->timer_add(ds.ctx, ds.delay > 5 ? ds.delay : 5, 0, events_open,
+                                         NULL);
+}
+
+static void events_open(void *arg)
+{
+    char url[512];
+
+    ds.events_retry = NULL;
+    ds.line_len = 0;
+    snprintf(url, sizeof url,
+             "%s/events?filters=%%7B%%22type%%22%%3A%%5B%%22container%%22%%5D%%7D", ds.base);
+    /* the stream is silent while nothing happens: a long idle timeout */
+    struct km_http_request req = {.url = url, .unix_socket = ds.socket,
+                                  .timeout_ms = 3600 * 1000, .on_data = on_event_data};
+    ds.events = ds.host->http_request(ds.ctx, &req, on_events_end, NULL);
+    if (!ds.events)
+        ds.events_retry = ds.host->timer_add(ds.ctx, 30, 0, events_open, NULL);
+}
+
+/* ---- init/shutdown ---- */
+
+static void parse_names(const char *list)
+{
+    char buf[4096];
+    char *save = NULL;
+
+    ds.n_names = 0;
+    if (strcmp(list, "*") == 0)
+        return;
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *n = strtok_r(buf, ", \t", &save); n && ds.n_names < MAX_NAMES;
+         n = strtok_r(NULL, ", \t", &save))
+        snprintf(ds.names[ds.n_names++], sizeof ds.names[0], "%s", n);
+}
+
+static int ds_init(struct km_ctx *ctx, const struct km_host *host)
+{
+    int err;
+
+    memset(&ds, 0, sizeof ds);
+    ds.host = host;
+    ds.ctx = ctx;
+    const char *url = host->config_string(ctx, "url");
+    const char *ver = host->config_string(ctx, "api_version");
+    if (url && strncmp(url, "http://", 7) != 0) {
+        host->log(ctx, KM_LOG_ERROR, "url '%s' must be http://HOST:PORT", url);
+        return -1;
+    }
+    ds.socket = url ? NULL : host->config_string(ctx, "socket");
+    snprintf(ds.base, sizeof ds.base, "%s/%s", url ? url : "http://docker", ver);
+    ds.label = host->config_string(ctx, "label");
+    if (!ds.label)
+        parse_names(host->config_string(ctx, "containers"));
+    ds.interval = ds.delay = host->config_double(ctx, "interval");
+    ds.timeout_ms = (unsigned)(host->config_double(ctx, "timeout") * 1000);
+    ds.use_events = host->config_bool(ctx, "events");
+
+    struct km_topic_def def = {"containers", KM_TOPIC_STATE, containers_schema, 0,
+                               "Docker containers of the KATO deployment"};
+    ds.topic = host->topic_declare(ctx, &def, &err);
+    if (!ds.topic) {
+        host->log(ctx, KM_LOG_ERROR, "cannot declare topic containers: %s",
+                  host->strerror(err));
+        return -1;
+    }
+    schedule_poll(0.01);
+    if (ds.use_events)
+        events_open(NULL);
+    return 0;
+}
+
+static void ds_shutdown(struct km_ctx *ctx)
+{
+    /* the core cancels our requests and timers; free what the poll holds */
+    for (int i = 0; i < ds.n_slots; i++)
+        json_decref(ds.slots[i].stats);
+    memset(&ds, 0, sizeof ds);
+}
+
+KM_PLUGIN_DEFINE(.name = "docker_stats", .version = "1.0",
+                 .description = "Docker container CPU, memory, network, block I/O, health",
+                 .config = ds_keys, .init = ds_init, .shutdown = ds_shutdown);
