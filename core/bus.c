@@ -1,1 +1,811 @@
-/* placeholder: being written */
+/*
+ * bus.c - the typed topic bus (DESIGN section 4; the contract is bus.h).
+ *
+ * Shape:
+ *   - Topics sit in a small chained hash table keyed by name, and in an
+ *     array in declaration order (km_bus_foreach, "*" initial values).
+ *     Subscribing by name to a topic nobody declared yet creates a
+ *     placeholder entry (declared == false) that only holds subscribers;
+ *     declare fills it in. A placeholder left without subscribers is freed,
+ *     so names subscribed to and dropped do not pile up.
+ *   - Each topic keeps its subscriptions in an array; "*" subscriptions are
+ *     in one bus-wide array, delivered after the topic's own.
+ *   - Accepted messages go through one bus-wide FIFO. Only the outermost
+ *     bus call drains it, so callbacks are never re-entered and everyone
+ *     sees messages in acceptance order. While any callback runs
+ *     (bus->depth > 0), ended subscriptions are only marked dead and are
+ *     removed afterwards, so the arrays being walked never shift under a
+ *     delivery loop.
+ *   - A subscription records the bus-wide message counter when it is made
+ *     (start) and gets exactly the messages numbered after it: one made
+ *     during a delivery does not get the message being delivered, and the
+ *     initial state value never duplicates a queued delivery.
+ */
+#include "config.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bus.h"
+#include "log.h"
+
+#define KM_TOPIC_NAME_MAX 64  /* bytes in a topic name (km_topic_def.name) */
+#define KM_RING_DEFAULT   256 /* event ring when the definition says 0 */
+/* Larger rings are refused: one plugin must not make the daemon reserve
+   unbounded memory up front. */
+#define KM_RING_MAX 65536
+#define KM_HASH_MIN 16  /* initial buckets (a power of two) */
+#define KM_ERR_MAX  512 /* validation error text */
+
+struct km_bus_stats km_bus_stats;
+
+/* An immutable, reference-counted published message. */
+struct km_msg {
+    unsigned refs;              /* references; freed at zero */
+    json_t *body;               /* the message (owned; read-only once published) */
+    struct km_topic *topic;     /* published on (borrowed; lives as long as the bus) */
+    uint64_t seq;               /* event topics: 1, 2, ...; 0 on state topics */
+    uint64_t gen;               /* bus-wide acceptance number: picks its receivers */
+    int64_t time_us;            /* CLOCK_REALTIME at publish, µs */
+    int64_t mono_us;            /* CLOCK_MONOTONIC at publish, µs */
+    char *text;                 /* compact JSON, made by the first km_msg_text */
+    size_t text_len;            /* strlen(text) */
+    void *cache;                /* the transport's slot (owned once set) */
+    void (*cache_free)(void *); /* frees cache; NULL: nothing to free */
+    struct km_msg *next;        /* next in the bus's delivery queue */
+};
+
+/* Subscriptions of one topic, or the bus's "*" ones, in subscription order. */
+struct km_sublist {
+    struct km_sub **v; /* the subscriptions */
+    size_t n;          /* entries used */
+    size_t cap;        /* entries allocated */
+    size_t ndead;      /* ended, waiting for removal */
+};
+
+/* One subscription. */
+struct km_sub {
+    struct km_bus *bus;     /* the bus it belongs to */
+    struct km_topic *topic; /* whose list holds it; NULL: the "*" list */
+    km_msg_cb cb;           /* called for each message */
+    void *arg;              /* passed to cb */
+    const void *owner;      /* tag for km_bus_unsubscribe_owner */
+    uint64_t start;         /* bus->gen when made: gets messages with gen > start */
+    bool dead;              /* ended; freed once no callback is running */
+};
+
+/* A topic, or a placeholder holding early subscribers (declared false). */
+struct km_topic {
+    struct km_bus *bus;               /* the bus it belongs to */
+    struct km_topic *hnext;           /* next in its hash bucket */
+    uint32_t hash;                    /* of name, kept for rehashing */
+    char name[KM_TOPIC_NAME_MAX + 1]; /* its name */
+    bool declared;                    /* false: placeholder, not visible as a topic */
+    bool orphan;                      /* owner unloaded: nobody may publish */
+    enum km_topic_kind kind;          /* state or event */
+    const struct km_field *schema;    /* borrowed from the owner; NULL: any object */
+    char *description;                /* owned copy; may be NULL */
+    const void *owner;                /* the only allowed publisher; NULL: the core */
+    struct km_sublist subs;           /* its own subscriptions */
+    struct km_msg *latest;            /* state: current value (a reference) */
+    struct km_msg **ring;             /* event: seq s in slot (s - 1) % ring_size */
+    unsigned ring_size;               /* event: slots in ring; 0 on state topics */
+    unsigned held;                    /* event: messages in the ring */
+    uint64_t last_seq;                /* event: seq of the newest message; 0 none */
+    uint64_t published;               /* messages accepted */
+    uint64_t rejected;                /* messages refused by validation */
+};
+
+/* The bus. */
+struct km_bus {
+    struct km_topic **buckets; /* hash table of topics and placeholders, chained */
+    size_t nbuckets;           /* a power of two */
+    size_t nentries;           /* topics + placeholders in the table */
+    struct km_topic **order;   /* declared topics, in declaration order */
+    size_t ntopics;            /* entries used in order */
+    size_t cap_topics;         /* entries allocated in order */
+    struct km_sublist wild;    /* "*" subscriptions */
+    uint64_t gen;              /* messages accepted so far, all topics */
+    struct km_msg *qhead;      /* accepted, not yet delivered (one ref each) */
+    struct km_msg *qtail;      /* last of that queue, for appending */
+    unsigned depth;            /* callbacks running: defers delivery, removal */
+    size_t ndead;              /* dead subscriptions not yet removed, all lists */
+};
+
+/* ---- small helpers ---------------------------------------------------------------- */
+
+static int64_t km_clock_us(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* FNV-1a: names are short, a few dozen topics; anything simple will do. */
+static uint32_t km_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    while (*s)
+        h = (h ^ (unsigned char)*s++) * 16777619u;
+    return h;
+}
+
+/* [a-z0-9_.-]+, at most KM_TOPIC_NAME_MAX bytes. */
+static bool km_name_valid(const char *name)
+{
+    size_t len = 0;
+    if (!name || !*name)
+        return false;
+    for (const char *p = name; *p; p++, len++) {
+        char c = *p;
+        if (len >= KM_TOPIC_NAME_MAX)
+            return false;
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+              c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static void km_set_err(int *err, int code)
+{
+    if (err)
+        *err = code;
+}
+
+/* Array v (n used, *cap allocated, entries of `size` bytes) with room for
+   one more: v itself, a moved copy (*cap updated), or NULL (v untouched). */
+static void *km_grow(void *v, size_t n, size_t *cap, size_t size)
+{
+    if (n < *cap)
+        return v;
+    size_t ncap = *cap ? *cap * 2 : 8;
+    void *nv = realloc(v, ncap * size);
+    if (nv)
+        *cap = ncap;
+    return nv;
+}
+
+/* ---- the hash table --------------------------------------------------------------- */
+
+static struct km_topic *km_lookup(const struct km_bus *bus, const char *name)
+{
+    uint32_t h = km_hash(name);
+    for (struct km_topic *t = bus->buckets[h & (bus->nbuckets - 1)]; t; t = t->hnext)
+        if (t->hash == h && strcmp(t->name, name) == 0)
+            return t;
+    return NULL;
+}
+
+/* Doubles the table when it holds more entries than buckets. A failed
+   resize is harmless: chains just get longer. */
+static void km_rehash(struct km_bus *bus)
+{
+    if (bus->nentries < bus->nbuckets)
+        return;
+    size_t nb = bus->nbuckets * 2;
+    struct km_topic **b = calloc(nb, sizeof *b);
+    if (!b)
+        return;
+    for (size_t i = 0; i < bus->nbuckets; i++) {
+        struct km_topic *t = bus->buckets[i], *next;
+        for (; t; t = next) {
+            next = t->hnext;
+            t->hnext = b[t->hash & (nb - 1)];
+            b[t->hash & (nb - 1)] = t;
+        }
+    }
+    free(bus->buckets);
+    bus->buckets = b;
+    bus->nbuckets = nb;
+}
+
+/* A new, empty entry for name (already validated), in the table. */
+static struct km_topic *km_entry_new(struct km_bus *bus, const char *name)
+{
+    struct km_topic *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->bus = bus;
+    t->hash = km_hash(name);
+    strcpy(t->name, name);
+    struct km_topic **slot = &bus->buckets[t->hash & (bus->nbuckets - 1)];
+    t->hnext = *slot;
+    *slot = t;
+    bus->nentries++;
+    km_rehash(bus);
+    return t;
+}
+
+static void km_entry_unlink(struct km_bus *bus, struct km_topic *t)
+{
+    struct km_topic **p = &bus->buckets[t->hash & (bus->nbuckets - 1)];
+    while (*p != t)
+        p = &(*p)->hnext;
+    *p = t->hnext;
+    bus->nentries--;
+}
+
+/* ---- messages --------------------------------------------------------------------- */
+
+struct km_msg *km_msg_ref(struct km_msg *msg)
+{
+    if (msg)
+        msg->refs++;
+    return msg;
+}
+
+void km_msg_unref(struct km_msg *msg)
+{
+    if (!msg || --msg->refs > 0)
+        return;
+    if (msg->cache_free)
+        msg->cache_free(msg->cache);
+    free(msg->text);
+    json_decref(msg->body);
+    free(msg);
+}
+
+json_t *km_msg_json(const struct km_msg *msg)
+{
+    return msg->body;
+}
+
+uint64_t km_msg_seq(const struct km_msg *msg)
+{
+    return msg->seq;
+}
+
+struct km_topic *km_msg_topic(const struct km_msg *msg)
+{
+    return msg->topic;
+}
+
+int64_t km_msg_time_us(const struct km_msg *msg)
+{
+    return msg->time_us;
+}
+
+int64_t km_msg_mono_us(const struct km_msg *msg)
+{
+    return msg->mono_us;
+}
+
+const char *km_msg_text(struct km_msg *msg, size_t *len)
+{
+    if (!msg->text) {
+        msg->text = json_dumps(msg->body, JSON_COMPACT);
+        if (!msg->text)
+            return NULL;
+        msg->text_len = strlen(msg->text);
+        km_bus_stats.json_encodes++;
+    }
+    if (len)
+        *len = msg->text_len;
+    return msg->text;
+}
+
+void *km_msg_cache(const struct km_msg *msg)
+{
+    return msg->cache;
+}
+
+void km_msg_set_cache(struct km_msg *msg, void *p, void (*free_fn)(void *))
+{
+    /* Setting the same pointer again only changes how it is freed. */
+    if (msg->cache_free && msg->cache != p)
+        msg->cache_free(msg->cache);
+    msg->cache = p;
+    msg->cache_free = free_fn;
+}
+
+/* ---- subscriptions ---------------------------------------------------------------- */
+
+static void km_sublist_free(struct km_sublist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    memset(l, 0, sizeof *l);
+}
+
+/* Drops the dead entries, keeping the order of the others. */
+static void km_sublist_compact(struct km_sublist *l)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        if (l->v[i]->dead)
+            free(l->v[i]);
+        else
+            l->v[j++] = l->v[i];
+    }
+    l->n = j;
+    l->ndead = 0;
+}
+
+static void km_topic_free(struct km_topic *t);
+
+/* Removes dead subscriptions, and placeholders nobody waits on any more.
+   Only when no callback runs: then no loop is walking a list. */
+static void km_bus_collect(struct km_bus *bus)
+{
+    if (bus->depth > 0 || bus->ndead == 0)
+        return;
+    if (bus->wild.ndead)
+        km_sublist_compact(&bus->wild);
+    for (size_t i = 0; i < bus->nbuckets; i++) {
+        struct km_topic *t = bus->buckets[i], *next;
+        for (; t; t = next) {
+            next = t->hnext;
+            if (t->subs.ndead)
+                km_sublist_compact(&t->subs);
+            if (!t->declared && t->subs.n == 0) {
+                km_entry_unlink(bus, t);
+                km_topic_free(t);
+            }
+        }
+    }
+    bus->ndead = 0;
+}
+
+static void km_sub_kill(struct km_sub *sub)
+{
+    if (sub->dead)
+        return;
+    sub->dead = true;
+    if (sub->topic)
+        sub->topic->subs.ndead++;
+    else
+        sub->bus->wild.ndead++;
+    sub->bus->ndead++;
+}
+
+static void km_sublist_kill_owner(struct km_sublist *l, const void *owner)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (l->v[i]->owner == owner)
+            km_sub_kill(l->v[i]);
+}
+
+/* ---- delivery --------------------------------------------------------------------- */
+
+/* Calls each live subscription of l made before msg was accepted. Indexes,
+   not pointers: a callback may subscribe and so move l->v. */
+static void km_sublist_deliver(struct km_sublist *l, struct km_msg *msg)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        struct km_sub *s = l->v[i];
+        if (!s->dead && s->start < msg->gen)
+            s->cb(msg->topic, msg, s->arg);
+    }
+}
+
+/*
+ * Delivers queued messages until none is left, unless a callback is running
+ * already: the outermost bus call does it, after that callback. Returns
+ * whether `watch` (may be NULL) was ended by then, read before it is freed.
+ */
+static bool km_bus_flush(struct km_bus *bus, const struct km_sub *watch)
+{
+    if (bus->depth > 0)
+        return watch && watch->dead;
+    bus->depth++;
+    while (bus->qhead) {
+        struct km_msg *msg = bus->qhead;
+        bus->qhead = msg->next;
+        if (!bus->qhead)
+            bus->qtail = NULL;
+        msg->next = NULL;
+        km_sublist_deliver(&msg->topic->subs, msg);
+        km_sublist_deliver(&bus->wild, msg);
+        km_msg_unref(msg);
+    }
+    bus->depth--;
+    bool dead = watch && watch->dead;
+    km_bus_collect(bus);
+    return dead;
+}
+
+static void km_bus_enqueue(struct km_bus *bus, struct km_msg *msg)
+{
+    km_msg_ref(msg);
+    if (bus->qtail)
+        bus->qtail->next = msg;
+    else
+        bus->qhead = msg;
+    bus->qtail = msg;
+}
+
+/* ---- the bus ---------------------------------------------------------------------- */
+
+struct km_bus *km_bus_new(void)
+{
+    struct km_bus *bus = calloc(1, sizeof *bus);
+    if (!bus)
+        return NULL;
+    bus->nbuckets = KM_HASH_MIN;
+    bus->buckets = calloc(bus->nbuckets, sizeof *bus->buckets);
+    if (!bus->buckets) {
+        free(bus);
+        return NULL;
+    }
+    return bus;
+}
+
+static void km_topic_free(struct km_topic *t)
+{
+    km_sublist_free(&t->subs);
+    km_msg_unref(t->latest);
+    for (unsigned i = 0; i < t->ring_size; i++)
+        km_msg_unref(t->ring[i]);
+    free(t->ring);
+    free(t->description);
+    free(t);
+}
+
+void km_bus_free(struct km_bus *bus)
+{
+    if (!bus)
+        return;
+    while (bus->qhead) {
+        struct km_msg *msg = bus->qhead;
+        bus->qhead = msg->next;
+        km_msg_unref(msg);
+    }
+    for (size_t i = 0; i < bus->nbuckets; i++) {
+        struct km_topic *t = bus->buckets[i], *next;
+        for (; t; t = next) {
+            next = t->hnext;
+            km_topic_free(t);
+        }
+    }
+    km_sublist_free(&bus->wild);
+    free(bus->buckets);
+    free(bus->order);
+    free(bus);
+}
+
+/* Checks a definition; KM_OK or KM_EINVAL. */
+static int km_def_check(const struct km_topic_def *def)
+{
+    if (!def || !km_name_valid(def->name))
+        return KM_EINVAL;
+    if (def->kind != KM_TOPIC_STATE && def->kind != KM_TOPIC_EVENT)
+        return KM_EINVAL;
+    if (def->kind == KM_TOPIC_EVENT && def->ring_size > KM_RING_MAX)
+        return KM_EINVAL;
+    if (km_schema_valid(def->schema) < 0)
+        return KM_EINVAL;
+    return KM_OK;
+}
+
+/* A reloaded plugin re-declares its orphaned topic: same topic, new owner. */
+static struct km_topic *km_topic_adopt(struct km_topic *t, const struct km_topic_def *def,
+                                       const void *owner, int *err)
+{
+    char *desc = NULL;
+    if (def->description && !(desc = strdup(def->description))) {
+        km_set_err(err, KM_ENOMEM);
+        return NULL;
+    }
+    free(t->description);
+    t->description = desc;
+    t->schema = def->schema;
+    t->owner = owner;
+    t->orphan = false;
+    return t;
+}
+
+struct km_topic *km_bus_declare(struct km_bus *bus, const struct km_topic_def *def,
+                                const void *owner, int *err)
+{
+    int rc = bus ? km_def_check(def) : KM_EINVAL;
+    if (rc != KM_OK) {
+        km_set_err(err, rc);
+        return NULL;
+    }
+    struct km_topic *t = km_lookup(bus, def->name);
+    if (t && t->declared) {
+        if (t->orphan && t->kind == def->kind)
+            return km_topic_adopt(t, def, owner, err);
+        km_set_err(err, KM_EEXIST);
+        return NULL;
+    }
+
+    /* Allocate everything first so that a failure leaves no trace. */
+    unsigned ring_size = def->ring_size ? def->ring_size : KM_RING_DEFAULT;
+    struct km_msg **ring = NULL;
+    char *desc = NULL;
+    bool fresh = !t;
+    struct km_topic **order =
+        km_grow(bus->order, bus->ntopics, &bus->cap_topics, sizeof *order);
+    if (order)
+        bus->order = order;
+    if (!order ||
+        (def->kind == KM_TOPIC_EVENT && !(ring = calloc(ring_size, sizeof *ring))) ||
+        (def->description && !(desc = strdup(def->description))) ||
+        (fresh && !(t = km_entry_new(bus, def->name)))) {
+        free(ring);
+        free(desc);
+        km_set_err(err, KM_ENOMEM);
+        return NULL;
+    }
+    t->declared = true;
+    t->kind = def->kind;
+    t->schema = def->schema;
+    t->description = desc;
+    t->owner = owner;
+    t->ring = ring;
+    t->ring_size = ring ? ring_size : 0;
+    bus->order[bus->ntopics++] = t;
+    return t;
+}
+
+struct km_topic *km_bus_find(struct km_bus *bus, const char *name)
+{
+    if (!bus || !name)
+        return NULL;
+    struct km_topic *t = km_lookup(bus, name);
+    return t && t->declared ? t : NULL;
+}
+
+void km_bus_foreach(struct km_bus *bus, void (*fn)(struct km_topic *t, void *arg),
+                    void *arg)
+{
+    if (!bus)
+        return;
+    /* By index: fn may declare topics (and so move bus->order). */
+    for (size_t i = 0; i < bus->ntopics; i++)
+        fn(bus->order[i], arg);
+}
+
+void km_bus_disown(struct km_bus *bus, const void *owner)
+{
+    if (!bus)
+        return;
+    for (size_t i = 0; i < bus->ntopics; i++) {
+        struct km_topic *t = bus->order[i];
+        if (t->orphan || t->owner != owner)
+            continue;
+        t->orphan = true;
+        t->owner = NULL;
+        t->schema = NULL; /* it pointed into the unloaded object */
+    }
+}
+
+/* ---- publish ---------------------------------------------------------------------- */
+
+/* Keeps msg as a state topic's value, or in an event topic's ring. */
+static void km_topic_store(struct km_topic *t, struct km_msg *msg)
+{
+    t->published++;
+    if (t->kind == KM_TOPIC_STATE) {
+        km_msg_unref(t->latest);
+        t->latest = km_msg_ref(msg);
+        return;
+    }
+    msg->seq = ++t->last_seq;
+    struct km_msg **slot = &t->ring[(msg->seq - 1) % t->ring_size];
+    km_msg_unref(*slot);
+    *slot = km_msg_ref(msg);
+    if (t->held < t->ring_size)
+        t->held++;
+}
+
+/* Validates body; on a mismatch logs the one line and counts it. */
+static int km_topic_validate(struct km_topic *t, json_t *body)
+{
+    char err[KM_ERR_MAX];
+    if (km_schema_check(t->schema, body, err, sizeof err) == 0)
+        return KM_OK;
+    t->rejected++;
+    km_bus_stats.rejected++;
+    km_log(KM_LOG_WARNING, "topic %s: message refused: %s", t->name, err);
+    return KM_ESCHEMA;
+}
+
+int km_bus_publish(struct km_topic *topic, json_t *body, const void *publisher)
+{
+    int rc = KM_OK;
+    if (!topic || !topic->declared || !body)
+        rc = KM_EINVAL;
+    else if (topic->orphan || topic->owner != publisher)
+        rc = KM_EOWNER;
+    else if (!json_is_object(body))
+        rc = KM_EINVAL;
+    else
+        rc = km_topic_validate(topic, body);
+    if (rc != KM_OK) {
+        json_decref(body);
+        return rc;
+    }
+
+    struct km_msg *msg = calloc(1, sizeof *msg);
+    if (!msg) {
+        json_decref(body);
+        return KM_ENOMEM;
+    }
+    struct km_bus *bus = topic->bus;
+    msg->refs = 1; /* ours, dropped below once queued and stored */
+    msg->body = body;
+    msg->topic = topic;
+    msg->gen = ++bus->gen;
+    msg->time_us = km_clock_us(CLOCK_REALTIME);
+    msg->mono_us = km_clock_us(CLOCK_MONOTONIC);
+    km_topic_store(topic, msg);
+    km_bus_stats.messages++;
+    km_bus_enqueue(bus, msg);
+    km_msg_unref(msg);
+    km_bus_flush(bus, NULL);
+    return KM_OK;
+}
+
+/* ---- subscribe -------------------------------------------------------------------- */
+
+/* The initial value of state topic t for a new subscription, if it has one
+   the subscription would not otherwise get. */
+static void km_sub_initial(struct km_sub *sub, struct km_topic *t)
+{
+    struct km_msg *msg = t->latest;
+    if (sub->dead || !t->declared || t->kind != KM_TOPIC_STATE || !msg ||
+        msg->gen > sub->start)
+        return;
+    /* Hold it: the callback may publish and so replace t->latest. */
+    km_msg_ref(msg);
+    sub->cb(t, msg, sub->arg);
+    km_msg_unref(msg);
+}
+
+struct km_sub *km_bus_subscribe(struct km_bus *bus, const char *name, km_msg_cb cb,
+                                void *arg, const void *owner)
+{
+    bool wild = name && strcmp(name, "*") == 0;
+    if (!bus || !cb || (!wild && !km_name_valid(name)))
+        return NULL;
+    struct km_topic *t = wild ? NULL : km_lookup(bus, name);
+    bool fresh = !wild && !t;
+    if (fresh && !(t = km_entry_new(bus, name)))
+        return NULL;
+    struct km_sublist *l = wild ? &bus->wild : &t->subs;
+    struct km_sub **v = km_grow(l->v, l->n, &l->cap, sizeof *v);
+    if (v)
+        l->v = v;
+    struct km_sub *sub = v ? calloc(1, sizeof *sub) : NULL;
+    if (!sub) {
+        free(sub);
+        if (fresh) {
+            km_entry_unlink(bus, t);
+            km_topic_free(t);
+        }
+        return NULL;
+    }
+    *sub = (struct km_sub){
+        .bus = bus, .topic = t, .cb = cb, .arg = arg, .owner = owner, .start = bus->gen};
+    l->v[l->n++] = sub;
+
+    bus->depth++;
+    if (wild) {
+        /* n fixed up front: topics declared by the callbacks have no value
+           older than this subscription. */
+        size_t n = bus->ntopics;
+        for (size_t i = 0; i < n; i++)
+            km_sub_initial(sub, bus->order[i]);
+    } else {
+        km_sub_initial(sub, t);
+    }
+    bus->depth--;
+    /* Deliver what the callbacks published; one of them may end sub. */
+    return km_bus_flush(bus, sub) ? NULL : sub;
+}
+
+void km_bus_unsubscribe(struct km_sub *sub)
+{
+    if (!sub)
+        return;
+    km_sub_kill(sub);
+    km_bus_collect(sub->bus);
+}
+
+void km_bus_unsubscribe_owner(struct km_bus *bus, const void *owner)
+{
+    if (!bus)
+        return;
+    km_sublist_kill_owner(&bus->wild, owner);
+    for (size_t i = 0; i < bus->nbuckets; i++)
+        for (struct km_topic *t = bus->buckets[i]; t; t = t->hnext)
+            km_sublist_kill_owner(&t->subs, owner);
+    km_bus_collect(bus);
+}
+
+/* ---- replay ----------------------------------------------------------------------- */
+
+int km_bus_replay(struct km_topic *topic, uint64_t since, km_msg_cb cb, void *arg)
+{
+    if (!topic || !topic->declared || !cb)
+        return KM_EINVAL;
+    if (topic->kind != KM_TOPIC_EVENT)
+        return KM_EKIND;
+    uint64_t oldest = km_topic_oldest_seq(topic);
+    if (topic->held == 0 || since >= topic->last_seq)
+        return 0;
+    uint64_t from = since + 1 > oldest ? since + 1 : oldest;
+    size_t n = (size_t)(topic->last_seq - from + 1);
+
+    /* Take the set (with references) before calling anyone: a callback may
+       publish on this topic and so overwrite ring slots. */
+    struct km_msg **snap = malloc(n * sizeof *snap);
+    if (!snap)
+        return KM_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        snap[i] = km_msg_ref(topic->ring[(from + i - 1) % topic->ring_size]);
+
+    struct km_bus *bus = topic->bus;
+    bus->depth++;
+    for (size_t i = 0; i < n; i++)
+        cb(topic, snap[i], arg);
+    bus->depth--;
+    for (size_t i = 0; i < n; i++)
+        km_msg_unref(snap[i]);
+    free(snap);
+    km_bus_flush(bus, NULL);
+    return since + 1 < oldest ? KM_EGONE : (int)n;
+}
+
+/* ---- topic accessors -------------------------------------------------------------- */
+
+const char *km_topic_name(const struct km_topic *t)
+{
+    return t->name;
+}
+
+enum km_topic_kind km_topic_kind(const struct km_topic *t)
+{
+    return t->kind;
+}
+
+const struct km_field *km_topic_schema(const struct km_topic *t)
+{
+    return t->schema;
+}
+
+const char *km_topic_description(const struct km_topic *t)
+{
+    return t->description;
+}
+
+uint64_t km_topic_last_seq(const struct km_topic *t)
+{
+    return t->last_seq;
+}
+
+uint64_t km_topic_oldest_seq(const struct km_topic *t)
+{
+    return t->held ? t->last_seq - t->held + 1 : 0;
+}
+
+unsigned km_topic_ring_size(const struct km_topic *t)
+{
+    return t->ring_size;
+}
+
+uint64_t km_topic_published(const struct km_topic *t)
+{
+    return t->published;
+}
+
+uint64_t km_topic_rejected(const struct km_topic *t)
+{
+    return t->rejected;
+}
+
+struct km_msg *km_topic_latest(const struct km_topic *t)
+{
+    return t->latest;
+}
+
+json_t *km_topic_schema_json(const struct km_topic *t)
+{
+    return km_schema_json(t->schema);
+}

@@ -15,6 +15,19 @@
  *   - The JSON text of a message is produced at most once (km_msg_text) and
  *     shared by every reader; km_bus_stats.json_encodes counts encodings.
  *
+ * Delivery order (bus-wide FIFO): messages reach subscribers in the order
+ * they were accepted, across all topics. A topic's own subscribers are
+ * called first, in subscription order, then the "*" subscribers, in
+ * subscription order. A publish made from inside a callback the bus is
+ * running (delivery, the initial state value, replay) is accepted, stored
+ * (latest value / ring, seq) and returns at once; its delivery starts when
+ * the current callback has returned and every earlier message has been
+ * delivered, before the outermost bus call returns. So no callback is ever
+ * re-entered by a nested publish and every subscriber sees each topic's
+ * messages in seq order. A subscription gets exactly the messages accepted
+ * after it was made (plus, for state topics, the value current when it was
+ * made, delivered inside km_bus_subscribe).
+ *
  * Not thread-safe: everything runs on the event loop's thread.
  */
 #ifndef KM_BUS_H
@@ -39,7 +52,9 @@ extern struct km_bus_stats km_bus_stats;
 
 /* New bus, or NULL on ENOMEM. */
 struct km_bus *km_bus_new(void);
-/* Frees the bus, its topics, subscriptions and retained messages. */
+/* Frees the bus, its topics, subscriptions and retained messages. Not from a
+   callback. Messages still referenced elsewhere stay valid, but their
+   km_msg_topic() then dangles. */
 void km_bus_free(struct km_bus *bus);
 
 /*
@@ -47,7 +62,12 @@ void km_bus_free(struct km_bus *bus);
  * km_ctx, or NULL for the core); only the owner may publish. def->schema is
  * borrowed and must outlive the bus (or the owner's unload, see
  * km_bus_disown). Returns the topic (borrowed) or NULL with *err set:
- * KM_EINVAL (bad name or kind), KM_EEXIST, KM_ENOMEM.
+ * KM_EINVAL (bad name or kind, ring_size > 65536, or a schema with an
+ * unknown kind or nested deeper than 32 levels), KM_EEXIST, KM_ENOMEM.
+ * Declaring the name of an orphaned topic (see km_bus_disown) with the
+ * same kind adopts it: the same topic is returned with the new owner,
+ * schema and description; seq numbers, retained messages, the ring size
+ * and subscribers carry on. err may be NULL.
  */
 struct km_topic *km_bus_declare(struct km_bus *bus, const struct km_topic_def *def,
                                 const void *owner, int *err);
@@ -59,7 +79,11 @@ void km_bus_foreach(struct km_bus *bus, void (*fn)(struct km_topic *t, void *arg
 /*
  * The owner goes away (plugin unloaded): its topics stay (subscribers keep
  * their handles) but lose their owner and their schema pointer (which lived
- * in the unloaded object); they keep their retained messages.
+ * in the unloaded object); they keep their retained messages. Such an
+ * orphaned topic is read-only: every publish (the core's, owner NULL,
+ * included) gets KM_EOWNER until someone declares the name again and so
+ * adopts it (a reloaded plugin). Subscriptions are not touched: see
+ * km_bus_unsubscribe_owner.
  */
 void km_bus_disown(struct km_bus *bus, const void *owner);
 
@@ -67,20 +91,27 @@ void km_bus_disown(struct km_bus *bus, const void *owner);
  * Publishes `body` (a JSON object) on `topic` as `publisher`. Steals body,
  * always. Returns KM_OK, KM_ESCHEMA (refused: one log line naming the
  * topic and the first mismatching path, topic's rejected counter + 1),
- * KM_EOWNER (publisher is not the owner), KM_EINVAL (not an object) or
- * KM_ENOMEM.
+ * KM_EOWNER (publisher is not the owner, or the topic is orphaned),
+ * KM_EINVAL (NULL topic, body not an object) or KM_ENOMEM. Only KM_ESCHEMA
+ * is logged here; callers report the others (they are caller bugs).
+ * Nothing is stored or delivered unless KM_OK.
  */
 int km_bus_publish(struct km_topic *topic, json_t *body, const void *publisher);
 
 /*
  * Subscribes to `name` ("*": every topic, including ones declared later).
  * The topic need not be declared yet. For a state topic with a value, cb
- * runs once with it before this returns. `owner` tags the subscription
- * for km_bus_unsubscribe_owner. Returns a borrowed handle, NULL on ENOMEM.
+ * runs once with it before this returns ("*": once per state topic that
+ * has a value, in declaration order). `owner` tags the subscription
+ * for km_bus_unsubscribe_owner. Returns a borrowed handle, valid until
+ * km_bus_unsubscribe(); NULL on ENOMEM, a NULL cb, a name that is neither
+ * "*" nor a valid topic name, or when the subscription was ended by the
+ * callback itself during that initial delivery (km_bus_unsubscribe_owner).
  */
 struct km_sub *km_bus_subscribe(struct km_bus *bus, const char *name, km_msg_cb cb,
                                 void *arg, const void *owner);
-/* Ends a subscription; cb is never called again. Safe during delivery. */
+/* Ends a subscription; cb is never called again. Safe during delivery (the
+   handle itself is freed once the running delivery is over). NULL is fine. */
 void km_bus_unsubscribe(struct km_sub *sub);
 /* Ends every subscription made with `owner`. */
 void km_bus_unsubscribe_owner(struct km_bus *bus, const void *owner);
@@ -89,7 +120,10 @@ void km_bus_unsubscribe_owner(struct km_bus *bus, const void *owner);
  * Event topics: calls cb for every retained message with seq > since, in
  * order. Returns the number replayed, KM_EGONE when since + 1 is older than
  * the ring's oldest message (the ones still held are replayed anyway, so
- * the caller can deliver them and signal the gap), KM_EKIND on a state topic.
+ * the caller can deliver them and signal the gap), KM_EKIND on a state topic,
+ * KM_EINVAL on a NULL topic or cb, KM_ENOMEM. since >= the last seq replays
+ * nothing and returns 0. The set replayed is fixed when the call starts:
+ * publishing from cb neither extends nor cuts it.
  */
 int km_bus_replay(struct km_topic *topic, uint64_t since, km_msg_cb cb, void *arg);
 
@@ -101,11 +135,14 @@ const struct km_field *km_topic_schema(const struct km_topic *t); /* borrowed, m
 const char *km_topic_description(const struct km_topic *t);   /* borrowed, may be NULL */
 uint64_t km_topic_last_seq(const struct km_topic *t);         /* event: last seq; 0 none */
 uint64_t km_topic_oldest_seq(const struct km_topic *t);       /* event: oldest in ring; 0 none */
-unsigned km_topic_ring_size(const struct km_topic *t);
+unsigned km_topic_ring_size(const struct km_topic *t);        /* event; 0 on state topics */
 uint64_t km_topic_published(const struct km_topic *t);        /* accepted messages */
 uint64_t km_topic_rejected(const struct km_topic *t);         /* refused messages */
-struct km_msg *km_topic_latest(const struct km_topic *t);     /* borrowed, may be NULL */
-/* Renders the schema as JSON for GET /api/v1/topics. New reference. */
+/* State topics: the current value (borrowed), or NULL. Always NULL on event
+   topics (they have no current value: use km_bus_replay). */
+struct km_msg *km_topic_latest(const struct km_topic *t);
+/* Renders the schema as JSON for GET /api/v1/topics (km_schema_json; no
+   schema: {"type":"object"}). New reference, NULL on ENOMEM. */
 json_t *km_topic_schema_json(const struct km_topic *t);
 
 /* ---- messages ---- */
@@ -118,7 +155,7 @@ void km_msg_unref(struct km_msg *msg);
 json_t *km_msg_json(const struct km_msg *msg);
 /* Event seq (1, 2, ...); 0 on a state topic. */
 uint64_t km_msg_seq(const struct km_msg *msg);
-/* The topic it was published on (borrowed). */
+/* The topic it was published on (borrowed; valid while the bus lives). */
 struct km_topic *km_msg_topic(const struct km_msg *msg);
 /* Publish time: wall clock (µs since the epoch) and CLOCK_MONOTONIC (µs). */
 int64_t km_msg_time_us(const struct km_msg *msg);
@@ -145,5 +182,16 @@ void km_msg_set_cache(struct km_msg *msg, void *p, void (*free_fn)(void *));
  */
 int km_schema_check(const struct km_field *fields, json_t *value, char *err,
                     size_t errlen);
+/*
+ * Checks a schema itself: 0 when every kind is known and nesting is at most
+ * 32 levels deep (so a cyclic table is refused); -1 otherwise. NULL is valid.
+ */
+int km_schema_valid(const struct km_field *fields);
+/*
+ * The object schema `fields` as JSON Schema (the subset km_field can say:
+ * type, properties, required, additionalProperties, items, nullable as
+ * ["kind", "null"], any as {}). New reference; NULL on ENOMEM.
+ */
+json_t *km_schema_json(const struct km_field *fields);
 
 #endif /* KM_BUS_H */

@@ -13,6 +13,7 @@
 #ifndef KM_CONFIG_H
 #define KM_CONFIG_H
 
+
 #include <stddef.h>
 #include <katomon/plugin.h>
 

@@ -1,7 +1,6 @@
 /*
  * log.c - one line per event, to stderr (foreground) or syslog.
  */
-#include "config.h"
 
 #include <stdio.h>
 #include <string.h>

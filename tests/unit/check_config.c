@@ -1,2 +1,810 @@
+/*
+ * check_config.c - unit tests of core/config.c (katomon.conf).
+ *
+ * Bad files are written to a fresh temp dir per test, so each test shows
+ * the exact lines it feeds and the exact FILE:LINE it expects. The good
+ * file is tests/fixtures/config_good.conf; the shipped one etc/katomon.conf
+ * (both found via $top_srcdir, set by `make check`).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
-int main(void) { return 77; } /* placeholder: skipped until written */
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <check.h>
+
+/* by path: a plain "config.h" would find autoconf's in the build dir */
+#include "../../core/config.h"
+
+static char tmpdir[256];      /* this test's scratch directory */
+static char path[512];        /* file written by write_conf */
+static char err[1024];        /* error text of the last load */
+static struct km_config *cfg; /* config of the last load; freed in teardown */
+
+static void setup(void)
+{
+    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(tmpdir, sizeof tmpdir, "%s/check_config.XXXXXX", base);
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    snprintf(path, sizeof path, "%s/katomon.conf", tmpdir);
+    err[0] = '\0';
+    cfg = NULL;
+}
+
+static void teardown(void)
+{
+    km_config_free(cfg);
+    cfg = NULL;
+    unlink(path);
+    rmdir(tmpdir);
+}
+
+/* The source tree: $top_srcdir under make check, else SRCDIR or "..". */
+static const char *srcdir(void)
+{
+    if (getenv("top_srcdir"))
+        return getenv("top_srcdir");
+#ifdef SRCDIR
+    return SRCDIR;
+#else
+    return "..";
+#endif
+}
+
+static void write_bytes(const char *text, size_t len)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(text, 1, len, f), len);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+static void write_conf(const char *text)
+{
+    write_bytes(text, strlen(text));
+}
+
+static void load_ok(const char *file)
+{
+    int rc = km_config_load(file, &cfg, err, sizeof err);
+    ck_assert_msg(rc == 0, "load of %s failed: %s", file, err);
+    ck_assert_ptr_nonnull(cfg);
+}
+
+/* Loads text, expecting an error that starts "PATH:LINE: " and contains
+   each of the NULL-terminated hints. */
+static void expect_error(const char *text, int line, ...)
+{
+    char prefix[600];
+    struct km_config *c = (struct km_config *)0x1;
+    va_list ap;
+
+    write_conf(text);
+    ck_assert_int_eq(km_config_load(path, &c, err, sizeof err), -1);
+    ck_assert_ptr_null(c);
+    snprintf(prefix, sizeof prefix, "%s:%d: ", path, line);
+    ck_assert_msg(strncmp(err, prefix, strlen(prefix)) == 0,
+                  "expected prefix '%s', got '%s'", prefix, err);
+    va_start(ap, line);
+    for (const char *hint; (hint = va_arg(ap, const char *));)
+        ck_assert_msg(strstr(err, hint), "expected '%s' in '%s'", hint, err);
+    va_end(ap);
+}
+
+/* ---- good files ---------------------------------------------------------- */
+
+START_TEST(test_defaults)
+{
+    cfg = km_config_defaults();
+    ck_assert_ptr_nonnull(cfg);
+    ck_assert_ptr_null(cfg->path);
+    ck_assert_ptr_nonnull(cfg->plugin_dir);
+    ck_assert_ptr_nonnull(cfg->state_dir);
+    ck_assert_ptr_nonnull(cfg->web_root);
+#ifdef KM_PLUGIN_DIR
+    ck_assert_str_eq(cfg->plugin_dir, KM_PLUGIN_DIR);
+    ck_assert_str_eq(cfg->state_dir, KM_STATE_DIR);
+    ck_assert_str_eq(cfg->web_root, KM_WEB_ROOT);
+#endif
+    ck_assert_ptr_null(cfg->pid_file);
+    ck_assert_int_eq(cfg->log_level, KM_LOG_INFO);
+    ck_assert_int_eq(cfg->plugin_failure_fatal, 0);
+    ck_assert_str_eq(cfg->bind, "127.0.0.1");
+    ck_assert_int_eq(cfg->port, 8080);
+    ck_assert_ptr_null(cfg->allowed_origins);
+    ck_assert_ptr_null(cfg->auth_token);
+    ck_assert_int_eq(cfg->max_connections, 10000);
+    ck_assert_uint_eq(cfg->max_request_bytes, 64 * 1024);
+    ck_assert_int_eq(cfg->enabled, 1);
+    ck_assert_double_eq(cfg->update_interval, 3);
+    ck_assert_uint_eq(cfg->max_message_bytes, 64 * 1024);
+    ck_assert_uint_eq(cfg->max_queue_bytes, 1024 * 1024);
+    ck_assert_double_eq(cfg->ping_interval, 30);
+    ck_assert_double_eq(cfg->idle_timeout, 120);
+    ck_assert_uint_eq(cfg->n_sections, 0);
+}
+END_TEST
+
+START_TEST(test_empty_file_is_defaults)
+{
+    struct km_config *d = km_config_defaults();
+    write_conf("; nothing but a comment\n\n");
+    load_ok(path);
+    ck_assert_str_eq(cfg->path, path);
+    ck_assert_str_eq(cfg->plugin_dir, d->plugin_dir);
+    ck_assert_int_eq(cfg->port, d->port);
+    ck_assert_uint_eq(cfg->max_queue_bytes, d->max_queue_bytes);
+    ck_assert_uint_eq(cfg->n_sections, 0);
+    km_config_free(d);
+}
+END_TEST
+
+START_TEST(test_good_file)
+{
+    char file[512];
+    snprintf(file, sizeof file, "%s/tests/fixtures/config_good.conf", srcdir());
+    load_ok(file);
+
+    ck_assert_str_eq(cfg->plugin_dir, "/opt/km/plugins");
+    ck_assert_str_eq(cfg->state_dir, "/var/tmp/km");
+    ck_assert_str_eq(cfg->pid_file, "/run/km.pid");
+    ck_assert_int_eq(cfg->log_level, KM_LOG_DEBUG);
+    ck_assert_int_eq(cfg->plugin_failure_fatal, 1);
+
+    ck_assert_str_eq(cfg->bind, "::1");
+    ck_assert_int_eq(cfg->port, 9090);
+    ck_assert_str_eq(cfg->web_root, "/opt/km/web");
+    ck_assert_str_eq(cfg->allowed_origins, "http://a.example:3000, http://b.example");
+    ck_assert_str_eq(cfg->auth_token, "s3cret");
+    ck_assert_int_eq(cfg->max_connections, 50);
+    ck_assert_uint_eq(cfg->max_request_bytes, 16 * 1024);
+
+    ck_assert_int_eq(cfg->enabled, 0);
+    ck_assert_double_eq(cfg->update_interval, 0.5);
+    ck_assert_uint_eq(cfg->max_message_bytes, 4096);
+    ck_assert_uint_eq(cfg->max_queue_bytes, 2 * 1024 * 1024);
+    ck_assert_double_eq(cfg->ping_interval, 0);
+    ck_assert_double_eq(cfg->idle_timeout, 600.5);
+
+    /* [plugin] and [alert] sections only, in file order */
+    ck_assert_uint_eq(cfg->n_sections, 4);
+    const struct km_conf_section *hs = cfg->sections[0];
+    ck_assert_str_eq(hs->kind, "plugin");
+    ck_assert_str_eq(hs->name, "host_stats");
+    ck_assert_str_eq(hs->file, file);
+    ck_assert_int_eq(hs->line, 26);
+    ck_assert_uint_eq(hs->n_entries, 3);
+    ck_assert_str_eq(hs->entries[0].key, "interval");
+    ck_assert_str_eq(hs->entries[0].value, "10");
+    ck_assert_int_eq(hs->entries[0].line, 27);
+    ck_assert_str_eq(km_conf_value(hs, "file"), "/opt/km/plugins/host_stats.so");
+    ck_assert_str_eq(km_conf_value(hs, "enabled"), "false");
+
+    const struct km_conf_section *empty = km_config_section(cfg, "plugin", "empty_one");
+    ck_assert_ptr_eq(empty, cfg->sections[1]);
+    ck_assert_int_eq(empty->line, 31);
+    ck_assert_uint_eq(empty->n_entries, 0);
+
+    const struct km_conf_section *cpu = km_config_section(cfg, "alert", "cpu");
+    ck_assert_ptr_nonnull(cpu);
+    ck_assert_int_eq(cpu->line, 33);
+    ck_assert_uint_eq(cpu->n_entries, 12);
+    ck_assert_str_eq(km_conf_value(cpu, "path"), "containers[*].cpu");
+    ck_assert_str_eq(km_conf_value(cpu, "op"), ">=");
+    ck_assert_str_eq(km_conf_value(cpu, "critical"), "90.5");
+    /* an indented line continues the value, joined with one space */
+    ck_assert_str_eq(km_conf_value(cpu, "message"),
+                     "Container {name} uses {value}% CPU, over {threshold}%");
+    ck_assert_int_eq(km_conf_entry(cpu, "message")->line, 45);
+
+    const struct km_conf_section *down = cfg->sections[3];
+    ck_assert_str_eq(down->name, "down");
+    ck_assert_str_eq(km_conf_value(down, "match"), "status != running");
+    ck_assert_ptr_null(km_conf_value(down, "warning"));
+}
+END_TEST
+
+START_TEST(test_shipped_conf)
+{
+    char file[512];
+    static const char *const alerts[][4] = {
+        /* name, topic, path, warning */
+        {"high_cpu", "containers", "aggregated.total_cpu_percent", "80"},
+        {"high_memory", "containers", "aggregated.total_memory_percent", "85"},
+        {"high_error_rate", "metrics", "performance.error_rate", "0.05"},
+        {"container_down", "containers", "containers[*]", NULL},
+    };
+    static const char *const criticals[] = {"90", "95", "0.10", NULL};
+
+    snprintf(file, sizeof file, "%s/etc/katomon.conf", srcdir());
+    load_ok(file);
+    ck_assert_int_eq(cfg->port, 8080);
+    ck_assert_str_eq(cfg->bind, "127.0.0.1");
+    ck_assert_int_eq(cfg->enabled, 1);
+
+    const struct km_conf_section *hs = km_config_section(cfg, "plugin", "host_stats");
+    ck_assert_ptr_nonnull(hs);
+    ck_assert_str_eq(km_conf_value(hs, "interval"), "5");
+    /* plugins not written yet stay commented out */
+    ck_assert_ptr_null(km_config_section(cfg, "plugin", "docker_stats"));
+    ck_assert_ptr_null(km_config_section(cfg, "plugin", "alert_manager"));
+
+    for (size_t i = 0; i < 4; i++) {
+        const struct km_conf_section *a = km_config_section(cfg, "alert", alerts[i][0]);
+        ck_assert_msg(a != NULL, "no [alert %s]", alerts[i][0]);
+        ck_assert_str_eq(km_conf_value(a, "topic"), alerts[i][1]);
+        ck_assert_str_eq(km_conf_value(a, "path"), alerts[i][2]);
+        ck_assert_str_eq(km_conf_value(a, "cooldown"), "60");
+        if (alerts[i][3]) {
+            ck_assert_str_eq(km_conf_value(a, "warning"), alerts[i][3]);
+            ck_assert_str_eq(km_conf_value(a, "critical"), criticals[i]);
+        }
+    }
+    const struct km_conf_section *down =
+        km_config_section(cfg, "alert", "container_down");
+    ck_assert_str_eq(km_conf_value(down, "match"), "status != running");
+    ck_assert_str_eq(km_conf_value(down, "level"), "error");
+    ck_assert_str_eq(km_conf_value(down, "name_field"), "name");
+    ck_assert_uint_eq(cfg->n_sections, 5);
+}
+END_TEST
+
+START_TEST(test_empty_sections_recorded)
+{
+    write_conf("[plugin host_stats]\n"
+               "[plugin other-one] ; comment\n"
+               "\n"
+               "[core]\n");
+    load_ok(path);
+    ck_assert_uint_eq(cfg->n_sections, 2);
+    ck_assert_str_eq(cfg->sections[0]->name, "host_stats");
+    ck_assert_int_eq(cfg->sections[0]->line, 1);
+    ck_assert_uint_eq(cfg->sections[0]->n_entries, 0);
+    ck_assert_str_eq(cfg->sections[1]->name, "other-one");
+    ck_assert_int_eq(cfg->sections[1]->line, 2);
+    ck_assert_ptr_null(km_config_section(cfg, "core", ""));
+}
+END_TEST
+
+START_TEST(test_syntax_variants)
+{
+    /* BOM, CRLF, "key: value", spacing in headers, inline comments, empty
+       optional strings, the longest line that fits */
+    char text[1024];
+    char long_line[300];
+    memset(long_line, 'x', sizeof long_line);
+    memcpy(long_line, ";", 1);
+    long_line[197] = '\0';
+    snprintf(text, sizeof text,
+             "\xEF\xBB\xBF[ core ]\r\n"
+             "pid_file =\r\n"
+             "log_level: warning ; why\r\n"
+             "%s\n"
+             "[plugin\t  a_b ]\n"
+             "key = a;b ; the first ; is part of the value\n"
+             "[http]\n"
+             "auth_token =\n",
+             long_line);
+    write_conf(text);
+    load_ok(path);
+    ck_assert_ptr_null(cfg->pid_file);
+    ck_assert_ptr_null(cfg->auth_token);
+    ck_assert_int_eq(cfg->log_level, KM_LOG_WARNING);
+    const struct km_conf_section *sec = km_config_section(cfg, "plugin", "a_b");
+    ck_assert_ptr_nonnull(sec);
+    ck_assert_int_eq(sec->line, 5);
+    ck_assert_str_eq(km_conf_value(sec, "key"), "a;b");
+}
+END_TEST
+
+START_TEST(test_continuation_rechecked)
+{
+    /* a continued value is checked as a whole */
+    expect_error("[http]\n"
+                 "port = 80\n"
+                 "   80\n",
+                 3, "bad value `80 80` for `port` in [http] (continued from line 2)",
+                 "expected an integer from 0 to 65535", NULL);
+}
+END_TEST
+
+START_TEST(test_indented_key)
+{
+    expect_error("[http]\n"
+                 "port = 80\n"
+                 "\n"
+                 "    bind = 0.0.0.0\n",
+                 4, "would continue the value of `port` (line 2)",
+                 "remove the indentation", NULL);
+}
+END_TEST
+
+/* ---- one test per kind of bad line --------------------------------------- */
+
+START_TEST(test_err_unknown_section)
+{
+    expect_error(
+        "[core]\n\n[webscoket]\n", 3, "unknown section [webscoket];",
+        "did you mean [websocket]?",
+        "valid sections are [core], [http], [websocket], [plugin NAME], [alert NAME]",
+        NULL);
+}
+END_TEST
+
+START_TEST(test_err_unknown_key)
+{
+    expect_error("[http]\nprot = 80\n", 2, "unknown key `prot` in [http];",
+                 "did you mean `port`?", "valid keys are: bind, port, web_root", NULL);
+    expect_error("[alert x]\ntopic = m\ntreshold = 3\n", 3,
+                 "unknown key `treshold` in [alert x]",
+                 "valid keys are: enabled, topic, path", NULL);
+    /* no near miss: no suggestion */
+    expect_error("[core]\nzzzzzz = 1\n", 2, "unknown key `zzzzzz` in [core]; valid keys",
+                 NULL);
+    ck_assert_ptr_null(strstr(err, "did you mean"));
+}
+END_TEST
+
+START_TEST(test_err_bad_int)
+{
+    expect_error("[http]\nport = 80x\n", 2, "bad value `80x` for `port` in [http]",
+                 "expected an integer from 0 to 65535", NULL);
+    expect_error("[http]\nmax_connections = 1.5\n", 2, "expected an integer >= 1", NULL);
+}
+END_TEST
+
+START_TEST(test_err_out_of_range)
+{
+    expect_error("[http]\nport = 65536\n", 2, "bad value `65536` for `port`",
+                 "from 0 to 65535", NULL);
+    expect_error("[http]\nmax_connections = 0\n", 2,
+                 "bad value `0` for `max_connections`", NULL);
+    expect_error("[websocket]\nupdate_interval = 0\n", 2,
+                 "expected a number of seconds > 0 and <= 3600", NULL);
+    expect_error("[websocket]\nping_interval = -1\n", 2,
+                 "expected a number of seconds from 0 to 86400", NULL);
+    expect_error("[websocket]\nmax_queue_bytes = 2G\n", 2,
+                 "expected a size in bytes from 1 to 1G", "suffix k, M or G", NULL);
+    expect_error("[http]\nmax_request_bytes = 12Q\n", 2, "bad value `12Q`", NULL);
+    expect_error("[http]\nmax_request_bytes = 64kB\n", 2, "bad value `64kB`", NULL);
+    expect_error("[alert x]\nfor = 0\n", 2, "for `for` in [alert x]", "an integer >= 1",
+                 NULL);
+}
+END_TEST
+
+START_TEST(test_err_bad_bool)
+{
+    expect_error("[websocket]\nenabled = maybe\n", 2, "bad value `maybe` for `enabled`",
+                 "expected true or false (also yes/no, on/off, 1/0)", NULL);
+    expect_error("[plugin p]\nenabled = 2\n", 2, "for `enabled` in [plugin p]", NULL);
+}
+END_TEST
+
+START_TEST(test_err_bad_log_level)
+{
+    expect_error("[core]\nlog_level = verbose\n", 2,
+                 "bad value `verbose` for `log_level`",
+                 "one of error, warning, notice, info, debug", NULL);
+}
+END_TEST
+
+START_TEST(test_err_empty_required)
+{
+    expect_error("[http]\nbind =\n", 2,
+                 "`bind` in [http] is empty: expected a non-empty value", NULL);
+}
+END_TEST
+
+START_TEST(test_err_duplicate_plugin)
+{
+    char want[1200];
+    expect_error("[plugin docker_stats]\n"
+                 "interval = 3\n"
+                 "\n"
+                 "[plugin docker_stats]\n",
+                 4, NULL);
+    snprintf(want, sizeof want,
+             "%s:4: [plugin docker_stats] already defined at line 1; remove one", path);
+    ck_assert_str_eq(err, want);
+    expect_error("[core]\n[http]\n[core]\n", 3, "[core] already defined at line 1", NULL);
+}
+END_TEST
+
+START_TEST(test_err_duplicate_key)
+{
+    expect_error("[http]\nport = 1\nbind = x\nport = 2\n", 4,
+                 "`port` already set at line 2 in [http]; remove one", NULL);
+    expect_error("[plugin p]\nurl = a\nurl = b\n", 3, "`url` already set at line 2",
+                 NULL);
+}
+END_TEST
+
+START_TEST(test_err_key_outside_section)
+{
+    expect_error("; top\nport = 80\n[http]\n", 2, "`port` is outside any section",
+                 "put it under [http]", NULL);
+    expect_error("foo = 1\n", 1, "outside any section", "e.g. [core]", NULL);
+}
+END_TEST
+
+START_TEST(test_err_section_name)
+{
+    expect_error("[plugin]\n", 1, "[plugin] needs a name: write [plugin NAME]",
+                 "[plugin host_stats]", NULL);
+    expect_error("[alert   ]\n", 1, "[alert] needs a name", NULL);
+    expect_error("[plugin a/b]\n", 1, "bad name `a/b` in [plugin a/b]",
+                 "letters, digits, '_' and '-'", NULL);
+    expect_error("[plugin a b]\n", 1, "bad name `a b`", NULL);
+    expect_error("[core main]\n", 1, "[core] takes no name", NULL);
+    expect_error("[core] x\n", 1, "unexpected text `x` after ']'", NULL);
+}
+END_TEST
+
+START_TEST(test_err_long_line)
+{
+    char text[512];
+    char value[260];
+    memset(value, 'a', sizeof value);
+    value[230] = '\0';
+    snprintf(text, sizeof text, "[http]\n; fine\nauth_token = %s\nport = 1\n", value);
+    expect_error(text, 3, "line is 243 characters long; at most 197 fit",
+                 "continue a long value on the next line, indented", NULL);
+}
+END_TEST
+
+START_TEST(test_err_syntax)
+{
+    expect_error(
+        "[core]\nlog_level info\n", 2, "syntax error:",
+        "expected `key = value`, a [section] or a ; comment, got `log_level info`", NULL);
+    expect_error("[core]\n\n[http\nport = 1\n", 3, "syntax error:", "closing ']'", NULL);
+    /* the first error wins, even when a later line fails on its own */
+    expect_error("[core]\nnonsense\n[bogus]\n", 2, "syntax error", NULL);
+}
+END_TEST
+
+START_TEST(test_err_no_key)
+{
+    expect_error("[core]\n= value\n", 2, "a value without a key", NULL);
+}
+END_TEST
+
+START_TEST(test_err_missing_file)
+{
+    char want[1200];
+    struct km_config *c = NULL;
+    snprintf(path, sizeof path, "%s/nope.conf", tmpdir);
+    ck_assert_int_eq(km_config_load(path, &c, err, sizeof err), -1);
+    ck_assert_ptr_null(c);
+    snprintf(
+        want, sizeof want,
+        "%s: cannot open: No such file or directory; pass the right path with -c FILE",
+        path);
+    ck_assert_str_eq(err, want);
+    /* a directory opens, but cannot be read */
+    ck_assert_int_eq(km_config_load(tmpdir, &c, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "cannot read: Is a directory"), "%s", err);
+}
+END_TEST
+
+START_TEST(test_err_nul_byte)
+{
+    write_bytes("[core]\nlog_\0level = info\n", 25);
+    ck_assert_int_eq(km_config_load(path, &cfg, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, ":2: line contains a NUL byte"), "%s", err);
+}
+END_TEST
+
+START_TEST(test_err_alert_required)
+{
+    expect_error("[alert high_cpu]\npath = a.b\nwarning = 1\n\n[core]\n", 1,
+                 "[alert high_cpu] has no `topic`; add a line such as topic = containers",
+                 NULL);
+    expect_error("[core]\n[alert x]\ntopic = t\nwarning = 1\n", 2,
+                 "[alert x] has no `path`", NULL);
+    expect_error("[alert x]\ntopic = t\npath = a\n", 1, "[alert x] has no threshold",
+                 "add warning = N and/or critical = N", NULL);
+}
+END_TEST
+
+START_TEST(test_err_alert_values)
+{
+    expect_error("[alert x]\ntopic = Bad!\n", 2, "bad value `Bad!` for `topic`",
+                 "a topic name", NULL);
+    expect_error("[alert x]\npath = a..b\n", 2, "bad value `a..b` for `path`",
+                 "containers[*]", NULL);
+    expect_error("[alert x]\npath = a[0]\n", 2, "for `path`", NULL);
+    expect_error("[alert x]\nop = =>\n", 2, "one of >, >=, <, <=", NULL);
+    expect_error("[alert x]\nwarning = high\n", 2,
+                 "for `warning` in [alert x]: expected a number", NULL);
+    expect_error("[alert x]\ncooldown = -5\n", 2, "a number of seconds >= 0", NULL);
+    expect_error("[alert x]\nmatch = status running\n", 2,
+                 "FIELD == VALUE or FIELD != VALUE", NULL);
+    expect_error("[alert x]\nmatch = status ==\n", 2, "for `match`", NULL);
+    expect_error("[alert x]\nlevel = critical\n", 2, "warning or error", NULL);
+}
+END_TEST
+
+START_TEST(test_err_alert_rules)
+{
+    expect_error("[alert x]\ntopic = t\npath = a[*]\nmatch = s == up\nwarning = 3\n", 5,
+                 "`warning` belongs to threshold rules", "match at line 4", NULL);
+    expect_error("[alert x]\ntopic = t\npath = a\nwarning = 3\nlevel = error\n", 5,
+                 "`level` belongs to match rules", NULL);
+    expect_error("[alert x]\ntopic = t\npath = a\nwarning = 90\ncritical = 80\n", 5,
+                 "critical (80) is less severe than warning (90) for op >", "swap them",
+                 NULL);
+    expect_error("[alert x]\ntopic = t\npath = a\nop = <\nwarning = 10\ncritical = 20\n",
+                 6, "critical must be <= warning", NULL);
+    expect_error("[alert x]\ntopic = t\npath = a\nwarning = 80\nclear = 85\n", 5,
+                 "clear (85) is above warning (80)", "clear must be <= 80", NULL);
+    expect_error("[alert x]\ntopic = t\npath = a\nop = <=\ncritical = 5\nclear = 1\n", 6,
+                 "clear (1) is below critical (5)", NULL);
+}
+END_TEST
+
+START_TEST(test_alert_variants_ok)
+{
+    write_conf("[alert low_disk]\n"
+               "topic = host\n"
+               "path = disk.free_percent\n"
+               "op = <\n"
+               "warning = 20\n"
+               "critical = 10\n"
+               "clear = 25\n"
+               "[alert only_critical]\n"
+               "topic = host\n"
+               "path = load\n"
+               "critical = 4\n"
+               "enabled = no\n"
+               "[alert eq]\n"
+               "topic = t.x-y\n"
+               "path = items[*].sub[*]\n"
+               "match = state.phase==done\n");
+    load_ok(path);
+    ck_assert_uint_eq(cfg->n_sections, 3);
+}
+END_TEST
+
+/* ---- km_config_check_keys -------------------------------------------------- */
+
+static const struct km_conf_key plugin_keys[] = {
+    {"interval", KM_CONF_DOUBLE, "5", 1, 3600, "seconds between samples"},
+    {"retries", KM_CONF_INT, "3", 0, 10, "tries per sample"},
+    {"url", KM_CONF_STRING, NULL, 0, 0, "where to ask"},
+    {"verbose", KM_CONF_BOOL, "false", 0, 0, "log every sample"},
+    {"offset", KM_CONF_INT, "0", 0, 0, "unbounded"},
+    {NULL, KM_CONF_STRING, NULL, 0, 0, NULL},
+};
+
+static const struct km_conf_section *plugin_section(const char *body)
+{
+    char text[512];
+    snprintf(text, sizeof text, "[plugin p]\n%s", body);
+    write_conf(text);
+    load_ok(path);
+    return km_config_section(cfg, "plugin", "p");
+}
+
+START_TEST(test_check_keys_ok)
+{
+    const struct km_conf_section *sec =
+        plugin_section("interval = 2.5\nretries = 10\nurl =\nverbose = On\n"
+                       "offset = -99999\nfile = p.so\nenabled = yes\n");
+    ck_assert_int_eq(km_config_check_keys(sec, plugin_keys, err, sizeof err), 0);
+}
+END_TEST
+
+START_TEST(test_check_keys_unknown)
+{
+    char want[1200];
+    const struct km_conf_section *sec = plugin_section("interval = 2\nintervall = 3\n");
+    ck_assert_int_eq(km_config_check_keys(sec, plugin_keys, err, sizeof err), -1);
+    snprintf(
+        want, sizeof want,
+        "%s:3: unknown key `intervall` in [plugin p]; did you mean `interval`? p takes: "
+        "interval, retries, url, verbose, offset (and file, enabled)",
+        path);
+    ck_assert_str_eq(err, want);
+    /* a plugin without keys */
+    ck_assert_int_eq(km_config_check_keys(sec, NULL, err, sizeof err), -1);
+    ck_assert_msg(
+        strstr(err, ":2: unknown key `interval` in [plugin p]; p takes no keys"), "%s",
+        err);
+}
+END_TEST
+
+START_TEST(test_check_keys_bad_values)
+{
+    static const struct {
+        const char *body; /* section body */
+        const char *want; /* expected in the error */
+    } cases[] = {
+        {"retries = 1.5\n",
+         ":2: bad value `1.5` for `retries` in [plugin p]: expected an "
+         "integer from 0 to 10 (tries per sample)"},
+        {"retries = 11\n", "expected an integer from 0 to 10"},
+        {"retries = -1\n", "bad value `-1` for `retries`"},
+        {"interval = 0.5\n",
+         "expected a number from 1 to 3600 (seconds between samples)"},
+        {"interval = fast\n", "bad value `fast` for `interval`"},
+        {"verbose = 2\n", "expected true or false"},
+        {"offset = 1e3\n", "expected an integer (unbounded)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const struct km_conf_section *sec = plugin_section(cases[i].body);
+        ck_assert_int_eq(km_config_check_keys(sec, plugin_keys, err, sizeof err), -1);
+        ck_assert_msg(strstr(err, cases[i].want), "case %zu: '%s' not in '%s'", i,
+                      cases[i].want, err);
+        ck_assert_msg(strncmp(err, path, strlen(path)) == 0, "%s", err);
+        km_config_free(cfg);
+        cfg = NULL;
+    }
+}
+END_TEST
+
+/* ---- parse helpers and lookups ---------------------------------------------- */
+
+START_TEST(test_parse_bool)
+{
+    static const char *const yes[] = {"true", "TRUE", "Yes", "on", "1"};
+    static const char *const no[] = {"false", "No", "OFF", "0"};
+    static const char *const bad[] = {"", "2", "y", "tru", "true ", " yes", "enable"};
+    int v;
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        v = -1;
+        ck_assert_int_eq(km_parse_bool(yes[i], &v), 0);
+        ck_assert_int_eq(v, 1);
+    }
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
+        v = -1;
+        ck_assert_int_eq(km_parse_bool(no[i], &v), 0);
+        ck_assert_int_eq(v, 0);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(km_parse_bool(bad[i], &v) == -1, "'%s' accepted", bad[i]);
+    ck_assert_int_eq(km_parse_bool(NULL, &v), -1);
+}
+END_TEST
+
+START_TEST(test_parse_int)
+{
+    static const char *const bad[] = {"",
+                                      " 1",
+                                      "1 ",
+                                      "1x",
+                                      "x1",
+                                      "0x10",
+                                      "1.0",
+                                      "+",
+                                      "-",
+                                      "1e3",
+                                      "9223372036854775808",
+                                      "-9223372036854775809"};
+    long long v;
+    ck_assert_int_eq(km_parse_int("42", &v), 0);
+    ck_assert_int_eq(v, 42);
+    ck_assert_int_eq(km_parse_int("-7", &v), 0);
+    ck_assert_int_eq(v, -7);
+    ck_assert_int_eq(km_parse_int("+7", &v), 0);
+    ck_assert_int_eq(v, 7);
+    ck_assert_int_eq(km_parse_int("9223372036854775807", &v), 0);
+    ck_assert(v == 9223372036854775807LL);
+    v = 5;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(km_parse_int(bad[i], &v) == -1, "'%s' accepted", bad[i]);
+    ck_assert_int_eq(v, 5); /* untouched on error */
+    ck_assert_int_eq(km_parse_int(NULL, &v), -1);
+}
+END_TEST
+
+START_TEST(test_parse_double)
+{
+    static const char *const bad[] = {"",    " 1",   "1 ",   "1x",    "nan",
+                                      "inf", "-inf", "0x10", "1e400", "1e-400",
+                                      ".",   "e3",   "1,5"};
+    double v;
+    ck_assert_int_eq(km_parse_double("2.5", &v), 0);
+    ck_assert_double_eq(v, 2.5);
+    ck_assert_int_eq(km_parse_double("-1e3", &v), 0);
+    ck_assert_double_eq(v, -1000);
+    ck_assert_int_eq(km_parse_double(".5", &v), 0);
+    ck_assert_double_eq(v, 0.5);
+    ck_assert_int_eq(km_parse_double("7", &v), 0);
+    ck_assert_double_eq(v, 7);
+    v = 3;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(km_parse_double(bad[i], &v) == -1, "'%s' accepted", bad[i]);
+    ck_assert_double_eq(v, 3);
+    ck_assert_int_eq(km_parse_double(NULL, &v), -1);
+}
+END_TEST
+
+START_TEST(test_lookups)
+{
+    write_conf("[plugin a]\nx = 1\n[alert a]\ntopic = t\npath = p\nwarning = 1\n");
+    load_ok(path);
+    const struct km_conf_section *pa = km_config_section(cfg, "plugin", "a");
+    const struct km_conf_section *aa = km_config_section(cfg, "alert", "a");
+    ck_assert_ptr_nonnull(pa);
+    ck_assert_ptr_nonnull(aa);
+    ck_assert_ptr_ne(pa, aa);
+    ck_assert_ptr_null(km_config_section(cfg, "plugin", "b"));
+    ck_assert_ptr_null(km_config_section(cfg, "http", ""));
+    ck_assert_ptr_null(km_config_section(NULL, "plugin", "a"));
+    ck_assert_str_eq(km_conf_value(pa, "x"), "1");
+    ck_assert_ptr_null(km_conf_value(pa, "y"));
+    ck_assert_ptr_null(km_conf_value(NULL, "x"));
+    ck_assert_int_eq(km_conf_entry(aa, "warning")->line, 6);
+    ck_assert_ptr_null(km_conf_entry(aa, NULL));
+    km_config_free(NULL); /* allowed */
+}
+END_TEST
+
+static Suite *config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *good = tcase_create("good");
+    TCase *bad = tcase_create("errors");
+    TCase *keys = tcase_create("check_keys");
+    TCase *parse = tcase_create("parse");
+
+    tcase_add_checked_fixture(good, setup, teardown);
+    tcase_add_test(good, test_defaults);
+    tcase_add_test(good, test_empty_file_is_defaults);
+    tcase_add_test(good, test_good_file);
+    tcase_add_test(good, test_shipped_conf);
+    tcase_add_test(good, test_empty_sections_recorded);
+    tcase_add_test(good, test_syntax_variants);
+    tcase_add_test(good, test_alert_variants_ok);
+    tcase_add_test(good, test_lookups);
+    suite_add_tcase(s, good);
+
+    tcase_add_checked_fixture(bad, setup, teardown);
+    tcase_add_test(bad, test_continuation_rechecked);
+    tcase_add_test(bad, test_indented_key);
+    tcase_add_test(bad, test_err_unknown_section);
+    tcase_add_test(bad, test_err_unknown_key);
+    tcase_add_test(bad, test_err_bad_int);
+    tcase_add_test(bad, test_err_out_of_range);
+    tcase_add_test(bad, test_err_bad_bool);
+    tcase_add_test(bad, test_err_bad_log_level);
+    tcase_add_test(bad, test_err_empty_required);
+    tcase_add_test(bad, test_err_duplicate_plugin);
+    tcase_add_test(bad, test_err_duplicate_key);
+    tcase_add_test(bad, test_err_key_outside_section);
+    tcase_add_test(bad, test_err_section_name);
+    tcase_add_test(bad, test_err_long_line);
+    tcase_add_test(bad, test_err_syntax);
+    tcase_add_test(bad, test_err_no_key);
+    tcase_add_test(bad, test_err_missing_file);
+    tcase_add_test(bad, test_err_nul_byte);
+    tcase_add_test(bad, test_err_alert_required);
+    tcase_add_test(bad, test_err_alert_values);
+    tcase_add_test(bad, test_err_alert_rules);
+    suite_add_tcase(s, bad);
+
+    tcase_add_checked_fixture(keys, setup, teardown);
+    tcase_add_test(keys, test_check_keys_ok);
+    tcase_add_test(keys, test_check_keys_unknown);
+    tcase_add_test(keys, test_check_keys_bad_values);
+    suite_add_tcase(s, keys);
+
+    tcase_add_test(parse, test_parse_bool);
+    tcase_add_test(parse, test_parse_int);
+    tcase_add_test(parse, test_parse_double);
+    suite_add_tcase(s, parse);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(config_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
