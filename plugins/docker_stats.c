@@ -41,6 +41,17 @@
 #define EVENT_LINE_MAX 16384 /* longest /events line kept */
 #define BACKOFF_MAX_S  60.0  /* slowest retry while Docker is down */
 
+/*
+ * /events filter, URL-encoded: {"type":["container"],"event":[create, start,
+ * restart, die, stop, kill, pause, unpause, destroy, health_status]}. Not
+ * every container event: a health check alone emits exec_* events each
+ * interval, which would turn every check into a poll.
+ */
+#define EVENT_FILTER                                                                     \
+    "%7B%22type%22%3A%5B%22container%22%5D%2C%22event%22%3A%5B%22create%22%2C%22start%22" \
+    "%2C%22restart%22%2C%22die%22%2C%22stop%22%2C%22kill%22%2C%22pause%22%2C%22unpause%22" \
+    "%2C%22destroy%22%2C%22health_status%22%5D%7D"
+
 static const struct km_conf_key ds_keys[] = {
     {"socket", KM_CONF_STRING, "/var/run/docker.sock", 0, 0, "Docker's unix socket"},
     {"url", KM_CONF_STRING, NULL, 0, 0, "http://HOST:PORT of a TCP engine (instead of socket)"},
@@ -581,8 +592,7 @@ static void events_open(void *arg)
 
     ds.events_retry = NULL;
     ds.line_len = 0;
-    snprintf(url, sizeof url,
-             "%s/events?filters=%%7B%%22type%%22%%3A%%5B%%22container%%22%%5D%%7D", ds.base);
+    snprintf(url, sizeof url, "%s/events?filters=%s", ds.base, EVENT_FILTER);
     /* the stream is silent while nothing happens: a long idle timeout */
     struct km_http_request req = {.url = url, .unix_socket = ds.socket,
                                   .timeout_ms = 3600 * 1000, .on_data = on_event_data};
