@@ -57,4 +57,60 @@ void km_loader_foreach(struct km_loader *loader,
 /* The KM_E* text. */
 const char *km_strerror(int err);
 
+/*
+ * For the HTTP server: the REST routes plugins registered with
+ * km_host.rest_route. When a running plugin serves call->method (HEAD
+ * counts as GET) on call->path (exact match), calls its handler and
+ * returns its status (one outside 100..599 becomes 500), with *reply (new
+ * reference, may be NULL) and *detail (borrowed, may be NULL) as the
+ * handler set them. Returns 405 (reply NULL, detail set, `allow` filled
+ * with e.g. "GET, DELETE") when plugins serve the path only under other
+ * methods, and 0 when no plugin serves it. allow may be NULL.
+ */
+int km_loader_rest(struct km_loader *loader, const struct km_rest_call *call,
+                   json_t **reply, const char **detail, char *allow, size_t allowlen);
+
+/*
+ * ---- internal: shared by loader.c and host.c only ----------------------
+ * A km_ctx is the core's record of one loaded plugin: its resolved config
+ * values and everything it created through the host (timers, HTTP
+ * requests, subscriptions, topics), so that all of it can be released when
+ * the plugin is shut down or disabled.
+ */
+
+/* The host interface handed to every plugin's init (static data). */
+extern const struct km_host km_host_iface;
+
+/*
+ * New context for plugin `name` described by `desc` (borrowed: lives in the
+ * loaded object, so the context must be freed before or right after
+ * dlclose and never reads desc once km_ctx_release ran). `sec` is its
+ * config section (borrowed; values are copied). NULL on ENOMEM.
+ */
+struct km_ctx *km_ctx_new(struct km_core *core, const char *name,
+                          const struct km_plugin *desc,
+                          const struct km_conf_section *sec);
+/* SIGHUP: takes the values of the new `sec` (already checked); NULL keeps
+   the current values. Either way config_sections() answers are rebuilt from
+   core->cfg. Strings the plugin got before stay valid until km_ctx_free. */
+void km_ctx_reconfigure(struct km_ctx *ctx, const struct km_conf_section *sec);
+/* Cancels its HTTP requests, deletes its timers, ends its subscriptions and
+   disowns its topics. Callbacks into the plugin never run after this. Not
+   to be called from inside one of the plugin's own callbacks. */
+void km_ctx_release(struct km_ctx *ctx);
+/* Frees the context (after km_ctx_release). NULL is fine. */
+void km_ctx_free(struct km_ctx *ctx);
+/* The last error or warning line the plugin logged ("" if none). Borrowed. */
+const char *km_ctx_last_error(const struct km_ctx *ctx);
+/*
+ * The plugin's route for method (HEAD as GET) and path: 1 with *cb and
+ * *arg set (either may be NULL); 2 when it serves path only under other
+ * methods (appended to allow, comma-separated, when allow is not NULL);
+ * 0 when it does not serve path.
+ */
+int km_ctx_route(const struct km_ctx *ctx, const char *method, const char *path,
+                 km_rest_cb *cb, void **arg, char *allow, size_t allowlen);
+/* 1 when a loaded plugin (running, or in its init) serves method on path. */
+int km_loader_route_taken(struct km_loader *loader, const char *method, const char *path);
+
 #endif /* KM_LOADER_H */

@@ -1,1 +1,60 @@
-/* placeholder: being written */
+/*
+ * hello.c - the smallest useful katomon plugin, built out of tree.
+ *
+ * tests/oot/run.sh compiles it against the *installed* headers only:
+ *
+ *   cc -shared -fPIC $(pkg-config --cflags katomon-plugin) -o hello.so hello.c
+ *
+ * It declares the state topic `hello_topic` and publishes {"message": ...,
+ * "n": N} at init and then every `interval` seconds.
+ */
+#include <katomon/plugin.h>
+
+static const struct km_conf_key hello_keys[] = {
+    {"message", KM_CONF_STRING, "hello, world", 0, 0, "text to publish"},
+    {"interval", KM_CONF_DOUBLE, "1", 0.1, 3600, "seconds between messages"},
+    {NULL, KM_CONF_STRING, NULL, 0, 0, NULL},
+};
+
+static const struct km_field hello_fields[] = {
+    KM_FIELD("message", KM_STRING, KM_F_REQUIRED),
+    KM_FIELD("n", KM_INTEGER, KM_F_REQUIRED),
+    KM_FIELD_END,
+};
+
+static const struct km_host *g_host; /* the core's interface */
+static struct km_ctx *g_ctx;         /* our context */
+static struct km_topic *g_topic;     /* hello_topic */
+static json_int_t g_n;               /* messages sent */
+
+static void hello_publish(void *arg)
+{
+    const char *text = g_host->config_string(g_ctx, "message");
+
+    (void)arg;
+    g_host->publish(g_ctx, g_topic, json_pack("{s:s, s:I}", "message", text, "n", ++g_n));
+}
+
+static int hello_init(struct km_ctx *ctx, const struct km_host *host)
+{
+    const struct km_topic_def def = {"hello_topic", KM_TOPIC_STATE, hello_fields, 0,
+                                     "an out-of-tree plugin's greeting"};
+    int err = 0;
+
+    g_host = host;
+    g_ctx = ctx;
+    g_n = 0;
+    if (!(g_topic = host->topic_declare(ctx, &def, &err))) {
+        host->log(ctx, KM_LOG_ERROR, "cannot declare hello_topic: %s",
+                  host->strerror(err));
+        return -1;
+    }
+    if (!host->timer_add(ctx, host->config_double(ctx, "interval"), KM_TIMER_REPEAT,
+                         hello_publish, NULL))
+        return -1;
+    hello_publish(NULL);
+    return 0;
+}
+
+KM_PLUGIN_DEFINE(.name = "hello", .version = "0.1", .description = "out-of-tree example",
+                 .config = hello_keys, .init = hello_init);
