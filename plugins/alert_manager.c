@@ -287,7 +287,8 @@ static int compare(enum cmp_op op, double v, double t, int inclusive)
     return 0;
 }
 
-/* Expands {value} {value_pct} {threshold} {name} {matched} {type} {level}. */
+/* Expands {value} {value_pct} {threshold} {name} {matched} {type} {level}; in a
+   match rule {value} is the matched field's text, like {matched}. */
 static void render(char *out, size_t len, const char *tmpl, const struct rule *r, double value,
                    double threshold, const char *name, const char *matched, int level)
 {
@@ -301,7 +302,9 @@ static void render(char *out, size_t len, const char *tmpl, const struct rule *r
             continue;
         }
         size_t klen = (size_t)(end - p - 1);
-        if (!strncmp(p + 1, "value", klen) && klen == 5)
+        if (!strncmp(p + 1, "value", klen) && klen == 5 && r->is_match)
+            snprintf(piece, sizeof piece, "%s", matched ? matched : ""); /* e.g. exited */
+        else if (!strncmp(p + 1, "value", klen) && klen == 5)
             snprintf(piece, sizeof piece, "%.1f", value);
         else if (!strncmp(p + 1, "value_pct", klen) && klen == 9)
             snprintf(piece, sizeof piece, "%.1f", value * 100);
