@@ -13,10 +13,9 @@
  *   burst TOPIC N PAD     publish N objects {"i": k, "pad": "xxx..."} (PAD
  *                         bytes of padding) on TOPIC, k = 1..N
  *
- * Each processed line is acknowledged on the state topic `test_pub` as
- * {"commands": N}, which tests can poll through /api/v1/topics if they
- * need to. The FIFO is opened read-write so it never reports EOF when a
- * writer goes away.
+ * Tests see a command's effect through the daemon itself (WebSocket
+ * messages, or last_seq in GET /api/v1/topics). The FIFO is opened
+ * read-write so it never reports EOF when a writer goes away.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -40,23 +39,22 @@ static const struct {
     const char *name;        /* topic name */
     enum km_topic_kind kind; /* state or event */
 } topics[] = {
-    {"metrics", KM_TOPIC_STATE},        {"containers", KM_TOPIC_STATE},
-    {"sessions", KM_TOPIC_STATE},       {"host", KM_TOPIC_STATE},
-    {"kato_health", KM_TOPIC_STATE},    {"session_events", KM_TOPIC_EVENT},
-    {"system_alerts", KM_TOPIC_EVENT},  {"test_events", KM_TOPIC_EVENT},
-    {"test_pub", KM_TOPIC_STATE},
+    {"metrics", KM_TOPIC_STATE},       {"containers", KM_TOPIC_STATE},
+    {"sessions", KM_TOPIC_STATE},      {"host", KM_TOPIC_STATE},
+    {"kato_health", KM_TOPIC_STATE},   {"session_events", KM_TOPIC_EVENT},
+    {"system_alerts", KM_TOPIC_EVENT}, {"test_events", KM_TOPIC_EVENT},
 };
 #define N_TOPICS (sizeof topics / sizeof topics[0])
 
 static struct {
-    const struct km_host *host;  /* the core's interface */
-    struct km_ctx *ctx;          /* our context */
+    const struct km_host *host;   /* the core's interface */
+    struct km_ctx *ctx;           /* our context */
     struct km_topic *t[N_TOPICS]; /* declared topics */
-    int fd;                      /* the FIFO */
-    struct event *ev;            /* read event on fd */
-    char line[65536];            /* partial command line */
-    size_t len;                  /* bytes in line */
-    long long commands;          /* lines processed */
+    int fd;                       /* the FIFO */
+    struct event *ev;             /* read event on fd */
+    char line[65536];             /* partial command line */
+    size_t len;                   /* bytes in line */
+    long long commands;           /* lines processed */
 } g;
 
 static struct km_topic *find(const char *name)
@@ -77,7 +75,8 @@ static void command(char *line)
         json_t *body = json_loads(line + n, 0, &err);
         struct km_topic *t = find(topic);
         if (!body || !t) {
-            g.host->log(g.ctx, KM_LOG_ERROR, "bad pub line: %s", body ? "topic" : err.text);
+            g.host->log(g.ctx, KM_LOG_ERROR, "bad pub line: %s",
+                        body ? "topic" : err.text);
             json_decref(body);
         } else {
             g.host->publish(g.ctx, t, body);
@@ -98,8 +97,6 @@ static void command(char *line)
         }
     }
     g.commands++;
-    g.host->publish(g.ctx, find("test_pub"),
-                    json_pack("{s:I}", "commands", (json_int_t)g.commands));
 }
 
 static void on_readable(evutil_socket_t fd, short what, void *arg)
@@ -156,7 +153,8 @@ static int pub_init(struct km_ctx *ctx, const struct km_host *host)
             host->log(ctx, KM_LOG_ERROR, "open %s: %s", control, strerror(errno));
             return -1;
         }
-        g.ev = event_new(host->event_base(ctx), g.fd, EV_READ | EV_PERSIST, on_readable, NULL);
+        g.ev = event_new(host->event_base(ctx), g.fd, EV_READ | EV_PERSIST, on_readable,
+                         NULL);
         event_add(g.ev, NULL);
     }
     return 0;

@@ -1,0 +1,67 @@
+/*
+ * rest.h - the REST API: the original dashboard's fallback endpoints and
+ * katomon's own (see kato-dashboard-protocol.md and DESIGN section 6).
+ *
+ *   GET /health, /api/v1/health     {"status":"healthy","service","version"}
+ *   GET /api/v1/system/metrics      latest "metrics" body
+ *   GET /api/v1/system/container-stats          latest "containers" body
+ *   GET /api/v1/system/container-stats/{name}   one of its containers, or 404
+ *   GET /api/v1/sessions/count      {"active_session_count": N} from "sessions"
+ *   GET /api/v1/system/kato-health  latest "kato_health" body, or
+ *                                   {"status":"error","error":"..."}
+ *   GET /api/v1/topics              every topic: name, kind, type, last seq, ...
+ *   GET /api/v1/ws/subscriptions    WebSocket clients, their topics, queued bytes
+ *   GET /api/v1/plugins             loaded and disabled plugins, with the reason
+ *
+ * Everything is served from the bus's latest state, never by asking KATO
+ * or Docker. A state topic with no value yet answers 503 {"detail":...};
+ * errors are {"detail":"..."} with their status code.
+ *
+ * Plugins add routes under /api/v1/ through km_host.rest_route (kept by
+ * the loader, km_loader_rest); they are served behind the same token, CORS
+ * and size limits. A built-in path wins over a plugin's.
+ *
+ * Pure: no I/O here. server.c parses, authenticates and writes.
+ */
+#ifndef KM_REST_H
+#define KM_REST_H
+
+#include <jansson.h>
+#include "core.h"
+
+struct km_ws;
+
+/* Topic names the fallback endpoints read. */
+#define KM_REST_TOPIC_METRICS     "metrics"
+#define KM_REST_TOPIC_CONTAINERS  "containers"
+#define KM_REST_TOPIC_SESSIONS    "sessions"
+#define KM_REST_TOPIC_KATO_HEALTH "kato_health"
+
+/*
+ * Answers GET `path` of a built-in endpoint (percent-decoded, no query).
+ * ws may be NULL. Returns the HTTP status and sets *body (new reference,
+ * always set). 404 for a path it does not know.
+ */
+int km_rest_get(struct km_core *core, struct km_ws *ws, const char *path, json_t **body);
+
+/* 1 when path belongs to the REST side (/health and /api/v1...). */
+int km_rest_owns(const char *path);
+
+/*
+ * Answers any REST request (call->path percent-decoded): built-in GETs
+ * (HEAD as GET), then plugin routes (core->loader). Returns the status and
+ * sets *body (new reference, always set; errors are {"detail"}). For 405,
+ * allow gets the methods the path takes ("GET, HEAD").
+ */
+int km_rest_handle(struct km_core *core, struct km_ws *ws,
+                   const struct km_rest_call *call, json_t **body, char *allow,
+                   size_t allowlen);
+
+/* {"detail": text} (new). */
+json_t *km_rest_detail(const char *text);
+
+/* Percent-decodes n bytes of s into out (>= n + 1 bytes, NUL-terminated;
+   '+' stays '+'). Returns the decoded length, or -1 on a bad escape. */
+long km_pct_decode(const char *s, size_t n, char *out);
+
+#endif /* KM_REST_H */

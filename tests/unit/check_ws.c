@@ -1,0 +1,926 @@
+/*
+ * check_ws.c - unit tests of the transport's pieces (core/ws.c, server.c,
+ * rest.c): SHA-1 and the handshake key, UTF-8, the frame reader and its
+ * close codes, the request parser, static path resolution; then the
+ * server in this process (same event loop as the test client) for what
+ * needs the hub's internal counters: one encoding and one frame per
+ * distinct subscription set, conflation, the slow-client bound.
+ *
+ * The daemon-level acceptance tests are in tests/integration/check_transport.c.
+ * Leaks: run under ASan (--enable-sanitizers); every test frees what it made.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <signal.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "bus.h"
+#include "core.h"
+#include "log.h"
+#include "rest.h"
+#include "server.h"
+#include "ws.h"
+#include "wsclient.h"
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static void hex(const unsigned char *d, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++)
+        sprintf(out + 2 * i, "%02x", d[i]);
+}
+
+/* A client frame (masked unless mask == 0) into buf; returns its length. */
+static size_t mkframe(unsigned char *buf, int fin, int rsv, int op, int mask,
+                      const void *payload, size_t len)
+{
+    size_t o = 0;
+    unsigned char key[4] = {0x12, 0x34, 0x56, 0x78};
+
+    buf[o++] = (unsigned char)((fin ? 0x80 : 0) | (rsv << 4) | op);
+    if (len < 126) {
+        buf[o++] = (unsigned char)((mask ? 0x80 : 0) | len);
+    } else if (len < 65536) {
+        buf[o++] = (unsigned char)((mask ? 0x80 : 0) | 126);
+        buf[o++] = (unsigned char)(len >> 8);
+        buf[o++] = (unsigned char)len;
+    } else {
+        buf[o++] = (unsigned char)((mask ? 0x80 : 0) | 127);
+        for (int i = 7; i >= 0; i--)
+            buf[o++] = (unsigned char)((uint64_t)len >> (8 * i));
+    }
+    if (mask) {
+        memcpy(buf + o, key, 4);
+        o += 4;
+    }
+    for (size_t i = 0; i < len; i++)
+        buf[o + i] = ((const unsigned char *)payload)[i] ^ (mask ? key[i & 3] : 0);
+    return o + len;
+}
+
+/* What a reader delivered. */
+struct got {
+    int n;              /* messages */
+    int op[16];         /* their opcodes */
+    char text[16][256]; /* their payloads (truncated) */
+    size_t len[16];     /* their lengths */
+};
+
+static int got_cb(void *arg, int op, const unsigned char *data, size_t len)
+{
+    struct got *g = arg;
+    if (g->n < 16) {
+        g->op[g->n] = op;
+        g->len[g->n] = len;
+        snprintf(g->text[g->n], sizeof g->text[g->n], "%.*s",
+                 (int)(len < 255 ? len : 255), (const char *)data);
+    }
+    g->n++;
+    return 0;
+}
+
+/* Feeds bytes to a fresh reader (whole, then byte by byte: same result). */
+static int feed_all(const unsigned char *b, size_t n, size_t max, struct got *g)
+{
+    const char *reason;
+    struct got g2 = {0};
+    struct km_ws_reader *r = km_ws_reader_new(max, got_cb, g);
+    int rc = km_ws_reader_feed(r, b, n, &reason);
+    km_ws_reader_free(r);
+
+    r = km_ws_reader_new(max, got_cb, &g2);
+    int rc2 = 0;
+    for (size_t i = 0; i < n && !rc2; i++)
+        rc2 = km_ws_reader_feed(r, b + i, 1, &reason);
+    km_ws_reader_free(r);
+    ck_assert_int_eq(rc, rc2);
+    ck_assert_int_eq(g->n, g2.n);
+    return rc;
+}
+
+/* ---- SHA-1, keys, time ------------------------------------------------------- */
+
+START_TEST(test_sha1)
+{
+    unsigned char d[20];
+    char h[41];
+    static const char two[] = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+
+    km_sha1("abc", 3, d);
+    hex(d, 20, h);
+    ck_assert_str_eq(h, "a9993e364706816aba3e25717850c26c9cd0d89d");
+    km_sha1("", 0, d);
+    hex(d, 20, h);
+    ck_assert_str_eq(h, "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+    km_sha1(two, strlen(two), d);
+    hex(d, 20, h);
+    ck_assert_str_eq(h, "84983e441c3bd26ebaae4aa1f95129e5e54670f1");
+}
+END_TEST
+
+START_TEST(test_accept_key)
+{
+    char out[29];
+    /* RFC 6455 section 1.3 */
+    km_ws_accept_key("dGhlIHNhbXBsZSBub25jZQ==", out);
+    ck_assert_str_eq(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    ck_assert(km_ws_key_valid("dGhlIHNhbXBsZSBub25jZQ=="));
+    ck_assert(!km_ws_key_valid("dGhlIHNhbXBsZSBub25jZQ"));
+    ck_assert(!km_ws_key_valid("dGhlIHNhbXBsZSBub25j!Q=="));
+    ck_assert(!km_ws_key_valid(""));
+    ck_assert(!km_ws_key_valid(NULL));
+}
+END_TEST
+
+START_TEST(test_iso_time)
+{
+    char buf[40];
+    km_iso_time(1697207400123456LL, buf, sizeof buf);
+    ck_assert_str_eq(buf, "2023-10-13T14:30:00.123456Z");
+}
+END_TEST
+
+/* ---- UTF-8 ---------------------------------------------------------------- */
+
+START_TEST(test_utf8)
+{
+    static const struct {
+        const char *s;
+        int ok; /* 1 valid, 0 invalid, 2 incomplete */
+    } v[] = {
+        {"plain", 1},
+        {"\xc3\xa9t\xc3\xa9", 1},
+        {"\xe2\x82\xac", 1},
+        {"\xf0\x9f\x98\x80", 1},
+        {"\xc0\x80", 0},         /* overlong NUL */
+        {"\xe0\x80\xaf", 0},     /* overlong */
+        {"\xed\xa0\x80", 0},     /* surrogate */
+        {"\xf4\x90\x80\x80", 0}, /* > U+10FFFF */
+        {"\xff", 0},
+        {"\x80", 0},     /* lone continuation */
+        {"\xe2\x82", 2}, /* cut */
+        {"\xf0\x9f\x98", 2},
+    };
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        uint32_t st = 0;
+        int r = km_utf8_step(&st, (const unsigned char *)v[i].s, strlen(v[i].s));
+        if (v[i].ok == 1)
+            ck_assert_msg(r == 0, "case %zu should be valid", i);
+        else if (v[i].ok == 0)
+            ck_assert_msg(r < 0, "case %zu should be invalid", i);
+        else
+            ck_assert_msg(r > 0, "case %zu should be incomplete", i);
+    }
+    /* split across calls */
+    uint32_t st = 0;
+    ck_assert_int_gt(km_utf8_step(&st, (const unsigned char *)"\xf0\x9f", 2), 0);
+    ck_assert_int_eq(km_utf8_step(&st, (const unsigned char *)"\x98\x80", 2), 0);
+}
+END_TEST
+
+/* ---- frame reader -------------------------------------------------------------- */
+
+START_TEST(test_reader_messages)
+{
+    unsigned char b[4096];
+    size_t n = 0;
+    struct got g = {0};
+
+    n += mkframe(b + n, 1, 0, KM_WS_OP_TEXT, 1, "hello", 5);
+    n += mkframe(b + n, 0, 0, KM_WS_OP_TEXT, 1, "frag", 4);
+    n += mkframe(b + n, 0, 0, KM_WS_OP_CONT, 1, "men", 3);
+    n += mkframe(b + n, 1, 0, KM_WS_OP_PING, 1, "p", 1); /* between fragments */
+    n += mkframe(b + n, 1, 0, KM_WS_OP_CONT, 1, "ted", 3);
+    n += mkframe(b + n, 1, 0, KM_WS_OP_BINARY, 1, "\x00\xff", 2);
+    n += mkframe(b + n, 1, 0, KM_WS_OP_TEXT, 1, "", 0);
+    n += mkframe(b + n, 1, 0, KM_WS_OP_PONG, 1, "", 0);
+    n += mkframe(b + n, 1, 0, KM_WS_OP_CLOSE, 1,
+                 "\x03\xe8"
+                 "bye",
+                 5);
+    ck_assert_int_eq(feed_all(b, n, 1024, &g), 0);
+    ck_assert_int_eq(g.n, 7);
+    ck_assert_int_eq(g.op[0], KM_WS_OP_TEXT);
+    ck_assert_str_eq(g.text[0], "hello");
+    ck_assert_int_eq(g.op[1], KM_WS_OP_PING);
+    ck_assert_int_eq(g.op[2], KM_WS_OP_TEXT);
+    ck_assert_str_eq(g.text[2], "fragmented");
+    ck_assert_int_eq(g.op[3], KM_WS_OP_BINARY);
+    ck_assert_int_eq(g.len[3], 2);
+    ck_assert_int_eq(g.len[4], 0);
+    ck_assert_int_eq(g.op[5], KM_WS_OP_PONG);
+    ck_assert_int_eq(g.op[6], KM_WS_OP_CLOSE);
+    ck_assert_int_eq(g.len[6], 5);
+}
+END_TEST
+
+START_TEST(test_reader_lengths)
+{
+    /* 16-bit and 64-bit lengths, and the size limit on the announced length */
+    size_t big = 70000;
+    unsigned char *p = malloc(big), *b = malloc(big + 32);
+    struct got g = {0};
+    memset(p, 'a', big);
+    size_t n = mkframe(b, 1, 0, KM_WS_OP_TEXT, 1, p, 300);
+    ck_assert_int_eq(feed_all(b, n, 1024, &g), 0);
+    ck_assert_int_eq(g.len[0], 300);
+    memset(&g, 0, sizeof g);
+    n = mkframe(b, 1, 0, KM_WS_OP_TEXT, 1, p, big);
+    ck_assert_int_eq(feed_all(b, n, 100000, &g), 0);
+    ck_assert_int_eq(g.len[0], big);
+    memset(&g, 0, sizeof g);
+    /* 1009 as soon as the header says too much: header + 1 byte fed (wslay
+       reports a frame with its first payload byte) */
+    ck_assert_int_eq(feed_all(b, 15, 65536, &g), KM_WS_CLOSE_TOO_BIG);
+    /* fragments adding up past the limit */
+    memset(&g, 0, sizeof g);
+    n = mkframe(b, 0, 0, KM_WS_OP_TEXT, 1, p, 600);
+    n += mkframe(b + n, 1, 0, KM_WS_OP_CONT, 1, p, 600);
+    ck_assert_int_eq(feed_all(b, n, 1000, &g), KM_WS_CLOSE_TOO_BIG);
+    ck_assert_int_eq(g.n, 0);
+    free(p);
+    free(b);
+}
+END_TEST
+
+/* Each bad-frame class and the close code it earns. */
+START_TEST(test_reader_errors)
+{
+    static const unsigned char nonminimal16[] = {0x81, 0xFE, 0x00, 0x05, 1, 2, 3, 4};
+    static const unsigned char nonminimal64[] = {0x81, 0xFF, 0, 0, 0, 0, 0,
+                                                 0,    0,    5, 1, 2, 3, 4};
+    static const unsigned char msb64[] = {0x81, 0xFF, 0x80, 0, 0, 0, 0,
+                                          0,    0,    5,    1, 2, 3, 4};
+    unsigned char b[512], big[200];
+    size_t n;
+    struct got g;
+    memset(big, 'x', sizeof big);
+
+#define EXPECT(code)                                                                     \
+    do {                                                                                 \
+        memset(&g, 0, sizeof g);                                                         \
+        ck_assert_int_eq(feed_all(b, n, 1024, &g), code);                                \
+    } while (0)
+
+    n = mkframe(b, 1, 1, KM_WS_OP_TEXT, 1, "x", 1); /* RSV1 */
+    EXPECT(KM_WS_CLOSE_PROTOCOL);
+    n = mkframe(b, 1, 0, KM_WS_OP_TEXT, 0, "x", 1); /* not masked */
+    EXPECT(KM_WS_CLOSE_PROTOCOL);
+    n = mkframe(b, 1, 0, 0x3, 1, "x", 1); /* reserved opcode */
+    EXPECT(KM_WS_CLOSE_PROTOCOL);
+    n = mkframe(b, 1, 0, 0xB, 1, "x", 1); /* reserved control opcode */
+    EXPECT(KM_WS_CLOSE_PROTOCOL);
+    n = mkframe(b, 1, 0, KM_WS_OP_CONT, 1, "x", 1); /* continuation, nothing open */
+    EXPECT(KM_WS_CLOSE_PROTOCOL);
+    n = mkframe(b, 0, 0, KM_WS_OP_TEXT, 1, "a", 1);
+    n += mkframe(b + n, 1, 0, KM_WS_OP_TEXT, 1, "b", 1); /* new message mid-fragment */
+    EXPECT(KM_WS_CLOSE_PROTOCOL);
+    n = mkframe(b, 1, 0, KM_WS_OP_PING, 1, big, 126); /* control > 125 */
+    EXPECT(KM_WS_CLOSE_PROTOCOL);
+    n = mkframe(b, 0, 0, KM_WS_OP_PING, 1, "x", 1); /* fragmented control */
+    EXPECT(KM_WS_CLOSE_PROTOCOL);
+    n = mkframe(b, 1, 0, KM_WS_OP_CLOSE, 1, "\x03", 1); /* close with 1 byte */
+    EXPECT(KM_WS_CLOSE_PROTOCOL);
+    n = mkframe(b, 1, 0, KM_WS_OP_CLOSE, 1, "\x03\xed", 2); /* 1005: never sent */
+    EXPECT(KM_WS_CLOSE_PROTOCOL);
+    n = mkframe(b, 1, 0, KM_WS_OP_CLOSE, 1, "\x00\x10", 2); /* 16 */
+    EXPECT(KM_WS_CLOSE_PROTOCOL);
+    n = mkframe(b, 1, 0, KM_WS_OP_CLOSE, 1, "\x03\xe8\xff", 3); /* reason not UTF-8 */
+    EXPECT(KM_WS_CLOSE_BAD_DATA);
+    n = mkframe(b, 1, 0, KM_WS_OP_TEXT, 1, "\xc3\x28", 2); /* invalid UTF-8 */
+    EXPECT(KM_WS_CLOSE_BAD_DATA);
+    n = mkframe(b, 0, 0, KM_WS_OP_TEXT, 1, "\xe2\x82", 2);
+    n += mkframe(b + n, 1, 0, KM_WS_OP_CONT, 1, "\xac", 1); /* split but valid */
+    EXPECT(0);
+    n = mkframe(b, 1, 0, KM_WS_OP_TEXT, 1, "\xe2\x82", 2); /* ends inside a sequence */
+    EXPECT(KM_WS_CLOSE_BAD_DATA);
+    n = mkframe(b, 1, 0, KM_WS_OP_BINARY, 1, "\xff\xfe", 2); /* binary: any bytes */
+    EXPECT(0);
+    memcpy(b, nonminimal16, sizeof nonminimal16);
+    n = sizeof nonminimal16;
+    EXPECT(KM_WS_CLOSE_PROTOCOL);
+    memcpy(b, nonminimal64, sizeof nonminimal64);
+    n = sizeof nonminimal64;
+    EXPECT(KM_WS_CLOSE_PROTOCOL);
+    memcpy(b, msb64, sizeof msb64);
+    n = sizeof msb64;
+    EXPECT(KM_WS_CLOSE_PROTOCOL);
+#undef EXPECT
+}
+END_TEST
+
+START_TEST(test_reader_dead_after_error)
+{
+    unsigned char b[64];
+    const char *reason = NULL;
+    struct got g = {0};
+    struct km_ws_reader *r = km_ws_reader_new(1024, got_cb, &g);
+    size_t n = mkframe(b, 1, 0, KM_WS_OP_TEXT, 0, "x", 1);
+
+    ck_assert_int_eq(km_ws_reader_feed(r, b, n, &reason), KM_WS_CLOSE_PROTOCOL);
+    ck_assert_ptr_nonnull(reason);
+    n = mkframe(b, 1, 0, KM_WS_OP_TEXT, 1, "x", 1);
+    ck_assert_int_eq(km_ws_reader_feed(r, b, n, &reason), KM_WS_CLOSE_PROTOCOL);
+    ck_assert_int_eq(g.n, 0);
+    km_ws_reader_free(r);
+}
+END_TEST
+
+/* ---- requests ---------------------------------------------------------------- */
+
+static int parse(const char *text, struct km_ws_request *req, char *code)
+{
+    char detail[256];
+    return km_ws_parse_request(text, strlen(text), req, code, 32, detail, sizeof detail);
+}
+
+START_TEST(test_parse_requests)
+{
+    struct km_ws_request req;
+    char code[32];
+
+    ck_assert_int_eq(parse("ping", &req, code), 0);
+    ck_assert_int_eq(req.type, KM_WS_REQ_PING);
+    ck_assert_int_eq(parse(" ping\n", &req, code), 0);
+    ck_assert_int_eq(parse("{\"type\":\"ping\"}", &req, code), 0);
+    ck_assert_int_eq(req.type, KM_WS_REQ_PING);
+
+    ck_assert_int_eq(parse("{\"type\":\"subscribe\",\"subscriptions\":[\"system_alerts\","
+                           "\"metrics\",\"containers\",\"metrics\"]}",
+                           &req, code),
+                     0);
+    ck_assert_int_eq(req.type, KM_WS_REQ_SUBSCRIBE);
+    ck_assert_int_eq(req.n_names, 3);
+    ck_assert_str_eq(req.names[0], "containers");
+    ck_assert_str_eq(req.names[1], "metrics");
+    ck_assert_str_eq(req.names[2], "system_alerts");
+    ck_assert_int_eq(req.n_since, 0);
+    km_ws_request_clear(&req);
+
+    ck_assert_int_eq(
+        parse("{\"type\":\"subscribe\",\"subscriptions\":[\"session_events\"],"
+              "\"since\":{\"session_events\":41}}",
+              &req, code),
+        0);
+    ck_assert_int_eq(req.n_since, 1);
+    ck_assert_str_eq(req.since[0].topic, "session_events");
+    ck_assert_int_eq(req.since[0].seq, 41);
+    km_ws_request_clear(&req);
+
+    ck_assert_int_eq(parse("{\"type\":\"subscribe\",\"subscriptions\":[]}", &req, code),
+                     0);
+    ck_assert_int_eq(req.n_names, 0);
+    km_ws_request_clear(&req);
+
+    static const struct {
+        const char *text, *code;
+    } bad[] = {
+        {"{", "bad_json"},
+        {"pong", "bad_json"},
+        {"[1,2]", "bad_request"},
+        {"{\"subscriptions\":[]}", "bad_request"},
+        {"{\"type\":7}", "bad_request"},
+        {"{\"type\":\"unsubscribe\"}", "unknown_type"},
+        {"{\"type\":\"subscribe\"}", "bad_request"},
+        {"{\"type\":\"subscribe\",\"subscriptions\":\"metrics\"}", "bad_request"},
+        {"{\"type\":\"subscribe\",\"subscriptions\":[1]}", "bad_request"},
+        {"{\"type\":\"subscribe\",\"subscriptions\":[\"Metrics\"]}", "bad_request"},
+        {"{\"type\":\"subscribe\",\"subscriptions\":[\"\"]}", "bad_request"},
+        {"{\"type\":\"subscribe\",\"subscriptions\":[],\"since\":[]}", "bad_request"},
+        {"{\"type\":\"subscribe\",\"subscriptions\":[],\"since\":{\"a\":-1}}",
+         "bad_request"},
+        {"{\"type\":\"subscribe\",\"subscriptions\":[],\"since\":{\"a\":\"1\"}}",
+         "bad_request"},
+        {"{\"type\":\"subscribe\",\"subscriptions\":[],\"since\":{\"A b\":1}}",
+         "bad_request"},
+        {"{\"type\":\"ping\",\"type\":\"ping\"}", "bad_json"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_msg(parse(bad[i].text, &req, code) == -1, "accepted %s", bad[i].text);
+        ck_assert_msg(strcmp(code, bad[i].code) == 0, "%s: %s", bad[i].text, code);
+        ck_assert_ptr_null(req.names);
+    }
+    /* too many names */
+    char big[8192];
+    size_t o =
+        (size_t)snprintf(big, sizeof big, "{\"type\":\"subscribe\",\"subscriptions\":[");
+    for (int i = 0; i <= KM_WS_MAX_SUBS; i++)
+        o += (size_t)snprintf(big + o, sizeof big - o, "%s\"t%d\"", i ? "," : "", i);
+    snprintf(big + o, sizeof big - o, "]}");
+    ck_assert_int_eq(parse(big, &req, code), -1);
+}
+END_TEST
+
+/* ---- static files ------------------------------------------------------------- */
+
+static char tmpdir[PATH_MAX];
+static char webroot[PATH_MAX];
+static char outside[PATH_MAX];
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void web_setup(void)
+{
+    char p[PATH_MAX * 2];
+    char tmpl[] = "/tmp/check_ws.XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(tmpl));
+    snprintf(tmpdir, sizeof tmpdir, "%s", tmpl);
+    snprintf(webroot, sizeof webroot, "%s/web", tmpl);
+    snprintf(outside, sizeof outside, "%s/secret", tmpl);
+    mkdir(webroot, 0755);
+    mkdir(outside, 0755);
+    snprintf(p, sizeof p, "%s/index.html", webroot);
+    write_file(p, "<html>dashboard</html>");
+    snprintf(p, sizeof p, "%s/app.js", webroot);
+    write_file(p, "console.log(1)");
+    snprintf(p, sizeof p, "%s/sub", webroot);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/sub/index.html", webroot);
+    write_file(p, "sub");
+    snprintf(p, sizeof p, "%s/passwd", outside);
+    write_file(p, "root:x:0:0");
+    snprintf(p, sizeof p, "%s/escape", webroot);
+    symlink(outside, p);
+    snprintf(p, sizeof p, "%s/.hidden", webroot);
+    write_file(p, "secret");
+    snprintf(p, sizeof p, "%s/link.js", webroot);
+    symlink("app.js", p);
+}
+
+static void web_teardown(void)
+{
+    char cmd[PATH_MAX * 2];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cleanup failed\n");
+}
+
+START_TEST(test_static_resolve)
+{
+    char out[PATH_MAX];
+    static const char *const traversal[] = {
+        "/../secret/passwd",
+        "/..%2fsecret/passwd",
+        "/%2e%2e/secret/passwd",
+        "/%2E%2E%2Fsecret%2Fpasswd",
+        "/sub/../../secret/passwd",
+        "/./../secret/passwd",
+        "/sub/%2e%2e/%2e%2e/secret/passwd",
+        "/escape/passwd",
+        "/escape/",
+        "/..",
+        "/%2e%2e",
+        "/..%00/x",
+        "/index.html%00.js",
+        "/%252e%252e/secret/passwd",
+        "/..\\secret\\passwd",
+        "//etc/passwd",
+        "/sub/..%2F..%2Fsecret%2Fpasswd",
+        "/.hidden",
+        "/sub/.git/config",
+    };
+    for (size_t i = 0; i < sizeof traversal / sizeof traversal[0]; i++) {
+        int st = km_static_resolve(webroot, traversal[i], out, sizeof out);
+        ck_assert_msg(st == 403 || st == 404, "%s: %d", traversal[i], st);
+    }
+    ck_assert_int_eq(km_static_resolve(webroot, "/", out, sizeof out), 0);
+    ck_assert(strstr(out, "/web/index.html"));
+    ck_assert_int_eq(km_static_resolve(webroot, "/sub", out, sizeof out), 0);
+    ck_assert(strstr(out, "/sub/index.html"));
+    ck_assert_int_eq(km_static_resolve(webroot, "/sub/", out, sizeof out), 0);
+    ck_assert_int_eq(km_static_resolve(webroot, "/%61pp.js", out, sizeof out), 0);
+    ck_assert_int_eq(km_static_resolve(webroot, "/link.js", out, sizeof out), 0);
+    ck_assert(strstr(out, "/app.js"));
+    ck_assert_int_eq(km_static_resolve(webroot, "/nope.js", out, sizeof out), 404);
+    ck_assert_int_eq(km_static_resolve(webroot, "/%zz", out, sizeof out), 400);
+    ck_assert_int_eq(km_static_resolve(webroot, "/%2", out, sizeof out), 400);
+}
+END_TEST
+
+START_TEST(test_mime)
+{
+    ck_assert_str_eq(km_mime_type("/a/index.html"), "text/html; charset=utf-8");
+    ck_assert_str_eq(km_mime_type("x.JS"), "text/javascript; charset=utf-8");
+    ck_assert_str_eq(km_mime_type("x.css"), "text/css; charset=utf-8");
+    ck_assert_str_eq(km_mime_type("x.svg"), "image/svg+xml");
+    ck_assert_str_eq(km_mime_type("x.woff2"), "font/woff2");
+    ck_assert_str_eq(km_mime_type("/a.b/noext"), "application/octet-stream");
+}
+END_TEST
+
+/* ---- the server in this process ------------------------------------------------ */
+
+static struct km_core core;
+static struct km_server *srv;
+static int port;
+static struct km_topic *t_metrics, *t_containers, *t_sessions, *t_host, *t_sev, *t_alerts;
+
+static struct km_topic *declare(const char *name, enum km_topic_kind kind, unsigned ring)
+{
+    struct km_topic_def def = {.name = name, .kind = kind, .ring_size = ring};
+    int err = 0;
+    struct km_topic *t = km_bus_declare(core.bus, &def, NULL, &err);
+    ck_assert_ptr_nonnull(t);
+    return t;
+}
+
+static void pub(struct km_topic *t, const char *json)
+{
+    ck_assert_int_eq(km_bus_publish(t, json_loads(json, 0, NULL), NULL), KM_OK);
+}
+
+static void srv_setup(void)
+{
+    char err[256];
+
+    web_setup();
+    km_log_set_level(KM_LOG_WARNING);
+    core.base = event_base_new();
+    core.bus = km_bus_new();
+    core.cfg = km_config_defaults();
+    core.cfg->port = 0;
+    free(core.cfg->web_root);
+    core.cfg->web_root = strdup(webroot);
+    core.cfg->update_interval = 3600; /* ticks are run by hand: km_ws_tick */
+    core.cfg->max_queue_bytes = 256 * 1024;
+    t_metrics = declare("metrics", KM_TOPIC_STATE, 0);
+    t_containers = declare("containers", KM_TOPIC_STATE, 0);
+    t_sessions = declare("sessions", KM_TOPIC_STATE, 0);
+    t_host = declare("host", KM_TOPIC_STATE, 0);
+    t_sev = declare("session_events", KM_TOPIC_EVENT, 8);
+    t_alerts = declare("system_alerts", KM_TOPIC_EVENT, 8);
+    srv = km_server_start(&core, err, sizeof err);
+    ck_assert_msg(srv != NULL, "%s", err);
+    port = km_server_port(srv);
+    ck_assert_int_gt(port, 0);
+}
+
+static void srv_teardown(void)
+{
+    km_server_free(srv);
+    km_bus_free(core.bus);
+    event_base_free(core.base);
+    km_config_free(core.cfg);
+    memset(&core, 0, sizeof core);
+    web_teardown();
+}
+
+static struct wsc *client(void)
+{
+    struct wsc *c = wsc_connect(core.base, port, "/ws", NULL);
+    ck_assert_int_eq(wsc_wait_open(c, 5000), 101);
+    return c;
+}
+
+static json_t *next_of(struct wsc *c, const char *type)
+{
+    struct wsc_msg *m = wsc_next_type(c, type, 3000);
+    ck_assert_msg(m != NULL, "no %s message", type);
+    json_t *j = json_loads(m->data, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    wsc_msg_free(m);
+    return j;
+}
+
+static void subscribe(struct wsc *c, const char *names_json)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf, "{\"type\":\"subscribe\",\"subscriptions\":%s}",
+             names_json);
+    wsc_send_text(c, buf);
+    json_decref(next_of(c, "subscription_ack"));
+}
+
+START_TEST(test_inproc_basic)
+{
+    struct wsc *c = client();
+    json_t *j;
+
+    pub(t_metrics, "{\"requests\":1}");
+    pub(t_host, "{\"load\":0.5}");
+    km_ws_tick(km_server_ws(srv));
+    j = next_of(c, "realtime_update");
+    ck_assert_int_eq(json_object_size(json_object_get(j, "data")), 2);
+    ck_assert_int_eq(
+        json_integer_value(json_object_get(
+            json_object_get(json_object_get(j, "data"), "metrics"), "requests")),
+        1);
+    json_decref(j);
+
+    pub(t_sev, "{\"event_type\":\"session_created\",\"timestamp\":\"t\",\"data\":{"
+               "\"delta\":1}}");
+    j = next_of(c, "session_event");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "event_type")),
+                     "session_created");
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "seq")), 1);
+    json_decref(j);
+
+    wsc_send_text(c, "ping");
+    j = next_of(c, "heartbeat");
+    ck_assert(json_is_string(json_object_get(j, "timestamp")));
+    json_decref(j);
+    wsc_free(c);
+}
+END_TEST
+
+/*
+ * 60 clients in 3 subscription sets (20 never subscribe): one realtime
+ * tick builds exactly 3 texts and 3 frames; one event builds 1 of each,
+ * and every receiver gets the same shared frame.
+ */
+START_TEST(test_inproc_fanout_counts)
+{
+    enum { N = 60 };
+    struct wsc *c[N];
+    struct km_ws_stats a, b;
+    struct km_ws *ws = km_server_ws(srv);
+
+    pub(t_metrics, "{\"requests\":1}");
+    pub(t_containers, "{\"containers\":[]}");
+    pub(t_sessions, "{\"active_count\":2}");
+    for (int i = 0; i < N; i++)
+        c[i] = client();
+    for (int i = 0; i < N; i++) {
+        if (i % 3 == 1)
+            subscribe(c[i], "[\"metrics\",\"session_events\"]");
+        else if (i % 3 == 2)
+            subscribe(c[i], "[\"containers\",\"sessions\",\"session_events\"]");
+    }
+    for (int i = 0; i < N; i++) {
+        struct wsc_msg *m;
+        while ((m = wsc_next(c[i], 50))) /* drop what subscribe sent at once */
+            wsc_msg_free(m);
+    }
+    km_ws_get_stats(ws, &a);
+    ck_assert_int_eq(a.sets, 3);
+    km_ws_tick(ws);
+    km_ws_get_stats(ws, &b);
+    ck_assert_int_eq(b.json_encodes - a.json_encodes, 3);
+    ck_assert_int_eq(b.frames_built - a.frames_built, 3);
+    ck_assert_int_eq(b.frames_queued - a.frames_queued, N);
+    for (int i = 0; i < N; i++) {
+        json_t *j = next_of(c[i], "realtime_update");
+        json_t *d = json_object_get(j, "data");
+        /* trimmed to the set; never-subscribed clients get everything */
+        ck_assert_int_eq(json_object_size(d), i % 3 == 0 ? 3 : i % 3 == 1 ? 1 : 2);
+        ck_assert_int_eq(json_object_get(d, "metrics") != NULL, i % 3 != 2);
+        json_decref(j);
+    }
+
+    unsigned long long bus_before = km_bus_stats.json_encodes;
+    a = b;
+    pub(t_sev, "{\"event_type\":\"session_created\",\"timestamp\":\"t\",\"data\":{}}");
+    km_ws_get_stats(ws, &b);
+    ck_assert_int_eq(b.json_encodes - a.json_encodes, 1);
+    ck_assert_int_eq(b.frames_built - a.frames_built, 1);
+    ck_assert_int_eq(b.frames_queued - a.frames_queued, N);
+    ck_assert_uint_le(km_bus_stats.json_encodes - bus_before, 1);
+    for (int i = 0; i < N; i++) {
+        json_t *j = next_of(c[i], "session_event");
+        ck_assert_int_eq(json_integer_value(json_object_get(j, "seq")), 1);
+        json_decref(j);
+        wsc_free(c[i]);
+    }
+}
+END_TEST
+
+/* A client that stops reading: realtime_update conflates, the others are
+   not held up, and events past the bound close it with 1008. */
+START_TEST(test_inproc_slow_client)
+{
+    struct km_ws *ws = km_server_ws(srv);
+    struct km_ws_stats st;
+    struct wsc *slow, *fast;
+    static char pad[20000], msg[20200];
+
+    wsc_set_rcvbuf(4096);
+    slow = client();
+    wsc_set_rcvbuf(0);
+    fast = client();
+    wsc_pause(slow, 1);
+    memset(pad, 'x', sizeof pad - 1);
+    pad[sizeof pad - 1] = '\0';
+    snprintf(msg, sizeof msg, "{\"blob\":\"%s\"}", pad);
+    for (int i = 0; i < 100; i++) {
+        pub(t_metrics, msg);
+        km_ws_tick(ws);
+        json_decref(next_of(fast, "realtime_update"));
+    }
+    km_ws_get_stats(ws, &st);
+    ck_assert_uint_gt(st.state_conflated + st.state_skipped, 0);
+    ck_assert_uint_eq(st.closed_slow, 0);
+    json_t *subs = km_ws_clients_json(ws);
+    json_t *cl;
+    size_t i;
+    json_array_foreach(json_object_get(subs, "clients"), i, cl) ck_assert_int_le(
+        json_integer_value(json_object_get(cl, "queued_bytes")), 256 * 1024);
+    json_decref(subs);
+
+    /* events are never dropped: past the bound, the slow one is closed */
+    for (int k = 0; k < 100 && !st.closed_slow; k++) {
+        snprintf(msg, sizeof msg,
+                 "{\"event_type\":\"session_created\",\"timestamp\":\"t\",\"data\":{"
+                 "\"p\":\"%s\"}}",
+                 pad);
+        pub(t_sev, msg);
+        json_decref(next_of(fast, "session_event"));
+        km_ws_get_stats(ws, &st);
+    }
+    ck_assert_uint_eq(st.closed_slow, 1);
+    wsc_pause(slow, 0);
+    int code = 0;
+    const char *reason = NULL;
+    ck_assert_int_eq(wsc_wait_close(slow, 5000, &code, &reason), 1);
+    ck_assert_int_eq(code, KM_WS_CLOSE_POLICY);
+    ck_assert(strstr(reason, "reconnect with since"));
+    /* the fast one is fine */
+    wsc_send_text(fast, "ping");
+    json_decref(next_of(fast, "heartbeat"));
+    wsc_free(slow);
+    wsc_free(fast);
+}
+END_TEST
+
+/* A replay larger than half the queue bound stops and says where to resume. */
+START_TEST(test_inproc_replay_truncated)
+{
+    static char msg[21000];
+    char pad[20001];
+    memset(pad, 'p', sizeof pad - 1);
+    pad[sizeof pad - 1] = '\0';
+    for (int i = 0; i < 8; i++) {
+        snprintf(msg, sizeof msg,
+                 "{\"event_type\":\"session_created\",\"timestamp\":\"t\",\"data\":{"
+                 "\"p\":\"%s\"}}",
+                 pad);
+        pub(t_sev, msg);
+    }
+    struct wsc *c = client();
+    wsc_send_text(c, "{\"type\":\"subscribe\",\"subscriptions\":[\"session_events\"],"
+                     "\"since\":{\"session_events\":0}}");
+    json_decref(next_of(c, "subscription_ack"));
+    int n = 0;
+    json_t *j;
+    for (;;) {
+        struct wsc_msg *m = wsc_next(c, 3000);
+        ck_assert_ptr_nonnull(m);
+        j = json_loads(m->data, 0, NULL);
+        wsc_msg_free(m);
+        if (strcmp(json_string_value(json_object_get(j, "type")), "session_event") != 0)
+            break;
+        ck_assert_int_eq(json_integer_value(json_object_get(j, "seq")), ++n);
+        json_decref(j);
+    }
+    /* 128 KB of 256 KB: 6 of 8 (about 20 KB each) */
+    ck_assert_int_eq(n, 6);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "type")), "replay_gap");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "reason")), "truncated");
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "resume_since")), 6);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "missed")), 2);
+    json_decref(j);
+    wsc_send_text(c, "{\"type\":\"subscribe\",\"subscriptions\":[\"session_events\"],"
+                     "\"since\":{\"session_events\":6}}");
+    json_decref(next_of(c, "subscription_ack"));
+    j = next_of(c, "session_event");
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "seq")), 7);
+    json_decref(j);
+    j = next_of(c, "session_event");
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "seq")), 8);
+    json_decref(j);
+    ck_assert(!wsc_eof(c));
+    wsc_free(c);
+}
+END_TEST
+
+/* [websocket] enabled = false: /ws is 404, the rest is served. */
+START_TEST(test_inproc_ws_disabled)
+{
+    char err[256], *resp;
+    const char *body;
+
+    core.cfg->enabled = 0;
+    struct km_server *s2 = km_server_start(&core, err, sizeof err);
+    core.cfg->enabled = 1;
+    ck_assert_msg(s2 != NULL, "%s", err);
+    ck_assert_ptr_null(km_server_ws(s2));
+    struct wsc *c = wsc_connect(core.base, km_server_port(s2), "/ws", NULL);
+    ck_assert_int_eq(wsc_wait_open(c, 3000), 404);
+    wsc_free(c);
+    ck_assert_int_eq(wsc_get(core.base, km_server_port(s2), "/api/v1/ws/subscriptions",
+                             NULL, &resp, &body, 3000),
+                     200);
+    free(resp);
+    km_server_free(s2);
+}
+END_TEST
+
+START_TEST(test_inproc_bind_error)
+{
+    char err[256], want[128];
+    core.cfg->port = port; /* taken by srv */
+    ck_assert_ptr_null(km_server_start(&core, err, sizeof err));
+    snprintf(want, sizeof want,
+             "cannot listen on 127.0.0.1:%d: Address already in use; "
+             "set [http] port",
+             port);
+    ck_assert_str_eq(err, want);
+    core.cfg->port = 0;
+}
+END_TEST
+
+START_TEST(test_inproc_rest)
+{
+    char *resp;
+    const char *body;
+
+    ck_assert_int_eq(
+        wsc_get(core.base, port, "/api/v1/system/metrics", NULL, &resp, &body, 3000),
+        503);
+    free(resp);
+    pub(t_containers, "{\"containers\":[{\"name\":\"kato\",\"status\":\"running\"}],"
+                      "\"aggregated\":{}}");
+    pub(t_sessions, "{\"active_count\":3,\"total_count\":0}");
+    ck_assert_int_eq(wsc_get(core.base, port, "/api/v1/system/container-stats/kato", NULL,
+                             &resp, &body, 3000),
+                     200);
+    ck_assert(strstr(body, "\"status\":\"running\""));
+    free(resp);
+    ck_assert_int_eq(wsc_get(core.base, port, "/api/v1/system/container-stats/nope", NULL,
+                             &resp, &body, 3000),
+                     404);
+    ck_assert(strstr(body, "\"detail\""));
+    free(resp);
+    ck_assert_int_eq(
+        wsc_get(core.base, port, "/api/v1/sessions/count", NULL, &resp, &body, 3000),
+        200);
+    ck_assert_str_eq(body, "{\"active_session_count\":3}");
+    free(resp);
+    ck_assert_int_eq(wsc_get(core.base, port, "/api/v1/topics", NULL, &resp, &body, 3000),
+                     200);
+    ck_assert(strstr(body, "\"name\":\"session_events\""));
+    free(resp);
+    ck_assert_int_eq(wsc_get(core.base, port, "/", NULL, &resp, &body, 3000), 200);
+    ck_assert_str_eq(body, "<html>dashboard</html>");
+    free(resp);
+}
+END_TEST
+
+static Suite *ws_suite(void)
+{
+    Suite *s = suite_create("ws");
+    TCase *tc = tcase_create("pieces");
+    tcase_add_test(tc, test_sha1);
+    tcase_add_test(tc, test_accept_key);
+    tcase_add_test(tc, test_iso_time);
+    tcase_add_test(tc, test_utf8);
+    tcase_add_test(tc, test_reader_messages);
+    tcase_add_test(tc, test_reader_lengths);
+    tcase_add_test(tc, test_reader_errors);
+    tcase_add_test(tc, test_reader_dead_after_error);
+    tcase_add_test(tc, test_parse_requests);
+    tcase_add_test(tc, test_mime);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("static");
+    tcase_add_checked_fixture(tc, web_setup, web_teardown);
+    tcase_add_test(tc, test_static_resolve);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("inproc");
+    tcase_set_timeout(tc, 120);
+    tcase_add_checked_fixture(tc, srv_setup, srv_teardown);
+    tcase_add_test(tc, test_inproc_basic);
+    tcase_add_test(tc, test_inproc_fanout_counts);
+    tcase_add_test(tc, test_inproc_slow_client);
+    tcase_add_test(tc, test_inproc_rest);
+    tcase_add_test(tc, test_inproc_bind_error);
+    tcase_add_test(tc, test_inproc_ws_disabled);
+    tcase_add_test(tc, test_inproc_replay_truncated);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN); /* as the daemon: a peer gone mid-write is not fatal */
+    SRunner *sr = srunner_create(ws_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
