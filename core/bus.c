@@ -276,7 +276,7 @@ int64_t km_msg_mono_us(const struct km_msg *msg)
 const char *km_msg_text(struct km_msg *msg, size_t *len)
 {
     if (!msg->text) {
-        msg->text = json_dumps(msg->body, JSON_COMPACT);
+        msg->text = json_dumps(msg->body, KM_JSON_FLAGS);
         if (!msg->text)
             return NULL;
         msg->text_len = strlen(msg->text);

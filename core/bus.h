@@ -40,6 +40,13 @@
 
 struct km_bus;
 
+/*
+ * How the daemon writes JSON: compact, and reals with 15 significant digits,
+ * so 0.07 goes out as 0.07 rather than 0.070000000000000007 (17 digits
+ * round-trip a double exactly but show its binary noise to every reader).
+ */
+#define KM_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
+
 /* Process-wide counters, for tests and GET /api/v1/topics. */
 struct km_bus_stats {
     uint64_t json_encodes; /* km_msg_text() encodings actually performed */

@@ -346,7 +346,7 @@ static int host_publish(struct km_ctx *ctx, struct km_topic *topic, json_t *body
     }
     /* Measured before publish steals it; only worth the encoding at debug. */
     if (debug && body)
-        len = json_dumpb(body, NULL, 0, JSON_COMPACT);
+        len = json_dumpb(body, NULL, 0, KM_JSON_FLAGS);
     rc = km_bus_publish(topic, body, ctx);
     if (rc == KM_OK && debug)
         km_log(KM_LOG_DEBUG, "%s: published on topic %s (%zu bytes)", ctx->log_prefix,

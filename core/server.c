@@ -315,7 +315,7 @@ static void km_conn_send(struct km_conn *c, const struct km_req *req, int status
 static void km_conn_json(struct km_conn *c, const struct km_req *req, int status,
                          const char *extra, json_t *body)
 {
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    char *text = body ? json_dumps(body, KM_JSON_FLAGS) : NULL;
     json_decref(body);
     if (!text) {
         static const char oom[] = "{\"detail\":\"out of memory\"}";

@@ -837,7 +837,7 @@ static int km_tb_json_cb(const char *buf, size_t size, void *data)
 
 static int km_tb_json(struct km_tb *tb, json_t *j)
 {
-    if (json_dump_callback(j, km_tb_json_cb, tb, JSON_COMPACT) != 0)
+    if (json_dump_callback(j, km_tb_json_cb, tb, KM_JSON_FLAGS) != 0)
         tb->failed = 1;
     return tb->failed ? -1 : 0;
 }
