@@ -53,6 +53,9 @@
 #ifndef KM_STATE_DIR
 #define KM_STATE_DIR "/usr/local/var/lib/katomon"
 #endif
+#ifndef KM_VENDOR_ROOT
+#define KM_VENDOR_ROOT "/usr/share/javascript"
+#endif
 #ifndef KM_WEB_ROOT
 #define KM_WEB_ROOT "/usr/local/share/katomon/web"
 #endif
@@ -156,6 +159,7 @@ static const struct km_key http_keys[] = {
     KM_STR("bind", bind),
     {.name = "port", .type = KM_V_INT, .min = 0, .max = 65535, .offset = KM_CFG(port)},
     KM_STR("web_root", web_root),
+    KM_OPT("vendor_root", vendor_root),
     KM_OPT("allowed_origins", allowed_origins),
     KM_OPT("auth_token", auth_token),
     {.name = "max_connections",
@@ -1207,8 +1211,10 @@ struct km_config *km_config_defaults(void)
     cfg->plugin_dir = strdup(KM_PLUGIN_DIR);
     cfg->state_dir = strdup(KM_STATE_DIR);
     cfg->web_root = strdup(KM_WEB_ROOT);
+    cfg->vendor_root = strdup(KM_VENDOR_ROOT);
     cfg->bind = strdup("127.0.0.1");
-    if (!cfg->plugin_dir || !cfg->state_dir || !cfg->web_root || !cfg->bind) {
+    if (!cfg->plugin_dir || !cfg->state_dir || !cfg->web_root || !cfg->vendor_root ||
+        !cfg->bind) {
         km_config_free(cfg);
         return NULL;
     }
@@ -1238,6 +1244,7 @@ void km_config_free(struct km_config *cfg)
     free(cfg->pid_file);
     free(cfg->bind);
     free(cfg->web_root);
+    free(cfg->vendor_root);
     free(cfg->allowed_origins);
     free(cfg->auth_token);
     free(cfg);

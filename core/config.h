@@ -31,6 +31,8 @@ struct km_config {
     char *bind;               /* listen address (IPv4/IPv6 literal or host name) */
     int port;                 /* listen port; 0: ephemeral (tests) */
     char *web_root;           /* dashboard files */
+    char *vendor_root;        /* served under /vendor/: Debian's /usr/share/javascript
+                                 (chart library); "" turns it off */
     char *allowed_origins;    /* extra Origins allowed on /ws and for CORS, comma-separated */
     char *auth_token;         /* when set, required on REST and /ws; NULL: none */
     int max_connections;      /* HTTP + WebSocket connections at once */

@@ -115,6 +115,8 @@ struct km_server {
     int port;                        /* bound port */
     int v6;                          /* addr is IPv6 */
     char *web_root;                  /* [http] web_root (owned) */
+    char *vendor_root;               /* [http] vendor_root, served as /vendor/ (owned);
+                                        NULL: off */
     char **origins;                  /* [http] allowed_origins, split (owned) */
     size_t n_origins;                /* number of origins */
     int any_origin;                  /* allowed_origins has "*" */
@@ -539,6 +541,31 @@ int km_static_resolve(const char *root, const char *raw_path, char *out, size_t 
     return 0;
 }
 
+/* The last path segment has no dot: a client-side route such as /alerts. */
+static int km_is_route(const char *path)
+{
+    const char *last = strrchr(path, '/');
+    return strchr(last ? last : path, '.') == NULL;
+}
+
+/*
+ * Picks the file for a static path: /vendor/... from vendor_root (Debian's
+ * shared JavaScript libraries, e.g. chart.js, never copied into web/);
+ * anything else from web_root, where a missing dot-less path is a
+ * client-side route and gets index.html, so deep links load the app.
+ */
+static int km_static_pick(const struct km_server *srv, const char *path, char *file,
+                          size_t len)
+{
+    if (strncmp(path, "/vendor/", 8) == 0)
+        return srv->vendor_root ? km_static_resolve(srv->vendor_root, path + 7, file, len)
+                                : 404;
+    int status = km_static_resolve(srv->web_root, path, file, len);
+    if (status == 404 && km_is_route(path) && strncmp(path, "/api/", 5) != 0)
+        status = km_static_resolve(srv->web_root, "/index.html", file, len);
+    return status;
+}
+
 static void km_conn_static(struct km_conn *c, struct km_req *req)
 {
     char file[PATH_MAX], extra[768], mod[64], etag[64];
@@ -559,7 +586,7 @@ static void km_conn_static(struct km_conn *c, struct km_req *req)
     }
     memcpy(pathbuf, rawpath, pl);
     pathbuf[pl] = '\0';
-    status = km_static_resolve(c->srv->web_root, pathbuf, file, sizeof file);
+    status = km_static_pick(c->srv, pathbuf, file, sizeof file);
     if (status) {
         km_conn_detail(c, req, status, NULL,
                        status == 403   ? "Forbidden"
@@ -1212,6 +1239,8 @@ struct km_server *km_server_start(struct km_core *core, char *err, size_t errlen
     srv->core = core;
     srv->web_root =
         strdup(cfg && cfg->web_root && *cfg->web_root ? cfg->web_root : KM_WEB_ROOT);
+    if (cfg && cfg->vendor_root && *cfg->vendor_root)
+        srv->vendor_root = strdup(cfg->vendor_root);
     srv->resume_ev = evtimer_new(core->base, km_server_resume_cb, srv);
     if (!srv->web_root || !srv->resume_ev) {
         snprintf(err, errlen, "out of memory");
@@ -1286,5 +1315,6 @@ void km_server_free(struct km_server *srv)
     km_server_free_origins(srv);
     free(srv->auth_token);
     free(srv->web_root);
+    free(srv->vendor_root);
     free(srv);
 }
