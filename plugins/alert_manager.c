@@ -24,6 +24,9 @@
  *
  * Alerts of one evaluation (one message of a topic) go out as one batch on
  * the `system_alerts` event topic: {"id", "timestamp", "alerts": [...]}.
+ * The batch id is "alert_<ms>" as in the original, made unique (the next
+ * millisecond when two batches fall in one): the original frontend keys
+ * its toasts by it.
  *
  * History: every alert is appended to STATE_DIR/alerts.jsonl, one JSON
  * object per line, and kept in memory (at most max_entries). "read" and
@@ -35,9 +38,15 @@
  * disk flushes off the hot path. When the file passes max_bytes it is
  * compacted: entries younger than max_age_days, at most max_entries, are
  * written to a temporary file that replaces it (the old one is kept as
- * alerts.jsonl.1). A torn last line (kill -9 mid-write) is skipped on load.
+ * alerts.jsonl.1). A torn last line (kill -9 mid-write) is skipped on load,
+ * and what was loaded is trimmed to max_entries / max_age_days at once.
+ * Alert ids ("a1", "a2", ...) go on from the largest ever given, also across
+ * a clear and a restart: the {"op": "clear"} line (and the first line of a
+ * compacted file) records "next_id".
  *
- * REST: GET /api/v1/alerts (level, type, state, since, limit),
+ * REST: GET /api/v1/alerts (level, type, state, since = epoch seconds or ISO
+ * 8601 such as 2026-11-23T02:40:00Z or ...+00:00; limit 1..10000, default
+ * 100; newest first: {"alerts", "total" (matching), "unread" (all)}),
  * GET /api/v1/alerts/active, POST /api/v1/alerts/read ({"ids": [...]} or
  * {"all": true}), DELETE /api/v1/alerts.
  */
@@ -563,6 +572,12 @@ static void history_compact(void)
     }
     size_t bytes = 0;
     int ok = 1;
+    char head[80];
+    int hlen = snprintf(head, sizeof head, "{\"op\":\"clear\",\"next_id\":%llu}\n",
+                        (unsigned long long)am.next_id);
+    if (write(fd, head, (size_t)hlen) != hlen)
+        ok = 0;
+    bytes += (size_t)hlen;
     json_array_foreach(am.history, i, e) {
         char *text = json_dumps(e, JSON_COMPACT);
         size_t len = text ? strlen(text) : 0;
@@ -598,6 +613,13 @@ static void history_compact(void)
     am.dirty = 0;
 }
 
+/* Compacts when the file has grown past max_bytes (alerts or op lines). */
+static void history_maybe_compact(void)
+{
+    if (am.fd >= 0 && am.file_bytes > (size_t)am.max_bytes)
+        history_compact();
+}
+
 static json_t *history_find(const char *id)
 {
     size_t i;
@@ -623,7 +645,10 @@ static void history_apply(json_t *line)
         return;
     }
     if (strcmp(op, "clear") == 0) {
+        json_t *n = json_object_get(line, "next_id");
         json_array_clear(am.history);
+        if (json_is_integer(n) && (uint64_t)json_integer_value(n) > am.next_id)
+            am.next_id = (uint64_t)json_integer_value(n);
     } else if (strcmp(op, "read_all") == 0) {
         json_array_foreach(am.history, i, e) json_object_set_new(e, "read", json_true());
     } else if (strcmp(op, "read") == 0) {
@@ -658,6 +683,7 @@ static void history_load(void)
     }
     free(line);
     fclose(f);
+    history_trim(); /* max_entries / max_age_days may be smaller than last time */
     /* continue ids after the largest one on file */
     size_t i;
     json_t *e;
@@ -717,8 +743,14 @@ static void publish_batch(json_t *alerts)
     size_t i;
     json_t *a;
 
+    static long long last_ms;
+    long long ms = (long long)(now / 1000);
+
+    if (ms <= last_ms) /* two batches in one millisecond: keep ids unique */
+        ms = last_ms + 1;
+    last_ms = ms;
     km_format_utc(now, when, sizeof when);
-    snprintf(id, sizeof id, "alert_%lld", (long long)(now / 1000));
+    snprintf(id, sizeof id, "alert_%lld", ms);
     json_array_foreach(alerts, i, a) {
         json_t *entry = json_deep_copy(a);
         json_object_set_new(entry, "timestamp", json_string(when));
@@ -728,8 +760,7 @@ static void publish_batch(json_t *alerts)
         json_array_append_new(am.history, entry);
     }
     history_trim();
-    if (am.fd >= 0 && am.file_bytes > (size_t)am.max_bytes)
-        history_compact();
+    history_maybe_compact();
     am.host->publish(am.ctx, am.out,
                      json_pack("{s:s, s:s, s:o}", "id", id, "timestamp", when, "alerts", alerts));
 }
@@ -761,6 +792,56 @@ static void on_message(struct km_topic *topic, struct km_msg *msg, void *arg)
 
 /* ---- REST ---- */
 
+/*
+ * "1795400000.5" (epoch seconds) or ISO 8601 "2026-11-23T02:40:00[.fff][Z|
+ * +HH:MM|-HH:MM]" (no zone: UTC) -> microseconds since the epoch.
+ */
+static int parse_time(const char *text, int64_t *us)
+{
+    char *end;
+    double secs = strtod(text, &end);
+    struct tm tm;
+    int year, mon, day, hh, mm, ss, n = 0;
+
+    if (end != text && *end == '\0' && isfinite(secs)) {
+        *us = (int64_t)(secs * 1e6);
+        return 0;
+    }
+    if (sscanf(text, "%4d-%2d-%2d%*1[T ]%2d:%2d:%2d%n", &year, &mon, &day, &hh, &mm, &ss,
+               &n) != 6 || n == 0 || mon < 1 || mon > 12 || day < 1 || day > 31 ||
+        hh > 23 || mm > 59 || ss > 60)
+        return -1;
+    memset(&tm, 0, sizeof tm);
+    tm.tm_year = year - 1900;
+    tm.tm_mon = mon - 1;
+    tm.tm_mday = day;
+    tm.tm_hour = hh;
+    tm.tm_min = mm;
+    tm.tm_sec = ss;
+    int64_t frac = 0, scale = 100000;
+    const char *p = text + n;
+    if (*p == '.') {
+        for (p++; *p >= '0' && *p <= '9'; p++) {
+            frac += (*p - '0') * scale;
+            scale /= 10;
+        }
+    }
+    int64_t offset = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int oh, om, k = 0;
+        if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &k) != 2 || k != 5)
+            return -1;
+        offset = (int64_t)(oh * 3600 + om * 60) * (*p == '-' ? -1 : 1);
+        p += 1 + k;
+    }
+    if (*p)
+        return -1;
+    *us = ((int64_t)timegm(&tm) - offset) * 1000000 + frac;
+    return 0;
+}
+
 static int rest_list(const struct km_rest_call *call, json_t **reply, const char **detail,
                      void *arg)
 {
@@ -778,12 +859,13 @@ static int rest_list(const struct km_rest_call *call, json_t **reply, const char
     }
     char since_iso[32] = "";
     if (si) {
-        char *end;
-        double secs = strtod(si, &end);
-        if (*end == '\0') /* epoch seconds */
-            km_format_utc((int64_t)(secs * 1e6), since_iso, sizeof since_iso);
-        else
-            snprintf(since_iso, sizeof since_iso, "%s", si);
+        int64_t us;
+        if (parse_time(si, &us) < 0) {
+            *detail = "since must be epoch seconds or ISO 8601 (2026-11-23T02:40:00Z)";
+            return 400;
+        }
+        /* stored timestamps have milliseconds: compare with since rounded down */
+        km_format_utc(us - (us % 1000 + 1000) % 1000, since_iso, sizeof since_iso);
     }
     json_t *out = json_array();
     size_t unread = 0, total = 0;
@@ -857,6 +939,7 @@ static int rest_read(const struct km_rest_call *call, json_t **reply, const char
         json_decref(line);
     }
     json_decref(body);
+    history_maybe_compact();
     size_t unread = 0;
     json_array_foreach(am.history, i, e) unread += !json_is_true(json_object_get(e, "read"));
     *reply = json_pack("{s:I, s:I}", "marked", (json_int_t)marked, "unread", (json_int_t)unread);
@@ -867,11 +950,12 @@ static int rest_clear(const struct km_rest_call *call, json_t **reply, const cha
                       void *arg)
 {
     size_t n = json_array_size(am.history);
-    json_t *line = json_pack("{s:s}", "op", "clear");
+    json_t *line = json_pack("{s:s, s:I}", "op", "clear", "next_id", (json_int_t)am.next_id);
 
     json_array_clear(am.history);
     history_append_line(line);
     json_decref(line);
+    history_maybe_compact();
     *reply = json_pack("{s:I}", "cleared", (json_int_t)n);
     return 200;
 }

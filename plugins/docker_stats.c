@@ -15,10 +15,18 @@
  *    "_source": {"healthy", "error", "fetched_at", "failures"}}
  *
  * Figures follow the docker CLI: CPU % from the usage deltas times
- * online_cpus; memory used = usage - inactive_file. The first sample of a
- * container is a plain stream=false request (Docker fills precpu_stats,
- * ~1 s); later ones use one-shot=true and our previous sample, so CPU % is
- * the average over the poll interval.
+ * online_cpus (the length of percpu_usage when absent); memory used =
+ * usage - total_inactive_file (cgroup v1; the CLI's choice when the key is
+ * there) or - inactive_file (cgroup v2), floored at 0. Byte counts are JSON
+ * integers, as the original sent them. The first sample of a container is
+ * a plain stream=false request (Docker fills precpu_stats, ~1 s); later
+ * ones use one-shot=true and our previous sample, so CPU % is the average
+ * over the poll interval. A sample whose "read" is the zero time
+ * (0001-01-01...) comes from a container that is not running any more:
+ * the entry is reported "exited" with no figures (and an "error" saying
+ * so). This matters for the event path: Docker sends "die" ~0.4 s before
+ * GET /containers/json stops saying "running" (measured on 20.10), so the
+ * poll a "die" triggers learns it from the stats answer.
  *
  * Watched: the `containers` list (a name that does not exist is reported
  * with status "missing"), or every container ("*"), or those carrying
@@ -279,9 +287,11 @@ static json_t *container_json(struct slot *s, const char *when, double *cpu, dou
 {
     json_t *st = s->stats;
     double usage = num(st, "memory_stats.usage");
-    double inactive = num(st, "memory_stats.stats.inactive_file");
-    if (inactive <= 0)
-        inactive = num(st, "memory_stats.stats.total_inactive_file");
+    json_t *mstats = json_object_get(json_object_get(st, "memory_stats"), "stats");
+    /* as the CLI: total_inactive_file is there on cgroup v1 only */
+    double inactive = json_object_get(mstats, "total_inactive_file")
+                          ? num(st, "memory_stats.stats.total_inactive_file")
+                          : num(st, "memory_stats.stats.inactive_file");
     double mem = usage - inactive > 0 ? usage - inactive : 0;
     double lim = num(st, "memory_stats.limit");
     double rx = 0, tx = 0, rd = 0, wr = 0;
@@ -305,14 +315,16 @@ static json_t *container_json(struct slot *s, const char *when, double *cpu, dou
     *used = mem;
     *limit = lim;
     json_t *c = json_pack(
-        "{s:s, s:s, s:s?, s:f, s:{s:f, s:f, s:f, s:f, s:f}, s:{s:f, s:f, s:f, s:f},"
-        " s:{s:f, s:f, s:f, s:f}, s:I, s:s}",
+        "{s:s, s:s, s:s?, s:f, s:{s:I, s:I, s:f, s:f, s:f}, s:{s:I, s:I, s:f, s:f},"
+        " s:{s:I, s:I, s:f, s:f}, s:I, s:s}",
         "name", s->name, "status", s->state, "health", s->health[0] ? s->health : NULL, "cpu",
-        *cpu, "memory", "usage_bytes", mem, "limit_bytes", lim, "usage_mb", mb(mem), "limit_mb",
-        mb(lim), "usage_percent", lim > 0 ? round_to(mem / lim * 100.0, 0.01) : 0.0, "network",
-        "rx_bytes", rx, "tx_bytes", tx, "rx_mb", mb(rx), "tx_mb", mb(tx), "block_io",
-        "read_bytes", rd, "write_bytes", wr, "read_mb", mb(rd), "write_mb", mb(wr), "pids",
-        (json_int_t)num(st, "pids_stats.current"), "timestamp", when);
+        *cpu, "memory", "usage_bytes", (json_int_t)mem, "limit_bytes", (json_int_t)lim,
+        "usage_mb", mb(mem), "limit_mb", mb(lim), "usage_percent",
+        lim > 0 ? round_to(mem / lim * 100.0, 0.01) : 0.0, "network", "rx_bytes",
+        (json_int_t)rx, "tx_bytes", (json_int_t)tx, "rx_mb", mb(rx), "tx_mb", mb(tx),
+        "block_io", "read_bytes", (json_int_t)rd, "write_bytes", (json_int_t)wr, "read_mb",
+        mb(rd), "write_mb", mb(wr), "pids", (json_int_t)num(st, "pids_stats.current"),
+        "timestamp", when);
     if (c && s->id[0])
         json_object_set_new(c, "id", json_stringn(s->id, strnlen(s->id, 12)));
     if (c && s->error[0])
@@ -392,6 +404,12 @@ static void poll_done(void)
     }
 }
 
+/* Docker's zero time ("0001-01-01T00:00:00Z"): the container is not running. */
+static int is_zero_time(const char *t)
+{
+    return t && strncmp(t, "0001-01-01", 10) == 0;
+}
+
 static void on_stats(const struct km_http_response *resp, void *arg)
 {
     struct slot *s = arg;
@@ -400,10 +418,16 @@ static void on_stats(const struct km_http_response *resp, void *arg)
     if (resp->error || resp->status != 200)
         snprintf(s->error, sizeof s->error, "stats: %s",
                  resp->error ? resp->error : "HTTP error status");
-    else if (!json_is_object(s->stats = json_loadb(resp->body, resp->body_len, 0, NULL))) {
+    else if (!(s->stats = json_loadb(resp->body, resp->body_len, 0, NULL)) ||
+             !json_is_object(s->stats)) { /* (json_is_object evaluates its argument twice) */
         json_decref(s->stats);
         s->stats = NULL;
         snprintf(s->error, sizeof s->error, "stats: Docker sent bad JSON");
+    } else if (is_zero_time(json_string_value(json_object_get(s->stats, "read")))) {
+        json_decref(s->stats); /* not running any more: no figures */
+        s->stats = NULL;
+        snprintf(s->error, sizeof s->error, "stats: the container stopped while sampled");
+        snprintf(s->state, sizeof s->state, "exited");
     }
     if (--ds.waiting > 0)
         return;

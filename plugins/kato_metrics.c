@@ -15,6 +15,10 @@
  * "failures"} so a consumer can tell fresh data from a failing source:
  * when a request fails (unreachable, timeout, non-200, bad JSON, a body of
  * the wrong shape) the topic gets the error shape, never the last good body.
+ * A 200 body that carries KATO's own "error" member (the reduced body of
+ * KATO's error paths, e.g. {"error", "timestamp", "processor_manager", ...})
+ * is published as KATO sent it, but marked "_source": {"healthy": false,
+ * "error": <KATO's text>}: its numbers are partial, not fresh figures.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -229,6 +233,21 @@ static void on_response(const struct km_http_response *resp, void *arg)
     }
     if (s->shape && !(body = s->shape(body))) {
         publish_error(s, "KATO sent an unexpected shape for GET %s", s->path);
+        return;
+    }
+    const char *kato_error = json_string_value(json_object_get(body, "error"));
+    if (kato_error) { /* KATO's own error path: partial body, source unhealthy */
+        char error[512];
+        snprintf(error, sizeof error, "KATO reported an error for GET %s: %s", s->path,
+                 kato_error);
+        s->failures++;
+        if (s->failures == 1)
+            host->log(ctx, KM_LOG_WARNING, "%s: %s", s->topic_name, error);
+        json_object_set_new(body, "_source", source_info(error, s->failures));
+        if (host->publish(ctx, s->topic, body) == KM_ESCHEMA) {
+            s->failures--; /* publish_error counts this poll */
+            publish_error(s, "%s (and an unexpected shape, see the log)", error);
+        }
         return;
     }
     json_object_set_new(body, "_source", source_info(NULL, 0));

@@ -13,11 +13,20 @@
  *
  * Publishes the `session_events` event topic; each message is
  *   {"event_type": "session_created" | "session_destroyed",
- *    "timestamp": "...Z",
+ *    "timestamp": "...Z" (microseconds, strictly increasing),
  *    "data": {"current_count", "previous_count", "delta" (current - previous,
- *             so negative for destroyed), "time_since_last_event" (seconds,
- *             null for the first), "session_id" (stream only), "source"}}
- * which the transport sends as the original dashboard's session_event.
+ *             so negative for destroyed), "time_since_last_event" (seconds
+ *             since the previous event, or since the plugin started for the
+ *             first one, as the original counted from its first poll),
+ *             "session_id" (stream only), "source" ("stream" or "count")}}
+ * which the transport sends as the original dashboard's session_event. The
+ * original frontend keys its toasts by timestamp + event_type, so two
+ * sessions created in the same millisecond must not share a timestamp:
+ * hence microseconds, bumped by one when the clock has not moved on.
+ *
+ * Once the 101 is in, the stream has no read timeout (KATO is silent while
+ * nothing happens); liveness is the ping every `ping_interval`, and a
+ * stream silent for 2.5 intervals is closed and retried.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -77,7 +86,8 @@ static struct {
     struct km_topic *topic;      /* session_events */
     long long count;             /* sessions we believe are active */
     int have_count;              /* count is known */
-    int64_t last_event_us;       /* monotonic time of the last event; 0: none */
+    int64_t last_event_us;       /* monotonic time of the last event (or of init) */
+    int64_t last_stamp_us;       /* wall time of the last event's timestamp */
     /* stream */
     char host_name[256];         /* KATO host, from url */
     int port;                    /* KATO port */
@@ -96,14 +106,28 @@ static struct {
 
 /* ---- events ---- */
 
+/* UTC ISO 8601 with microseconds and a Z, e.g. "2026-11-23T02:40:00.123456Z". */
+static char *format_utc_us(int64_t us, char *buf, size_t len)
+{
+    time_t secs = (time_t)(us / 1000000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, len - n, ".%06dZ", (int)(us % 1000000));
+    return buf;
+}
+
 static void publish_event(long long current, long long previous, const char *session_id,
                           const char *source)
 {
-    char when[32];
+    char when[40];
     int64_t now = km_mono_us();
-    json_t *since = se.last_event_us
-                        ? json_real((double)(now - se.last_event_us) / 1e6)
-                        : json_null();
+    int64_t stamp = km_wall_us();
+    json_t *since = json_real((double)(now - se.last_event_us) / 1e6);
+
+    if (stamp <= se.last_stamp_us) /* same microsecond (or the clock stepped back) */
+        stamp = se.last_stamp_us + 1;
+    se.last_stamp_us = stamp;
     json_t *data = json_pack("{s:I, s:I, s:I, s:o, s:s}", "current_count",
                              (json_int_t)current, "previous_count", (json_int_t)previous,
                              "delta", (json_int_t)(current - previous),
@@ -112,7 +136,7 @@ static void publish_event(long long current, long long previous, const char *ses
         json_object_set_new(data, "session_id", json_string(session_id));
     json_t *msg = json_pack("{s:s, s:s, s:o}", "event_type",
                             current > previous ? "session_created" : "session_destroyed",
-                            "timestamp", km_format_utc(km_wall_us(), when, sizeof when),
+                            "timestamp", format_utc_us(stamp, when, sizeof when),
                             "data", data);
     se.last_event_us = now;
     se.host->publish(se.ctx, se.topic, msg);
@@ -182,6 +206,11 @@ static void on_stream_message(json_t *m)
     int created = strcmp(type, "session.created") == 0;
     if (!created && strcmp(type, "session.destroyed") != 0)
         return;
+    if (!json_is_object(data)) { /* not KATO's shape: counting it would drift */
+        se.host->log(se.ctx, KM_LOG_WARNING, "/ws/events sent %s without a data object; "
+                     "ignored", type);
+        return;
+    }
     long long prev = se.have_count ? se.count : 0;
     long long cur = created ? prev + 1 : (prev > 0 ? prev - 1 : 0);
     if (cur == prev)
@@ -300,6 +329,8 @@ static void stream_opened(void)
         return;
     }
     wslay_event_config_set_max_recv_msg_length(se.ws, STREAM_MSG_MAX);
+    /* no read timeout from here on: an idle stream is silent (see top) */
+    bufferevent_set_timeouts(se.bev, NULL, NULL);
     se.state = ST_OPEN;
     se.last_rx_us = km_mono_us();
     se.ping = se.host->timer_add(se.ctx, se.ping_s, KM_TIMER_REPEAT, stream_ping, NULL);
@@ -420,6 +451,7 @@ static int se_init(struct km_ctx *ctx, const struct km_host *host)
     se.use_stream = host->config_bool(ctx, "stream");
     se.retry_s = host->config_double(ctx, "retry");
     se.ping_s = host->config_double(ctx, "ping_interval");
+    se.last_event_us = km_mono_us();
     struct km_topic_def def = {"session_events", KM_TOPIC_EVENT, event_schema,
                                (unsigned)host->config_int(ctx, "ring_size"),
                                "KATO sessions created and destroyed"};
