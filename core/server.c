@@ -541,11 +541,17 @@ int km_static_resolve(const char *root, const char *raw_path, char *out, size_t 
     return 0;
 }
 
-/* The last path segment has no dot: a client-side route such as /alerts. */
+/*
+ * A client-side route of the dashboard, such as /alerts or /sessions: plain
+ * segments, no dot in the last one (files have extensions), no trailing
+ * slash, nothing encoded.
+ */
 static int km_is_route(const char *path)
 {
     const char *last = strrchr(path, '/');
-    return strchr(last ? last : path, '.') == NULL;
+    size_t n = strlen(path);
+    return n > 1 && path[n - 1] != '/' && !strchr(path, '%') && !strchr(path, '\\') &&
+           strchr(last ? last : path, '.') == NULL && strncmp(path, "/api/", 5) != 0;
 }
 
 /*
@@ -561,7 +567,7 @@ static int km_static_pick(const struct km_server *srv, const char *path, char *f
         return srv->vendor_root ? km_static_resolve(srv->vendor_root, path + 7, file, len)
                                 : 404;
     int status = km_static_resolve(srv->web_root, path, file, len);
-    if (status == 404 && km_is_route(path) && strncmp(path, "/api/", 5) != 0)
+    if (status == 404 && km_is_route(path))
         status = km_static_resolve(srv->web_root, "/index.html", file, len);
     return status;
 }
