@@ -542,16 +542,18 @@ int km_static_resolve(const char *root, const char *raw_path, char *out, size_t 
 }
 
 /*
- * A client-side route of the dashboard, such as /alerts or /sessions: plain
- * segments, no dot in the last one (files have extensions), no trailing
- * slash, nothing encoded.
+ * A client-side route of the dashboard, such as /alerts or /sessions:
+ * letters, digits, '-' and '_' in single-slash segments, no trailing slash,
+ * outside /api/. Anything else that is missing stays a 404.
  */
 static int km_is_route(const char *path)
 {
-    const char *last = strrchr(path, '/');
     size_t n = strlen(path);
-    return n > 1 && path[n - 1] != '/' && !strchr(path, '%') && !strchr(path, '\\') &&
-           strchr(last ? last : path, '.') == NULL && strncmp(path, "/api/", 5) != 0;
+
+    if (n < 2 || path[n - 1] == '/' || strstr(path, "//") || strncmp(path, "/api/", 5) == 0)
+        return 0;
+    return strspn(path, "/abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") ==
+           n;
 }
 
 /*
