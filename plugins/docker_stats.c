@@ -42,6 +42,7 @@
 #include <strings.h>
 
 #include <katomon/plugin.h>
+#include <katomon/source.h>
 #include <katomon/util.h>
 
 #define MAX_CONTAINERS 256   /* watched at once */
@@ -115,13 +116,7 @@ static const struct km_field agg_fields[] = {
     KM_FIELD("timestamp", KM_STRING, 0),
     KM_FIELD_END,
 };
-static const struct km_field source_fields[] = {
-    KM_FIELD("healthy", KM_BOOL, KM_F_REQUIRED),
-    KM_FIELD("error", KM_STRING, KM_F_NULLABLE),
-    KM_FIELD("fetched_at", KM_STRING, KM_F_REQUIRED),
-    KM_FIELD("failures", KM_INTEGER, 0),
-    KM_FIELD_END,
-};
+static const struct km_field source_fields[] = KM_SOURCE_FIELDS;
 static const struct km_field containers_schema[] = {
     KM_FIELD("error", KM_STRING, 0),
     KM_FIELD_ARRAY("containers", KM_F_REQUIRED, &container_item),
@@ -244,14 +239,6 @@ static int is_watched(const char *name, json_t *labels)
 
 /* ---- the message ---- */
 
-static json_t *source_info(const char *error)
-{
-    char when[32];
-    return json_pack("{s:b, s:s?, s:s, s:I}", "healthy", error == NULL, "error", error,
-                     "fetched_at", km_format_utc(km_wall_us(), when, sizeof when), "failures",
-                     (json_int_t)ds.failures);
-}
-
 /* CPU % as the docker CLI computes it; updates the previous sample. */
 static double cpu_percent(struct slot *s)
 {
@@ -364,7 +351,7 @@ static void publish_containers(void)
                             when);
     ds.host->publish(ds.ctx, ds.topic,
                      json_pack("{s:o, s:o, s:o}", "containers", list, "aggregated", agg,
-                               "_source", source_info(NULL)));
+                               "_source", km_source_json(NULL, ds.failures)));
 }
 
 static void publish_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -384,7 +371,7 @@ static void publish_error(const char *fmt, ...)
                      BACKOFF_MAX_S);
     ds.host->publish(ds.ctx, ds.topic,
                      json_pack("{s:s, s:[], s:{}, s:o}", "error", error, "containers",
-                               "aggregated", "_source", source_info(error)));
+                               "aggregated", "_source", km_source_json(error, ds.failures)));
 }
 
 /* ---- polling ---- */

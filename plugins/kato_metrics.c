@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include <katomon/plugin.h>
+#include <katomon/source.h>
 #include <katomon/util.h>
 
 /* ---- config ---- */
@@ -38,13 +39,7 @@ static const struct km_conf_key kato_keys[] = {
 
 /* ---- schemas (open objects: KATO may add fields) ---- */
 
-static const struct km_field source_fields[] = {
-    KM_FIELD("healthy", KM_BOOL, KM_F_REQUIRED),
-    KM_FIELD("error", KM_STRING, KM_F_NULLABLE),
-    KM_FIELD("fetched_at", KM_STRING, KM_F_REQUIRED),
-    KM_FIELD("failures", KM_INTEGER, 0),
-    KM_FIELD_END,
-};
+static const struct km_field source_fields[] = KM_SOURCE_FIELDS;
 
 static const struct km_field perf_fields[] = {
     KM_FIELD("total_requests", KM_NUMBER, 0),
@@ -147,14 +142,6 @@ static struct kato_source sources[] = {
 
 /* ---- messages ---- */
 
-static json_t *source_info(const char *error, unsigned failures)
-{
-    char when[32];
-    return json_pack("{s:b, s:s?, s:s, s:I}", "healthy", error == NULL, "error", error,
-                     "fetched_at", km_format_utc(km_wall_us(), when, sizeof when),
-                     "failures", (json_int_t)failures);
-}
-
 /* /sessions/count -> {"active_count","total_count"}; NULL when the key is absent. */
 static json_t *shape_sessions(json_t *body)
 {
@@ -181,7 +168,7 @@ static json_t *error_message(struct kato_source *s, const char *error)
     else
         m = json_pack("{s:s}", "error", error);
     if (m)
-        json_object_set_new(m, "_source", source_info(error, s->failures));
+        json_object_set_new(m, "_source", km_source_json(error, s->failures));
     return m;
 }
 
@@ -243,14 +230,14 @@ static void on_response(const struct km_http_response *resp, void *arg)
         s->failures++;
         if (s->failures == 1)
             host->log(ctx, KM_LOG_WARNING, "%s: %s", s->topic_name, error);
-        json_object_set_new(body, "_source", source_info(error, s->failures));
+        json_object_set_new(body, "_source", km_source_json(error, s->failures));
         if (host->publish(ctx, s->topic, body) == KM_ESCHEMA) {
             s->failures--; /* publish_error counts this poll */
             publish_error(s, "%s (and an unexpected shape, see the log)", error);
         }
         return;
     }
-    json_object_set_new(body, "_source", source_info(NULL, 0));
+    json_object_set_new(body, "_source", km_source_json(NULL, 0));
     if (s->failures)
         host->log(ctx, KM_LOG_NOTICE, "%s: KATO answers again after %u failed polls",
                   s->topic_name, s->failures);
