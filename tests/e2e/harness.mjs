@@ -1,0 +1,267 @@
+// harness.mjs - processes and browser for the end-to-end tests: the KATO
+// simulator (tests/sim/kato_sim.py), a real katomon built from this tree,
+// and Debian's chromium driven by playwright-core. Nothing is mocked.
+//
+// Environment (run.sh sets it): KATOMON, KM_PLUGIN_DIR, KM_WEB_ROOT,
+// TOP_SRCDIR, CHROMIUM, PLAYWRIGHT_CORE (path of the package),
+// E2E_SCREENSHOTS, E2E_TMP.
+
+import { spawn } from 'node:child_process';
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+import os from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pathToFileURL } from 'node:url';
+
+export const env = {
+  katomon: process.env.KATOMON,
+  pluginDir: process.env.KM_PLUGIN_DIR,
+  webRoot: process.env.KM_WEB_ROOT,
+  srcdir: process.env.TOP_SRCDIR,
+  chromium: process.env.CHROMIUM || '/usr/bin/chromium',
+  screenshots: process.env.E2E_SCREENSHOTS,
+  tmp: process.env.E2E_TMP || fs.mkdtempSync(path.join(os.tmpdir(), 'katomon-e2e-')),
+};
+
+for (const [k, v] of Object.entries({ KATOMON: env.katomon, KM_PLUGIN_DIR: env.pluginDir, KM_WEB_ROOT: env.webRoot, TOP_SRCDIR: env.srcdir })) {
+  if (!v) throw new Error(`${k} is not set: run the tests with tests/e2e/run.sh`);
+}
+
+export async function loadPlaywright() {
+  const where = process.env.PLAYWRIGHT_CORE;
+  const mod = where ? await import(pathToFileURL(path.join(where, 'index.mjs')).href) : await import('playwright-core');
+  return mod.chromium || mod.default.chromium;
+}
+
+/** Polls fn until it returns a truthy value; throws with `what` after timeout. */
+export async function until(fn, what, timeout = 10000, step = 100) {
+  const end = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) throw new Error(`timed out after ${timeout} ms waiting for ${what}${last ? ` (last error: ${last.message})` : ''}`);
+    await sleep(step);
+  }
+}
+
+async function json(url, opts = {}) {
+  const r = await fetch(url, {
+    method: opts.method || 'GET',
+    headers: opts.body ? { 'Content-Type': 'application/json' } : {},
+    body: opts.body ? JSON.stringify(opts.body) : undefined,
+  });
+  const text = await r.text();
+  if (!r.ok) throw new Error(`${opts.method || 'GET'} ${url}: HTTP ${r.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+function collect(child, sink) {
+  let buf = '';
+  const on = (d) => {
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      sink.push(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+  };
+  child.stdout.on('data', on);
+  child.stderr.on('data', on);
+}
+
+function stopChild(child, timeout = 5000) {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) { resolve(); return; }
+    const t = setTimeout(() => { try { child.kill('SIGKILL'); } catch { /* gone */ } }, timeout);
+    child.once('exit', () => { clearTimeout(t); resolve(); });
+    child.kill('SIGTERM');
+  });
+}
+
+// ---- the KATO simulator ------------------------------------------------------
+
+export async function startSim() {
+  const portFile = path.join(env.tmp, `sim-${process.pid}.port`);
+  fs.rmSync(portFile, { force: true });
+  const child = spawn('python3', [path.join(env.srcdir, 'tests/sim/kato_sim.py'), '--port', '0', '--port-file', portFile, '--sessions', '3'],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  const log = [];
+  collect(child, log);
+  const port = await until(() => fs.existsSync(portFile) && Number(fs.readFileSync(portFile, 'utf8').trim()), 'the simulator port file', 15000);
+  const url = `http://127.0.0.1:${port}`;
+  return {
+    url, port, log, child,
+    set: (values) => json(`${url}/_sim/set`, { method: 'POST', body: values }),
+    createSessions: (count) => json(`${url}/_sim/sessions/create`, { method: 'POST', body: { count } }),
+    destroySessions: (count) => json(`${url}/_sim/sessions/destroy`, { method: 'POST', body: { count } }),
+    state: () => json(`${url}/_sim/state`),
+    mode: (mode, paths) => json(`${url}/_sim/mode`, { method: 'POST', body: paths ? { mode, paths } : { mode } }),
+    metrics: () => json(`${url}/metrics`),
+    stop: () => stopChild(child),
+  };
+}
+
+// ---- Docker (optional) -----------------------------------------------------
+
+const DOCKER_SOCK = '/var/run/docker.sock';
+const DEMO_CONTAINERS = ['kato', 'kato-redis']; // made by tests/docker/setup.sh --containers
+
+/** Names of the test containers running on a local Docker engine, or []. */
+export function dockerContainers() {
+  if (!fs.existsSync(DOCKER_SOCK)) return Promise.resolve([]);
+  return new Promise((resolve) => {
+    const req = http.get({ socketPath: DOCKER_SOCK, path: '/containers/json', timeout: 3000 }, (res) => {
+      let body = '';
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => {
+        try {
+          const names = JSON.parse(body).flatMap((c) => (c.Names || []).map((n) => n.replace(/^\//, '')));
+          resolve(DEMO_CONTAINERS.filter((n) => names.includes(n)));
+        } catch {
+          resolve([]);
+        }
+      });
+    });
+    req.on('error', () => resolve([]));
+    req.on('timeout', () => { req.destroy(); resolve([]); });
+  });
+}
+
+// ---- katomon -------------------------------------------------------------
+
+export function katomonConfig({ port = 0, simUrl, stateDir, websocket = true, containers = [] }) {
+  // Docker: the test containers when they run (tests/docker/setup.sh
+  // --containers, E2E_DOCKER=1), else a label nothing carries, so that no
+  // container of this machine raises container_down alerts in the tests.
+  const watch = containers.length ? `containers = ${containers.join(',')}` : 'label = katomon.e2e';
+  return `; written by tests/e2e/harness.mjs
+[core]
+plugin_dir = ${env.pluginDir}
+state_dir = ${stateDir}
+log_level = info
+
+[http]
+bind = 127.0.0.1
+port = ${port}
+web_root = ${env.webRoot}
+
+[websocket]
+enabled = ${websocket}
+update_interval = 1
+
+[plugin host_stats]
+interval = 1
+
+[plugin kato_metrics]
+url = ${simUrl}
+interval = 1
+timeout = 2
+
+[plugin session_events]
+url = ${simUrl}
+retry = 1
+
+[plugin docker_stats]
+interval = 2
+${watch}
+
+[plugin alert_manager]
+
+[alert high_error_rate]
+topic = metrics
+path = performance.error_rate
+warning = 0.05
+critical = 0.10
+cooldown = 60
+message = High error rate: {value_pct}%
+
+[alert kato_cpu]
+topic = metrics
+path = resources.cpu_percent
+warning = 90
+cooldown = 60
+message = KATO CPU usage: {value}%
+
+[alert container_down]
+topic = containers
+path = containers[*]
+match = status != running
+level = error
+name_field = name
+cooldown = 60
+message = Container '{name}' is {value}
+`;
+}
+
+export async function startKatomon({ simUrl, port = 0, name = 'katomon', stateDir, websocket = true }) {
+  const dir = path.join(env.tmp, name);
+  fs.mkdirSync(dir, { recursive: true });
+  stateDir = stateDir || path.join(dir, 'state');
+  const conf = path.join(dir, 'katomon.conf');
+  fs.writeFileSync(conf, katomonConfig({ port, simUrl, stateDir, websocket, containers: await dockerContainers() }));
+  const child = spawn(env.katomon, ['-f', '-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const log = [];
+  collect(child, log);
+  const m = await until(() => {
+    if (child.exitCode !== null) throw new Error(`katomon exited with ${child.exitCode}:\n${log.join('\n')}`);
+    for (const l of log) {
+      const x = /listening on http:\/\/([\d.]+):(\d+)/.exec(l);
+      if (x) return x;
+    }
+    return null;
+  }, 'katomon to listen', 15000);
+  const url = `http://${m[1]}:${m[2]}`;
+  return {
+    url, port: Number(m[2]), log, child, stateDir, conf,
+    api: (p, opts) => json(`${url}${p}`, opts),
+    stop: () => stopChild(child),
+  };
+}
+
+// ---- the browser -------------------------------------------------------------
+
+export const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+
+export async function launchBrowser() {
+  const chromium = await loadPlaywright();
+  // launch() gives every run a fresh temporary user-data-dir of its own
+  return chromium.launch({ executablePath: env.chromium, headless: true, args: CHROMIUM_ARGS });
+}
+
+/**
+ * A page that records what a person would call an error: console errors,
+ * uncaught exceptions, failed requests. Returns {page, problems, context}.
+ */
+export async function openPage(browser, url, { colorScheme = 'light', viewport = { width: 1280, height: 800 } } = {}) {
+  const context = await browser.newContext({ colorScheme, viewport, deviceScaleFactor: 1, reducedMotion: 'reduce' });
+  const page = await context.newPage();
+  const problems = [];
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+  page.on('pageerror', (e) => problems.push(`exception: ${e.message}`));
+  page.on('response', (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()} ${r.url()}`); });
+  page.on('requestfailed', (r) => {
+    const why = r.failure() && r.failure().errorText;
+    if (why !== 'net::ERR_ABORTED') problems.push(`request failed: ${r.url()} ${why}`); // ABORTED: left by a navigation
+  });
+  await page.goto(url);
+  return { page, problems, context };
+}
+
+export async function screenshot(page, name, opts = {}) {
+  if (!env.screenshots) return null;
+  fs.mkdirSync(env.screenshots, { recursive: true });
+  const vp = page.viewportSize();
+  await page.mouse.move(vp.width - 2, vp.height - 2); // no hover effect in the picture
+  const file = path.join(env.screenshots, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: opts.fullPage !== false, animations: 'disabled', caret: 'hide' });
+  return file;
+}

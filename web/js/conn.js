@@ -1,0 +1,421 @@
+// conn.js - the live connection to katomon: one WebSocket per page load.
+//
+// Subscriptions. Every part of the UI that shows live data claims the
+// topics it needs (claim(owner, topics) -> release function): the layout
+// claims system_alerts, each page claims its own. The connection sends the
+// UNION of all current claims in one `subscribe` (which replaces the set on
+// the server) whenever that union changes, so one page leaving can never
+// drop a topic another part still needs (the original dashboard's
+// last-caller-wins bug).
+//
+// Event topics (session_events, system_alerts) carry a per-topic `seq`.
+// The client remembers the seqs it has seen; every subscribe carries
+// `since: {topic: last seq seen}` for the event topics in the union, so a
+// reconnect replays what was published while the socket was down. Replies:
+//   - replay_gap reason "since_ahead": katomon restarted and seq began again;
+//     the seqs we have are meaningless, so we forget them and subscribe again
+//     with since 0 to get everything the new run has published;
+//   - replay_gap reason "not_in_ring": some events are gone for good; a `gap`
+//     event tells the UI how many (alerts are then reloaded over REST).
+// Duplicate deliveries (a replay overlapping live events) are dropped by
+// seq. Topics listed in `historyTopics` (the session feed) are asked with
+// since 0 on first subscribe, to fill the feed with recent history.
+//
+// Reconnect: exponential backoff from 1 s doubling up to 30 s, with jitter
+// (half fixed, half random), never giving up; `online` and a tab becoming
+// visible retry at once. While the socket is down the HTTP fallback polls
+// the REST endpoints of the state topics in the union every 5 s (and emits
+// `polltick` so other stores can poll too); it stops as soon as the socket
+// is back.
+//
+// Events dispatched (CustomEvent, payload in .detail):
+//   status  {state: connecting|realtime|offline|error, detail}
+//   state   {topic, body, ts (server time), via: ws|poll}
+//   event   {topic, msg, seq, replayed, history}
+//   gap     {topic, missed, reason}
+//   ack     {subscriptions, unknown}
+//   subscribed   after each subscription_ack (stores reload REST history)
+//   polltick     every 5 s while disconnected
+//   poll    {ok, error, status}
+
+const BACKOFF_MIN_MS = 1000;
+const BACKOFF_MAX_MS = 30000;
+const POLL_MS = 5000;
+const PING_MS = 30000;
+const DEAD_MS = 75000;
+const REPLAY_WINDOW_MS = 300;
+const SEEN_MAX = 4096;
+
+export const EVENT_TOPICS = new Set(['session_events', 'system_alerts']);
+
+/** REST fallback of each state topic; `map` turns the answer into the topic's shape. */
+const POLL_ENDPOINTS = {
+  metrics: { path: '/api/v1/system/metrics' },
+  containers: { path: '/api/v1/system/container-stats' },
+  sessions: {
+    path: '/api/v1/sessions/count',
+    map: (b) => ({ active_count: b.active_session_count }),
+  },
+  kato_health: { path: '/api/v1/system/kato-health' },
+};
+
+// Close codes that mean "katomon refused us" rather than "katomon is gone".
+const ERROR_CODES = new Set([1002, 1003, 1007, 1009, 1010, 1011, 1013]);
+
+export class Connection extends EventTarget {
+  constructor(api, { historyTopics = [] } = {}) {
+    super();
+    this.api = api;
+    this.historyTopics = new Set(historyTopics);
+    this.claims = new Map();
+    this.state = 'connecting';
+    this.detail = 'Connecting to katomon…';
+    this.ws = null;
+    this.open = false;
+    this.everConnected = false;
+    this.attempts = 0;
+    this.nextRetryAt = null;
+    this.seen = new Map();      // topic -> Set of seqs seen (insertion ordered)
+    this.lastSeq = new Map();   // topic -> highest seq seen
+    this.sentKey = null;        // union last sent on this socket
+    this.replayUntil = 0;       // events before this time (after an ack) are replays
+    this.replayTopics = new Set();
+    this.historyFill = new Set(); // topics whose current replay is the initial history
+    this.unknown = new Set();
+    this.lastRx = 0;
+    this.stats = { connects: 0, messages: 0, events: 0, replayed: 0, duplicates: 0, polls: 0, pollFailures: 0, gaps: 0 };
+    this.log = [];              // recent protocol notes, for debugging (not the console)
+    this._timers = {};
+    this._syncQueued = false;
+  }
+
+  // ---- subscriptions ----------------------------------------------------
+
+  claim(owner, topics) {
+    this.claims.set(owner, new Set(topics));
+    this._queueSync();
+    return () => {
+      if (this.claims.get(owner)) {
+        this.claims.delete(owner);
+        this._queueSync();
+      }
+    };
+  }
+
+  topics() {
+    const all = new Set();
+    for (const set of this.claims.values()) for (const t of set) all.add(t);
+    return [...all].sort();
+  }
+
+  _queueSync() {
+    if (this._syncQueued) return;
+    this._syncQueued = true;
+    queueMicrotask(() => {
+      this._syncQueued = false;
+      const topics = this.topics();
+      // a topic nobody wants any more: forget its seqs, so coming back to it
+      // starts from now instead of replaying everything in between
+      for (const t of [...this.seen.keys()]) {
+        if (!topics.includes(t)) { this.seen.delete(t); this.lastSeq.delete(t); }
+      }
+      if (this.open && topics.join(',') !== this.sentKey) this._subscribe();
+      if (!this.open) this._poll();
+    });
+  }
+
+  _subscribe() {
+    const topics = this.topics();
+    const since = {};
+    // only what THIS subscribe asks with since 0 for the first time is history
+    this.historyFill = new Set();
+    for (const t of topics) {
+      if (!EVENT_TOPICS.has(t) || this.unknown.has(t)) continue;
+      if (this.lastSeq.has(t)) since[t] = this.lastSeq.get(t);
+      else if (this.historyTopics.has(t)) { since[t] = 0; this.historyFill.add(t); }
+    }
+    const msg = { type: 'subscribe', subscriptions: topics };
+    if (Object.keys(since).length) msg.since = since;
+    this.sentKey = topics.join(',');
+    this.replayTopics = new Set(Object.keys(since));
+    for (const t of this.replayTopics) if (!this.seen.has(t)) this.seen.set(t, new Set());
+    this._send(JSON.stringify(msg));
+  }
+
+  // ---- connection -------------------------------------------------------
+
+  start() {
+    if (this._started) return;
+    this._started = true;
+    addEventListener('online', () => this.retryNow());
+    document.addEventListener('visibilitychange', () => {
+      if (document.visibilityState === 'visible' && !this.ws) this.retryNow();
+    });
+    this._connect();
+  }
+
+  retryNow() {
+    if (this.ws) return;
+    clearTimeout(this._timers.retry);
+    this._connect();
+  }
+
+  _connect() {
+    this.nextRetryAt = null;
+    if (!this.everConnected) this._setState('connecting', 'Connecting to katomon…');
+    else this._setState(this.state, `Reconnecting (attempt ${this.attempts + 1})…`);
+    let ws;
+    try {
+      ws = new WebSocket(this.api.wsUrl());
+    } catch (e) {
+      this._closed(null, { code: 1006, reason: String(e.message || e) });
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => this._opened(ws);
+    ws.onmessage = (ev) => this._message(ws, ev.data);
+    ws.onclose = (ev) => this._closed(ws, ev);
+    ws.onerror = () => { /* onclose follows with the code */ };
+  }
+
+  _opened(ws) {
+    if (ws !== this.ws) return;
+    this.open = true;
+    this.everConnected = true;
+    this.attempts = 0;
+    this.stats.connects++;
+    this.lastRx = Date.now();
+    this.sentKey = null;
+    this._stopPolling();
+    this._setState('realtime', 'Live updates over WebSocket');
+    this._subscribe();
+    clearInterval(this._timers.ping);
+    this._timers.ping = setInterval(() => {
+      if (!this.open) return;
+      if (Date.now() - this.lastRx > DEAD_MS) {
+        this._note('no data for a long time: reconnecting');
+        this._drop(ws, 4000, 'no data');
+        return;
+      }
+      this._send('ping');
+    }, PING_MS);
+  }
+
+  /** Forgets a socket we gave up on and handles it as closed. */
+  _drop(ws, code, reason) {
+    ws.onclose = ws.onmessage = ws.onopen = null;
+    try { ws.close(code, reason); } catch { /* already closed */ }
+    this._closed(ws, { code: 1006, reason });
+  }
+
+  _closed(ws, ev) {
+    if (ws && ws !== this.ws) return;
+    const wasOpen = this.open;
+    this.ws = null;
+    this.open = false;
+    this.sentKey = null;
+    clearInterval(this._timers.ping);
+    this.attempts++;
+    let delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (this.attempts - 1));
+    delay = delay / 2 + Math.random() * (delay / 2);
+    if (ev.code === 1008 && wasOpen) delay = 250; // queue overflow: come back at once, with since
+    const why = ev.reason ? `${ev.reason} (code ${ev.code})` : `code ${ev.code}`;
+    if (ERROR_CODES.has(ev.code) || (ev.code >= 4000 && ev.code < 5000 && ev.code !== 4000)) {
+      this._setState('error', `katomon closed the connection: ${why}`);
+    } else if (this.state === 'error' && this._authError) {
+      // keep the error shown by the REST poll
+    } else {
+      this._setState('offline', wasOpen ? 'Connection to katomon lost' : 'katomon is not reachable over WebSocket');
+    }
+    this._note(`closed: ${why}`);
+    this.nextRetryAt = Date.now() + delay;
+    clearTimeout(this._timers.retry);
+    this._timers.retry = setTimeout(() => this._connect(), delay);
+    this._emit('status', { state: this.state, detail: this.detail });
+    this._startPolling();
+  }
+
+  _send(text) {
+    if (this.ws && this.open) {
+      try { this.ws.send(text); } catch { /* closing */ }
+    }
+  }
+
+  _setState(state, detail) {
+    const changed = state !== this.state || detail !== this.detail;
+    this.state = state;
+    this.detail = detail;
+    if (changed) this._emit('status', { state, detail });
+  }
+
+  // ---- messages ---------------------------------------------------------
+
+  _message(ws, data) {
+    if (ws !== this.ws) return;
+    this.lastRx = Date.now();
+    this.stats.messages++;
+    let msg;
+    try {
+      msg = JSON.parse(data);
+    } catch {
+      this._note('ignored a frame that is not JSON');
+      return;
+    }
+    if (!msg || typeof msg !== 'object') return;
+    switch (msg.type) {
+      case 'realtime_update': {
+        this.replayUntil = Math.min(this.replayUntil, Date.now());
+        const data = msg.data || {};
+        for (const [topic, body] of Object.entries(data)) {
+          this._emit('state', { topic, body, ts: msg.timestamp, via: 'ws' });
+        }
+        break;
+      }
+      case 'session_event':
+        this._event('session_events', msg);
+        break;
+      case 'system_alert':
+        this._event('system_alerts', msg);
+        break;
+      case 'event':
+        if (typeof msg.topic === 'string') this._event(msg.topic, msg);
+        break;
+      case 'subscription_ack': {
+        this.unknown = new Set(msg.unknown || []);
+        this.replayUntil = Date.now() + REPLAY_WINDOW_MS;
+        this._emit('ack', { subscriptions: msg.subscriptions || [], unknown: [...this.unknown] });
+        this._emit('subscribed', {});
+        this._baseline(ws);
+        break;
+      }
+      case 'replay_gap':
+        this._gap(msg);
+        break;
+      case 'error':
+        this._note(`katomon: ${msg.error}: ${msg.detail || ''}`);
+        if (msg.error === 'unknown_topic') {
+          for (const t of msg.topics || []) this.unknown.add(t);
+          this._emit('ack', { subscriptions: this.topics(), unknown: [...this.unknown] });
+        }
+        break;
+      case 'heartbeat':
+      default:
+        break; // unknown types are ignored, as the protocol allows
+    }
+  }
+
+  _event(topic, msg) {
+    const seq = Number.isInteger(msg.seq) ? msg.seq : null;
+    if (seq !== null) {
+      let seen = this.seen.get(topic);
+      if (!seen) this.seen.set(topic, (seen = new Set()));
+      if (seen.has(seq)) { this.stats.duplicates++; return; }
+      seen.add(seq);
+      if (seen.size > SEEN_MAX) seen.delete(seen.values().next().value);
+      if (!(this.lastSeq.get(topic) >= seq)) this.lastSeq.set(topic, seq);
+    }
+    const replayed = this.replayTopics.has(topic) && Date.now() <= this.replayUntil;
+    const history = replayed && this.historyFill.has(topic);
+    this.stats.events++;
+    if (replayed && !history) this.stats.replayed++;
+    this._emit('event', { topic, msg, seq, replayed, history });
+  }
+
+  /**
+   * An event topic subscribed without `since` (we had seen none of its
+   * events) starts "now": learn its current seq from /api/v1/topics, so a
+   * later reconnect can ask for exactly what it missed. (Events that arrive
+   * meanwhile only raise the mark.) Servers without that endpoint: skipped.
+   */
+  async _baseline(ws) {
+    const need = this.topics().filter((t) => EVENT_TOPICS.has(t) && !this.lastSeq.has(t) && !this.unknown.has(t));
+    if (!need.length) return;
+    let topics;
+    try {
+      topics = (await this.api.get('/api/v1/topics', { timeout: 4000 })).topics;
+    } catch {
+      return;
+    }
+    if (ws !== this.ws || !Array.isArray(topics)) return;
+    for (const t of topics) {
+      if (!need.includes(t.name) || !Number.isInteger(t.last_seq) || this.lastSeq.has(t.name)) continue;
+      if (!this.topics().includes(t.name)) continue;
+      this.lastSeq.set(t.name, t.last_seq);
+    }
+  }
+
+  _gap(msg) {
+    const topic = msg.topic;
+    if (msg.reason === 'since_ahead') {
+      // katomon restarted: its seqs began again. Start over for this topic.
+      this._note(`${topic}: katomon restarted (seq ${msg.requested_since} > ${msg.last_seq}); replaying its new history`);
+      // seq 0: the next subscribe asks since 0, as a replay (not as history)
+      this.seen.set(topic, new Set());
+      this.lastSeq.set(topic, 0);
+      this._emit('gap', { topic, missed: null, reason: 'restart' });
+      // one subscribe for every topic of this burst of replies
+      clearTimeout(this._timers.resub);
+      this._timers.resub = setTimeout(() => { if (this.open) this._subscribe(); }, 50);
+      return;
+    }
+    const missed = Number(msg.missed) || 0;
+    this.stats.gaps++;
+    if (this.historyFill.has(topic)) return; // older history simply not kept
+    this._emit('gap', { topic, missed, reason: msg.reason || 'not_in_ring' });
+  }
+
+  // ---- HTTP fallback ------------------------------------------------------
+
+  _startPolling() {
+    if (this._timers.poll) return;
+    this._poll();
+    this._timers.poll = setInterval(() => this._poll(), POLL_MS);
+  }
+
+  _stopPolling() {
+    clearInterval(this._timers.poll);
+    this._timers.poll = null;
+    this._authError = false;
+  }
+
+  get polling() { return !!this._timers.poll; }
+
+  async _poll() {
+    if (this.open || !this._timers.poll) return;
+    this.stats.polls++;
+    this._emit('polltick', {});
+    const jobs = this.topics()
+      .filter((t) => POLL_ENDPOINTS[t])
+      .map(async (topic) => {
+        const ep = POLL_ENDPOINTS[topic];
+        try {
+          const body = await this.api.get(ep.path, { timeout: 4000 });
+          if (this.open) return { ok: true };
+          this._emit('state', { topic, body: ep.map ? ep.map(body) : body, ts: null, via: 'poll' });
+          return { ok: true };
+        } catch (e) {
+          // 503: katomon is up but has no value for this topic yet
+          return { ok: e.status === 503 || e.status === 404, status: e.status, error: e.message };
+        }
+      });
+    const results = await Promise.all(jobs);
+    const bad = results.find((r) => !r.ok);
+    if (bad) this.stats.pollFailures++;
+    if (bad && bad.status === 401) {
+      this._authError = true;
+      this._setState('error', 'katomon needs an access token (open the page with ?token=…)');
+    }
+    this._emit('poll', bad ? { ok: false, error: bad.error, status: bad.status } : { ok: true });
+  }
+
+  // ---- misc -------------------------------------------------------------
+
+  _note(text) {
+    this.log.push(`${new Date().toISOString()} ${text}`);
+    if (this.log.length > 100) this.log.shift();
+  }
+
+  _emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
