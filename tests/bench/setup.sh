@@ -1,0 +1,20 @@
+#!/bin/sh
+# setup.sh - installs the benchmark's peers (run.sh calls it when needed):
+#   - Node's ws package, pinned in package.json / package-lock.json (npm ci);
+#   - Debian's python3-websockets (apt-get, when root and it is missing).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+if command -v npm >/dev/null 2>&1; then
+    (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
+else
+    echo "setup: npm not found: the Node ws peer is skipped (apt-get install nodejs npm)" >&2
+fi
+py=${BENCH_PYTHON:-/usr/bin/python3}
+if ! "$py" -c 'import websockets' 2>/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get install -y -q python3-websockets >&2
+    else
+        echo "setup: python3-websockets missing: apt-get install python3-websockets" >&2
+        exit 1
+    fi
+fi
