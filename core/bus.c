@@ -112,6 +112,7 @@ struct km_bus {
     struct km_msg *qtail;      /* last of that queue, for appending */
     unsigned depth;            /* callbacks running: defers delivery, removal */
     size_t ndead;              /* dead subscriptions not yet removed, all lists */
+    int64_t epoch;             /* wall-clock µs at creation: names this run's seqs */
 };
 
 /* ---- small helpers ---------------------------------------------------------------- */
@@ -420,12 +421,25 @@ static void km_bus_enqueue(struct km_bus *bus, struct km_msg *msg)
 
 /* ---- the bus ---------------------------------------------------------------------- */
 
+static int64_t km_bus_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t km_bus_epoch(const struct km_bus *bus)
+{
+    return bus->epoch;
+}
+
 struct km_bus *km_bus_new(void)
 {
     struct km_bus *bus = calloc(1, sizeof *bus);
     if (!bus)
         return NULL;
     bus->nbuckets = KM_HASH_MIN;
+    bus->epoch = km_bus_now_us();
     bus->buckets = calloc(bus->nbuckets, sizeof *bus->buckets);
     if (!bus->buckets) {
         free(bus);

@@ -63,6 +63,12 @@ struct km_bus *km_bus_new(void);
    callback. Messages still referenced elsewhere stay valid, but their
    km_msg_topic() then dangles. */
 void km_bus_free(struct km_bus *bus);
+/*
+ * The bus's creation time (wall-clock µs). Event seqs start again at 1 in
+ * every run of the daemon; (epoch, seq) is unique, so a client that sees a
+ * new epoch knows its seqs belong to an earlier run.
+ */
+int64_t km_bus_epoch(const struct km_bus *bus);
 
 /*
  * Declares a topic. `owner` identifies the declaring party (a plugin's

@@ -143,11 +143,26 @@ static int km_rest_topics(struct km_core *core, json_t **body)
 {
     json_t *list = json_array();
     km_bus_foreach(core->bus, km_rest_topic_each, list);
-    *body = json_pack("{s:o, s:{s:I, s:I, s:I}}", "topics", list, "bus", "messages",
+    *body = json_pack("{s:o, s:I, s:{s:I, s:I, s:I}}", "topics", list, "epoch",
+                      (json_int_t)km_bus_epoch(core->bus), "bus", "messages",
                       (json_int_t)km_bus_stats.messages, "rejected",
                       (json_int_t)km_bus_stats.rejected, "json_encodes",
                       (json_int_t)km_bus_stats.json_encodes);
     return 200;
+}
+
+/* "/api/v1/topics/NAME/latest" -> NAME; 0 when the path is not of that form. */
+static int km_rest_latest_name(const char *path, char *name, size_t len)
+{
+    const char *start = path + sizeof "/api/v1/topics/" - 1;
+    const char *slash = strchr(start, '/');
+
+    if (!slash || slash == start || strcmp(slash, "/latest") != 0 ||
+        (size_t)(slash - start) >= len)
+        return 0;
+    memcpy(name, start, (size_t)(slash - start));
+    name[slash - start] = '\0';
+    return 1;
 }
 
 static void km_rest_plugin_each(const struct km_plugin_info *info, void *arg)
@@ -188,11 +203,12 @@ static int km_rest_builtin(const char *path)
         "/api/v1/ws/subscriptions",
     };
     static const char cs[] = "/api/v1/system/container-stats/";
+    static const char tl[] = "/api/v1/topics/";
 
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
         if (strcmp(path, paths[i]) == 0)
             return 1;
-    return strncmp(path, cs, sizeof cs - 1) == 0;
+    return strncmp(path, cs, sizeof cs - 1) == 0 || strncmp(path, tl, sizeof tl - 1) == 0;
 }
 
 int km_rest_owns(const char *path)
@@ -204,6 +220,8 @@ int km_rest_owns(const char *path)
 int km_rest_get(struct km_core *core, struct km_ws *ws, const char *path, json_t **body)
 {
     static const char cs[] = "/api/v1/system/container-stats/";
+    static const char tl[] = "/api/v1/topics/";
+    char name[72];
     char detail[200];
     int status;
 
@@ -223,6 +241,8 @@ int km_rest_get(struct km_core *core, struct km_ws *ws, const char *path, json_t
         status = km_rest_kato_health(core, body);
     else if (strcmp(path, "/api/v1/topics") == 0)
         status = km_rest_topics(core, body);
+    else if (strncmp(path, tl, sizeof tl - 1) == 0 && km_rest_latest_name(path, name, sizeof name))
+        status = km_rest_state(core, name, body); /* any state topic, e.g. host */
     else if (strcmp(path, "/api/v1/plugins") == 0)
         status = km_rest_plugins(core, body);
     else if (strcmp(path, "/api/v1/ws/subscriptions") == 0) {

@@ -32,7 +32,10 @@
  *
  * Replies to one client: {"type":"heartbeat","timestamp"} for text "ping";
  * {"type":"subscription_ack","subscriptions":[...],"unknown":[...],
- * "timestamp"} for every subscribe ("unknown" lists names with no topic on
+ * "timestamp","epoch":E,"last_seq":{"session_events":N,...}} for every
+ * subscribe (epoch: this run of the daemon, see km_bus_epoch - a client
+ * whose seqs came from another epoch must start again from 0; last_seq: the
+ * current seq of each subscribed event topic) ("unknown" lists names with no topic on
  * the bus yet; they stay subscribed and are delivered if a plugin declares
  * them later); {"type":"error","error":CODE,"detail":TEXT[,"topics":[..]]}
  * for bad JSON (bad_json), a bad request (bad_request, bad_since), an
@@ -1635,6 +1638,20 @@ static void km_client_replay(struct km_ws_client *c, const struct km_ws_since *s
                                      "truncated", "resume_since", (json_int_t)rp.last));
 }
 
+/* {"topic": last seq} of the subscribed event topics, for the ack: where a
+   client that asked no `since` starts. New reference. */
+static json_t *km_subscribed_seqs(struct km_ws *ws, const struct km_ws_request *req)
+{
+    json_t *seqs = json_object();
+
+    for (size_t i = 0; seqs && i < req->n_names; i++) {
+        struct km_topic *t = km_bus_find(ws->core->bus, req->names[i]);
+        if (t && km_topic_kind(t) == KM_TOPIC_EVENT)
+            json_object_set_new(seqs, req->names[i], json_integer((json_int_t)km_topic_last_seq(t)));
+    }
+    return seqs ? seqs : json_object();
+}
+
 static void km_client_subscribe(struct km_ws_client *c, struct km_ws_request *req)
 {
     struct km_ws *ws = c->ws;
@@ -1656,9 +1673,10 @@ static void km_client_subscribe(struct km_ws_client *c, struct km_ws_request *re
             json_array_append_new(unknown, json_string(req->names[i]));
     }
     km_iso_time(km_wall_us(), ts, sizeof ts);
-    km_client_reply(c, json_pack("{s:s, s:O, s:O, s:s}", "type", "subscription_ack",
+    km_client_reply(c, json_pack("{s:s, s:O, s:O, s:s, s:I, s:o}", "type", "subscription_ack",
                                  "subscriptions", subs, "unknown", unknown, "timestamp",
-                                 ts));
+                                 ts, "epoch", (json_int_t)km_bus_epoch(ws->core->bus),
+                                 "last_seq", km_subscribed_seqs(ws, req)));
     if (json_array_size(unknown) > 0 && c->state == KM_WSC_OPEN) {
         char detail[256];
         size_t n = 0;

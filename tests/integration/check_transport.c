@@ -584,6 +584,11 @@ START_TEST(test_subscribe_ack_trim)
         json_string_value(json_array_get(json_object_get(j, "subscriptions"), 0)),
         "metrics");
     ck_assert_int_eq(json_array_size(json_object_get(j, "unknown")), 0);
+    /* this run's epoch, and where each subscribed event topic stands */
+    ck_assert(json_integer_value(json_object_get(j, "epoch")) > 1700000000000000LL);
+    json_t *seqs = json_object_get(j, "last_seq");
+    ck_assert(json_is_integer(json_object_get(seqs, "system_alerts")));
+    ck_assert_ptr_null(json_object_get(seqs, "metrics")); /* state topic: no seq */
     json_decref(j);
     /* trimmed to metrics */
     for (int i = 0; i < 3; i++) {

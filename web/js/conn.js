@@ -17,6 +17,10 @@
 //     with since 0 to get everything the new run has published;
 //   - replay_gap reason "not_in_ring": some events are gone for good; a `gap`
 //     event tells the UI how many (alerts are then reloaded over REST).
+// Every ack carries katomon's `epoch` (one per daemon run): a new epoch
+// means a restart, so every seq we hold is reset to 0 and replayed anew -
+// this catches a restart even when the new run has already passed our seq,
+// which since_ahead alone cannot see.
 // Duplicate deliveries (a replay overlapping live events) are dropped by
 // seq. Topics listed in `historyTopics` (the session feed) are asked with
 // since 0 on first subscribe, to fill the feed with recent history.
@@ -57,6 +61,7 @@ const POLL_ENDPOINTS = {
     map: (b) => ({ active_count: b.active_session_count }),
   },
   kato_health: { path: '/api/v1/system/kato-health' },
+  host: { path: '/api/v1/topics/host/latest' },
 };
 
 // Close codes that mean "katomon refused us" rather than "katomon is gone".
@@ -77,6 +82,7 @@ export class Connection extends EventTarget {
     this.nextRetryAt = null;
     this.seen = new Map();      // topic -> Set of seqs seen (insertion ordered)
     this.lastSeq = new Map();   // topic -> highest seq seen
+    this.epoch = null;          // katomon run our seqs belong to (ack.epoch)
     this.sentKey = null;        // union last sent on this socket
     this.replayUntil = 0;       // events before this time (after an ack) are replays
     this.replayTopics = new Set();
@@ -282,10 +288,14 @@ export class Connection extends EventTarget {
         break;
       case 'subscription_ack': {
         this.unknown = new Set(msg.unknown || []);
+        if (Number.isInteger(msg.epoch)) {
+          if (this.epoch !== null && msg.epoch !== this.epoch) this._restarted(msg.epoch);
+          this.epoch = msg.epoch;
+        }
         this.replayUntil = Date.now() + REPLAY_WINDOW_MS;
         this._emit('ack', { subscriptions: msg.subscriptions || [], unknown: [...this.unknown] });
         this._emit('subscribed', {});
-        this._baseline(ws);
+        this._baseline(ws, msg.last_seq);
         break;
       }
       case 'replay_gap':
@@ -327,8 +337,12 @@ export class Connection extends EventTarget {
    * later reconnect can ask for exactly what it missed. (Events that arrive
    * meanwhile only raise the mark.) Servers without that endpoint: skipped.
    */
-  async _baseline(ws) {
-    const need = this.topics().filter((t) => EVENT_TOPICS.has(t) && !this.lastSeq.has(t) && !this.unknown.has(t));
+  async _baseline(ws, ackSeqs) {
+    let need = this.topics().filter((t) => EVENT_TOPICS.has(t) && !this.lastSeq.has(t) && !this.unknown.has(t));
+    if (ackSeqs && typeof ackSeqs === 'object') { // katomon says where each topic stands
+      for (const t of need) if (Number.isInteger(ackSeqs[t])) this.lastSeq.set(t, ackSeqs[t]);
+      need = need.filter((t) => !this.lastSeq.has(t));
+    }
     if (!need.length) return;
     let topics;
     try {
@@ -342,6 +356,22 @@ export class Connection extends EventTarget {
       if (!this.topics().includes(t.name)) continue;
       this.lastSeq.set(t.name, t.last_seq);
     }
+  }
+
+  /**
+   * katomon restarted (a new epoch in the ack): every seq we hold names an
+   * event of the previous run. Start every event topic again from 0; the
+   * replay of the new run's events that follows is shown as replayed.
+   */
+  _restarted(epoch) {
+    this._note(`katomon restarted (epoch ${this.epoch} -> ${epoch}); replaying its new history`);
+    for (const topic of this.lastSeq.keys()) {
+      this.seen.set(topic, new Set());
+      this.lastSeq.set(topic, 0);
+      this._emit('gap', { topic, missed: null, reason: 'restart' });
+    }
+    clearTimeout(this._timers.resub);
+    this._timers.resub = setTimeout(() => { if (this.open) this._subscribe(); }, 50);
   }
 
   _gap(msg) {
