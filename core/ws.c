@@ -64,7 +64,12 @@
  * evbuffer_add_reference (zero copy; the chain's cleanup drops the
  * reference) while that output holds less than KM_WS_PUMP_BYTES, so the
  * kernel is fed without copying, and frames not yet pumped can still be
- * conflated or dropped.
+ * conflated or dropped. When that output is empty (the common case: the
+ * client keeps up), the pump first hands the FIFO's head frames straight to
+ * the socket with one sendmsg(), skipping libevent's write registration and
+ * chain allocation per client; only what the kernel did not take goes
+ * through the bufferevent. Nothing can be overtaken: libevent holds nothing
+ * for that socket at that moment.
  *
  * wslay is used for what it is good at here: its frame layer
  * (wslay_frame_recv) tokenizes the client's frames, and wslay_frame_send
@@ -1304,6 +1309,57 @@ static void km_client_pump(struct km_ws_client *c)
     if (c->state != KM_WSC_OPEN)
         return;
     out = bufferevent_get_output(c->bev);
+    /* Fast path: libevent holds nothing for this socket, so bytes written here
+       cannot overtake any: hand the FIFO's head frames to the kernel at once
+       (one sendmsg; no EV_WRITE registration, no evbuffer chain). A frame the
+       socket took only part of goes on through the bufferevent. */
+    if (c->q_head < c->q_tail && evbuffer_get_length(out) == 0) {
+        struct iovec iov[16];
+        struct msghdr mh;
+        size_t bytes = 0;
+        int k = 0;
+        ssize_t n;
+        for (uint64_t pos = c->q_head; pos < c->q_tail && k < 16 && bytes < KM_WS_PUMP_BYTES;
+             pos++) {
+            struct km_frame *f = c->q[pos & (c->q_cap - 1)];
+            if (!f)
+                continue;
+            iov[k].iov_base = f->data;
+            iov[k].iov_len = f->len;
+            bytes += f->len;
+            k++;
+        }
+        memset(&mh, 0, sizeof mh);
+        mh.msg_iov = iov;
+        mh.msg_iovlen = (size_t)k;
+        n = k ? sendmsg(bufferevent_getfd(c->bev), &mh, MSG_DONTWAIT | MSG_NOSIGNAL) : 0;
+        if (n > 0) {
+            size_t left = (size_t)n;
+            while (c->q_head < c->q_tail && left > 0) {
+                uint64_t pos = c->q_head++;
+                struct km_frame *f = c->q[pos & (c->q_cap - 1)];
+                c->q[pos & (c->q_cap - 1)] = NULL;
+                if (c->state_pending && c->state_pos == pos)
+                    c->state_pending = 0;
+                if (!f)
+                    continue;
+                c->q_bytes -= f->len;
+                if (left >= f->len) {
+                    left -= f->len;
+                    km_frame_unref(f);
+                    continue;
+                }
+                if (evbuffer_add_reference(out, f->data + left, f->len - left,
+                                           km_frame_evb_cleanup, f) != 0) {
+                    km_frame_unref(f);
+                    km_client_close(c, KM_WS_CLOSE_TRY_LATER, "out of memory");
+                    return;
+                }
+                left = 0;
+            }
+        }
+        /* n < 0 (EAGAIN, or an error libevent will report): the path below */
+    }
     while (c->q_head < c->q_tail && evbuffer_get_length(out) < KM_WS_PUMP_BYTES) {
         uint64_t pos = c->q_head++;
         struct km_frame *f = c->q[pos & (c->q_cap - 1)];
