@@ -74,7 +74,9 @@
  * wslay is used for what it is good at here: its frame layer
  * (wslay_frame_recv) tokenizes the client's frames, and wslay_frame_send
  * writes our control frames (pong, ping, close). wslay_event_queue_msg is
- * not used: it copies every message for every client.
+ * not used: it copies every message for every client. wslay's frame context
+ * (4 KiB of input buffer) exists only while it holds bytes of a frame, so an
+ * idle connection does not pay for it (see km_reader_wake).
  *
  * ---- Ordering of control and data frames -------------------------------
  *
@@ -360,6 +362,8 @@ struct km_ws_reader {
     uint32_t utf8;           /* km_utf8_step state of a text message */
     unsigned char ctrl[125]; /* payload of the control frame being read */
     size_t ctrl_len;         /* bytes in ctrl */
+    uint64_t fed;            /* bytes handed to wslay so far */
+    uint64_t used;           /* bytes of the frames wslay reported (headers + payload) */
 };
 
 static ssize_t km_reader_recv_cb(uint8_t *buf, size_t len, int flags, void *user_data)
@@ -390,18 +394,40 @@ static int km_reader_genmask_cb(uint8_t *buf, size_t len, void *user_data)
     return 0;
 }
 
-struct km_ws_reader *km_ws_reader_new(size_t max_message, km_ws_msg_cb cb, void *arg)
+/*
+ * wslay's frame context carries a 4 KiB input buffer: most of an idle
+ * client's memory. So it exists only while wslay holds something of ours:
+ * it is made when bytes arrive (or a control frame goes out) and freed as
+ * soon as every byte fed has been reported back as whole frames (used ==
+ * fed, no frame open), when its buffer is provably empty.
+ */
+static int km_reader_wake(struct km_ws_reader *r)
 {
     static const struct wslay_frame_callbacks callbacks = {
         km_reader_send_cb, km_reader_recv_cb, km_reader_genmask_cb};
+
+    return r->fctx || wslay_frame_context_init(&r->fctx, &callbacks, r) == 0 ? 0 : -1;
+}
+
+static void km_reader_sleep(struct km_ws_reader *r)
+{
+    if (r->fctx && !r->in_frame && r->used == r->fed) {
+        wslay_frame_context_free(r->fctx);
+        r->fctx = NULL;
+    }
+}
+
+int km_ws_reader_holding(const struct km_ws_reader *r)
+{
+    return r->fctx != NULL;
+}
+
+struct km_ws_reader *km_ws_reader_new(size_t max_message, km_ws_msg_cb cb, void *arg)
+{
     struct km_ws_reader *r = calloc(1, sizeof *r);
 
     if (!r)
         return NULL;
-    if (wslay_frame_context_init(&r->fctx, &callbacks, r) != 0) {
-        free(r);
-        return NULL;
-    }
     r->cb = cb;
     r->arg = arg;
     r->max_message = max_message ? max_message : 64 * 1024;
@@ -412,7 +438,8 @@ void km_ws_reader_free(struct km_ws_reader *r)
 {
     if (!r)
         return;
-    wslay_frame_context_free(r->fctx);
+    if (r->fctx)
+        wslay_frame_context_free(r->fctx);
     free(r->msg);
     free(r);
 }
@@ -476,6 +503,8 @@ static int km_reader_start_frame(struct km_ws_reader *r,
     r->in_frame = 1;
     r->frame_op = io->opcode;
     r->frame_left = io->payload_length;
+    /* header bytes: wslay refuses non-minimal lengths, so this is exact */
+    r->used += 2 + (io->payload_length > 65535 ? 8 : io->payload_length > 125 ? 2 : 0) + 4;
     return 0;
 }
 
@@ -550,8 +579,14 @@ int km_ws_reader_feed(struct km_ws_reader *r, const void *data, size_t len,
         *reason = r->reason;
         return r->error;
     }
+    if (km_reader_wake(r) < 0) {
+        km_reader_fail(r, KM_WS_CLOSE_TRY_LATER, "out of memory");
+        *reason = r->reason;
+        return r->error;
+    }
     r->in = data;
     r->in_len = len;
+    r->fed += len;
     for (;;) {
         struct wslay_frame_iocb io;
         memset(&io, 0, sizeof io);
@@ -568,6 +603,7 @@ int km_ws_reader_feed(struct km_ws_reader *r, const void *data, size_t len,
         /* wslay reports a frame piece by piece; the header comes with the first. */
         if (!r->in_frame)
             rc = km_reader_start_frame(r, &io);
+        r->used += io.data_length;
         if (!rc && io.data_length)
             rc = km_reader_append(r, io.data, io.data_length);
         if (!rc) {
@@ -584,6 +620,7 @@ int km_ws_reader_feed(struct km_ws_reader *r, const void *data, size_t len,
     }
     r->in = NULL;
     r->in_len = 0;
+    km_reader_sleep(r);
     *reason = r->reason;
     return r->error;
 }
@@ -601,11 +638,14 @@ static void km_reader_send_control(struct km_ws_reader *r, int op, const void *p
     io.payload_length = len;
     io.data = payload;
     io.data_length = len;
+    if (km_reader_wake(r) < 0)
+        return; /* out of memory: the frame is lost, as a dropped packet would be */
     r->sink = sink;
     r->sink_arg = arg;
     wslay_frame_send(r->fctx, &io);
     r->sink = NULL;
     r->sink_arg = NULL;
+    km_reader_sleep(r);
 }
 
 /* ======================================================================

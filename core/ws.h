@@ -72,6 +72,9 @@ void km_ws_reader_set_max(struct km_ws_reader *r, size_t max_message);
  */
 int km_ws_reader_feed(struct km_ws_reader *r, const void *data, size_t len,
                       const char **reason);
+/* 1 while wslay holds bytes of ours (its 4 KiB frame context exists): an
+   idle client between frames holds none. */
+int km_ws_reader_holding(const struct km_ws_reader *r);
 
 /* Incremental UTF-8 check: state starts at 0; returns the new state, or -1
    when the bytes are not UTF-8. A complete text ends in state 0. */

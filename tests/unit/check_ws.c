@@ -223,6 +223,36 @@ START_TEST(test_reader_messages)
 }
 END_TEST
 
+/* wslay's 4 KiB context lives only while it holds bytes of a frame */
+START_TEST(test_reader_sleeps_between_frames)
+{
+    unsigned char b[512];
+    const char *reason;
+    struct got g = {0};
+    size_t n = mkframe(b, 1, 0, KM_WS_OP_TEXT, 1, "hello", 5);
+    char payload[200];
+    memset(payload, 'x', sizeof payload); /* 200 bytes: a 16-bit length field */
+    size_t big = mkframe(b + n, 1, 0, KM_WS_OP_TEXT, 1, payload, sizeof payload);
+    struct km_ws_reader *r = km_ws_reader_new(1024, got_cb, &g);
+
+    ck_assert_int_eq(km_ws_reader_holding(r), 0); /* a new client holds nothing */
+    ck_assert_int_eq(km_ws_reader_feed(r, b, n, &reason), 0);
+    ck_assert_int_eq(km_ws_reader_holding(r), 0); /* whole frame: nothing kept */
+    ck_assert_int_eq(g.n, 1);
+    /* the second frame in three pieces: split inside the extended length,
+       then inside the payload */
+    ck_assert_int_eq(km_ws_reader_feed(r, b + n, 3, &reason), 0);
+    ck_assert_int_eq(km_ws_reader_holding(r), 1);
+    ck_assert_int_eq(km_ws_reader_feed(r, b + n + 3, 100, &reason), 0);
+    ck_assert_int_eq(km_ws_reader_holding(r), 1);
+    ck_assert_int_eq(km_ws_reader_feed(r, b + n + 103, big - 103, &reason), 0);
+    ck_assert_int_eq(km_ws_reader_holding(r), 0);
+    ck_assert_int_eq(g.n, 2);
+    ck_assert_int_eq(g.len[1], 200);
+    km_ws_reader_free(r);
+}
+END_TEST
+
 START_TEST(test_reader_lengths)
 {
     /* 16-bit and 64-bit lengths, and the size limit on the announced length */
@@ -889,6 +919,7 @@ static Suite *ws_suite(void)
     tcase_add_test(tc, test_iso_time);
     tcase_add_test(tc, test_utf8);
     tcase_add_test(tc, test_reader_messages);
+    tcase_add_test(tc, test_reader_sleeps_between_frames);
     tcase_add_test(tc, test_reader_lengths);
     tcase_add_test(tc, test_reader_errors);
     tcase_add_test(tc, test_reader_dead_after_error);
