@@ -142,15 +142,17 @@ int km_bus_replay(struct km_topic *topic, uint64_t since, km_msg_cb cb, void *ar
 
 /* ---- topics ---- */
 
-const char *km_topic_name(const struct km_topic *t);          /* borrowed */
+const char *km_topic_name(const struct km_topic *t); /* borrowed */
 enum km_topic_kind km_topic_kind(const struct km_topic *t);
-const struct km_field *km_topic_schema(const struct km_topic *t); /* borrowed, may be NULL */
-const char *km_topic_description(const struct km_topic *t);   /* borrowed, may be NULL */
-uint64_t km_topic_last_seq(const struct km_topic *t);         /* event: last seq; 0 none */
-uint64_t km_topic_oldest_seq(const struct km_topic *t);       /* event: oldest in ring; 0 none */
-unsigned km_topic_ring_size(const struct km_topic *t);        /* event; 0 on state topics */
-uint64_t km_topic_published(const struct km_topic *t);        /* accepted messages */
-uint64_t km_topic_rejected(const struct km_topic *t);         /* refused messages */
+const struct km_field *
+km_topic_schema(const struct km_topic *t);                  /* borrowed, may be NULL */
+const char *km_topic_description(const struct km_topic *t); /* borrowed, may be NULL */
+uint64_t km_topic_last_seq(const struct km_topic *t);       /* event: last seq; 0 none */
+uint64_t
+km_topic_oldest_seq(const struct km_topic *t);         /* event: oldest in ring; 0 none */
+unsigned km_topic_ring_size(const struct km_topic *t); /* event; 0 on state topics */
+uint64_t km_topic_published(const struct km_topic *t); /* accepted messages */
+uint64_t km_topic_rejected(const struct km_topic *t);  /* refused messages */
 /* State topics: the current value (borrowed), or NULL. Always NULL on event
    topics (they have no current value: use km_bus_replay). */
 struct km_msg *km_topic_latest(const struct km_topic *t);

@@ -13,7 +13,6 @@
 #ifndef KM_CONFIG_H
 #define KM_CONFIG_H
 
-
 #include <stddef.h>
 #include <katomon/plugin.h>
 
@@ -21,21 +20,22 @@ struct km_config {
     char *path; /* file it was read from */
 
     /* [core] */
-    char *plugin_dir;         /* where [plugin NAME] looks for NAME.so */
-    char *state_dir;          /* persistent state (alert history) */
-    char *pid_file;           /* written at start when set; NULL: none */
+    char *plugin_dir;            /* where [plugin NAME] looks for NAME.so */
+    char *state_dir;             /* persistent state (alert history) */
+    char *pid_file;              /* written at start when set; NULL: none */
     enum km_log_level log_level; /* lines below it are dropped */
-    int plugin_failure_fatal; /* a plugin that fails to load stops start-up */
+    int plugin_failure_fatal;    /* a plugin that fails to load stops start-up */
 
     /* [http] */
-    char *bind;               /* listen address (IPv4/IPv6 literal or host name) */
-    int port;                 /* listen port; 0: ephemeral (tests) */
-    char *web_root;           /* dashboard files */
-    char *vendor_root;        /* served under /vendor/: Debian's /usr/share/javascript
-                                 (chart library); "" turns it off */
-    char *allowed_origins;    /* extra Origins allowed on /ws and for CORS, comma-separated */
-    char *auth_token;         /* when set, required on REST and /ws; NULL: none */
-    int max_connections;      /* HTTP + WebSocket connections at once */
+    char *bind;        /* listen address (IPv4/IPv6 literal or host name) */
+    int port;          /* listen port; 0: ephemeral (tests) */
+    char *web_root;    /* dashboard files */
+    char *vendor_root; /* served under /vendor/: Debian's /usr/share/javascript
+                          (chart library); "" turns it off */
+    char
+        *allowed_origins; /* extra Origins allowed on /ws and for CORS, comma-separated */
+    char *auth_token;     /* when set, required on REST and /ws; NULL: none */
+    int max_connections;  /* HTTP + WebSocket connections at once */
     size_t max_request_bytes; /* request line + headers + body */
 
     /* [websocket] */
@@ -44,7 +44,7 @@ struct km_config {
     size_t max_message_bytes; /* largest client message (close 1009 past it) */
     size_t max_queue_bytes;   /* unsent bytes per client before backpressure acts */
     double ping_interval;     /* seconds between server pings; 0: none */
-    double idle_timeout;      /* seconds without any client frame before closing; 0: never */
+    double idle_timeout; /* seconds without any client frame before closing; 0: never */
 
     /* [plugin NAME] and [alert NAME] sections, in file order */
     struct km_conf_section **sections; /* owned */
@@ -75,8 +75,8 @@ const struct km_conf_entry *km_conf_entry(const struct km_conf_section *sec,
  * `keys`: unknown key, or a value not of the key's type or out of range.
  * Returns 0, or -1 with "FILE:LINE: ..." in err.
  */
-int km_config_check_keys(const struct km_conf_section *sec, const struct km_conf_key *keys,
-                         char *err, size_t errlen);
+int km_config_check_keys(const struct km_conf_section *sec,
+                         const struct km_conf_key *keys, char *err, size_t errlen);
 
 /* Value parsers shared with the loader. Return 0 and *out, or -1. */
 int km_parse_bool(const char *text, int *out);

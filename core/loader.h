@@ -23,10 +23,10 @@ enum km_plugin_state {
 
 /* Read-only view of one configured plugin, for GET /api/v1/plugins. */
 struct km_plugin_info {
-    const char *name;           /* section NAME */
-    const char *file;           /* resolved .so path */
-    enum km_plugin_state state; /* see above */
-    const char *reason;         /* DISABLED: why; else NULL */
+    const char *name;             /* section NAME */
+    const char *file;             /* resolved .so path */
+    enum km_plugin_state state;   /* see above */
+    const char *reason;           /* DISABLED: why; else NULL */
     const struct km_plugin *desc; /* descriptor when it was found, else NULL */
 };
 
@@ -52,7 +52,8 @@ void km_loader_reload(struct km_loader *loader);
 
 /* Calls fn for every configured plugin, in load order. */
 void km_loader_foreach(struct km_loader *loader,
-                       void (*fn)(const struct km_plugin_info *info, void *arg), void *arg);
+                       void (*fn)(const struct km_plugin_info *info, void *arg),
+                       void *arg);
 
 /* The KM_E* text. */
 const char *km_strerror(int err);

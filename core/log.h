@@ -23,7 +23,8 @@ enum km_log_level km_log_get_level(void);
 void km_log_set_hook(km_log_hook hook, void *arg);
 
 /* Logs one line (a trailing newline in fmt is dropped). */
-void km_log(enum km_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void km_log(enum km_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* As km_log, with "prefix: " before the text (prefix may be NULL). */
 void km_vlog(enum km_log_level level, const char *prefix, const char *fmt, va_list ap);
 

@@ -56,22 +56,23 @@ struct km_daemon {
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: katomon [OPTION]...\n"
-            "Live-monitoring daemon for KATO deployments.\n"
-            "\n"
-            "  -c, --config FILE     read FILE (default %s)\n"
-            "  -f, --foreground      stay in the foreground and log to stderr\n"
-            "      --check-config    check the config and the plugins it names, then exit\n"
-            "                        (0: good; 1: the error is printed)\n"
-            "  -p, --pid-file FILE   write the pid to FILE (overrides [core] pid_file)\n"
-            "  -l, --log-level LEVEL error, warning, notice, info or debug\n"
-            "  -V, --version         print the version and exit\n"
-            "  -h, --help            print this help and exit\n"
-            "\n"
-            "Signals: SIGTERM/SIGINT stop cleanly; SIGHUP re-reads the config.\n"
-            "Report bugs to <%s>.\n",
-            KM_DEFAULT_CONFIG, PACKAGE_BUGREPORT);
+    fprintf(
+        out,
+        "Usage: katomon [OPTION]...\n"
+        "Live-monitoring daemon for KATO deployments.\n"
+        "\n"
+        "  -c, --config FILE     read FILE (default %s)\n"
+        "  -f, --foreground      stay in the foreground and log to stderr\n"
+        "      --check-config    check the config and the plugins it names, then exit\n"
+        "                        (0: good; 1: the error is printed)\n"
+        "  -p, --pid-file FILE   write the pid to FILE (overrides [core] pid_file)\n"
+        "  -l, --log-level LEVEL error, warning, notice, info or debug\n"
+        "  -V, --version         print the version and exit\n"
+        "  -h, --help            print this help and exit\n"
+        "\n"
+        "Signals: SIGTERM/SIGINT stop cleanly; SIGHUP re-reads the config.\n"
+        "Report bugs to <%s>.\n",
+        KM_DEFAULT_CONFIG, PACKAGE_BUGREPORT);
 }
 
 static int parse_options(int argc, char **argv, struct km_options *o)
@@ -261,10 +262,10 @@ static int plugins_differ(const struct km_config *a, const struct km_config *b)
 static void log_restart_needed(const struct km_config *old, const struct km_config *new)
 {
     static const char *const hint = "restart katomon to apply it";
-#define KM_RESTART_IF(cond, what)                                                     \
-    do {                                                                             \
-        if (cond)                                                                    \
-            km_log(KM_LOG_WARNING, "reload: %s changed; %s", what, hint);            \
+#define KM_RESTART_IF(cond, what)                                                        \
+    do {                                                                                 \
+        if (cond)                                                                        \
+            km_log(KM_LOG_WARNING, "reload: %s changed; %s", what, hint);                \
     } while (0)
     KM_RESTART_IF(str_differs(old->plugin_dir, new->plugin_dir), "[core] plugin_dir");
     KM_RESTART_IF(str_differs(old->state_dir, new->state_dir), "[core] state_dir");
@@ -304,7 +305,7 @@ static void reload_config(struct km_daemon *d)
     struct km_config *old = d->core.cfg;
     log_restart_needed(old, cfg);
     km_log_set_level(d->cli_log_level >= 0 ? (enum km_log_level)d->cli_log_level
-                                            : cfg->log_level);
+                                           : cfg->log_level);
     d->core.cfg = cfg;
 #ifdef KM_HAVE_SERVER
     if (d->core.server)

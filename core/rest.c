@@ -241,7 +241,8 @@ int km_rest_get(struct km_core *core, struct km_ws *ws, const char *path, json_t
         status = km_rest_kato_health(core, body);
     else if (strcmp(path, "/api/v1/topics") == 0)
         status = km_rest_topics(core, body);
-    else if (strncmp(path, tl, sizeof tl - 1) == 0 && km_rest_latest_name(path, name, sizeof name))
+    else if (strncmp(path, tl, sizeof tl - 1) == 0 &&
+             km_rest_latest_name(path, name, sizeof name))
         status = km_rest_state(core, name, body); /* any state topic, e.g. host */
     else if (strcmp(path, "/api/v1/plugins") == 0)
         status = km_rest_plugins(core, body);

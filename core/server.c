@@ -550,9 +550,11 @@ static int km_is_route(const char *path)
 {
     size_t n = strlen(path);
 
-    if (n < 2 || path[n - 1] == '/' || strstr(path, "//") || strncmp(path, "/api/", 5) == 0)
+    if (n < 2 || path[n - 1] == '/' || strstr(path, "//") ||
+        strncmp(path, "/api/", 5) == 0)
         return 0;
-    return strspn(path, "/abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") ==
+    return strspn(path,
+                  "/abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") ==
            n;
 }
 

@@ -504,7 +504,11 @@ static int km_reader_start_frame(struct km_ws_reader *r,
     r->frame_op = io->opcode;
     r->frame_left = io->payload_length;
     /* header bytes: wslay refuses non-minimal lengths, so this is exact */
-    r->used += 2 + (io->payload_length > 65535 ? 8 : io->payload_length > 125 ? 2 : 0) + 4;
+    r->used += 2 +
+               (io->payload_length > 65535 ? 8
+                : io->payload_length > 125 ? 2
+                                           : 0) +
+               4;
     return 0;
 }
 
@@ -1359,8 +1363,8 @@ static void km_client_pump(struct km_ws_client *c)
         size_t bytes = 0;
         int k = 0;
         ssize_t n;
-        for (uint64_t pos = c->q_head; pos < c->q_tail && k < 16 && bytes < KM_WS_PUMP_BYTES;
-             pos++) {
+        for (uint64_t pos = c->q_head;
+             pos < c->q_tail && k < 16 && bytes < KM_WS_PUMP_BYTES; pos++) {
             struct km_frame *f = c->q[pos & (c->q_cap - 1)];
             if (!f)
                 continue;
@@ -1743,7 +1747,8 @@ static json_t *km_subscribed_seqs(struct km_ws *ws, const struct km_ws_request *
     for (size_t i = 0; seqs && i < req->n_names; i++) {
         struct km_topic *t = km_bus_find(ws->core->bus, req->names[i]);
         if (t && km_topic_kind(t) == KM_TOPIC_EVENT)
-            json_object_set_new(seqs, req->names[i], json_integer((json_int_t)km_topic_last_seq(t)));
+            json_object_set_new(seqs, req->names[i],
+                                json_integer((json_int_t)km_topic_last_seq(t)));
     }
     return seqs ? seqs : json_object();
 }
@@ -1769,10 +1774,11 @@ static void km_client_subscribe(struct km_ws_client *c, struct km_ws_request *re
             json_array_append_new(unknown, json_string(req->names[i]));
     }
     km_iso_time(km_wall_us(), ts, sizeof ts);
-    km_client_reply(c, json_pack("{s:s, s:O, s:O, s:s, s:I, s:o}", "type", "subscription_ack",
-                                 "subscriptions", subs, "unknown", unknown, "timestamp",
-                                 ts, "epoch", (json_int_t)km_bus_epoch(ws->core->bus),
-                                 "last_seq", km_subscribed_seqs(ws, req)));
+    km_client_reply(c, json_pack("{s:s, s:O, s:O, s:s, s:I, s:o}", "type",
+                                 "subscription_ack", "subscriptions", subs, "unknown",
+                                 unknown, "timestamp", ts, "epoch",
+                                 (json_int_t)km_bus_epoch(ws->core->bus), "last_seq",
+                                 km_subscribed_seqs(ws, req)));
     if (json_array_size(unknown) > 0 && c->state == KM_WSC_OPEN) {
         char detail[256];
         size_t n = 0;

@@ -62,9 +62,9 @@
 #include <katomon/plugin.h>
 #include <katomon/util.h>
 
-#define MAX_RULES    64  /* [alert] sections honoured */
-#define MAX_CLAUSES  4   /* "a || b || c || d" */
-#define MAX_TRACKS   512 /* alert keys tracked per rule (items) */
+#define MAX_RULES    64    /* [alert] sections honoured */
+#define MAX_CLAUSES  4     /* "a || b || c || d" */
+#define MAX_TRACKS   512   /* alert keys tracked per rule (items) */
 #define LINE_MAX_LEN 65536 /* longest history line read back */
 
 static const struct km_conf_key am_keys[] = {
@@ -108,32 +108,32 @@ struct clause {
 
 /* The state of one alert key. */
 struct track {
-    char key[160];      /* TYPE or TYPE_ITEMNAME */
-    char item[96];      /* item name (match rules); "" otherwise */
-    int level;          /* 0 clear, 1 warning, 2 error */
-    unsigned streak;    /* consecutive samples the condition held */
-    int64_t last_sent;  /* monotonic µs of the last firing/reminder sent */
-    int seen;           /* match rules: present in this evaluation */
+    char key[160];     /* TYPE or TYPE_ITEMNAME */
+    char item[96];     /* item name (match rules); "" otherwise */
+    int level;         /* 0 clear, 1 warning, 2 error */
+    unsigned streak;   /* consecutive samples the condition held */
+    int64_t last_sent; /* monotonic µs of the last firing/reminder sent */
+    int seen;          /* match rules: present in this evaluation */
 };
 
 struct rule {
-    char name[64];         /* [alert NAME] */
-    char type[64];         /* alert type on the wire */
-    char topic[65];        /* source topic */
-    char path[128];        /* dotted path; match rules end in [*] */
-    char message[256];     /* template */
-    char name_field[64];   /* match rules: item name member */
-    int is_match;          /* match rule (else threshold) */
-    enum cmp_op op;        /* threshold comparison */
-    int has_warning, has_critical; /* which thresholds are set */
-    double warning, critical, clear; /* thresholds; clear: hysteresis */
-    unsigned for_n;        /* consecutive samples before firing */
-    double cooldown;       /* seconds between reminders */
-    int match_level;       /* match rules: 1 warning, 2 error */
+    char name[64];                      /* [alert NAME] */
+    char type[64];                      /* alert type on the wire */
+    char topic[65];                     /* source topic */
+    char path[128];                     /* dotted path; match rules end in [*] */
+    char message[256];                  /* template */
+    char name_field[64];                /* match rules: item name member */
+    int is_match;                       /* match rule (else threshold) */
+    enum cmp_op op;                     /* threshold comparison */
+    int has_warning, has_critical;      /* which thresholds are set */
+    double warning, critical, clear;    /* thresholds; clear: hysteresis */
+    unsigned for_n;                     /* consecutive samples before firing */
+    double cooldown;                    /* seconds between reminders */
+    int match_level;                    /* match rules: 1 warning, 2 error */
     struct clause clauses[MAX_CLAUSES]; /* match rules: or-ed tests */
-    int n_clauses;         /* used clauses */
-    struct track *tracks;  /* alert keys of this rule */
-    int n_tracks;          /* used */
+    int n_clauses;                      /* used clauses */
+    struct track *tracks;               /* alert keys of this rule */
+    int n_tracks;                       /* used */
 };
 
 /* One subscribed topic with the rules reading it. */
@@ -152,15 +152,15 @@ static struct {
     int n_watched;              /* count */
     uint64_t next_id;           /* history ids */
     /* history */
-    json_t *history;            /* array of entries, oldest first */
-    char *path;                 /* STATE_DIR/alerts.jsonl */
-    int fd;                     /* append descriptor; -1 when history is off */
-    size_t file_bytes;          /* current file size */
-    int dirty;                  /* written but not yet fdatasync()ed */
-    long long max_entries;      /* config */
-    long long max_bytes;        /* config */
-    double max_age_s;           /* config */
-    struct km_timer *sync;      /* fdatasync timer */
+    json_t *history;       /* array of entries, oldest first */
+    char *path;            /* STATE_DIR/alerts.jsonl */
+    int fd;                /* append descriptor; -1 when history is off */
+    size_t file_bytes;     /* current file size */
+    int dirty;             /* written but not yet fdatasync()ed */
+    long long max_entries; /* config */
+    long long max_bytes;   /* config */
+    double max_age_s;      /* config */
+    struct km_timer *sync; /* fdatasync timer */
 } am;
 
 static const char *level_name(int level)
@@ -184,7 +184,8 @@ static int parse_clauses(struct rule *r, const char *text)
     char *save = NULL;
 
     snprintf(buf, sizeof buf, "%s", text);
-    for (char *part = strtok_r(buf, "|", &save); part; part = strtok_r(NULL, "|", &save)) {
+    for (char *part = strtok_r(buf, "|", &save); part;
+         part = strtok_r(NULL, "|", &save)) {
         char field[64], op[3], value[64];
         if (r->n_clauses == MAX_CLAUSES ||
             sscanf(part, " %63[A-Za-z0-9_.] %2[!=] %63s", field, op, value) != 3 ||
@@ -213,7 +214,10 @@ static int parse_rule(const struct km_conf_section *s, struct rule *r)
     r->cooldown = (v = sec_value(s, "cooldown")) ? atof(v) : 60;
     r->op = OP_GT;
     if ((v = sec_value(s, "op")))
-        r->op = !strcmp(v, ">=") ? OP_GE : !strcmp(v, "<") ? OP_LT : !strcmp(v, "<=") ? OP_LE : OP_GT;
+        r->op = !strcmp(v, ">=")   ? OP_GE
+                : !strcmp(v, "<")  ? OP_LT
+                : !strcmp(v, "<=") ? OP_LE
+                                   : OP_GT;
     if ((v = sec_value(s, "warning")))
         r->has_warning = 1, r->warning = atof(v);
     if ((v = sec_value(s, "critical")))
@@ -232,13 +236,15 @@ static int parse_rule(const struct km_conf_section *s, struct rule *r)
         r->match_level = v && !strcmp(v, "warning") ? 1 : 2;
     } else if (!r->has_warning && !r->has_critical) {
         am.host->log(am.ctx, KM_LOG_ERROR,
-                     "%s:%d: [alert %s] needs warning, critical or match", s->file, s->line,
-                     s->name);
+                     "%s:%d: [alert %s] needs warning, critical or match", s->file,
+                     s->line, s->name);
         return -1;
     }
     v = sec_value(s, "message");
     snprintf(r->message, sizeof r->message, "%s",
-             v ? v : r->is_match ? "%s '{name}' is {matched}" : "{type}: {value}");
+             v             ? v
+             : r->is_match ? "%s '{name}' is {matched}"
+                           : "{type}: {value}");
     if (!v && r->is_match)
         snprintf(r->message, sizeof r->message, "%s '{name}' is {matched}", r->type);
     if (!r->topic[0] || !r->path[0]) {
@@ -298,8 +304,9 @@ static int compare(enum cmp_op op, double v, double t, int inclusive)
 
 /* Expands {value} {value_pct} {threshold} {name} {matched} {type} {level}; in a
    match rule {value} is the matched field's text, like {matched}. */
-static void render(char *out, size_t len, const char *tmpl, const struct rule *r, double value,
-                   double threshold, const char *name, const char *matched, int level)
+static void render(char *out, size_t len, const char *tmpl, const struct rule *r,
+                   double value, double threshold, const char *name, const char *matched,
+                   int level)
 {
     size_t n = 0;
 
@@ -348,19 +355,21 @@ static void set_message(json_t *alert, const char *msg, const char *state)
     json_object_set_new(alert, "message", json_string(text));
 }
 
-static json_t *new_alert(const struct rule *r, struct track *t, int level, const char *state)
+static json_t *new_alert(const struct rule *r, struct track *t, int level,
+                         const char *state)
 {
     char id[48];
 
     snprintf(id, sizeof id, "a%llu", (unsigned long long)++am.next_id);
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", id, "level", level_name(level),
-                     "type", r->type, "state", state, "rule", r->name, "key", t->key);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", id, "level",
+                     level_name(level), "type", r->type, "state", state, "rule", r->name,
+                     "key", t->key);
 }
 
 /* Decides what one track does with this sample; appends alerts to batch. */
 static void step(const struct rule *r, struct track *t, int cond, int hold, json_t *batch,
-                 json_t *(*describe)(const struct rule *, struct track *, int, const char *,
-                                     void *),
+                 json_t *(*describe)(const struct rule *, struct track *, int,
+                                     const char *, void *),
                  void *arg)
 {
     int64_t now = km_mono_us();
@@ -425,8 +434,8 @@ static void eval_threshold(struct rule *r, json_t *msg, json_t *batch)
     int hold = compare(r->op, x, r->clear, 0);
     int level_now = cond ? cond : (t->level && hold ? t->level : 0);
     struct threshold_arg a = {x, level_now >= 2 && r->has_critical ? r->critical
-                                 : r->has_warning                ? r->warning
-                                                                 : r->critical};
+                                 : r->has_warning                  ? r->warning
+                                                                   : r->critical};
     step(r, t, cond, hold, batch, describe_threshold, &a);
 }
 
@@ -490,7 +499,8 @@ static void eval_match(struct rule *r, json_t *msg, json_t *batch)
         return;
     for (int k = 0; k < r->n_tracks; k++)
         r->tracks[k].seen = 0;
-    json_array_foreach(items, i, item) {
+    json_array_foreach(items, i, item)
+    {
         char name[96], value[64];
         member_text(item, r->name_field, name, sizeof name);
         struct track *t = name[0] ? track_for(r, name) : NULL;
@@ -567,7 +577,8 @@ static void history_compact(void)
     snprintf(old, sizeof old, "%s.1", am.path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (fd < 0) {
-        am.host->log(am.ctx, KM_LOG_ERROR, "cannot compact %s: %s", am.path, strerror(errno));
+        am.host->log(am.ctx, KM_LOG_ERROR, "cannot compact %s: %s", am.path,
+                     strerror(errno));
         return;
     }
     size_t bytes = 0;
@@ -578,7 +589,8 @@ static void history_compact(void)
     if (write(fd, head, (size_t)hlen) != hlen)
         ok = 0;
     bytes += (size_t)hlen;
-    json_array_foreach(am.history, i, e) {
+    json_array_foreach(am.history, i, e)
+    {
         char *text = json_dumps(e, JSON_COMPACT);
         size_t len = text ? strlen(text) : 0;
         if (text)
@@ -624,7 +636,8 @@ static json_t *history_find(const char *id)
 {
     size_t i;
     json_t *e;
-    json_array_foreach(am.history, i, e) {
+    json_array_foreach(am.history, i, e)
+    {
         const char *eid = json_string_value(json_object_get(e, "id"));
         if (eid && strcmp(eid, id) == 0)
             return e;
@@ -652,7 +665,8 @@ static void history_apply(json_t *line)
     } else if (strcmp(op, "read_all") == 0) {
         json_array_foreach(am.history, i, e) json_object_set_new(e, "read", json_true());
     } else if (strcmp(op, "read") == 0) {
-        json_array_foreach(json_object_get(line, "ids"), i, id) {
+        json_array_foreach(json_object_get(line, "ids"), i, id)
+        {
             json_t *hit = json_is_string(id) ? history_find(json_string_value(id)) : NULL;
             if (hit)
                 json_object_set_new(hit, "read", json_true());
@@ -687,14 +701,16 @@ static void history_load(void)
     /* continue ids after the largest one on file */
     size_t i;
     json_t *e;
-    json_array_foreach(am.history, i, e) {
+    json_array_foreach(am.history, i, e)
+    {
         const char *id = json_string_value(json_object_get(e, "id"));
         unsigned long long v = id && id[0] == 'a' ? strtoull(id + 1, NULL, 10) : 0;
         if (v > am.next_id)
             am.next_id = v;
     }
-    am.host->log(am.ctx, KM_LOG_INFO, "history: %zu alerts from %s%s", json_array_size(am.history),
-                 am.path, bad ? " (torn or unreadable lines skipped)" : "");
+    am.host->log(am.ctx, KM_LOG_INFO, "history: %zu alerts from %s%s",
+                 json_array_size(am.history), am.path,
+                 bad ? " (torn or unreadable lines skipped)" : "");
     (void)lines;
 }
 
@@ -751,7 +767,8 @@ static void publish_batch(json_t *alerts)
     last_ms = ms;
     km_format_utc(now, when, sizeof when);
     snprintf(id, sizeof id, "alert_%lld", ms);
-    json_array_foreach(alerts, i, a) {
+    json_array_foreach(alerts, i, a)
+    {
         json_t *entry = json_deep_copy(a);
         json_object_set_new(entry, "timestamp", json_string(when));
         json_object_set_new(entry, "batch", json_string(id));
@@ -761,8 +778,9 @@ static void publish_batch(json_t *alerts)
     }
     history_trim();
     history_maybe_compact();
-    am.host->publish(am.ctx, am.out,
-                     json_pack("{s:s, s:s, s:o}", "id", id, "timestamp", when, "alerts", alerts));
+    am.host->publish(
+        am.ctx, am.out,
+        json_pack("{s:s, s:s, s:o}", "id", id, "timestamp", when, "alerts", alerts));
 }
 
 static void on_message(struct km_topic *topic, struct km_msg *msg, void *arg)
@@ -808,8 +826,9 @@ static int parse_time(const char *text, int64_t *us)
         return 0;
     }
     if (sscanf(text, "%4d-%2d-%2d%*1[T ]%2d:%2d:%2d%n", &year, &mon, &day, &hh, &mm, &ss,
-               &n) != 6 || n == 0 || mon < 1 || mon > 12 || day < 1 || day > 31 ||
-        hh > 23 || mm > 59 || ss > 60)
+               &n) != 6 ||
+        n == 0 || mon < 1 || mon > 12 || day < 1 || day > 31 || hh > 23 || mm > 59 ||
+        ss > 60)
         return -1;
     memset(&tm, 0, sizeof tm);
     tm.tm_year = year - 1900;
@@ -876,28 +895,29 @@ static int rest_list(const struct km_rest_call *call, json_t **reply, const char
         if ((lv && strcmp(lv, json_string_value(json_object_get(e, "level")) ?: "")) ||
             (ty && strcmp(ty, json_string_value(json_object_get(e, "type")) ?: "")) ||
             (st && strcmp(st, json_string_value(json_object_get(e, "state")) ?: "")) ||
-            (si && strcmp(json_string_value(json_object_get(e, "timestamp")) ?: "", since_iso) <= 0))
+            (si && strcmp(json_string_value(json_object_get(e, "timestamp")) ?: "",
+                          since_iso) <= 0))
             continue;
         total++;
         if ((long)json_array_size(out) < limit)
             json_array_append(out, e);
     }
-    *reply = json_pack("{s:o, s:I, s:I}", "alerts", out, "total", (json_int_t)total, "unread",
-                       (json_int_t)unread);
+    *reply = json_pack("{s:o, s:I, s:I}", "alerts", out, "total", (json_int_t)total,
+                       "unread", (json_int_t)unread);
     return 200;
 }
 
-static int rest_active(const struct km_rest_call *call, json_t **reply, const char **detail,
-                       void *arg)
+static int rest_active(const struct km_rest_call *call, json_t **reply,
+                       const char **detail, void *arg)
 {
     json_t *out = json_array();
     for (int i = 0; i < am.n_rules; i++)
         for (int k = 0; k < am.rules[i].n_tracks; k++) {
             struct track *t = &am.rules[i].tracks[k];
             if (t->level)
-                json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s}", "key", t->key,
-                                                     "type", am.rules[i].type, "rule",
-                                                     am.rules[i].name, "level",
+                json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s}", "key",
+                                                     t->key, "type", am.rules[i].type,
+                                                     "rule", am.rules[i].name, "level",
                                                      level_name(t->level)));
         }
     *reply = json_pack("{s:o}", "active", out);
@@ -912,13 +932,15 @@ static int rest_read(const struct km_rest_call *call, json_t **reply, const char
     size_t marked = 0, i;
     json_t *e, *id;
 
-    if (!json_is_object(body) || (!json_is_array(ids) && !json_is_true(json_object_get(body, "all")))) {
+    if (!json_is_object(body) ||
+        (!json_is_array(ids) && !json_is_true(json_object_get(body, "all")))) {
         json_decref(body);
         *detail = "send {\"ids\": [\"a1\", ...]} or {\"all\": true}";
         return 400;
     }
     if (json_is_array(ids)) {
-        json_array_foreach(ids, i, id) {
+        json_array_foreach(ids, i, id)
+        {
             json_t *hit = json_is_string(id) ? history_find(json_string_value(id)) : NULL;
             if (hit && !json_is_true(json_object_get(hit, "read"))) {
                 json_object_set_new(hit, "read", json_true());
@@ -929,7 +951,8 @@ static int rest_read(const struct km_rest_call *call, json_t **reply, const char
         history_append_line(line);
         json_decref(line);
     } else {
-        json_array_foreach(am.history, i, e) {
+        json_array_foreach(am.history, i, e)
+        {
             if (!json_is_true(json_object_get(e, "read")))
                 marked++;
             json_object_set_new(e, "read", json_true());
@@ -941,16 +964,19 @@ static int rest_read(const struct km_rest_call *call, json_t **reply, const char
     json_decref(body);
     history_maybe_compact();
     size_t unread = 0;
-    json_array_foreach(am.history, i, e) unread += !json_is_true(json_object_get(e, "read"));
-    *reply = json_pack("{s:I, s:I}", "marked", (json_int_t)marked, "unread", (json_int_t)unread);
+    json_array_foreach(am.history, i, e) unread +=
+        !json_is_true(json_object_get(e, "read"));
+    *reply = json_pack("{s:I, s:I}", "marked", (json_int_t)marked, "unread",
+                       (json_int_t)unread);
     return 200;
 }
 
-static int rest_clear(const struct km_rest_call *call, json_t **reply, const char **detail,
-                      void *arg)
+static int rest_clear(const struct km_rest_call *call, json_t **reply,
+                      const char **detail, void *arg)
 {
     size_t n = json_array_size(am.history);
-    json_t *line = json_pack("{s:s, s:I}", "op", "clear", "next_id", (json_int_t)am.next_id);
+    json_t *line =
+        json_pack("{s:s, s:I}", "op", "clear", "next_id", (json_int_t)am.next_id);
 
     json_array_clear(am.history);
     history_append_line(line);
@@ -993,7 +1019,8 @@ static int watch(const char *topic)
 static int load_rules(void)
 {
     size_t n = 0;
-    const struct km_conf_section *const *secs = am.host->config_sections(am.ctx, "alert", &n);
+    const struct km_conf_section *const *secs =
+        am.host->config_sections(am.ctx, "alert", &n);
     struct rule *rules = calloc(n ? n : 1, sizeof *rules);
     int count = 0;
 
@@ -1044,8 +1071,8 @@ static int am_init(struct km_ctx *ctx, const struct km_host *host)
     }
     if (load_rules() < 0 || history_open() < 0)
         return -1;
-    am.sync = host->timer_add(ctx, host->config_double(ctx, "sync_interval"), KM_TIMER_REPEAT,
-                              on_sync, NULL);
+    am.sync = host->timer_add(ctx, host->config_double(ctx, "sync_interval"),
+                              KM_TIMER_REPEAT, on_sync, NULL);
     if (host->rest_route(ctx, "GET", "/api/v1/alerts", rest_list, NULL) < 0 ||
         host->rest_route(ctx, "GET", "/api/v1/alerts/active", rest_active, NULL) < 0 ||
         host->rest_route(ctx, "POST", "/api/v1/alerts/read", rest_read, NULL) < 0 ||
@@ -1076,7 +1103,7 @@ static void am_shutdown(struct km_ctx *ctx)
     am.fd = -1;
 }
 
-KM_PLUGIN_DEFINE(.name = "alert_manager", .version = "1.0",
-                 .description = "alert rules from [alert] sections, with persistent history",
-                 .config = am_keys, .init = am_init, .reload = am_reload,
-                 .shutdown = am_shutdown);
+KM_PLUGIN_DEFINE(
+        .name = "alert_manager", .version = "1.0",
+        .description = "alert rules from [alert] sections, with persistent history",
+        .config = am_keys, .init = am_init, .reload = am_reload, .shutdown = am_shutdown);

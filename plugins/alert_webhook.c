@@ -91,14 +91,16 @@ static void on_posted(const struct km_http_response *resp, void *arg)
         wh.sent++;
         pop_head();
     } else if (p->attempts > wh.retries) {
-        wh.host->log(wh.ctx, KM_LOG_ERROR, "giving up on an alert post to %s after %u tries: %s",
-                     wh.url, p->attempts, resp->error ? resp->error : "HTTP error status");
+        wh.host->log(wh.ctx, KM_LOG_ERROR,
+                     "giving up on an alert post to %s after %u tries: %s", wh.url,
+                     p->attempts, resp->error ? resp->error : "HTTP error status");
         wh.dropped++;
         pop_head();
     } else {
         double delay = (double)(1u << (p->attempts < 10 ? p->attempts : 10));
-        wh.host->log(wh.ctx, KM_LOG_WARNING, "alert post to %s failed (%s%d); retrying in %.0f s",
-                     wh.url, resp->error ? resp->error : "HTTP ", resp->error ? 0 : resp->status,
+        wh.host->log(wh.ctx, KM_LOG_WARNING,
+                     "alert post to %s failed (%s%d); retrying in %.0f s", wh.url,
+                     resp->error ? resp->error : "HTTP ", resp->error ? 0 : resp->status,
                      delay);
         wh.backoff = wh.host->timer_add(wh.ctx, delay, 0, send_head, NULL);
         return;
@@ -113,13 +115,17 @@ static void send_head(void *arg)
     wh.backoff = NULL;
     if (!wh.head || wh.inflight)
         return;
-    struct km_http_request req = {.method = "POST", .url = wh.url, .headers = headers,
-                                  .body = wh.head->body, .body_len = strlen(wh.head->body),
+    struct km_http_request req = {.method = "POST",
+                                  .url = wh.url,
+                                  .headers = headers,
+                                  .body = wh.head->body,
+                                  .body_len = strlen(wh.head->body),
                                   .timeout_ms = wh.timeout_ms};
     wh.head->attempts++;
     wh.inflight = wh.host->http_request(wh.ctx, &req, on_posted, NULL);
     if (!wh.inflight) {
-        wh.host->log(wh.ctx, KM_LOG_ERROR, "cannot post to %s; dropping an alert batch", wh.url);
+        wh.host->log(wh.ctx, KM_LOG_ERROR, "cannot post to %s; dropping an alert batch",
+                     wh.url);
         wh.dropped++;
         pop_head();
     }
@@ -133,7 +139,8 @@ static char *render(json_t *batch)
     char text[4096];
 
     text[0] = '\0';
-    json_array_foreach(json_object_get(batch, "alerts"), i, a) {
+    json_array_foreach(json_object_get(batch, "alerts"), i, a)
+    {
         const char *state = json_string_value(json_object_get(a, "state"));
         if (!wh.resolved && state && strcmp(state, "resolved") == 0)
             continue;

@@ -55,9 +55,9 @@ static struct {
     struct km_topic *events;
     struct km_timer *state_timer;
     struct km_timer *event_timer;
-    long size;           /* target payload bytes */
+    long size;                 /* target payload bytes */
     long share[BP_MAX_TOPICS]; /* bytes of each topic's body in a full update */
-    char *pad;           /* 'x' * size, NUL-terminated */
+    char *pad;                 /* 'x' * size, NUL-terminated */
     unsigned long long state_seq;
     unsigned long long event_seq;
 } bp;
@@ -81,8 +81,8 @@ static long digits(unsigned long long v)
    possible when bytes is too small). */
 static json_t *body(long long t, unsigned long long seq, long bytes)
 {
-    long fixed = (long)strlen("{\"t\":,\"seq\":,\"pad\":\"\"}") + digits((unsigned long long)t) +
-                 digits(seq);
+    long fixed = (long)strlen("{\"t\":,\"seq\":,\"pad\":\"\"}") +
+                 digits((unsigned long long)t) + digits(seq);
     long pad = bytes - fixed;
     json_t *j;
 
@@ -123,8 +123,9 @@ static void publish_event(void *arg)
 static void compute_shares(void)
 {
     /* {"type":"realtime_update","timestamp":"TS","data":{"n1":B1,"n2":B2}} */
-    long fixed = (long)strlen("{\"type\":\"realtime_update\",\"timestamp\":\"\",\"data\":{}}") +
-                 BP_TS_LEN;
+    long fixed =
+        (long)strlen("{\"type\":\"realtime_update\",\"timestamp\":\"\",\"data\":{}}") +
+        BP_TS_LEN;
     long rest;
 
     for (int i = 0; i < bp.n_topics; i++)
@@ -173,15 +174,15 @@ static int bp_init(struct km_ctx *ctx, const struct km_host *host)
     }
     compute_shares();
     if (state_hz > 0 &&
-        !(bp.state_timer = host->timer_add(ctx, 1.0 / state_hz, KM_TIMER_REPEAT | KM_TIMER_NOW,
-                                           publish_state, NULL)))
+        !(bp.state_timer = host->timer_add(
+              ctx, 1.0 / state_hz, KM_TIMER_REPEAT | KM_TIMER_NOW, publish_state, NULL)))
         return -1;
-    if (event_hz > 0 &&
-        !(bp.event_timer =
-              host->timer_add(ctx, 1.0 / event_hz, KM_TIMER_REPEAT, publish_event, NULL)))
+    if (event_hz > 0 && !(bp.event_timer = host->timer_add(
+                              ctx, 1.0 / event_hz, KM_TIMER_REPEAT, publish_event, NULL)))
         return -1;
-    host->log(ctx, KM_LOG_NOTICE, "%d state topic(s) at %g Hz, events at %g Hz, %ld bytes",
-              bp.n_topics, state_hz, event_hz, bp.size);
+    host->log(ctx, KM_LOG_NOTICE,
+              "%d state topic(s) at %g Hz, events at %g Hz, %ld bytes", bp.n_topics,
+              state_hz, event_hz, bp.size);
     return 0;
 }
 

@@ -57,17 +57,21 @@
  * interval, which would turn every check into a poll.
  */
 #define EVENT_FILTER                                                                     \
-    "%7B%22type%22%3A%5B%22container%22%5D%2C%22event%22%3A%5B%22create%22%2C%22start%22" \
-    "%2C%22restart%22%2C%22die%22%2C%22stop%22%2C%22kill%22%2C%22pause%22%2C%22unpause%22" \
+    "%7B%22type%22%3A%5B%22container%22%5D%2C%22event%22%3A%5B%22create%22%2C%22start%"  \
+    "22"                                                                                 \
+    "%2C%22restart%22%2C%22die%22%2C%22stop%22%2C%22kill%22%2C%22pause%22%2C%22unpause%" \
+    "22"                                                                                 \
     "%2C%22destroy%22%2C%22health_status%22%5D%7D"
 
 static const struct km_conf_key ds_keys[] = {
     {"socket", KM_CONF_STRING, "/var/run/docker.sock", 0, 0, "Docker's unix socket"},
-    {"url", KM_CONF_STRING, NULL, 0, 0, "http://HOST:PORT of a TCP engine (instead of socket)"},
+    {"url", KM_CONF_STRING, NULL, 0, 0,
+     "http://HOST:PORT of a TCP engine (instead of socket)"},
     {"api_version", KM_CONF_STRING, "v1.41", 0, 0, "API version in request paths"},
     {"containers", KM_CONF_STRING, "kato,kato-clickhouse,kato-qdrant,kato-redis", 0, 0,
      "comma-separated names to watch, or * for all"},
-    {"label", KM_CONF_STRING, NULL, 0, 0, "watch containers carrying this label (key or key=value)"},
+    {"label", KM_CONF_STRING, NULL, 0, 0,
+     "watch containers carrying this label (key or key=value)"},
     {"interval", KM_CONF_DOUBLE, "5", 0.5, 86400, "seconds between polls"},
     {"timeout", KM_CONF_DOUBLE, "10", 0.5, 600, "seconds before a request is given up"},
     {"events", KM_CONF_BOOL, "true", 0, 0, "follow /events to see changes at once"},
@@ -85,13 +89,17 @@ static const struct km_field mem_fields[] = {
     KM_FIELD_END,
 };
 static const struct km_field net_fields[] = {
-    KM_FIELD("rx_bytes", KM_NUMBER, KM_F_REQUIRED), KM_FIELD("tx_bytes", KM_NUMBER, KM_F_REQUIRED),
-    KM_FIELD("rx_mb", KM_NUMBER, KM_F_REQUIRED),    KM_FIELD("tx_mb", KM_NUMBER, KM_F_REQUIRED),
+    KM_FIELD("rx_bytes", KM_NUMBER, KM_F_REQUIRED),
+    KM_FIELD("tx_bytes", KM_NUMBER, KM_F_REQUIRED),
+    KM_FIELD("rx_mb", KM_NUMBER, KM_F_REQUIRED),
+    KM_FIELD("tx_mb", KM_NUMBER, KM_F_REQUIRED),
     KM_FIELD_END,
 };
 static const struct km_field blk_fields[] = {
-    KM_FIELD("read_bytes", KM_NUMBER, KM_F_REQUIRED), KM_FIELD("write_bytes", KM_NUMBER, KM_F_REQUIRED),
-    KM_FIELD("read_mb", KM_NUMBER, KM_F_REQUIRED),    KM_FIELD("write_mb", KM_NUMBER, KM_F_REQUIRED),
+    KM_FIELD("read_bytes", KM_NUMBER, KM_F_REQUIRED),
+    KM_FIELD("write_bytes", KM_NUMBER, KM_F_REQUIRED),
+    KM_FIELD("read_mb", KM_NUMBER, KM_F_REQUIRED),
+    KM_FIELD("write_mb", KM_NUMBER, KM_F_REQUIRED),
     KM_FIELD_END,
 };
 static const struct km_field container_fields[] = {
@@ -147,33 +155,33 @@ struct slot {
 };
 
 static struct {
-    const struct km_host *host;  /* the core */
-    struct km_ctx *ctx;          /* our handle */
-    struct km_topic *topic;      /* containers */
-    char base[256];              /* "http://docker/v1.41" or "http://HOST:PORT/v1.41" */
-    const char *socket;          /* unix socket; NULL with url */
-    char names[MAX_NAMES][128];  /* the containers list */
-    int n_names;                 /* entries; 0 with "*" or label */
-    const char *label;           /* label filter, or NULL */
-    double interval;             /* seconds */
-    unsigned timeout_ms;         /* per request */
-    struct km_timer *timer;      /* next poll */
-    double delay;                /* current delay (backs off while Docker is down) */
-    unsigned failures;           /* consecutive failed polls */
-    int polling;                 /* a poll is under way */
-    int repoll;                  /* an event asked for another poll meanwhile */
+    const struct km_host *host;   /* the core */
+    struct km_ctx *ctx;           /* our handle */
+    struct km_topic *topic;       /* containers */
+    char base[256];               /* "http://docker/v1.41" or "http://HOST:PORT/v1.41" */
+    const char *socket;           /* unix socket; NULL with url */
+    char names[MAX_NAMES][128];   /* the containers list */
+    int n_names;                  /* entries; 0 with "*" or label */
+    const char *label;            /* label filter, or NULL */
+    double interval;              /* seconds */
+    unsigned timeout_ms;          /* per request */
+    struct km_timer *timer;       /* next poll */
+    double delay;                 /* current delay (backs off while Docker is down) */
+    unsigned failures;            /* consecutive failed polls */
+    int polling;                  /* a poll is under way */
+    int repoll;                   /* an event asked for another poll meanwhile */
     struct km_http_req *list_req; /* containers/json in flight */
-    struct slot slots[MAX_CONTAINERS]; /* the poll under way */
-    int n_slots;                 /* used */
-    int waiting;                 /* stats answers still due */
+    struct slot slots[MAX_CONTAINERS];       /* the poll under way */
+    int n_slots;                             /* used */
+    int waiting;                             /* stats answers still due */
     struct prev_sample prev[MAX_CONTAINERS]; /* CPU counters by id */
     /* events */
-    int use_events;              /* [plugin] events */
-    struct km_http_req *events;  /* the /events stream */
+    int use_events;                /* [plugin] events */
+    struct km_http_req *events;    /* the /events stream */
     struct km_timer *events_retry; /* reconnect timer */
-    char line[EVENT_LINE_MAX];   /* partial event line */
-    size_t line_len;             /* bytes in line */
-    int line_overflow;           /* dropping an oversized line */
+    char line[EVENT_LINE_MAX];     /* partial event line */
+    size_t line_len;               /* bytes in line */
+    int line_overflow;             /* dropping an oversized line */
 } ds;
 
 static void schedule_poll(double seconds);
@@ -227,7 +235,8 @@ static int is_watched(const char *name, json_t *labels)
         size_t klen = eq ? (size_t)(eq - ds.label) : strlen(ds.label);
         snprintf(key, sizeof key, "%.*s", (int)klen, ds.label);
         json_t *v = json_object_get(labels, key);
-        return v && (!eq || (json_is_string(v) && strcmp(json_string_value(v), eq + 1) == 0));
+        return v &&
+               (!eq || (json_is_string(v) && strcmp(json_string_value(v), eq + 1) == 0));
     }
     if (ds.n_names == 0)
         return 1;
@@ -251,9 +260,9 @@ static double cpu_percent(struct slot *s)
     struct prev_sample *p = prev_find(s->id, 1);
 
     if (cpus <= 0) /* cgroup v1 without online_cpus */
-        cpus = (double)json_array_size(
-            json_object_get(json_object_get(json_object_get(st, "cpu_stats"), "cpu_usage"),
-                            "percpu_usage"));
+        cpus = (double)json_array_size(json_object_get(
+            json_object_get(json_object_get(st, "cpu_stats"), "cpu_usage"),
+            "percpu_usage"));
     if (pre_system <= 0 && p && p->system_usage > 0) { /* one-shot: use ours */
         pre_total = p->total_usage;
         pre_system = p->system_usage;
@@ -287,12 +296,15 @@ static json_t *container_json(struct slot *s, const char *when, double *cpu, dou
     size_t i;
 
     *cpu = st ? cpu_percent(s) : 0.0;
-    json_object_foreach(json_object_get(st, "networks"), key, v) {
+    json_object_foreach(json_object_get(st, "networks"), key, v)
+    {
         rx += num(v, "rx_bytes");
         tx += num(v, "tx_bytes");
     }
-    json_array_foreach(json_object_get(json_object_get(st, "blkio_stats"),
-                                       "io_service_bytes_recursive"), i, v) {
+    json_array_foreach(
+        json_object_get(json_object_get(st, "blkio_stats"), "io_service_bytes_recursive"),
+        i, v)
+    {
         const char *op = json_string_value(json_object_get(v, "op"));
         if (op && strcasecmp(op, "read") == 0)
             rd += num(v, "value");
@@ -304,14 +316,14 @@ static json_t *container_json(struct slot *s, const char *when, double *cpu, dou
     json_t *c = json_pack(
         "{s:s, s:s, s:s?, s:f, s:{s:I, s:I, s:f, s:f, s:f}, s:{s:I, s:I, s:f, s:f},"
         " s:{s:I, s:I, s:f, s:f}, s:I, s:s}",
-        "name", s->name, "status", s->state, "health", s->health[0] ? s->health : NULL, "cpu",
-        *cpu, "memory", "usage_bytes", (json_int_t)mem, "limit_bytes", (json_int_t)lim,
-        "usage_mb", mb(mem), "limit_mb", mb(lim), "usage_percent",
+        "name", s->name, "status", s->state, "health", s->health[0] ? s->health : NULL,
+        "cpu", *cpu, "memory", "usage_bytes", (json_int_t)mem, "limit_bytes",
+        (json_int_t)lim, "usage_mb", mb(mem), "limit_mb", mb(lim), "usage_percent",
         lim > 0 ? round_to(mem / lim * 100.0, 0.01) : 0.0, "network", "rx_bytes",
         (json_int_t)rx, "tx_bytes", (json_int_t)tx, "rx_mb", mb(rx), "tx_mb", mb(tx),
-        "block_io", "read_bytes", (json_int_t)rd, "write_bytes", (json_int_t)wr, "read_mb",
-        mb(rd), "write_mb", mb(wr), "pids", (json_int_t)num(st, "pids_stats.current"),
-        "timestamp", when);
+        "block_io", "read_bytes", (json_int_t)rd, "write_bytes", (json_int_t)wr,
+        "read_mb", mb(rd), "write_mb", mb(wr), "pids",
+        (json_int_t)num(st, "pids_stats.current"), "timestamp", when);
     if (c && s->id[0])
         json_object_set_new(c, "id", json_stringn(s->id, strnlen(s->id, 12)));
     if (c && s->error[0])
@@ -343,12 +355,12 @@ static void publish_containers(void)
     for (int i = 0; i < MAX_CONTAINERS; i++) /* forget containers gone away */
         if (!ds.prev[i].used)
             ds.prev[i].id[0] = '\0';
-    json_t *agg = json_pack("{s:f, s:f, s:f, s:f, s:I, s:s}", "total_cpu_percent",
-                            round_to(total_cpu, 0.01), "total_memory_mb", mb(total_mem),
-                            "total_memory_limit_mb", mb(total_lim), "total_memory_percent",
-                            total_lim > 0 ? round_to(total_mem / total_lim * 100, 0.01) : 0.0,
-                            "container_count", (json_int_t)json_array_size(list), "timestamp",
-                            when);
+    json_t *agg = json_pack(
+        "{s:f, s:f, s:f, s:f, s:I, s:s}", "total_cpu_percent", round_to(total_cpu, 0.01),
+        "total_memory_mb", mb(total_mem), "total_memory_limit_mb", mb(total_lim),
+        "total_memory_percent",
+        total_lim > 0 ? round_to(total_mem / total_lim * 100, 0.01) : 0.0,
+        "container_count", (json_int_t)json_array_size(list), "timestamp", when);
     ds.host->publish(ds.ctx, ds.topic,
                      json_pack("{s:o, s:o, s:o}", "containers", list, "aggregated", agg,
                                "_source", km_source_json(NULL, ds.failures)));
@@ -367,11 +379,12 @@ static void publish_error(const char *fmt, ...)
     ds.failures++;
     ds.delay = ds.delay * 2 < BACKOFF_MAX_S ? ds.delay * 2 : BACKOFF_MAX_S;
     if (ds.failures == 1)
-        ds.host->log(ds.ctx, KM_LOG_WARNING, "%s; retrying with backoff up to %.0f s", error,
-                     BACKOFF_MAX_S);
+        ds.host->log(ds.ctx, KM_LOG_WARNING, "%s; retrying with backoff up to %.0f s",
+                     error, BACKOFF_MAX_S);
     ds.host->publish(ds.ctx, ds.topic,
                      json_pack("{s:s, s:[], s:{}, s:o}", "error", error, "containers",
-                               "aggregated", "_source", km_source_json(error, ds.failures)));
+                               "aggregated", "_source",
+                               km_source_json(error, ds.failures)));
 }
 
 /* ---- polling ---- */
@@ -406,7 +419,8 @@ static void on_stats(const struct km_http_response *resp, void *arg)
         snprintf(s->error, sizeof s->error, "stats: %s",
                  resp->error ? resp->error : "HTTP error status");
     else if (!(s->stats = json_loadb(resp->body, resp->body_len, 0, NULL)) ||
-             !json_is_object(s->stats)) { /* (json_is_object evaluates its argument twice) */
+             !json_is_object(
+                 s->stats)) { /* (json_is_object evaluates its argument twice) */
         json_decref(s->stats);
         s->stats = NULL;
         snprintf(s->error, sizeof s->error, "stats: Docker sent bad JSON");
@@ -433,8 +447,10 @@ static void request_stats(struct slot *s)
 
     snprintf(url, sizeof url, "%s/containers/%s/stats?stream=false%s", ds.base, s->id,
              have_prev ? "&one-shot=true" : "");
-    struct km_http_request req = {.url = url, .unix_socket = ds.socket,
-                                  .timeout_ms = ds.timeout_ms, .max_body = 1 << 20};
+    struct km_http_request req = {.url = url,
+                                  .unix_socket = ds.socket,
+                                  .timeout_ms = ds.timeout_ms,
+                                  .max_body = 1 << 20};
     s->req = ds.host->http_request(ds.ctx, &req, on_stats, s);
     if (!s->req) {
         snprintf(s->error, sizeof s->error, "stats: cannot request");
@@ -449,8 +465,10 @@ static int take_list(json_t *list)
     json_t *c;
 
     ds.n_slots = 0;
-    json_array_foreach(list, i, c) {
-        const char *name = json_string_value(json_array_get(json_object_get(c, "Names"), 0));
+    json_array_foreach(list, i, c)
+    {
+        const char *name =
+            json_string_value(json_array_get(json_object_get(c, "Names"), 0));
         const char *id = json_string_value(json_object_get(c, "Id"));
         const char *state = json_string_value(json_object_get(c, "State"));
         const char *status = json_string_value(json_object_get(c, "Status"));
@@ -495,11 +513,13 @@ static void on_list(const struct km_http_response *resp, void *arg)
         poll_done();
         return;
     }
-    json_t *list = resp->status == 200 ? json_loadb(resp->body, resp->body_len, 0, NULL) : NULL;
+    json_t *list =
+        resp->status == 200 ? json_loadb(resp->body, resp->body_len, 0, NULL) : NULL;
     if (!json_is_array(list)) {
         json_decref(list);
         if (resp->status != 200)
-            publish_error("Docker answered HTTP %d to GET /containers/json", resp->status);
+            publish_error("Docker answered HTTP %d to GET /containers/json",
+                          resp->status);
         else
             publish_error("Docker sent bad JSON for GET /containers/json");
         poll_done();
@@ -533,8 +553,10 @@ static void poll_now(void *arg)
         return;
     }
     snprintf(url, sizeof url, "%s/containers/json?all=true", ds.base);
-    struct km_http_request req = {.url = url, .unix_socket = ds.socket,
-                                  .timeout_ms = ds.timeout_ms, .max_body = 8 << 20};
+    struct km_http_request req = {.url = url,
+                                  .unix_socket = ds.socket,
+                                  .timeout_ms = ds.timeout_ms,
+                                  .max_body = 8 << 20};
     ds.polling = 1;
     ds.list_req = ds.host->http_request(ds.ctx, &req, on_list, NULL);
     if (!ds.list_req) {
@@ -558,11 +580,11 @@ static void on_event_line(const char *line, size_t len)
 {
     json_t *e = json_loadb(line, len, 0, NULL);
     const char *action = json_string_value(json_object_get(e, "Action"));
-    const char *name = json_string_value(
-        json_object_get(json_object_get(json_object_get(e, "Actor"), "Attributes"), "name"));
+    const char *name = json_string_value(json_object_get(
+        json_object_get(json_object_get(e, "Actor"), "Attributes"), "name"));
 
-    if (action && name && is_watched(name, json_object_get(json_object_get(e, "Actor"),
-                                                            "Attributes"))) {
+    if (action && name &&
+        is_watched(name, json_object_get(json_object_get(e, "Actor"), "Attributes"))) {
         ds.host->log(ds.ctx, KM_LOG_INFO, "container %s: %s", name, action);
         if (ds.polling)
             ds.repoll = 1;
@@ -593,8 +615,8 @@ static void on_events_end(const struct km_http_response *resp, void *arg)
 {
     ds.events = NULL;
     /* Docker restarting, or the idle timeout: reopen after a pause */
-    ds.events_retry = ds.host->timer_add(ds.ctx, ds.delay > 5 ? ds.delay : 5, 0, events_open,
-                                         NULL);
+    ds.events_retry =
+        ds.host->timer_add(ds.ctx, ds.delay > 5 ? ds.delay : 5, 0, events_open, NULL);
 }
 
 static void events_open(void *arg)
@@ -605,8 +627,10 @@ static void events_open(void *arg)
     ds.line_len = 0;
     snprintf(url, sizeof url, "%s/events?filters=%s", ds.base, EVENT_FILTER);
     /* the stream is silent while nothing happens: a long idle timeout */
-    struct km_http_request req = {.url = url, .unix_socket = ds.socket,
-                                  .timeout_ms = 3600 * 1000, .on_data = on_event_data};
+    struct km_http_request req = {.url = url,
+                                  .unix_socket = ds.socket,
+                                  .timeout_ms = 3600 * 1000,
+                                  .on_data = on_event_data};
     ds.events = ds.host->http_request(ds.ctx, &req, on_events_end, NULL);
     if (!ds.events)
         ds.events_retry = ds.host->timer_add(ds.ctx, 30, 0, events_open, NULL);
@@ -673,5 +697,6 @@ static void ds_shutdown(struct km_ctx *ctx)
 }
 
 KM_PLUGIN_DEFINE(.name = "docker_stats", .version = "1.0",
-                 .description = "Docker container CPU, memory, network, block I/O, health",
+                 .description =
+                     "Docker container CPU, memory, network, block I/O, health",
                  .config = ds_keys, .init = ds_init, .shutdown = ds_shutdown);

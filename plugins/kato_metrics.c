@@ -112,13 +112,13 @@ static const struct km_field health_schema[] = {
 
 /* One polled endpoint. */
 struct kato_source {
-    const char *path;            /* e.g. "/metrics" */
-    const char *topic_name;      /* topic it feeds */
-    const struct km_field *schema; /* that topic's type */
-    const char *description;     /* for GET /api/v1/topics */
-    struct km_topic *topic;      /* declared at init */
-    struct km_http_req *req;     /* request in flight, or NULL */
-    unsigned failures;           /* consecutive failed polls */
+    const char *path;               /* e.g. "/metrics" */
+    const char *topic_name;         /* topic it feeds */
+    const struct km_field *schema;  /* that topic's type */
+    const char *description;        /* for GET /api/v1/topics */
+    struct km_topic *topic;         /* declared at init */
+    struct km_http_req *req;        /* request in flight, or NULL */
+    unsigned failures;              /* consecutive failed polls */
     json_t *(*shape)(json_t *body); /* turns a good body into the topic's message
                                        (steals body); NULL: as is */
 };
@@ -126,17 +126,19 @@ struct kato_source {
 static const struct km_host *host;
 static struct km_ctx *ctx;
 static struct km_timer *timer;
-static char *base_url;     /* url without a trailing slash */
-static unsigned timeout_ms; /* per request */
+static char *base_url;            /* url without a trailing slash */
+static unsigned timeout_ms;       /* per request */
 static double last_total_created; /* for sessions.total_count */
 
 static json_t *shape_sessions(json_t *body);
 
 static struct kato_source sources[] = {
-    {"/metrics", "metrics", metrics_schema, "KATO GET /metrics body", NULL, NULL, 0, NULL},
-    {"/sessions/count", "sessions", sessions_schema,
-     "active and total KATO sessions", NULL, NULL, 0, shape_sessions},
-    {"/health", "kato_health", health_schema, "KATO GET /health body", NULL, NULL, 0, NULL},
+    {"/metrics", "metrics", metrics_schema, "KATO GET /metrics body", NULL, NULL, 0,
+     NULL},
+    {"/sessions/count", "sessions", sessions_schema, "active and total KATO sessions",
+     NULL, NULL, 0, shape_sessions},
+    {"/health", "kato_health", health_schema, "KATO GET /health body", NULL, NULL, 0,
+     NULL},
 };
 #define N_SOURCES (sizeof sources / sizeof sources[0])
 
@@ -186,7 +188,8 @@ static void publish_error(struct kato_source *s, const char *fmt, ...)
     s->failures++;
     /* say it once when the source goes bad, not every interval */
     if (s->failures == 1)
-        host->log(ctx, KM_LOG_WARNING, "%s: %s (retrying every poll)", s->topic_name, error);
+        host->log(ctx, KM_LOG_WARNING, "%s: %s (retrying every poll)", s->topic_name,
+                  error);
     host->publish(ctx, s->topic, error_message(s, error));
 }
 
@@ -199,7 +202,8 @@ static void on_response(const struct km_http_response *resp, void *arg)
 
     s->req = NULL;
     if (resp->error) {
-        publish_error(s, "KATO unreachable: GET %s%s: %s", base_url, s->path, resp->error);
+        publish_error(s, "KATO unreachable: GET %s%s: %s", base_url, s->path,
+                      resp->error);
         return;
     }
     if (resp->status != 200) {
@@ -245,7 +249,8 @@ static void on_response(const struct km_http_response *resp, void *arg)
     s->failures = 0;
     if (host->publish(ctx, s->topic, body) == KM_ESCHEMA) {
         s->failures = failures;
-        publish_error(s, "KATO sent an unexpected shape for GET %s (see the log)", s->path);
+        publish_error(s, "KATO sent an unexpected shape for GET %s (see the log)",
+                      s->path);
     }
 }
 
@@ -256,7 +261,8 @@ static void poll_source(struct kato_source *s)
     if (s->req) /* KATO is slower than the interval: don't pile requests up */
         return;
     snprintf(url, sizeof url, "%s%s", base_url, s->path);
-    struct km_http_request req = {.url = url, .timeout_ms = timeout_ms, .max_body = 4 << 20};
+    struct km_http_request req = {
+        .url = url, .timeout_ms = timeout_ms, .max_body = 4 << 20};
     s->req = host->http_request(ctx, &req, on_response, s);
     if (!s->req)
         publish_error(s, "cannot request %s", url);

@@ -44,15 +44,18 @@
 #include <katomon/plugin.h>
 #include <katomon/util.h>
 
-#define HANDSHAKE_MAX 8192  /* bytes of the 101 response we accept */
+#define HANDSHAKE_MAX  8192  /* bytes of the 101 response we accept */
 #define STREAM_MSG_MAX 65536 /* largest /ws/events message we accept */
 
 static const struct km_conf_key se_keys[] = {
     {"url", KM_CONF_STRING, "http://127.0.0.1:8000", 0, 0, "KATO base URL (http only)"},
     {"stream", KM_CONF_BOOL, "true", 0, 0, "use KATO's /ws/events when it offers it"},
-    {"retry", KM_CONF_DOUBLE, "30", 1, 86400, "seconds between attempts to open the stream"},
-    {"ping_interval", KM_CONF_DOUBLE, "30", 1, 3600, "seconds between pings on the stream"},
-    {"ring_size", KM_CONF_INT, "512", 16, 65536, "events kept for clients that reconnect"},
+    {"retry", KM_CONF_DOUBLE, "30", 1, 86400,
+     "seconds between attempts to open the stream"},
+    {"ping_interval", KM_CONF_DOUBLE, "30", 1, 3600,
+     "seconds between pings on the stream"},
+    {"ring_size", KM_CONF_INT, "512", 16, 65536,
+     "events kept for clients that reconnect"},
     {NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -81,27 +84,27 @@ enum stream_state {
 };
 
 static struct {
-    const struct km_host *host;  /* the core */
-    struct km_ctx *ctx;          /* our handle */
-    struct km_topic *topic;      /* session_events */
-    long long count;             /* sessions we believe are active */
-    int have_count;              /* count is known */
-    int64_t last_event_us;       /* monotonic time of the last event (or of init) */
-    int64_t last_stamp_us;       /* wall time of the last event's timestamp */
+    const struct km_host *host; /* the core */
+    struct km_ctx *ctx;         /* our handle */
+    struct km_topic *topic;     /* session_events */
+    long long count;            /* sessions we believe are active */
+    int have_count;             /* count is known */
+    int64_t last_event_us;      /* monotonic time of the last event (or of init) */
+    int64_t last_stamp_us;      /* wall time of the last event's timestamp */
     /* stream */
-    char host_name[256];         /* KATO host, from url */
-    int port;                    /* KATO port */
-    int use_stream;              /* [plugin] stream */
-    double retry_s;              /* seconds between stream attempts */
-    double ping_s;               /* seconds between pings */
-    enum stream_state state;     /* see above */
-    struct bufferevent *bev;     /* the connection */
-    struct evdns_base *dns;      /* resolver for host names */
-    wslay_event_context_ptr ws;  /* WebSocket framing once open */
-    struct km_timer *retry;      /* next attempt */
-    struct km_timer *ping;       /* pings while open */
-    int64_t last_rx_us;          /* monotonic time of the last frame received */
-    int said_fallback;           /* logged that we follow counts */
+    char host_name[256];        /* KATO host, from url */
+    int port;                   /* KATO port */
+    int use_stream;             /* [plugin] stream */
+    double retry_s;             /* seconds between stream attempts */
+    double ping_s;              /* seconds between pings */
+    enum stream_state state;    /* see above */
+    struct bufferevent *bev;    /* the connection */
+    struct evdns_base *dns;     /* resolver for host names */
+    wslay_event_context_ptr ws; /* WebSocket framing once open */
+    struct km_timer *retry;     /* next attempt */
+    struct km_timer *ping;      /* pings while open */
+    int64_t last_rx_us;         /* monotonic time of the last frame received */
+    int said_fallback;          /* logged that we follow counts */
 } se;
 
 /* ---- events ---- */
@@ -134,10 +137,10 @@ static void publish_event(long long current, long long previous, const char *ses
                              "time_since_last_event", since, "source", source);
     if (data && session_id)
         json_object_set_new(data, "session_id", json_string(session_id));
-    json_t *msg = json_pack("{s:s, s:s, s:o}", "event_type",
-                            current > previous ? "session_created" : "session_destroyed",
-                            "timestamp", format_utc_us(stamp, when, sizeof when),
-                            "data", data);
+    json_t *msg =
+        json_pack("{s:s, s:s, s:o}", "event_type",
+                  current > previous ? "session_created" : "session_destroyed",
+                  "timestamp", format_utc_us(stamp, when, sizeof when), "data", data);
     se.last_event_us = now;
     se.host->publish(se.ctx, se.topic, msg);
 }
@@ -207,8 +210,10 @@ static void on_stream_message(json_t *m)
     if (!created && strcmp(type, "session.destroyed") != 0)
         return;
     if (!json_is_object(data)) { /* not KATO's shape: counting it would drift */
-        se.host->log(se.ctx, KM_LOG_WARNING, "/ws/events sent %s without a data object; "
-                     "ignored", type);
+        se.host->log(se.ctx, KM_LOG_WARNING,
+                     "/ws/events sent %s without a data object; "
+                     "ignored",
+                     type);
         return;
     }
     long long prev = se.have_count ? se.count : 0;
@@ -252,8 +257,8 @@ static int ws_genmask(wslay_event_context_ptr ws, uint8_t *buf, size_t len, void
     return 0;
 }
 
-static void ws_on_msg(wslay_event_context_ptr ws, const struct wslay_event_on_msg_recv_arg *a,
-                      void *arg)
+static void ws_on_msg(wslay_event_context_ptr ws,
+                      const struct wslay_event_on_msg_recv_arg *a, void *arg)
 {
     se.last_rx_us = km_mono_us();
     if (a->opcode != WSLAY_TEXT_FRAME)
@@ -264,7 +269,8 @@ static void ws_on_msg(wslay_event_context_ptr ws, const struct wslay_event_on_ms
     if (json_is_object(m))
         on_stream_message(m);
     else
-        se.host->log(se.ctx, KM_LOG_WARNING, "/ws/events sent a message that is not JSON");
+        se.host->log(se.ctx, KM_LOG_WARNING,
+                     "/ws/events sent a message that is not JSON");
     json_decref(m);
 }
 
@@ -322,7 +328,7 @@ static void stream_ping(void *arg)
 static void stream_opened(void)
 {
     static const struct wslay_event_callbacks cbs = {ws_recv, ws_send, ws_genmask, NULL,
-                                                     NULL, NULL, ws_on_msg};
+                                                     NULL,    NULL,    ws_on_msg};
 
     if (wslay_event_context_client_init(&se.ws, &cbs, NULL) != 0) {
         stream_close("could not be set up (out of memory)");
@@ -334,8 +340,8 @@ static void stream_opened(void)
     se.state = ST_OPEN;
     se.last_rx_us = km_mono_us();
     se.ping = se.host->timer_add(se.ctx, se.ping_s, KM_TIMER_REPEAT, stream_ping, NULL);
-    se.host->log(se.ctx, KM_LOG_NOTICE, "following KATO /ws/events at %s:%d", se.host_name,
-                 se.port);
+    se.host->log(se.ctx, KM_LOG_NOTICE, "following KATO /ws/events at %s:%d",
+                 se.host_name, se.port);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
@@ -368,8 +374,9 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_EOF)
         stream_close("was closed by KATO");
     else if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
-        stream_close(what & BEV_EVENT_TIMEOUT ? "timed out"
-                                              : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        stream_close(what & BEV_EVENT_TIMEOUT
+                         ? "timed out"
+                         : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 }
 
 static void stream_connect(void *arg)

@@ -18,16 +18,17 @@ struct km_http_req; /* opaque: one request in flight */
 
 /* What to send. Everything is copied by http_request(); nothing is kept. */
 struct km_http_request {
-    const char *method;          /* "GET" when NULL */
-    const char *url;             /* "http://host[:port]/path[?query]" */
-    const char *unix_socket;     /* when set, connect to this unix socket instead of
-                                    the url's host (which still fills Host:) */
-    const char *const *headers;  /* extra "Name: value" lines, NULL-terminated; may be NULL */
-    const void *body;            /* request body; may be NULL */
-    size_t body_len;             /* bytes of body */
-    unsigned timeout_ms;         /* whole request; with on_data: the longest silence
-                                    between two pieces. 0: 10000 */
-    size_t max_body;             /* a longer body fails the request. 0: 8 MiB */
+    const char *method;      /* "GET" when NULL */
+    const char *url;         /* "http://host[:port]/path[?query]" */
+    const char *unix_socket; /* when set, connect to this unix socket instead of
+                                the url's host (which still fills Host:) */
+    const char *const
+        *headers;        /* extra "Name: value" lines, NULL-terminated; may be NULL */
+    const void *body;    /* request body; may be NULL */
+    size_t body_len;     /* bytes of body */
+    unsigned timeout_ms; /* whole request; with on_data: the longest silence
+                            between two pieces. 0: 10000 */
+    size_t max_body;     /* a longer body fails the request. 0: 8 MiB */
     /*
      * Streaming: when set, body bytes (de-chunked) are handed over as they
      * arrive and not buffered; the final callback then has body_len 0.

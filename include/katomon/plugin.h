@@ -42,9 +42,9 @@ extern "C" {
 /* ---- error codes: returned negated by host functions ------------------ */
 
 /* General */
-#define KM_OK      0  /* success */
-#define KM_ENOMEM  -1 /* out of memory */
-#define KM_EINVAL  -2 /* a bad argument (NULL, empty name, bad kind, ...) */
+#define KM_OK     0  /* success */
+#define KM_ENOMEM -1 /* out of memory */
+#define KM_EINVAL -2 /* a bad argument (NULL, empty name, bad kind, ...) */
 /* Topics (declare, publish, subscribe, replay) */
 #define KM_ESCHEMA -10 /* publish: the message does not match the topic's type */
 #define KM_EEXIST  -11 /* declare: the topic is declared already */
@@ -95,12 +95,12 @@ struct km_conf_entry {
 
 /* One [KIND NAME] section, e.g. [alert high_cpu]. Borrowed from the core. */
 struct km_conf_section {
-    const char *kind;                   /* "plugin", "alert", ... */
-    const char *name;                   /* the NAME part; "" for [core] etc. */
-    const char *file;                   /* file it was read from */
-    int line;                           /* line of its [header] */
+    const char *kind;                    /* "plugin", "alert", ... */
+    const char *name;                    /* the NAME part; "" for [core] etc. */
+    const char *file;                    /* file it was read from */
+    int line;                            /* line of its [header] */
     const struct km_conf_entry *entries; /* its lines, in file order */
-    size_t n_entries;                   /* number of entries */
+    size_t n_entries;                    /* number of entries */
 };
 
 /* ---- messages, topics, subscriptions ------------------------------------ */
@@ -119,12 +119,13 @@ enum km_topic_kind {
 
 /* What declare needs to know about a topic. Copied, except .schema. */
 struct km_topic_def {
-    const char *name;              /* [a-z0-9_.-]+, at most 64 bytes */
-    enum km_topic_kind kind;       /* state or event */
-    const struct km_field *schema; /* type of every message's top-level object;
-                                      borrowed: must outlive the plugin. NULL: any object */
-    unsigned ring_size;            /* event topics: messages kept for replay; 0: 256 */
-    const char *description;       /* one line for GET /api/v1/topics; may be NULL */
+    const char *name;        /* [a-z0-9_.-]+, at most 64 bytes */
+    enum km_topic_kind kind; /* state or event */
+    const struct km_field
+        *schema;             /* type of every message's top-level object;
+                                borrowed: must outlive the plugin. NULL: any object */
+    unsigned ring_size;      /* event topics: messages kept for replay; 0: 256 */
+    const char *description; /* one line for GET /api/v1/topics; may be NULL */
 };
 
 /*
@@ -163,8 +164,8 @@ typedef int (*km_rest_cb)(const struct km_rest_call *call, json_t **reply,
 /* ---- the host interface handed to init ---------------------------------- */
 
 struct km_host {
-    uint32_t abi;  /* KM_PLUGIN_ABI of the core */
-    size_t size;   /* sizeof(struct km_host) of the core */
+    uint32_t abi; /* KM_PLUGIN_ABI of the core */
+    size_t size;  /* sizeof(struct km_host) of the core */
 
     /* Logging: one line, prefixed with the plugin's name. */
     void (*log)(struct km_ctx *ctx, enum km_log_level level, const char *fmt, ...)
@@ -257,8 +258,8 @@ struct km_host {
                       km_rest_cb cb, void *arg);
     /* A query parameter of `call`, percent-decoded into buf (len bytes);
        returns buf, or NULL when absent or too long. */
-    const char *(*rest_param)(const struct km_rest_call *call, const char *name, char *buf,
-                              size_t len);
+    const char *(*rest_param)(const struct km_rest_call *call, const char *name,
+                              char *buf, size_t len);
 };
 
 /* ---- the descriptor a plugin exports ------------------------------------ */
@@ -287,8 +288,8 @@ struct km_plugin {
 #endif
 
 /* Defines the exported descriptor: KM_PLUGIN_DEFINE(.name = "x", .init = f, ...) */
-#define KM_PLUGIN_DEFINE(...)                                                    \
-    KM_EXPORT const struct km_plugin km_plugin_descriptor = {.abi = KM_PLUGIN_ABI, \
+#define KM_PLUGIN_DEFINE(...)                                                            \
+    KM_EXPORT const struct km_plugin km_plugin_descriptor = {.abi = KM_PLUGIN_ABI,       \
                                                              __VA_ARGS__}
 
 #ifdef __cplusplus

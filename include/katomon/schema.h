@@ -47,10 +47,22 @@ struct km_field {
 };
 
 /* Shorthands for schema tables. */
-#define KM_FIELD(n, k, fl)          {(n), (k), (fl), NULL, NULL}
-#define KM_FIELD_OBJECT(n, fl, sub) {(n), KM_OBJECT, (fl), (sub), NULL}
-#define KM_FIELD_ARRAY(n, fl, item) {(n), KM_ARRAY, (fl), NULL, (item)}
-#define KM_FIELD_END                {NULL, KM_ANY, 0, NULL, NULL}
+#define KM_FIELD(n, k, fl)                                                               \
+    {                                                                                    \
+        (n), (k), (fl), NULL, NULL                                                       \
+    }
+#define KM_FIELD_OBJECT(n, fl, sub)                                                      \
+    {                                                                                    \
+        (n), KM_OBJECT, (fl), (sub), NULL                                                \
+    }
+#define KM_FIELD_ARRAY(n, fl, item)                                                      \
+    {                                                                                    \
+        (n), KM_ARRAY, (fl), NULL, (item)                                                \
+    }
+#define KM_FIELD_END                                                                     \
+    {                                                                                    \
+        NULL, KM_ANY, 0, NULL, NULL                                                      \
+    }
 
 #ifdef __cplusplus
 }

@@ -50,10 +50,10 @@
 
 #include <event2/event.h>
 
-#define PREFIX      200 /* payload bytes kept per message: the stamps are in there */
-#define READ_CHUNK  (256 * 1024)
-#define MAX_TOPICS  64
-#define WS_KEY      "dGhlIHNhbXBsZSBub25jZQ=="
+#define PREFIX     200 /* payload bytes kept per message: the stamps are in there */
+#define READ_CHUNK (256 * 1024)
+#define MAX_TOPICS 64
+#define WS_KEY     "dGhlIHNhbXBsZSBub25jZQ=="
 
 enum cstate { C_IDLE, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_DEAD };
 
@@ -61,21 +61,21 @@ struct conn {
     int fd;
     int idx;
     enum cstate st;
-    int stalled;           /* never reads after the handshake (scenario S5) */
-    struct event *ev;      /* read (and connect) event */
+    int stalled;      /* never reads after the handshake (scenario S5) */
+    struct event *ev; /* read (and connect) event */
     /* handshake response (only while C_HANDSHAKE) */
     char *resp;
     size_t resp_len;
     /* frame parser */
     unsigned char hdr[14];
-    unsigned hdr_len;      /* header bytes in hdr */
-    unsigned hdr_need;     /* header bytes needed (2 until the length byte is seen) */
-    uint64_t left;         /* payload bytes left of the current frame */
-    uint64_t plen;         /* its payload length */
+    unsigned hdr_len;  /* header bytes in hdr */
+    unsigned hdr_need; /* header bytes needed (2 until the length byte is seen) */
+    uint64_t left;     /* payload bytes left of the current frame */
+    uint64_t plen;     /* its payload length */
     int op;
     unsigned char pre[PREFIX];
     unsigned pre_len;
-    long long last_seq;    /* of the last data message; -1: none */
+    long long last_seq; /* of the last data message; -1: none */
     uint16_t local_port;
 };
 
@@ -87,14 +87,14 @@ static struct {
     int n;
     int n_src;
     int inflight_max;
-    const char *sub;       /* comma list, or NULL */
-    int sub_random;        /* > 0: each subscribes to this many random topics of sub */
-    int stall;             /* connections that never read */
+    const char *sub; /* comma list, or NULL */
+    int sub_random;  /* > 0: each subscribes to this many random topics of sub */
+    int stall;       /* connections that never read */
     double warmup, duration;
     int pid;
     int km_stats;
-    int idle;              /* S4: no message window, RSS only */
-    double settle;         /* idle: seconds between the last connect and the RSS read */
+    int idle;      /* S4: no message window, RSS only */
+    double settle; /* idle: seconds between the last connect and the RSS read */
     const char *out;
     const char *label;
     unsigned seed;
@@ -111,16 +111,18 @@ static struct {
     struct timespec now_mono, now_real;
     int64_t now_mono_us, now_real_us;
     uint64_t msgs, bytes, msgs_stalled, gaps, ctrl_frames, pings;
-    uint64_t msgs_total;      /* data messages ever (any time, any client) */
+    uint64_t msgs_total;             /* data messages ever (any time, any client) */
     uint64_t span_msgs0, span_msgs1; /* msgs_total at the two stats requests */
-    int32_t *lat;  size_t n_lat, cap_lat;
-    int32_t *age;  size_t n_age, cap_age;
+    int32_t *lat;
+    size_t n_lat, cap_lat;
+    int32_t *age;
+    size_t n_age, cap_age;
     uint64_t no_stamp;
-    int64_t probe_max_us;      /* largest lateness of the 5 ms probe timer in the window */
-    uint64_t probe_late20;     /* probe fires more than 20 ms late */
+    int64_t probe_max_us;  /* largest lateness of the 5 ms probe timer in the window */
+    uint64_t probe_late20; /* probe fires more than 20 ms late */
     /* server */
-    double cpu0, cpu1;   /* /proc/PID/stat utime + stime */
-    double sch0, sch1;   /* schedstat sum */
+    double cpu0, cpu1; /* /proc/PID/stat utime + stime */
+    double sch0, sch1; /* schedstat sum */
     long rss_base, rss0, rss1, rss_max;
     double t_connect;
     double window_real;
@@ -193,7 +195,8 @@ static double proc_cpu(int pid)
     /* fields after the ")" of comm: state(3) ... utime(14) stime(15) */
     if (!(p = strrchr(buf, ')')))
         return -1;
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) !=
+        2)
         return -1;
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
@@ -451,7 +454,10 @@ static int parse(struct conn *c, const unsigned char *d, size_t n)
             n -= take;
             if (c->hdr_len == 2) {
                 unsigned l7 = c->hdr[1] & 0x7f;
-                c->hdr_need = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) +
+                c->hdr_need = 2 +
+                              (l7 == 126   ? 2
+                               : l7 == 127 ? 8
+                                           : 0) +
                               ((c->hdr[1] & 0x80) ? 4 : 0);
             }
             if (c->hdr_len < c->hdr_need)
@@ -718,9 +724,7 @@ static void http_get(struct http_get *h, const char *path, char **dst)
 
 /* ---- running the loop ---- */
 
-static void noop_cb(evutil_socket_t fd, short what, void *arg)
-{
-}
+static void noop_cb(evutil_socket_t fd, short what, void *arg) {}
 
 /* Machine-noise probe: a 5 ms timer whose lateness, in the window, says how
    often the host (other load, the hypervisor) kept this process off the CPU.
@@ -824,9 +828,10 @@ static long long stall_queued(const char *text, uint16_t port)
 
 static void print_results(FILE *f)
 {
-    static const char *const keys[] = {"json_encodes", "frames_built", "frames_queued",
-                                       "private_frames", "state_conflated", "state_skipped",
-                                       "closed_slow", "ticks", "bus_json_encodes"};
+    static const char *const keys[] = {
+        "json_encodes",   "frames_built",    "frames_queued",
+        "private_frames", "state_conflated", "state_skipped",
+        "closed_slow",    "ticks",           "bus_json_encodes"};
     double w = g.window_real;
     double ccpu = (double)(g.ru1.ru_utime.tv_sec - g.ru0.ru_utime.tv_sec) +
                   (double)(g.ru1.ru_stime.tv_sec - g.ru0.ru_stime.tv_sec) +
@@ -835,8 +840,10 @@ static void print_results(FILE *f)
 
     qsort(g.lat, g.n_lat, sizeof *g.lat, cmp_i32);
     qsort(g.age, g.n_age, sizeof *g.age, cmp_i32);
-    fprintf(f, "{\"label\":\"%s\",\"n\":%d,\"open\":%d,\"failed\":%d,\"closed_by_server\":%d,",
-            g.label ? g.label : "", g.n, g.n_open, g.n_failed, g.n_closed_by_server);
+    fprintf(
+        f,
+        "{\"label\":\"%s\",\"n\":%d,\"open\":%d,\"failed\":%d,\"closed_by_server\":%d,",
+        g.label ? g.label : "", g.n, g.n_open, g.n_failed, g.n_closed_by_server);
     fprintf(f, "\"connect_s\":%.3f,\"window_s\":%.3f,", g.t_connect, w);
     fprintf(f, "\"msgs\":%llu,\"bytes\":%llu,\"msgs_per_s\":%.1f,\"bytes_per_s\":%.1f,",
             (unsigned long long)g.msgs, (unsigned long long)g.bytes,
@@ -844,12 +851,14 @@ static void print_results(FILE *f)
     fprintf(f, "\"mean_payload\":%.1f,\"gaps\":%llu,\"no_stamp\":%llu,\"pings\":%llu,",
             g.msgs ? (double)g.bytes / (double)g.msgs : 0, (unsigned long long)g.gaps,
             (unsigned long long)g.no_stamp, (unsigned long long)g.pings);
-    fprintf(f, "\"lat_p50_us\":%.0f,\"lat_p99_us\":%.0f,\"lat_p999_us\":%.0f,"
-               "\"lat_max_us\":%.0f,",
+    fprintf(f,
+            "\"lat_p50_us\":%.0f,\"lat_p99_us\":%.0f,\"lat_p999_us\":%.0f,"
+            "\"lat_max_us\":%.0f,",
             pct(g.lat, g.n_lat, .5), pct(g.lat, g.n_lat, .99), pct(g.lat, g.n_lat, .999),
             g.n_lat ? (double)g.lat[g.n_lat - 1] : -1);
-    fprintf(f, "\"age_p50_us\":%.0f,\"age_p99_us\":%.0f,\"age_p999_us\":%.0f,"
-               "\"age_max_us\":%.0f,",
+    fprintf(f,
+            "\"age_p50_us\":%.0f,\"age_p99_us\":%.0f,\"age_p999_us\":%.0f,"
+            "\"age_max_us\":%.0f,",
             pct(g.age, g.n_age, .5), pct(g.age, g.n_age, .99), pct(g.age, g.n_age, .999),
             g.n_age ? (double)g.age[g.n_age - 1] : -1);
     fprintf(f, "\"server_cpu_s\":%.3f,\"cpu_s_per_M\":%.3f,\"server_cpu_pct\":%.2f,",
@@ -859,19 +868,23 @@ static void print_results(FILE *f)
             g.msgs ? (g.sch1 - g.sch0) / (double)g.msgs * 1e6 : -1);
     fprintf(f, "\"client_cpu_s\":%.3f,\"probe_max_us\":%lld,\"probe_late20\":%llu,", ccpu,
             (long long)g.probe_max_us, (unsigned long long)g.probe_late20);
-    fprintf(f, "\"rss_base_kib\":%ld,\"rss_start_kib\":%ld,\"rss_end_kib\":%ld,"
-               "\"rss_max_kib\":%ld,\"rss_per_conn_bytes\":%.0f",
+    fprintf(f,
+            "\"rss_base_kib\":%ld,\"rss_start_kib\":%ld,\"rss_end_kib\":%ld,"
+            "\"rss_max_kib\":%ld,\"rss_per_conn_bytes\":%.0f",
             g.rss_base, g.rss0, g.rss1, g.rss_max,
-            g.n_open > 0 && g.rss_base > 0 ? (double)(g.rss1 - g.rss_base) * 1024 / g.n_open
-                                           : -1);
+            g.n_open > 0 && g.rss_base > 0
+                ? (double)(g.rss1 - g.rss_base) * 1024 / g.n_open
+                : -1);
     if (g.km_stats) {
         fprintf(f, ",\"km\":{");
         for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
             long long a = stat_num(g.stats_before, keys[i]),
                       b = stat_num(g.stats_after, keys[i]);
-            fprintf(f, "%s\"%s\":%lld", i ? "," : "", keys[i], a >= 0 && b >= 0 ? b - a : -1);
+            fprintf(f, "%s\"%s\":%lld", i ? "," : "", keys[i],
+                    a >= 0 && b >= 0 ? b - a : -1);
         }
-        fprintf(f, ",\"sets\":%lld,\"span_msgs\":%llu", stat_num(g.stats_after, "subscription_sets"),
+        fprintf(f, ",\"sets\":%lld,\"span_msgs\":%llu",
+                stat_num(g.stats_after, "subscription_sets"),
                 (unsigned long long)(g.span_msgs1 - g.span_msgs0));
         if (g.stall > 0)
             fprintf(f, ",\"stalled_queued_bytes\":%lld",
@@ -879,8 +892,9 @@ static void print_results(FILE *f)
         fprintf(f, "}");
     }
     if (g.memcount)
-        fprintf(f, ",\"copies\":{\"large_calls\":%llu,\"large_bytes\":%llu,"
-                   "\"small_calls\":%llu,\"small_bytes\":%llu}",
+        fprintf(f,
+                ",\"copies\":{\"large_calls\":%llu,\"large_bytes\":%llu,"
+                "\"small_calls\":%llu,\"small_bytes\":%llu}",
                 (unsigned long long)(g.mc1[0] - g.mc0[0]),
                 (unsigned long long)(g.mc1[1] - g.mc0[1]),
                 (unsigned long long)(g.mc1[2] - g.mc0[2]),
@@ -890,23 +904,27 @@ static void print_results(FILE *f)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: bench_client -p PORT [-n N] [--path /ws] [--sub a,b,c] [--sub-random K]\n"
-            "  [--stall K] [--warmup S] [--duration S] [--pid PID] [--km-stats] [--idle]\n"
-            "  [--settle S] [--src K] [--inflight K] [--label L] [--out FILE] [--seed N]\n"
-            "  [--memcount FILE]\n");
+    fprintf(
+        stderr,
+        "usage: bench_client -p PORT [-n N] [--path /ws] [--sub a,b,c] [--sub-random K]\n"
+        "  [--stall K] [--warmup S] [--duration S] [--pid PID] [--km-stats] [--idle]\n"
+        "  [--settle S] [--src K] [--inflight K] [--label L] [--out FILE] [--seed N]\n"
+        "  [--memcount FILE]\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"port", 1, 0, 'p'},     {"host", 1, 0, 'H'},      {"path", 1, 0, 'P'},
-        {"clients", 1, 0, 'n'},  {"sub", 1, 0, 's'},       {"sub-random", 1, 0, 'r'},
-        {"stall", 1, 0, 'S'},    {"warmup", 1, 0, 'w'},    {"duration", 1, 0, 'd'},
-        {"pid", 1, 0, 'i'},      {"km-stats", 0, 0, 'k'},  {"idle", 0, 0, 'I'},
-        {"settle", 1, 0, 'e'},   {"src", 1, 0, 'a'},       {"inflight", 1, 0, 'f'},
-        {"label", 1, 0, 'l'},    {"out", 1, 0, 'o'},       {"seed", 1, 0, 'x'},
+        {"port", 1, 0, 'p'},     {"host", 1, 0, 'H'},
+        {"path", 1, 0, 'P'},     {"clients", 1, 0, 'n'},
+        {"sub", 1, 0, 's'},      {"sub-random", 1, 0, 'r'},
+        {"stall", 1, 0, 'S'},    {"warmup", 1, 0, 'w'},
+        {"duration", 1, 0, 'd'}, {"pid", 1, 0, 'i'},
+        {"km-stats", 0, 0, 'k'}, {"idle", 0, 0, 'I'},
+        {"settle", 1, 0, 'e'},   {"src", 1, 0, 'a'},
+        {"inflight", 1, 0, 'f'}, {"label", 1, 0, 'l'},
+        {"out", 1, 0, 'o'},      {"seed", 1, 0, 'x'},
         {"memcount", 1, 0, 'm'}, {0, 0, 0, 0}};
     struct rlimit rl;
     int o;
@@ -921,26 +939,65 @@ int main(int argc, char **argv)
     g.seed = 12345;
     while ((o = getopt_long(argc, argv, "p:H:n:", opts, NULL)) != -1) {
         switch (o) {
-        case 'p': g.port = atoi(optarg); break;
-        case 'H': g.host = optarg; break;
-        case 'P': g.path = optarg; break;
-        case 'n': g.n = atoi(optarg); break;
-        case 's': g.sub = optarg; break;
-        case 'r': g.sub_random = atoi(optarg); break;
-        case 'S': g.stall = atoi(optarg); break;
-        case 'w': g.warmup = atof(optarg); break;
-        case 'd': g.duration = atof(optarg); break;
-        case 'i': g.pid = atoi(optarg); break;
-        case 'k': g.km_stats = 1; break;
-        case 'I': g.idle = 1; break;
-        case 'e': g.settle = atof(optarg); break;
-        case 'a': g.n_src = atoi(optarg); break;
-        case 'f': g.inflight_max = atoi(optarg); break;
-        case 'l': g.label = optarg; break;
-        case 'o': g.out = optarg; break;
-        case 'x': g.seed = (unsigned)atoi(optarg); break;
-        case 'm': g.memcount = optarg; break;
-        default: usage();
+        case 'p':
+            g.port = atoi(optarg);
+            break;
+        case 'H':
+            g.host = optarg;
+            break;
+        case 'P':
+            g.path = optarg;
+            break;
+        case 'n':
+            g.n = atoi(optarg);
+            break;
+        case 's':
+            g.sub = optarg;
+            break;
+        case 'r':
+            g.sub_random = atoi(optarg);
+            break;
+        case 'S':
+            g.stall = atoi(optarg);
+            break;
+        case 'w':
+            g.warmup = atof(optarg);
+            break;
+        case 'd':
+            g.duration = atof(optarg);
+            break;
+        case 'i':
+            g.pid = atoi(optarg);
+            break;
+        case 'k':
+            g.km_stats = 1;
+            break;
+        case 'I':
+            g.idle = 1;
+            break;
+        case 'e':
+            g.settle = atof(optarg);
+            break;
+        case 'a':
+            g.n_src = atoi(optarg);
+            break;
+        case 'f':
+            g.inflight_max = atoi(optarg);
+            break;
+        case 'l':
+            g.label = optarg;
+            break;
+        case 'o':
+            g.out = optarg;
+            break;
+        case 'x':
+            g.seed = (unsigned)atoi(optarg);
+            break;
+        case 'm':
+            g.memcount = optarg;
+            break;
+        default:
+            usage();
         }
     }
     if (g.port <= 0 || g.n <= 0 || g.n > 100000)

@@ -45,11 +45,11 @@ enum { F_HANDSHAKE = 1, F_OPEN = 2 };
 struct fconn {
     int fd;
     int st;
-    char *req;             /* handshake request so far (freed once open) */
+    char *req; /* handshake request so far (freed once open) */
     size_t req_len;
     const unsigned char *pend; /* rest of a frame the socket did not take */
     size_t pend_len;
-    unsigned char *pend_buf;   /* its own copy (the shared frame changes) */
+    unsigned char *pend_buf; /* its own copy (the shared frame changes) */
     struct fconn *next, *prev;
 };
 
@@ -192,9 +192,10 @@ static size_t build(unsigned char *frame, size_t size, unsigned long long seq)
 
     gmtime_r(&sec, &tm);
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    hl = snprintf(head, sizeof head,
-                  "%s%s.%06lldZ\",\"data\":{\"bench\":{\"t\":%lld,\"seq\":%llu,\"pad\":\"", pre,
-                  ts, (long long)(real % 1000000), (long long)t, seq);
+    hl =
+        snprintf(head, sizeof head,
+                 "%s%s.%06lldZ\",\"data\":{\"bench\":{\"t\":%lld,\"seq\":%llu,\"pad\":\"",
+                 pre, ts, (long long)(real % 1000000), (long long)t, seq);
     pad = size - (size_t)hl - 4; /* "}}}  with the closing quote */
     memcpy(p, head, (size_t)hl);
     memset(p + hl, 'x', pad);
@@ -301,7 +302,8 @@ int main(int argc, char **argv)
     } else {
         tfd = -1;
     }
-    fprintf(stderr, "floor: listening on 127.0.0.1:%d, %g Hz, %zu bytes\n", port, hz, size);
+    fprintf(stderr, "floor: listening on 127.0.0.1:%d, %g Hz, %zu bytes\n", port, hz,
+            size);
     for (;;) {
         struct epoll_event evs[256];
         int n = epoll_wait(epfd, evs, 256, -1);
@@ -311,7 +313,8 @@ int main(int argc, char **argv)
             void *p = evs[i].data.ptr;
             if (p == &listen_tag) {
                 int fd;
-                while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+                while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >=
+                       0) {
                     struct fconn *c = calloc(1, sizeof *c);
                     c->fd = fd;
                     c->st = F_HANDSHAKE;

@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 struct memcount {
-    uint64_t large_calls;  /* copies of >= 512 bytes */
+    uint64_t large_calls; /* copies of >= 512 bytes */
     uint64_t large_bytes;
     uint64_t small_calls;
     uint64_t small_bytes;

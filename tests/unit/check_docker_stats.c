@@ -45,14 +45,14 @@
 #include "loader.h"
 #include "log.h"
 
-#define ID_KATO    "7cbf5507febd"
-#define ID_REDIS   "eab67f8ce57e"
-#define ID_HEALTH  "eaf8965d305a"
-#define ID_SICK    "76e38d6ecfcb"
-#define ID_IO      "7463f5539ba7"
-#define MAX_REQS   512
-#define MAX_CONNS  128
-#define MAX_STATS  16
+#define ID_KATO   "7cbf5507febd"
+#define ID_REDIS  "eab67f8ce57e"
+#define ID_HEALTH "eaf8965d305a"
+#define ID_SICK   "76e38d6ecfcb"
+#define ID_IO     "7463f5539ba7"
+#define MAX_REQS  512
+#define MAX_CONNS 128
+#define MAX_STATS 16
 
 /* ---- the daemon side ------------------------------------------------------ */
 
@@ -86,22 +86,22 @@ struct fconn {
 };
 
 struct fk_stats {
-    char id[13];   /* id prefix */
-    char *body;    /* answer (owned) */
-    int status;    /* HTTP status */
+    char id[13]; /* id prefix */
+    char *body;  /* answer (owned) */
+    int status;  /* HTTP status */
 };
 
 static struct {
     struct evconnlistener *lst;
-    char *list_body;              /* /containers/json answer (owned) */
+    char *list_body; /* /containers/json answer (owned) */
     int list_status;
     struct fk_stats stats[MAX_STATS];
     int n_stats;
-    int delay_ms;                 /* stats answers wait this long */
-    char reqs[MAX_REQS][300];     /* request targets, in order */
-    double req_t[MAX_REQS];       /* when */
+    int delay_ms;             /* stats answers wait this long */
+    char reqs[MAX_REQS][300]; /* request targets, in order */
+    double req_t[MAX_REQS];   /* when */
     int n_reqs;
-    int inflight, max_inflight;   /* stats requests being answered */
+    int inflight, max_inflight; /* stats requests being answered */
     struct fconn *conns[MAX_CONNS];
     int n_conns;
 } fk;
@@ -208,10 +208,11 @@ static void respond(struct fconn *c, int status, const char *body)
     if (!c->bev)
         return;
     c->answered = 1;
-    evbuffer_add_printf(bufferevent_get_output(c->bev),
-                        "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nApi-Version: "
-                        "1.41\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                        status, status == 200 ? "OK" : "Error", strlen(body), body);
+    evbuffer_add_printf(
+        bufferevent_get_output(c->bev),
+        "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nApi-Version: "
+        "1.41\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+        status, status == 200 ? "OK" : "Error", strlen(body), body);
 }
 
 struct delayed {
@@ -250,8 +251,9 @@ static void on_fread(struct bufferevent *bev, void *arg)
 
     if (end.pos < 0 || c->events || c->pending)
         return;
-    size_t n = evbuffer_remove(in, head, end.pos + 4 < (ssize_t)sizeof head ? (size_t)end.pos + 4
-                                                                             : sizeof head - 1);
+    size_t n = evbuffer_remove(in, head,
+                               end.pos + 4 < (ssize_t)sizeof head ? (size_t)end.pos + 4
+                                                                  : sizeof head - 1);
     head[n] = '\0';
     sscanf(head, "GET %299s HTTP/1.1", target);
     if (fk.n_reqs < MAX_REQS) {
@@ -315,7 +317,8 @@ static int fk_start_tcp(void)
                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 16,
                                      (struct sockaddr *)&sa, sizeof sa);
     ck_assert_ptr_nonnull(fk.lst);
-    ck_assert_int_eq(getsockname(evconnlistener_get_fd(fk.lst), (struct sockaddr *)&sa, &len), 0);
+    ck_assert_int_eq(
+        getsockname(evconnlistener_get_fd(fk.lst), (struct sockaddr *)&sa, &len), 0);
     return ntohs(sa.sin_port);
 }
 
@@ -373,8 +376,8 @@ static void fk_stop(void)
 /* Messages of the containers topic. */
 static struct {
     int n;
-    json_t *last;   /* copy of the latest (owned) */
-    double last_t;  /* when it came */
+    json_t *last;  /* copy of the latest (owned) */
+    double last_t; /* when it came */
 } box;
 
 static void on_containers(struct km_topic *t, struct km_msg *msg, void *arg)
@@ -445,18 +448,21 @@ static void __attribute__((format(printf, 1, 2))) start_plugin(const char *fmt, 
     ck_assert_ptr_nonnull(f);
     fputs(text, f);
     fclose(f);
-    ck_assert_msg(km_config_load(path, &core.cfg, err, sizeof err) == 0, "config: %s", err);
+    ck_assert_msg(km_config_load(path, &core.cfg, err, sizeof err) == 0, "config: %s",
+                  err);
     core.loader = km_loader_new(&core);
     ck_assert_ptr_nonnull(core.loader);
     ck_assert_msg(km_loader_load_all(core.loader, err, sizeof err) == 0, "load: %s", err);
     ck_assert_msg(km_bus_find(core.bus, "containers") != NULL,
                   "docker_stats did not start (bad config?)");
-    ck_assert_ptr_nonnull(km_bus_subscribe(core.bus, "containers", on_containers, NULL, NULL));
+    ck_assert_ptr_nonnull(
+        km_bus_subscribe(core.bus, "containers", on_containers, NULL, NULL));
 }
 
 static void run_for(double seconds)
 {
-    struct timeval tv = {(time_t)seconds, (suseconds_t)((seconds - (time_t)seconds) * 1e6)};
+    struct timeval tv = {(time_t)seconds,
+                         (suseconds_t)((seconds - (time_t)seconds) * 1e6)};
     event_base_loopexit(core.base, &tv);
     event_base_dispatch(core.base);
 }
@@ -474,7 +480,8 @@ static json_t *container(json_t *msg, const char *name)
 {
     size_t i;
     json_t *c;
-    json_array_foreach(json_object_get(msg, "containers"), i, c) {
+    json_array_foreach(json_object_get(msg, "containers"), i, c)
+    {
         const char *n = json_string_value(json_object_get(c, "name"));
         if (n && strcmp(n, name) == 0)
             return c;
@@ -492,27 +499,29 @@ static json_t *at(json_t *obj, const char *path)
     return obj;
 }
 
-#define ASSERT_INT_AT(obj, path, want)                                                    \
-    do {                                                                                  \
-        json_t *v_ = at((obj), (path));                                                   \
-        ck_assert_msg(json_is_integer(v_), "%s is not a JSON integer", (path));           \
-        ck_assert_msg(json_integer_value(v_) == (json_int_t)(want), "%s = %lld, want %lld", \
-                      (path), (long long)json_integer_value(v_), (long long)(want));      \
+#define ASSERT_INT_AT(obj, path, want)                                                   \
+    do {                                                                                 \
+        json_t *v_ = at((obj), (path));                                                  \
+        ck_assert_msg(json_is_integer(v_), "%s is not a JSON integer", (path));          \
+        ck_assert_msg(json_integer_value(v_) == (json_int_t)(want),                      \
+                      "%s = %lld, want %lld", (path), (long long)json_integer_value(v_), \
+                      (long long)(want));                                                \
     } while (0)
 
-#define ASSERT_NUM_AT(obj, path, want, tol)                                             \
-    do {                                                                                \
-        json_t *v_ = at((obj), (path));                                                 \
-        ck_assert_msg(json_is_number(v_), "%s is not a number", (path));                \
-        ck_assert_msg(fabs(json_number_value(v_) - (want)) <= (tol), "%s = %.6f, want %.6f", \
-                      (path), json_number_value(v_), (double)(want));                   \
+#define ASSERT_NUM_AT(obj, path, want, tol)                                              \
+    do {                                                                                 \
+        json_t *v_ = at((obj), (path));                                                  \
+        ck_assert_msg(json_is_number(v_), "%s is not a number", (path));                 \
+        ck_assert_msg(fabs(json_number_value(v_) - (want)) <= (tol),                     \
+                      "%s = %.6f, want %.6f", (path), json_number_value(v_),             \
+                      (double)(want));                                                   \
     } while (0)
 
-#define ASSERT_STR_AT(obj, path, want)                                                  \
-    do {                                                                                \
-        json_t *v_ = at((obj), (path));                                                 \
-        ck_assert_msg(json_is_string(v_), "%s is not a string", (path));                \
-        ck_assert_str_eq(json_string_value(v_), (want));                                \
+#define ASSERT_STR_AT(obj, path, want)                                                   \
+    do {                                                                                 \
+        json_t *v_ = at((obj), (path));                                                  \
+        ck_assert_msg(json_is_string(v_), "%s is not a string", (path));                 \
+        ck_assert_str_eq(json_string_value(v_), (want));                                 \
     } while (0)
 
 static double mb(double bytes)
@@ -606,7 +615,8 @@ START_TEST(test_fixture_figures)
     ASSERT_NUM_AT(m, "aggregated.total_cpu_percent", 99.32 + 0 + 1.42 + 0.01, 0.02);
     ASSERT_NUM_AT(m, "aggregated.total_memory_mb", mb(used), 1e-6);
     ASSERT_NUM_AT(m, "aggregated.total_memory_limit_mb", mb(lim), 1e-6);
-    ASSERT_NUM_AT(m, "aggregated.total_memory_percent", round(used / lim * 10000) / 100, 1e-9);
+    ASSERT_NUM_AT(m, "aggregated.total_memory_percent", round(used / lim * 10000) / 100,
+                  1e-9);
     ASSERT_INT_AT(m, "aggregated.container_count", 5);
     ck_assert(json_is_string(at(m, "aggregated.timestamp")));
 
@@ -629,7 +639,8 @@ START_TEST(test_concurrent_requests)
     ck_assert(wait_msgs(1, 5));
     double took = box.last_t - t0;
     ck_assert_int_eq(fk.max_inflight, 4);
-    ck_assert_msg(took < 1.2, "a poll of 4 containers answering in 0.4 s took %.2f s", took);
+    ck_assert_msg(took < 1.2, "a poll of 4 containers answering in 0.4 s took %.2f s",
+                  took);
 }
 END_TEST
 
@@ -652,7 +663,8 @@ START_TEST(test_oneshot_uses_previous_sample)
                         json_integer((json_int_t)(t1 + 1.5e9)));
     json_object_set_new(at(next, "cpu_stats"), "system_cpu_usage",
                         json_integer((json_int_t)(s1 + 3e9)));
-    ck_assert_int_eq(json_integer_value(at(next, "precpu_stats.cpu_usage.total_usage")), 0);
+    ck_assert_int_eq(json_integer_value(at(next, "precpu_stats.cpu_usage.total_usage")),
+                     0);
     json_decref(prev);
     fk_set_stats_json(ID_KATO, next);
     ck_assert(wait_msgs(2, 5));
@@ -670,7 +682,8 @@ START_TEST(test_cgroup_shapes)
     const char *key;
     json_t *val;
     void *tmp;
-    json_object_foreach_safe(st, tmp, key, val) {
+    json_object_foreach_safe(st, tmp, key, val)
+    {
         if (strncmp(key, "total_", 6) == 0)
             json_object_del(st, key);
     }
@@ -681,7 +694,8 @@ START_TEST(test_cgroup_shapes)
     /* v1 whose non-hierarchical inactive_file differs: the CLI subtracts
        total_inactive_file */
     json_t *v1 = load_fixture("stats-kato-io.json");
-    json_object_set_new(at(v1, "memory_stats.stats"), "inactive_file", json_integer(4096));
+    json_object_set_new(at(v1, "memory_stats.stats"), "inactive_file",
+                        json_integer(4096));
 
     /* v1 without online_cpus: the length of percpu_usage (2) */
     json_t *nocpus = load_fixture("stats-kato.json");
@@ -702,7 +716,8 @@ START_TEST(test_cgroup_shapes)
     start_plugin("containers = kato,kato-io,kato-health,kato-redis\ninterval = 30\n"
                  "events = false\n");
     ck_assert(wait_msgs(1, 5));
-    ASSERT_INT_AT(container(box.last, "kato-io"), "memory.usage_bytes", 17899520 - 1000000);
+    ASSERT_INT_AT(container(box.last, "kato-io"), "memory.usage_bytes",
+                  17899520 - 1000000);
     ASSERT_NUM_AT(container(box.last, "kato-io"), "cpu", 0.01, 0.006);
     ASSERT_INT_AT(container(box.last, "kato-health"), "memory.usage_bytes", 1122304);
     ASSERT_NUM_AT(container(box.last, "kato"), "cpu", 99.32, 0.006);
@@ -750,7 +765,8 @@ START_TEST(test_stopped_containers)
     r = container(box.last, "kato-redis");
     ASSERT_INT_AT(r, "memory.usage_bytes", 462848);
     ck_assert_ptr_null(json_object_get(r, "error"));
-    ck_assert_int_eq(fk_count("/containers/" ID_REDIS "/stats?stream=false&one-shot"), before);
+    ck_assert_int_eq(fk_count("/containers/" ID_REDIS "/stats?stream=false&one-shot"),
+                     before);
 }
 END_TEST
 
@@ -777,9 +793,11 @@ START_TEST(test_docker_unreachable)
     int n0 = box.n;
     run_for(5.0);
     int tries = fk_count("/containers/json");
-    ck_assert_msg(tries >= 2 && tries <= 4, "%d list requests in 5 s while failing", tries);
+    ck_assert_msg(tries >= 2 && tries <= 4, "%d list requests in 5 s while failing",
+                  tries);
     ck_assert_int_ge(box.n - n0, 2);
-    ck_assert(strstr(json_string_value(json_object_get(box.last, "error")), "HTTP 500") != NULL);
+    ck_assert(strstr(json_string_value(json_object_get(box.last, "error")), "HTTP 500") !=
+              NULL);
     ck_assert_int_ge(json_integer_value(at(box.last, "_source.failures")), 3);
     ck_assert_int_eq(json_array_size(json_object_get(box.last, "containers")), 0);
 
@@ -787,7 +805,8 @@ START_TEST(test_docker_unreachable)
     fk_set_list("[{\"Id\": oops", 200);
     int had = box.n;
     ck_assert(wait_msgs(had + 1, 10));
-    ck_assert(strstr(json_string_value(json_object_get(box.last, "error")), "bad JSON") != NULL);
+    ck_assert(strstr(json_string_value(json_object_get(box.last, "error")), "bad JSON") !=
+              NULL);
 
     /* back: healthy at once on the next try, and failures reset */
     serve_fixtures();
@@ -811,7 +830,8 @@ START_TEST(test_stats_error_per_container)
     fk_set_stats_text(ID_REDIS, "{\"message\":\"boom\"}", 500);
     fk_set_stats_text(ID_HEALTH, "{not json", 200);
     fk_start();
-    start_plugin("containers = kato,kato-redis,kato-health\ninterval = 30\nevents = false\n");
+    start_plugin(
+        "containers = kato,kato-redis,kato-health\ninterval = 30\nevents = false\n");
     ck_assert(wait_msgs(1, 5));
     ck_assert(json_is_true(at(box.last, "_source.healthy")));
     ck_assert_ptr_nonnull(json_object_get(container(box.last, "kato-redis"), "error"));
@@ -834,21 +854,23 @@ START_TEST(test_events_trigger_poll)
 
     /* an event for a container we do not watch changes nothing */
     int had = box.n;
-    ck_assert_int_eq(fk_push_event("{\"status\":\"die\",\"Type\":\"container\",\"Action\":"
-                                   "\"die\",\"Actor\":{\"ID\":\"" ID_SICK "\",\"Attributes\":"
-                                   "{\"name\":\"kato-sick\",\"exitCode\":\"137\"}},"
-                                   "\"time\":1795402219}"),
-                     1);
+    ck_assert_int_eq(
+        fk_push_event("{\"status\":\"die\",\"Type\":\"container\",\"Action\":"
+                      "\"die\",\"Actor\":{\"ID\":\"" ID_SICK "\",\"Attributes\":"
+                      "{\"name\":\"kato-sick\",\"exitCode\":\"137\"}},"
+                      "\"time\":1795402219}"),
+        1);
     run_for(0.5);
     ck_assert_int_eq(box.n, had);
 
     /* kato-redis dies: polled at once, not in 60 s */
     fk_set_list_fixture("containers-json-stopped.json");
     double t0 = now_s();
-    fk_push_event("{\"status\":\"die\",\"id\":\"" ID_REDIS "\",\"Type\":\"container\","
-                  "\"Action\":\"die\",\"Actor\":{\"ID\":\"" ID_REDIS "\",\"Attributes\":"
-                  "{\"name\":\"kato-redis\",\"exitCode\":\"143\",\"katomon.test\":\"1\"}},"
-                  "\"time\":1795402219}");
+    fk_push_event(
+        "{\"status\":\"die\",\"id\":\"" ID_REDIS "\",\"Type\":\"container\","
+        "\"Action\":\"die\",\"Actor\":{\"ID\":\"" ID_REDIS "\",\"Attributes\":"
+        "{\"name\":\"kato-redis\",\"exitCode\":\"143\",\"katomon.test\":\"1\"}},"
+        "\"time\":1795402219}");
     ck_assert(wait_msgs(had + 1, 2));
     ck_assert_msg(box.last_t - t0 < 1.0, "event to publish took %.2f s", box.last_t - t0);
     ASSERT_STR_AT(container(box.last, "kato-redis"), "status", "exited");
@@ -859,12 +881,16 @@ START_TEST(test_events_trigger_poll)
     for (int i = 0; i < fk.n_conns; i++) {
         struct fconn *c = fk.conns[i];
         if (c->bev && c->events) {
-            const char *a = "{\"Type\":\"container\",\"Action\":\"start\",\"Actor\":{\"Attr";
-            const char *b = "ibutes\":{\"name\":\"kato-redis\"}}}\n{\"Type\":\"container\","
-                            "\"Action\":\"start\",\"Actor\":{\"Attributes\":{\"name\":"
-                            "\"kato\"}}}\n";
-            evbuffer_add_printf(bufferevent_get_output(c->bev), "%zx\r\n%s\r\n", strlen(a), a);
-            evbuffer_add_printf(bufferevent_get_output(c->bev), "%zx\r\n%s\r\n", strlen(b), b);
+            const char *a =
+                "{\"Type\":\"container\",\"Action\":\"start\",\"Actor\":{\"Attr";
+            const char *b =
+                "ibutes\":{\"name\":\"kato-redis\"}}}\n{\"Type\":\"container\","
+                "\"Action\":\"start\",\"Actor\":{\"Attributes\":{\"name\":"
+                "\"kato\"}}}\n";
+            evbuffer_add_printf(bufferevent_get_output(c->bev), "%zx\r\n%s\r\n",
+                                strlen(a), a);
+            evbuffer_add_printf(bufferevent_get_output(c->bev), "%zx\r\n%s\r\n",
+                                strlen(b), b);
         }
     }
     ck_assert(wait_msgs(had + 1, 2));
@@ -913,7 +939,8 @@ START_TEST(test_tcp_engine)
 {
     serve_fixtures();
     int port = fk_start_tcp();
-    start_plugin("url = http://127.0.0.1:%d\ncontainers = kato,kato-redis\ninterval = 30\n", port);
+    start_plugin(
+        "url = http://127.0.0.1:%d\ncontainers = kato,kato-redis\ninterval = 30\n", port);
     ck_assert(wait_msgs(1, 5));
     ck_assert(json_is_true(at(box.last, "_source.healthy")));
     ASSERT_NUM_AT(container(box.last, "kato"), "cpu", 99.32, 0.006);
@@ -928,11 +955,22 @@ static const struct {
     const char *name;
     const TTest *const *test;
 } tests[] = {
-#define T(t) {#t, &t}
-    T(test_fixture_figures),  T(test_concurrent_requests), T(test_oneshot_uses_previous_sample),
-    T(test_cgroup_shapes),    T(test_stopped_containers),  T(test_docker_unreachable),
-    T(test_stats_error_per_container), T(test_events_trigger_poll), T(test_label_and_all),
-    T(test_label_no_match),   T(test_all_containers),      T(test_tcp_engine),
+#define T(t)                                                                             \
+    {                                                                                    \
+#t, &t                                                                           \
+    }
+    T(test_fixture_figures),
+    T(test_concurrent_requests),
+    T(test_oneshot_uses_previous_sample),
+    T(test_cgroup_shapes),
+    T(test_stopped_containers),
+    T(test_docker_unreachable),
+    T(test_stats_error_per_container),
+    T(test_events_trigger_poll),
+    T(test_label_and_all),
+    T(test_label_no_match),
+    T(test_all_containers),
+    T(test_tcp_engine),
 #undef T
 };
 
