@@ -2180,15 +2180,22 @@ void km_ws_get_stats(const struct km_ws *ws, struct km_ws_stats *out)
     *out = ws->stats;
 }
 
+/* Clients listed at most by GET /api/v1/ws/subscriptions (count has them all). */
+#define KM_WS_LIST_MAX 1000
+
 json_t *km_ws_clients_json(struct km_ws *ws)
 {
     static const char *const states[] = {"", "open", "closing", "closing", "closed"};
     json_t *clients = json_array(), *o;
     char ts[40];
 
+    size_t listed = 0;
+
     if (!clients)
         return NULL;
-    for (struct km_ws_client *c = ws->clients; c; c = c->next) {
+    /* bounded: 10,000 clients would make a 2 MB answer built on the loop */
+    for (struct km_ws_client *c = ws->clients; c && listed < KM_WS_LIST_MAX;
+         c = c->next, listed++) {
         json_t *subs;
         if (c->set && c->set->all) {
             subs = json_string("*");
@@ -2208,12 +2215,12 @@ json_t *km_ws_clients_json(struct km_ws *ws)
                                (json_int_t)c->frames_out, "connected_at", ts));
     }
     o = json_pack(
-        "{s:I, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, "
+        "{s:I, s:b, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, "
         "s:{s:f, s:I, s:I, s:f, s:f}}",
-        "count", (json_int_t)ws->stats.clients, "subscription_sets",
-        (json_int_t)ws->stats.sets, "clients", clients, "stats", "json_encodes",
-        (json_int_t)ws->stats.json_encodes, "frames_built",
-        (json_int_t)ws->stats.frames_built, "frames_queued",
+        "count", (json_int_t)ws->stats.clients, "clients_truncated",
+        ws->stats.clients > listed, "subscription_sets", (json_int_t)ws->stats.sets,
+        "clients", clients, "stats", "json_encodes", (json_int_t)ws->stats.json_encodes,
+        "frames_built", (json_int_t)ws->stats.frames_built, "frames_queued",
         (json_int_t)ws->stats.frames_queued, "private_frames",
         (json_int_t)ws->stats.private_frames, "state_conflated",
         (json_int_t)ws->stats.state_conflated, "state_skipped",

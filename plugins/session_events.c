@@ -361,13 +361,14 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     char req[512];
 
     if (what & BEV_EVENT_CONNECTED) {
+        int v6 = strchr(se.host_name, ':') != NULL; /* an IPv6 literal: [::1]:8000 */
         /* The key is fixed: we trust the peer we chose, and the 101 check
            is what tells a stream from a 404. */
         snprintf(req, sizeof req,
-                 "GET /ws/events HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                 "GET /ws/events HTTP/1.1\r\nHost: %s%s%s:%d\r\nUpgrade: websocket\r\n"
                  "Connection: Upgrade\r\nSec-WebSocket-Key: a2F0b21vbi1zZXNzaW9ucw==\r\n"
                  "Sec-WebSocket-Version: 13\r\nUser-Agent: katomon\r\n\r\n",
-                 se.host_name, se.port);
+                 v6 ? "[" : "", se.host_name, v6 ? "]" : "", se.port);
         bufferevent_write(bev, req, strlen(req));
         return;
     }
