@@ -36,6 +36,16 @@ static json_t *km_rest_latest(struct km_core *core, const char *topic, json_t **
     return NULL;
 }
 
+/* 404 for GET /api/v1/topics/NAME/latest of a topic nobody declared. */
+static int km_rest_no_topic(const char *name, json_t **body)
+{
+    char detail[160];
+    snprintf(detail, sizeof detail, "no topic '%.64s' (GET /api/v1/topics lists them)",
+             name);
+    *body = km_rest_detail(detail);
+    return 404;
+}
+
 static int km_rest_health(json_t **body)
 {
     *body = json_pack("{s:s, s:s, s:s}", "status", "healthy", "service", PACKAGE_NAME,
@@ -243,7 +253,9 @@ int km_rest_get(struct km_core *core, struct km_ws *ws, const char *path, json_t
         status = km_rest_topics(core, body);
     else if (strncmp(path, tl, sizeof tl - 1) == 0 &&
              km_rest_latest_name(path, name, sizeof name))
-        status = km_rest_state(core, name, body); /* any state topic, e.g. host */
+        status = km_bus_find(core->bus, name)
+                     ? km_rest_state(core, name, body) /* e.g. host */
+                     : km_rest_no_topic(name, body);
     else if (strcmp(path, "/api/v1/plugins") == 0)
         status = km_rest_plugins(core, body);
     else if (strcmp(path, "/api/v1/ws/subscriptions") == 0) {
