@@ -164,17 +164,36 @@ static int64_t km_wall_us(void)
 
 void km_iso_time(int64_t us, char *buf, size_t buflen)
 {
+    /* The date and time of the last second formatted (per thread): every
+       realtime_update of a tick, and most events, fall in the same second. */
+    static __thread time_t day_sec;
+    static __thread size_t day_len; /* 0: nothing cached */
+    static __thread char day[24];
     time_t sec = (time_t)(us / 1000000);
     long frac = (long)(us % 1000000);
-    struct tm tm;
-    char day[24];
 
     if (frac < 0) {
         frac += 1000000;
         sec -= 1;
     }
-    gmtime_r(&sec, &tm);
-    strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!day_len || sec != day_sec) {
+        struct tm tm;
+        gmtime_r(&sec, &tm);
+        day_len = strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
+        day_sec = sec;
+    }
+    if (day_len && buflen >= day_len + 9) {
+        char *p = buf + day_len;
+        memcpy(buf, day, day_len);
+        *p++ = '.';
+        for (int i = 5; i >= 0; i--) {
+            p[i] = (char)('0' + frac % 10);
+            frac /= 10;
+        }
+        p[6] = 'Z';
+        p[7] = '\0';
+        return;
+    }
     snprintf(buf, buflen, "%s.%06ldZ", day, frac);
 }
 
@@ -364,6 +383,7 @@ struct km_ws_reader {
     size_t ctrl_len;         /* bytes in ctrl */
     uint64_t fed;            /* bytes handed to wslay so far */
     uint64_t used;           /* bytes of the frames wslay reported (headers + payload) */
+    int feeding;             /* inside km_ws_reader_feed: the context must stay */
 };
 
 static ssize_t km_reader_recv_cb(uint8_t *buf, size_t len, int flags, void *user_data)
@@ -411,7 +431,9 @@ static int km_reader_wake(struct km_ws_reader *r)
 
 static void km_reader_sleep(struct km_ws_reader *r)
 {
-    if (r->fctx && !r->in_frame && r->used == r->fed) {
+    /* not while feeding: a callback (a pong for a ping) may send a control
+       frame in the middle of the feed loop, which goes on with the context */
+    if (r->fctx && !r->feeding && !r->in_frame && r->used == r->fed) {
         wslay_frame_context_free(r->fctx);
         r->fctx = NULL;
     }
@@ -591,6 +613,7 @@ int km_ws_reader_feed(struct km_ws_reader *r, const void *data, size_t len,
     r->in = data;
     r->in_len = len;
     r->fed += len;
+    r->feeding = 1;
     for (;;) {
         struct wslay_frame_iocb io;
         memset(&io, 0, sizeof io);
@@ -624,6 +647,7 @@ int km_ws_reader_feed(struct km_ws_reader *r, const void *data, size_t len,
     }
     r->in = NULL;
     r->in_len = 0;
+    r->feeding = 0;
     km_reader_sleep(r);
     *reason = r->reason;
     return r->error;
@@ -838,17 +862,23 @@ enum km_frame_kind {
     KM_FRAME_PRIVATE = 3, /* a reply to one client: treated like an event */
 };
 
-/* One complete server frame, shared read-only by every client queue. */
+/* One complete server frame, shared read-only by every client queue. It is
+   one allocation: this struct, then KM_FRAME_HEADROOM bytes for the header,
+   then the payload (see KM_TB_FRONT). */
 struct km_frame {
     unsigned refs;       /* holders: msg cache slot, set cache, FIFO entries,
                             evbuffer chains */
     int kind;            /* enum km_frame_kind */
     size_t len;          /* bytes on the wire: header + payload */
-    unsigned char *data; /* first header byte, inside mem */
-    unsigned char *mem;  /* the block (owned): headroom, then the payload */
+    unsigned char *data; /* first header byte, inside this block */
 };
 
-/* Growable text with KM_FRAME_HEADROOM spare bytes in front for the header. */
+/* Bytes in front of a km_tb's text: the frame struct (aligned), then the
+   header's headroom. */
+#define KM_TB_FRONT (((sizeof(struct km_frame) + 15) & ~(size_t)15) + KM_FRAME_HEADROOM)
+
+/* Growable text with KM_TB_FRONT spare bytes in front for the frame struct and
+   the header. */
 struct km_tb {
     unsigned char *p; /* block (owned until km_frame_from_tb) */
     size_t len;       /* payload bytes after the headroom */
@@ -856,15 +886,16 @@ struct km_tb {
     int failed;       /* an allocation failed; the text is incomplete */
 };
 
-static int km_tb_add(struct km_tb *tb, const void *s, size_t n)
+/* Makes room for at least want payload bytes in all. */
+static int km_tb_reserve(struct km_tb *tb, size_t want)
 {
     if (tb->failed)
         return -1;
-    if (tb->len + n > tb->cap) {
+    if (want > tb->cap) {
         size_t cap = tb->cap ? tb->cap : 512;
-        while (cap < tb->len + n)
+        while (cap < want)
             cap *= 2;
-        unsigned char *p = realloc(tb->p, KM_FRAME_HEADROOM + cap);
+        unsigned char *p = realloc(tb->p, KM_TB_FRONT + cap);
         if (!p) {
             tb->failed = 1;
             return -1;
@@ -872,7 +903,16 @@ static int km_tb_add(struct km_tb *tb, const void *s, size_t n)
         tb->p = p;
         tb->cap = cap;
     }
-    memcpy(tb->p + KM_FRAME_HEADROOM + tb->len, s, n);
+    return 0;
+}
+
+static int km_tb_add(struct km_tb *tb, const void *s, size_t n)
+{
+    if (tb->len + n > tb->cap && km_tb_reserve(tb, tb->len + n) != 0)
+        return -1;
+    if (tb->failed)
+        return -1;
+    memcpy(tb->p + KM_TB_FRONT + tb->len, s, n);
     tb->len += n;
     return 0;
 }
@@ -902,11 +942,12 @@ static struct km_frame *km_frame_from_tb(struct km_tb *tb, int opcode, int kind)
     unsigned char hdr[KM_FRAME_HEADROOM];
     size_t hl, n = tb->len;
 
-    if (tb->failed || !tb->p || !(f = calloc(1, sizeof *f))) {
+    if (tb->failed || !tb->p) {
         free(tb->p);
         tb->p = NULL;
         return NULL;
     }
+    f = (struct km_frame *)(void *)tb->p;
     hdr[0] = (unsigned char)(0x80 | opcode); /* FIN, no RSV */
     if (n < 126) {
         hdr[1] = (unsigned char)n;
@@ -924,8 +965,7 @@ static struct km_frame *km_frame_from_tb(struct km_tb *tb, int opcode, int kind)
     }
     f->refs = 1;
     f->kind = kind;
-    f->mem = tb->p;
-    f->data = tb->p + KM_FRAME_HEADROOM - hl;
+    f->data = tb->p + KM_TB_FRONT - hl;
     memcpy(f->data, hdr, hl);
     f->len = hl + n;
     tb->p = NULL;
@@ -940,10 +980,8 @@ static struct km_frame *km_frame_ref(struct km_frame *f)
 
 static void km_frame_unref(struct km_frame *f)
 {
-    if (f && --f->refs == 0) {
-        free(f->mem);
-        free(f);
-    }
+    if (f && --f->refs == 0)
+        free(f); /* the struct and its bytes: one block */
 }
 
 static void km_frame_unref_void(void *p)
@@ -984,22 +1022,26 @@ enum km_wsc_state {
 };
 
 struct km_ws_client {
+    /* touched for every member on every tick (km_client_send): kept together */
     struct km_ws *ws;              /* hub */
+    struct evbuffer *out;          /* bev's output (cached: read per send) */
+    evutil_socket_t fd;            /* bev's socket (cached) */
+    enum km_wsc_state state;       /* see enum */
+    struct km_ws_client *set_next; /* next member of set */
+    uint64_t q_head;               /* absolute index of the oldest entry */
+    uint64_t q_tail;               /* absolute index one past the newest */
+    uint64_t frames_out;           /* frames queued (shared and private) */
     uint64_t id;                   /* 1, 2, ... for GET /api/v1/ws/subscriptions */
     char peer[64];                 /* "ADDR:PORT" */
     struct bufferevent *bev;       /* the socket (owned) */
     struct km_ws_reader *reader;   /* incoming frames (owned) */
-    enum km_wsc_state state;       /* see enum */
     int subscribed;                /* sent at least one valid subscribe */
     struct km_subset *set;         /* current subscription set (a reference) */
-    struct km_ws_client *set_next; /* next member of set */
     struct km_ws_client *set_prev; /* previous member of set */
     struct km_ws_client *next;     /* hub's list of clients */
     struct km_ws_client *prev;     /* hub's list of clients */
     struct km_frame **q;           /* FIFO ring of frame references (owned refs) */
     size_t q_cap;                  /* slots in q (power of two) */
-    uint64_t q_head;               /* absolute index of the oldest entry */
-    uint64_t q_tail;               /* absolute index one past the newest */
     size_t q_bytes;                /* bytes of the frames in q */
     int state_pending;             /* q holds a realtime_update not yet pumped */
     uint64_t state_pos;            /* its absolute index */
@@ -1013,7 +1055,6 @@ struct km_ws_client {
     unsigned errors;               /* error replies in the current window */
     int64_t errors_since_us;       /* start of that window */
     uint64_t msgs_in;              /* messages received */
-    uint64_t frames_out;           /* frames queued (shared and private) */
     km_ws_gone_cb gone;            /* told when the socket is closed */
     void *gone_arg;                /* passed to gone */
 };
@@ -1272,6 +1313,9 @@ static struct km_frame *km_state_frame(struct km_ws *ws, struct km_subset *s)
 
     if (s->rt && s->rt_gen == ws->state_gen && s->rt_tick == ws->tick_no)
         return s->rt;
+    /* The last one's size is a good guess: one allocation, no realloc. */
+    if (s->rt)
+        km_tb_reserve(&tb, s->rt->len + 256);
     km_iso_time(km_wall_us(), ts, sizeof ts);
     km_tb_str(&tb, "{\"type\":\"realtime_update\",\"timestamp\":\"");
     km_tb_str(&tb, ts);
@@ -1316,7 +1360,7 @@ static struct km_frame *km_private_frame(struct km_ws *ws, json_t *o)
 
 static size_t km_client_queued(const struct km_ws_client *c)
 {
-    return c->q_bytes + evbuffer_get_length(bufferevent_get_output(c->bev));
+    return c->q_bytes + evbuffer_get_length(c->out);
 }
 
 static void km_client_drop_queue(struct km_ws_client *c)
@@ -1352,7 +1396,7 @@ static void km_client_pump(struct km_ws_client *c)
 
     if (c->state != KM_WSC_OPEN)
         return;
-    out = bufferevent_get_output(c->bev);
+    out = c->out;
     /* Fast path: libevent holds nothing for this socket, so bytes written here
        cannot overtake any: hand the FIFO's head frames to the kernel at once
        (one sendmsg; no EV_WRITE registration, no evbuffer chain). A frame the
@@ -1376,7 +1420,7 @@ static void km_client_pump(struct km_ws_client *c)
         memset(&mh, 0, sizeof mh);
         mh.msg_iov = iov;
         mh.msg_iovlen = (size_t)k;
-        n = k ? sendmsg(bufferevent_getfd(c->bev), &mh, MSG_DONTWAIT | MSG_NOSIGNAL) : 0;
+        n = k ? sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) : 0;
         if (n > 0) {
             size_t left = (size_t)n;
             while (c->q_head < c->q_tail && left > 0) {
@@ -1434,6 +1478,29 @@ static int km_client_send(struct km_ws_client *c, struct km_frame *f)
 
     if (c->state != KM_WSC_OPEN)
         return -1;
+    /* Fast path (the common case: the client keeps up): nothing is queued
+       anywhere, so nothing can be overtaken; give f to the kernel at once
+       without touching the FIFO. What the socket does not take goes the
+       usual way: a partial frame's rest through the bufferevent, a refused
+       frame into the FIFO below. */
+    if (c->q_head == c->q_tail && f->len <= ws->lim.max_queue_bytes &&
+        evbuffer_get_length(c->out) == 0) {
+        ssize_t n = send(c->fd, f->data, f->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            if ((size_t)n < f->len &&
+                evbuffer_add_reference(c->out, f->data + n, f->len - (size_t)n,
+                                       km_frame_evb_cleanup, km_frame_ref(f)) != 0) {
+                km_frame_unref(f);
+                km_client_close(c, KM_WS_CLOSE_TRY_LATER, "out of memory");
+                return -1;
+            }
+            if (f->kind != KM_FRAME_PRIVATE)
+                ws->stats.frames_queued++;
+            c->frames_out++;
+            return 0;
+        }
+        /* n <= 0 (EAGAIN, or an error libevent will report): queue it */
+    }
     queued = km_client_queued(c);
     if (f->kind == KM_FRAME_STATE && c->state_pending) {
         struct km_frame **slot = &c->q[c->state_pos & (c->q_cap - 1)];
@@ -1949,8 +2016,11 @@ void km_ws_tick(struct km_ws *ws)
            from the set (km_client_kill does, from callbacks only), so the
            walk is safe. */
         km_frame_ref(f);
-        for (struct km_ws_client *c = s->members; c; c = c->set_next)
+        for (struct km_ws_client *c = s->members; c; c = c->set_next) {
+            if (c->set_next)
+                __builtin_prefetch(c->set_next);
             km_client_send(c, f);
+        }
         km_frame_unref(f);
     }
 }
@@ -2147,6 +2217,8 @@ int km_ws_attach(struct km_ws *ws, struct bufferevent *bev, const char *peer,
     c->id = ws->next_id++;
     snprintf(c->peer, sizeof c->peer, "%s", peer ? peer : "?");
     c->bev = bev;
+    c->out = bufferevent_get_output(bev);
+    c->fd = bufferevent_getfd(bev);
     c->state = KM_WSC_OPEN;
     c->connected_wall_us = km_wall_us();
     c->last_rx_us = c->last_ping_us = c->tokens_us = c->errors_since_us = now;
@@ -2162,7 +2234,7 @@ int km_ws_attach(struct km_ws *ws, struct bufferevent *bev, const char *peer,
     ws->stats.accepted++;
 
     int sndbuf = KM_WS_SNDBUF;
-    setsockopt(bufferevent_getfd(bev), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     bufferevent_set_timeouts(bev, NULL, NULL); /* housekeeping owns time here */
     bufferevent_setwatermark(bev, EV_READ, 0, 256 * 1024);
     bufferevent_setwatermark(bev, EV_WRITE, KM_WS_PUMP_BYTES / 2, 0);

@@ -867,6 +867,14 @@ START_TEST(test_bad_frames)
     wsc_send_frame(c, 1, 0, 0x9, "hello", 5); /* ping in between */
     wsc_send_frame(c, 1, 0, 0, "ng", 2);
     json_decref(must_recv(c, "heartbeat"));
+    /* a ping alone in its read: the pong is sent while the frame reader is
+       between frames (it once freed its context there) */
+    for (int i = 0; i < 3; i++) {
+        wsc_send_frame(c, 1, 0, 0x9, "alone", 5);
+        wsc_run_for(base, 50);
+    }
+    wsc_send_text(c, "ping");
+    json_decref(must_recv(c, "heartbeat"));
     /* a clean close is echoed */
     wsc_send_frame(c, 1, 0, 0x8,
                    "\x03\xe8"
