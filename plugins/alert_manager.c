@@ -240,13 +240,12 @@ static int parse_rule(const struct km_conf_section *s, struct rule *r)
                      s->line, s->name);
         return -1;
     }
-    v = sec_value(s, "message");
-    snprintf(r->message, sizeof r->message, "%s",
-             v             ? v
-             : r->is_match ? "%s '{name}' is {matched}"
-                           : "{type}: {value}");
-    if (!v && r->is_match)
+    if ((v = sec_value(s, "message")))
+        snprintf(r->message, sizeof r->message, "%s", v);
+    else if (r->is_match) /* e.g. "container_down 'kato-redis' is exited" */
         snprintf(r->message, sizeof r->message, "%s '{name}' is {matched}", r->type);
+    else
+        snprintf(r->message, sizeof r->message, "{type}: {value}");
     if (!r->topic[0] || !r->path[0]) {
         am.host->log(am.ctx, KM_LOG_ERROR, "%s:%d: [alert %s] needs topic and path",
                      s->file, s->line, s->name);
