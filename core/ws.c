@@ -1084,6 +1084,8 @@ static int km_subset_wants(const struct km_subset *s, const char *topic)
 {
     if (s->all)
         return 1;
+    if (s->n_names == 0)
+        return 0; /* names is NULL then, and bsearch's base must not be */
     return bsearch(&topic, s->names, s->n_names, sizeof *s->names, km_strcmp_p) != NULL;
 }
 

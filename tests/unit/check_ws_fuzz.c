@@ -5,8 +5,11 @@
  * any out-of-bounds access, use-after-free, undefined behaviour or leak
  * fails the test.
  *
- * Seeded from KM_FUZZ_SEED (default: the time); the seed is printed so a
- * failure can be replayed. KM_FUZZ_ROUNDS scales the work (default 1).
+ * Reproducible: each test runs once per seed of the committed list below
+ * (a Check loop test), printing the seed it uses; KM_FUZZ_SEED=N runs that
+ * one seed instead (to replay a failure, or to explore: random exploration
+ * at scale belongs to `make fuzz`, not to make check). KM_FUZZ_ROUNDS scales
+ * the work (default 1).
  */
 #include "config.h"
 
@@ -27,7 +30,15 @@
 #include "ws.h"
 #include "wsclient.h"
 
-static unsigned seed;
+/* The seeds make check runs. Append every seed that ever found a bug. */
+static const unsigned committed_seeds[] = {
+    1u, 20261206u,
+    1796519482u, /* km_subset_wants: bsearch over an empty name list (UBSan) */
+};
+#define N_SEEDS (sizeof committed_seeds / sizeof committed_seeds[0])
+
+static unsigned env_seed; /* KM_FUZZ_SEED, when set */
+static int have_env_seed; /* KM_FUZZ_SEED was set: run only it */
 static int rounds = 1;
 
 /* xorshift32: reproducible across libcs */
@@ -45,12 +56,19 @@ static void seed_setup(void)
 {
     const char *s = getenv("KM_FUZZ_SEED");
     const char *r = getenv("KM_FUZZ_ROUNDS");
-    seed = s ? (unsigned)strtoul(s, NULL, 10) : (unsigned)time(NULL);
+    have_env_seed = s && *s;
+    env_seed = have_env_seed ? (unsigned)strtoul(s, NULL, 10) : 0;
     rounds = r ? atoi(r) : 1;
     if (rounds < 1)
         rounds = 1;
+}
+
+/* Seeds the generator for loop iteration i of test `name` and says so. */
+static void seed_use(const char *name, int i)
+{
+    unsigned seed = have_env_seed ? env_seed : committed_seeds[i];
     rng_state = seed ? seed : 1;
-    fprintf(stderr, "check_ws_fuzz: KM_FUZZ_SEED=%u\n", seed);
+    fprintf(stderr, "check_ws_fuzz: %s: KM_FUZZ_SEED=%u\n", name, seed);
 }
 
 /* ---- reader ---------------------------------------------------------------- */
@@ -120,6 +138,7 @@ static size_t fuzz_frame(unsigned char *b, size_t cap)
 
 START_TEST(test_fuzz_reader_random_bytes)
 {
+    seed_use("test_fuzz_reader_random_bytes", _i);
     static unsigned char buf[1 << 16];
     unsigned sum = 0;
 
@@ -146,6 +165,7 @@ END_TEST
 
 START_TEST(test_fuzz_reader_frames)
 {
+    seed_use("test_fuzz_reader_frames", _i);
     static unsigned char buf[1 << 20];
     unsigned sum = 0;
 
@@ -215,6 +235,7 @@ static const char *const tokens[] = {
 
 START_TEST(test_fuzz_parser)
 {
+    seed_use("test_fuzz_parser", _i);
     static char buf[8192];
     char code[32], detail[256];
 
@@ -286,6 +307,7 @@ END_TEST
  */
 START_TEST(test_fuzz_live_server)
 {
+    seed_use("test_fuzz_live_server", _i);
     struct km_core core = {0};
     struct km_server *srv;
     char err[256];
@@ -372,10 +394,14 @@ static Suite *fuzz_suite(void)
     TCase *tc = tcase_create("fuzz");
     tcase_add_unchecked_fixture(tc, seed_setup, NULL);
     tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_fuzz_reader_random_bytes);
-    tcase_add_test(tc, test_fuzz_reader_frames);
-    tcase_add_test(tc, test_fuzz_parser);
-    tcase_add_test(tc, test_fuzz_live_server);
+    /* one run per committed seed, or just KM_FUZZ_SEED's (read here, before
+       the fixture, so the loop bound is known) */
+    const char *env = getenv("KM_FUZZ_SEED");
+    int n = env && *env ? 1 : (int)N_SEEDS;
+    tcase_add_loop_test(tc, test_fuzz_reader_random_bytes, 0, n);
+    tcase_add_loop_test(tc, test_fuzz_reader_frames, 0, n);
+    tcase_add_loop_test(tc, test_fuzz_parser, 0, n);
+    tcase_add_loop_test(tc, test_fuzz_live_server, 0, n);
     suite_add_tcase(s, tc);
     return s;
 }
