@@ -16,6 +16,10 @@ real sockets to the real katomon binary:
             close) with a reader thread queueing decoded messages
   http()    one HTTP request, JSON in and out
   Receiver  a local HTTP server recording POSTed JSON (webhook target)
+  Redis     a private redis-server on a free loopback port, a small RESP2
+            client (cmd) and writers of KATO's session keys exactly as
+            reference/kato-redis.md describes them (write_kato_session,
+            add_stale_index_member); Redis.available() for a skip (77)
 
 Environment (set by `make check`, see Makefile.am): top_srcdir,
 top_builddir, PLUGIN_BUILD_DIR.
@@ -24,6 +28,7 @@ top_builddir, PLUGIN_BUILD_DIR.
 from __future__ import annotations
 
 import base64
+import datetime as _dt
 import hashlib
 import http.server as httpserver
 import json
@@ -40,7 +45,9 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+import uuid
 from typing import Any, Callable, Optional
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -555,3 +562,420 @@ def tmpdir(prefix: str) -> str:
 
 def rmtree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------
+# a real Redis (Debian's redis-server) and KATO's session keys in it
+# ---------------------------------------------------------------------------
+
+class RedisError(Exception):
+    """An error reply (-ERR ...) from Redis."""
+
+
+def resp_encode(*args: Any) -> bytes:
+    """One command as a RESP2 array of bulk strings (str, bytes, int, float)."""
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, bytes):
+            b = a
+        elif isinstance(a, str):
+            b = a.encode("utf-8")
+        elif isinstance(a, (int, float)) and not isinstance(a, bool):
+            b = str(a).encode("ascii")
+        else:
+            raise TypeError(f"cannot send {type(a).__name__} to Redis")
+        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(out)
+
+
+class RespReader:
+    """Parses RESP2 replies from a socket: +simple -> str, -error ->
+    RedisError (raised at the top level, returned inside arrays), :int ->
+    int, $bulk -> str (UTF-8; bytes when not UTF-8 or decode=False),
+    $-1 / *-1 -> None, *array -> list (nested)."""
+
+    def __init__(self, sock: socket.socket, decode: bool = True) -> None:
+        self.sock = sock
+        self.buf = b""
+        self.decode = decode
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("Redis closed the connection")
+        self.buf += chunk
+
+    def _line(self) -> bytes:
+        while True:
+            i = self.buf.find(b"\r\n")
+            if i >= 0:
+                line, self.buf = self.buf[:i], self.buf[i + 2:]
+                return line
+            self._fill()
+
+    def _exact(self, n: int) -> bytes:
+        while len(self.buf) < n + 2:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n + 2:]
+        return data
+
+    def read(self) -> Any:
+        line = self._line()
+        if not line:
+            raise ConnectionError("empty RESP line")
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest.decode("utf-8", "replace")
+        if kind == b"-":
+            return RedisError(rest.decode("utf-8", "replace"))
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self._exact(n)
+            if self.decode:
+                try:
+                    return data.decode("utf-8")
+                except UnicodeDecodeError:
+                    return data
+            return data
+        if kind == b"*":
+            n = int(rest)
+            if n < 0:
+                return None
+            return [self.read() for _ in range(n)]
+        raise ConnectionError(f"bad RESP reply {line[:80]!r}")
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _iso(t: Any) -> str:
+    """ISO 8601 with an offset, as KATO writes (datetime.isoformat())."""
+    if t is None:
+        t = time.time()
+    if isinstance(t, str):
+        return t
+    if isinstance(t, _dt.datetime):
+        return (t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)).isoformat()
+    return _dt.datetime.fromtimestamp(float(t), _dt.timezone.utc).isoformat()
+
+
+def _epoch(t: Any) -> float:
+    if t is None:
+        return time.time()
+    if isinstance(t, str):
+        return _dt.datetime.fromisoformat(t).timestamp()
+    if isinstance(t, _dt.datetime):
+        return (t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)).timestamp()
+    return float(t)
+
+
+KATO_PREFIX = "kato:session:"
+KATO_INDEX = KATO_PREFIX + "_active_index"
+
+
+def kato_session_id(created: Optional[float] = None) -> str:
+    """KATO's session id: session-<32 hex>-<ms since the epoch>."""
+    ms = int((time.time() if created is None else created) * 1000)
+    return f"session-{uuid.uuid4().hex}-{ms}"
+
+
+class Redis:
+    """A private redis-server on 127.0.0.1:<free port> for one test.
+
+        ok, why = Redis.available()      # or Redis.skip_unless_available()
+        r = Redis()                      # started; r.url, r.port
+        sid = r.write_kato_session(node_id="n1", ttl=600)
+        r.cmd("SSCAN", KATO_INDEX, 0)    # -> ["0", [sid]]
+        r.kill(); r.restart(); r.close()
+
+    It runs in the foreground (daemonize no), without persistence
+    (save "", appendonly no), in its own temporary directory, bound to the
+    loopback address only; with ``password`` it requires AUTH (the url then
+    carries it: redis://:PASSWORD@127.0.0.1:PORT/0). Starting waits until
+    PING answers PONG (polling with a deadline). ``cmd`` speaks RESP2 on
+    one kept connection, opened again after a restart.
+    """
+
+    def __init__(self, password: Optional[str] = None, start: bool = True,
+                 timeout: float = 10.0, workdir: Optional[str] = None) -> None:
+        ok, why = Redis.available()
+        if not ok:
+            raise RuntimeError(why)
+        self.binary = Redis._binary()
+        self.password = password
+        self.timeout = timeout
+        self.dir = tempfile.mkdtemp(prefix="kmtest-redis.",
+                                    dir=workdir or os.environ.get("TMPDIR", "/tmp"))
+        self.log_path = os.path.join(self.dir, "redis.log")
+        self.port = 0
+        self.proc: Optional[subprocess.Popen] = None
+        self._sock: Optional[socket.socket] = None
+        self._reader: Optional[RespReader] = None
+        self._lock = threading.Lock()
+        if start:
+            try:
+                self.start()
+            except BaseException:
+                shutil.rmtree(self.dir, ignore_errors=True)
+                raise
+
+    # -- availability -----------------------------------------------------
+
+    @staticmethod
+    def _binary() -> Optional[str]:
+        return os.environ.get("REDIS_SERVER") or shutil.which("redis-server") or \
+            next((p for p in ("/usr/bin/redis-server", "/usr/sbin/redis-server")
+                  if os.access(p, os.X_OK)), None)
+
+    @staticmethod
+    def available() -> tuple[bool, str]:
+        """(True, version line) when redis-server can run, else (False, why)."""
+        b = Redis._binary()
+        if not b:
+            return False, ("redis-server is not installed (Debian package redis-server; "
+                           "./bootstrap installs it)")
+        try:
+            out = subprocess.run([b, "--version"], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError) as e:
+            return False, f"{b} does not run: {e}"
+        if out.returncode != 0 or "Redis server" not in out.stdout:
+            return False, f"{b} --version failed: {(out.stdout + out.stderr).strip()[:200]}"
+        return True, out.stdout.strip()
+
+    @staticmethod
+    def skip_unless_available() -> None:
+        """Exit 77 (automake: skipped) with the reason when there is no Redis."""
+        ok, why = Redis.available()
+        if not ok:
+            print(f"SKIP: {why}", flush=True)
+            sys.exit(77)
+
+    # -- process ----------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        auth = f":{urllib.parse.quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def _spawn(self, port: int) -> subprocess.Popen:
+        args = [self.binary, "--port", str(port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", self.dir,
+                "--daemonize", "no", "--supervised", "no", "--databases", "16",
+                "--logfile", "", "--loglevel", "notice", "--protected-mode", "yes"]
+        if self.password:
+            args += ["--requirepass", self.password]
+        log = open(self.log_path, "ab")
+        try:
+            return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, cwd=self.dir)
+        finally:
+            log.close()
+
+    def _wait_ready(self) -> bool:
+        """Polls PING until PONG, the process exits, or the deadline."""
+        end = time.monotonic() + self.timeout
+        while time.monotonic() < end:
+            if self.proc is None or self.proc.poll() is not None:
+                return False
+            try:
+                if self.cmd("PING") == "PONG":
+                    return True
+            except (OSError, RedisError):
+                self._disconnect()
+            time.sleep(0.02)
+        return False
+
+    def start(self, port: Optional[int] = None) -> None:
+        """Starts redis-server (on ``port``, or a free one; a few tries if a
+        free port is taken meanwhile) and waits until it answers PING."""
+        if self.alive():
+            return
+        tries = 1 if port else 5
+        last = ""
+        for _ in range(tries):
+            p = port or free_port()
+            offset = len(self.log())
+            self.port = p
+            self.proc = self._spawn(p)
+            if self._wait_ready():
+                return
+            last = self.log()[offset:]
+            self._terminate(signal.SIGKILL)
+        raise RuntimeError(f"redis-server did not answer PING on 127.0.0.1:{self.port}:\n"
+                           + last[-3000:])
+
+    def _terminate(self, sig: int, timeout: float = 10.0) -> Optional[int]:
+        self._disconnect()
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def stop(self, timeout: float = 10.0) -> Optional[int]:
+        """SIGTERM (a clean shutdown, nothing saved); returns the exit status."""
+        return self._terminate(signal.SIGTERM, timeout)
+
+    def kill(self) -> Optional[int]:
+        """SIGKILL: Redis vanishes at once, connections are reset."""
+        return self._terminate(signal.SIGKILL)
+
+    def restart(self) -> None:
+        """Stops it if it runs, then starts it again on the same port (empty:
+        nothing is persisted)."""
+        if self.alive():
+            self.stop()
+        self.start(self.port)
+
+    def close(self) -> None:
+        """Stops it and removes its directory."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> "Redis":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- RESP2 client -------------------------------------------------------
+
+    def _disconnect(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+        self._sock = None
+        self._reader = None
+
+    def _connect(self) -> None:
+        self._sock = socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._reader = RespReader(self._sock)
+        if self.password:
+            self._sock.sendall(resp_encode("AUTH", self.password))
+            r = self._reader.read()
+            if isinstance(r, RedisError):
+                self._disconnect()
+                raise r
+
+    def pipeline(self, commands: list, timeout: Optional[float] = None) -> list:
+        """Sends several commands at once and returns their replies in order
+        (error replies as RedisError objects, not raised)."""
+        with self._lock:
+            if self._sock is None:
+                self._connect()
+            assert self._sock is not None and self._reader is not None
+            try:
+                self._sock.settimeout(timeout or self.timeout)
+                self._sock.sendall(b"".join(resp_encode(*c) for c in commands))
+                return [self._reader.read() for _ in commands]
+            except BaseException:
+                self._disconnect()   # the stream is out of step now: start over next time
+                raise
+
+    def cmd(self, *args: Any, timeout: Optional[float] = None) -> Any:
+        """One command, e.g. cmd("SET", "k", "v", "EX", 60); returns the
+        parsed reply; raises RedisError on an error reply and OSError /
+        ConnectionError when Redis is gone."""
+        r = self.pipeline([args], timeout)[0]
+        if isinstance(r, RedisError):
+            raise r
+        return r
+
+    # -- KATO's keys (reference/kato-redis.md) --------------------------------
+
+    def write_kato_session(self, session_id: Optional[str] = None, node_id: str = "node-1",
+                           ttl: int = 3600, created_at: Any = None, last_accessed: Any = None,
+                           access_count: int = 0, metadata: Optional[dict] = None,
+                           big_state: bool = True, stm: Optional[list] = None,
+                           index: bool = True, node_key: bool = True) -> str:
+        """Writes one session as KATO does and returns its id:
+        SET kato:session:<id> <JSON> EX ttl, SADD kato:session:_active_index
+        <id>, SET kato:session:node:<node_id>:active <id> EX ttl.
+
+        created_at / last_accessed: epoch seconds, a datetime or an ISO
+        string (default now); expires_at = last_accessed + ttl. The JSON has
+        every field the reference lists; with ``big_state`` the working
+        state (stm, emotives_accumulator, metadata_accumulator,
+        percept_data, predictions, session_config) is large (~100 KB), so
+        a listing that ships it is caught."""
+        created = _epoch(created_at)
+        last = _epoch(last_accessed if last_accessed is not None else created_at)
+        sid = session_id or kato_session_id(created)
+        if stm is None:
+            stm = ([[f"sym-{i}-{j}" for j in range(8)] for i in range(200)] if big_state
+                   else [["hello", "world"], ["kato"]])
+        pad = "x" * 200
+        doc = {
+            "session_id": sid,
+            "node_id": node_id,
+            "created_at": _iso(created),
+            "last_accessed": _iso(last),
+            "expires_at": _iso(last + ttl),
+            "ttl_seconds": ttl,
+            "access_count": access_count,
+            "time": len(stm),
+            "metadata": metadata if metadata is not None else {"source": "kmtest"},
+            "stm": stm,
+            "emotives_accumulator": ([{"joy": 0.5, "fear": -0.25, "pad": pad}] * 100
+                                     if big_state else []),
+            "metadata_accumulator": ([{"event": i, "pad": pad} for i in range(100)]
+                                     if big_state else []),
+            "percept_data": ({f"feature_{i}": [0.125] * 20 for i in range(50)}
+                             if big_state else {}),
+            "predictions": ([{"name": f"PTRN|{uuid.uuid4().hex}", "confidence": 0.5,
+                              "past": [["a"]], "present": [["b"]], "future": [["c"]],
+                              "pad": pad} for _ in range(50)] if big_state else []),
+            "session_config": ({"max_pattern_length": 0, "persistence": 5,
+                                "recall_threshold": 0.1, "notes": pad * 10}
+                               if big_state else {}),
+            "max_stm_size": 1000,
+            "max_emotives_size": 100,
+        }
+        cmds: list = [("SET", KATO_PREFIX + sid, json.dumps(doc), "EX", ttl)]
+        if index:
+            cmds.append(("SADD", KATO_INDEX, sid))
+        if node_key:
+            cmds.append(("SET", f"{KATO_PREFIX}node:{node_id}:active", sid, "EX", ttl))
+        for r in self.pipeline(cmds):
+            if isinstance(r, RedisError):
+                raise r
+        return sid
+
+    def add_stale_index_member(self, session_id: Optional[str] = None) -> str:
+        """An expired session as KATO leaves it: its id in the active index,
+        no session key. Returns the id."""
+        sid = session_id or kato_session_id()
+        self.cmd("DEL", KATO_PREFIX + sid)
+        self.cmd("SADD", KATO_INDEX, sid)
+        return sid
+
+    def kato_session(self, session_id: str) -> Optional[dict]:
+        """The stored session JSON (None when the key is gone)."""
+        raw = self.cmd("GET", KATO_PREFIX + session_id)
+        return None if raw is None else json.loads(raw)

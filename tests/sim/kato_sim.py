@@ -4,9 +4,11 @@
 KATO itself cannot run on the katomon build machines, so katomon's tests
 and ``make demo`` talk to this simulator instead.  It serves the exact
 shapes documented in the KATO API reference (GET /metrics, /sessions/count,
-/health, /status, /stats, the session endpoints and the /ws/events
-WebSocket stream) and adds a control API under ``/_sim/`` with which a test
-sets values, creates and destroys sessions and switches failure modes.
+/health, /status, /stats, /cache/stats, /connection-pools,
+/distributed-stm/stats, the session endpoints including /sessions/{id}/stm
+and the /ws/events WebSocket stream) and adds a control API under ``/_sim/``
+with which a test sets values, creates and destroys sessions, sets a
+session's STM and switches failure modes.
 
 Python 3.11 standard library only: ``http.server`` (ThreadingHTTPServer)
 for HTTP and a small hand-written RFC 6455 server for /ws/events.
@@ -308,8 +310,11 @@ _NUMERIC_SETTINGS: dict[str, tuple[float, float]] = {
     "total_requests": (0.0, 1e15),
     "max_processors": (0.0, 1e9),
     "eviction_ttl_seconds": (0.0, 1e9),
+    "cache_hit_rate": (0.0, 1.0),
 }
-SETTABLE = tuple(_NUMERIC_SETTINGS) + ("processors", "status", "ws_events")
+SETTABLE = tuple(_NUMERIC_SETTINGS) + ("processors", "status", "ws_events",
+                                       "unhealthy_databases")
+DATABASES = ("clickhouse", "qdrant", "redis")
 
 DEFAULTS: dict[str, Any] = {
     "cpu_percent": 12.5,
@@ -323,6 +328,8 @@ DEFAULTS: dict[str, Any] = {
     "eviction_ttl_seconds": 3600,
     "status": "healthy",
     "ws_events": True,
+    "cache_hit_rate": 0.85,
+    "unhealthy_databases": [],
 }
 DEFAULT_TOTAL_REQUESTS = 10000.0
 DEFAULT_PROCESSORS = 2
@@ -330,13 +337,43 @@ DEFAULT_PROCESSORS = 2
 # Paths whose responses KATO caches when cache_seconds > 0.
 CACHED_PATHS = ("/metrics", "/sessions/count")
 
+#: The time series KATO's GET /stats always lists (in KATO's order); each is
+#: a list of {timestamp, value, labels}, empty when no sample is in range.
+STATS_SERIES = (
+    "kato_cpu_usage_percent", "kato_memory_usage_percent", "kato_memory_usage_bytes",
+    "kato_disk_usage_percent", "load_average_1m", "kato_requests_total",
+    "kato_request_duration_seconds", "kato_errors_total", "sessions_created",
+    "sessions_deleted", "session_operations",
+    "clickhouse_operations", "clickhouse_response_time", "clickhouse_errors",
+    "qdrant_operations", "qdrant_response_time", "qdrant_errors",
+    "redis_operations", "redis_response_time", "redis_errors",
+)
+#: Samples kept for /stats (one hour at the default 5 s interval).
+HISTORY_LEN = 720
+#: /stats?minutes=N: FastAPI parses N as an int (422 otherwise).
+_INT_QUERY = re.compile(r"^[+-]?[0-9]+$")
+
 _SESSION_PATH = re.compile(r"^/sessions/([^/]+)$")
+_SESSION_STM_PATH = re.compile(r"^/sessions/([^/]+)/stm$")
+
+
+def default_settings() -> dict[str, Any]:
+    """A fresh copy of DEFAULTS (its lists are not shared)."""
+    return {k: (list(v) if isinstance(v, list) else v) for k, v in DEFAULTS.items()}
+
+
+def new_session_id(now: Optional[float] = None) -> str:
+    """KATO's session id: ``session-<32 hex>-<ms since the epoch>``."""
+    ms = int((time.time() if now is None else now) * 1000)
+    return f"session-{uuid.uuid4().hex}-{ms}"
 
 
 def normalize_path(path: str) -> str:
     """Collapse per-session paths so request counters stay readable."""
     if path != "/sessions/count" and _SESSION_PATH.match(path):
         return "/sessions/{id}"
+    if _SESSION_STM_PATH.match(path):
+        return "/sessions/{id}/stm"
     return path
 
 
@@ -346,7 +383,8 @@ class SimState:
     def __init__(self, cache_seconds: float = 0.0) -> None:
         self.lock = threading.RLock()
         self.start_wall = time.time()
-        self.settings: dict[str, Any] = dict(DEFAULTS, cache_seconds=float(cache_seconds))
+        self.settings: dict[str, Any] = dict(default_settings(),
+                                             cache_seconds=float(cache_seconds))
         self.mode = "normal"
         self.delay = 2.0
         self.mode_paths: Optional[list[str]] = None
@@ -354,6 +392,7 @@ class SimState:
         self._req_mark = time.monotonic()
         self.processors: list[dict[str, Any]] = []
         self.sessions: dict[str, dict[str, Any]] = {}   # insertion order = age
+        self.stm: dict[str, list[list[str]]] = {}       # session id -> its STM
         self.total_created = 0
         self.total_deleted = 0
         self.operations_total = 0
@@ -361,7 +400,7 @@ class SimState:
         self.requests_by_method: dict[str, int] = {}
         self.metrics_collected = 0
         self.last_collection = self.start_wall
-        self.history: deque[dict[str, Any]] = deque(maxlen=720)
+        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY_LEN)
         self._cache: dict[str, tuple[float, bytes]] = {}
         self.ws_clients: dict[int, WSClient] = {}
         self.ws_connections_total = 0
@@ -459,6 +498,11 @@ class SimState:
                 if isinstance(val, bool) or not isinstance(val, (int, list)):
                     raise ValueError("processors must be an integer or a list of objects")
                 clean[key] = val
+            elif key == "unhealthy_databases":
+                if not isinstance(val, list) or not all(v in DATABASES for v in val):
+                    raise ValueError("unhealthy_databases must be a list of "
+                                     + ", ".join(DATABASES))
+                clean[key] = sorted(set(val))
             else:
                 raise ValueError(f"unknown setting: {key}")
         with self.lock:
@@ -529,14 +573,17 @@ class SimState:
     def reset(self) -> None:
         """Back to start-up defaults (sessions cleared without events)."""
         with self.lock:
-            self.settings = dict(DEFAULTS)
+            self.settings = default_settings()
             self.mode, self.delay, self.mode_paths = "normal", 2.0, None
             self._rebase_requests(DEFAULT_TOTAL_REQUESTS)
             self.set_processors(DEFAULT_PROCESSORS)
             self.sessions.clear()
+            self.stm.clear()
             self.total_created = self.total_deleted = self.operations_total = 0
             self._cache.clear()
             self.reset_counters()
+            self.history.clear()
+            self.sample()
 
     def cached(self, path: str, build: Callable[[], Any]) -> bytes:
         """Encode ``build()``, through KATO's TTL cache when it is on."""
@@ -577,7 +624,7 @@ class SimState:
                 self._node_seq += 1
                 node_id = f"sim-node-{(self._node_seq - 1) % 5 + 1}"
             ttl = 3600 if ttl_seconds is None else int(ttl_seconds)
-            sid = f"session-{uuid.uuid4().hex}"
+            sid = new_session_id(now)
             rec = {
                 "session_id": sid,
                 "node_id": node_id,
@@ -588,6 +635,7 @@ class SimState:
                 "session_config": {},
             }
             self.sessions[sid] = rec
+            self.stm[sid] = []
             self.total_created += 1
             self.operations_total += 1
             self._broadcast({
@@ -603,6 +651,7 @@ class SimState:
             if sid not in self.sessions:
                 return False
             del self.sessions[sid]
+            self.stm.pop(sid, None)
             now = time.time()
             self.total_deleted += 1
             self.operations_total += 1
@@ -649,15 +698,12 @@ class SimState:
 
     # -- bodies ------------------------------------------------------------------
 
-    def sample(self) -> None:
-        """Record one time-series sample (called every --sample-interval s)."""
+    def _sample_at(self, ts: float, tr: int) -> dict[str, Any]:
+        """One time-series sample taken at ``ts`` with ``tr`` requests so far."""
         with self.lock:
             s = self.settings
-            tr = self.total_requests()
-            self.metrics_collected += 1
-            self.last_collection = time.time()
-            self.history.append({
-                "timestamp": self.last_collection,
+            return {
+                "timestamp": ts,
                 "kato_cpu_usage_percent": s["cpu_percent"],
                 "kato_memory_usage_percent": s["memory_percent"],
                 "kato_memory_usage_bytes": round(s["memory_percent"] / 100 * 16 * 2 ** 30),
@@ -672,7 +718,37 @@ class SimState:
                 **{f"{db}_{m}": v for db, d in self._databases(tr).items()
                    for m, v in (("operations", d["operations"]), ("errors", d["errors"]),
                                 ("response_time", d["avg_response_time"]))},
-            })
+            }
+
+    def sample(self) -> None:
+        """Record one time-series sample (called every --sample-interval s)."""
+        with self.lock:
+            self.metrics_collected += 1
+            self.last_collection = time.time()
+            self.history.append(self._sample_at(self.last_collection, self.total_requests()))
+
+    def backfill(self, minutes: Any, interval: Any) -> int:
+        """Replace the /stats history with samples every ``interval`` seconds
+        over the past ``minutes`` minutes (current values; the request total
+        counted back at requests_per_second).  Returns the number of samples."""
+        if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) \
+                or not 0 <= minutes <= 1440:
+            raise ValueError("minutes must be a number in [0, 1440]")
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) \
+                or not 0.1 <= interval <= 3600:
+            raise ValueError("interval must be a number of seconds in [0.1, 3600]")
+        n = int(minutes * 60 // interval)
+        if n > HISTORY_LEN:
+            raise ValueError(f"{n} samples: at most {HISTORY_LEN} are kept")
+        with self.lock:
+            now = time.time()
+            tr = self.total_requests()
+            rps = self.settings["requests_per_second"]
+            self.history.clear()
+            for k in range(n, 0, -1):
+                age = k * interval
+                self.history.append(self._sample_at(now - age, max(0, int(tr - rps * age))))
+            return n
 
     def _databases(self, tr: int) -> dict[str, dict[str, Any]]:
         er = self.settings["error_rate"]
@@ -765,11 +841,15 @@ class SimState:
             }
 
     def stats_body(self, minutes: int) -> dict[str, Any]:
+        """GET /stats?minutes=N: every series, the samples of the last N
+        minutes (none when N <= 0, as KATO's window is then empty)."""
         with self.lock:
             now = time.time()
-            since = now - minutes * 60
-            names = [k for k in self.history[-1] if k != "timestamp"] if self.history else []
-            samples = [h for h in self.history if h["timestamp"] >= since]
+            if minutes > 0:
+                since = now - minutes * 60
+                samples = [h for h in self.history if h["timestamp"] >= since]
+            else:
+                samples = []
             summary = self.metrics_body()
             return {
                 "time_range_minutes": minutes,
@@ -777,10 +857,185 @@ class SimState:
                 "processor_manager": self.processor_stats(),
                 "current_status": self.health_body(),
                 "time_series": {name: [{"timestamp": h["timestamp"], "value": h[name], "labels": {}}
-                                       for h in samples] for name in names},
+                                       for h in samples] for name in STATS_SERIES},
                 "summary": {k: summary[k] for k in ("sessions", "performance",
                                                     "resources", "databases")},
             }
+
+    def error_stats_body(self, minutes: int) -> dict[str, Any]:
+        """KATO's /stats body from its error path."""
+        with self.lock:
+            return {
+                "error": "Stats collection failed: simulated collector failure",
+                "time_range_minutes": minutes,
+                "timestamp": time.time(),
+                "processor_manager": self.processor_stats(),
+            }
+
+    # -- /cache/stats, /connection-pools, /distributed-stm/stats -----------------
+    #
+    # Their outer shapes are KATO's (kato/api/schemas/monitoring.py); the inner
+    # objects are KATO's business and are invented here, derived only from the
+    # simulator's state so that a test can predict them.
+
+    def cache_stats_body(self) -> dict[str, Any]:
+        """GET /cache/stats: KATO's Redis pattern cache."""
+        with self.lock:
+            s = self.settings
+            lookups = int(self.total_requests() * 0.6)
+            hits = round(lookups * s["cache_hit_rate"])
+            misses = lookups - hits
+            max_size = 10000
+            size = min(max_size, 40 * len(self.processors) + 12 * len(self.sessions))
+            ok = s["status"] != "unhealthy" and "redis" not in s["unhealthy_databases"]
+            return {
+                "cache_performance": {
+                    "status": "active",
+                    "hits": hits,
+                    "misses": misses,
+                    "total_requests": lookups,
+                    "hit_rate": round(hits / lookups, 4) if lookups else 0.0,
+                    "size": size,
+                    "max_size": max_size,
+                    "evictions": max(0, misses - size),
+                    "memory_usage_bytes": size * 512,
+                    "ttl_seconds": 3600,
+                },
+                "cache_health": {
+                    "status": "healthy" if ok else "unhealthy",
+                    "redis_connected": ok,
+                    "latency_ms": 0.8 if ok else None,
+                },
+                "timestamp": iso_now(),
+            }
+
+    def error_cache_stats_body(self) -> dict[str, Any]:
+        err = "simulated cache failure"
+        return {"cache_performance": {"status": "error", "error": err},
+                "cache_health": {"status": "error", "error": err},
+                "timestamp": iso_now()}
+
+    def connection_pools_body(self) -> dict[str, Any]:
+        """GET /connection-pools: one pool per database KATO uses."""
+        with self.lock:
+            active = len(self.sessions)
+            bad = self.settings["unhealthy_databases"]
+            now = iso_now()
+            sizes = {"clickhouse": 10, "qdrant": 10, "redis": 50}
+            busy = {"clickhouse": (active + 3) // 4, "qdrant": (active + 4) // 5,
+                    "redis": active // 2 + 1}
+            health, pools = {}, {}
+            for db in DATABASES:
+                ok = db not in bad
+                health[db] = {"healthy": ok, "last_check": now,
+                              "error": None if ok else f"{db}: connection refused (simulated)"}
+                in_use = min(sizes[db], busy[db]) if ok else 0
+                pools[db] = {"size": sizes[db], "in_use": in_use,
+                             "available": sizes[db] - in_use if ok else 0,
+                             "max_overflow": sizes[db] // 2,
+                             "total_connections_created": sizes[db] + self.total_created // 10}
+            return {
+                "status": "healthy" if not bad else "degraded",
+                "health": health,
+                "pool_statistics": pools,
+                "connection_optimization": {
+                    "clickhouse": {"pool_size_optimized": True, "connection_reuse": True,
+                                   "health_monitoring": True,
+                                   "features": ["http_client", "compression",
+                                                "connection_pooling"]},
+                    "redis": {"pool_size_optimized": True, "connection_reuse": True,
+                              "health_monitoring": True,
+                              "features": ["socket_keepalive", "retry_on_timeout",
+                                           "health_check"]},
+                    "qdrant": {"grpc_optimized": True, "connection_reuse": True,
+                               "health_monitoring": True,
+                               "features": ["prefer_grpc", "timeout_handling"]},
+                },
+                "performance_improvements": {
+                    "expected_connection_overhead_reduction": "60-80%",
+                    "expected_concurrent_performance_improvement": "40-60%",
+                    "expected_memory_efficiency_improvement": "30-50%",
+                },
+                "timestamp": now,
+            }
+
+    @staticmethod
+    def error_status_body(what: str) -> dict[str, Any]:
+        """KATO's error path of /connection-pools and /distributed-stm/stats."""
+        return {"status": "error", "error": f"simulated {what} failure",
+                "timestamp": iso_now()}
+
+    def distributed_stm_body(self) -> dict[str, Any]:
+        """GET /distributed-stm/stats: STM statistics per node."""
+        with self.lock:
+            n_procs = len(self.processors)
+            if not n_procs:
+                return {"status": "disabled", "distributed_stm_enabled": False,
+                        "reason": "No processors with distributed STM available",
+                        "processor_info": {"total_active_processors": 0},
+                        "timestamp": iso_now()}
+            nodes: dict[str, dict[str, Any]] = {}
+            for p in self.processors:
+                nid = str(p.get("node_id"))
+                nodes.setdefault(nid, {"processor_id": p.get("processor_id"), "sessions": 0,
+                                       "stm_events": 0})
+            for sid, rec in self.sessions.items():
+                n = nodes.setdefault(str(rec["node_id"]), {"processor_id": None, "sessions": 0,
+                                                           "stm_events": 0})
+                n["sessions"] += 1
+                n["stm_events"] += len(self.stm.get(sid, []))
+            for n in nodes.values():
+                n["sync_operations"] = 10 * n["sessions"] + 2 * n["stm_events"]
+                n["sync_errors"] = 0
+                n["avg_sync_latency_ms"] = 1.5 if n["sessions"] else 0.0
+            ops = sum(n["sync_operations"] for n in nodes.values())
+            return {
+                "status": "active",
+                "distributed_stm_enabled": True,
+                "performance_stats": {
+                    "total_nodes": len(nodes),
+                    "total_sessions": len(self.sessions),
+                    "total_stm_events": sum(n["stm_events"] for n in nodes.values()),
+                    "total_sync_operations": ops,
+                    "total_sync_errors": 0,
+                    "avg_sync_latency_ms": 1.5 if ops else 0.0,
+                    "nodes": {k: nodes[k] for k in sorted(nodes)},
+                },
+                "processor_info": {
+                    "sample_processor_id": self.processors[0].get("processor_id"),
+                    "total_active_processors": n_procs,
+                },
+                "expected_improvements": {
+                    "stm_coordination_overhead_reduction": "50-70%",
+                    "distributed_state_consistency": "near real-time",
+                    "horizontal_scaling_support": "enabled",
+                },
+                "timestamp": iso_now(),
+            }
+
+    # -- short-term memory -------------------------------------------------------
+
+    def stm_body(self, sid: str) -> Optional[dict[str, Any]]:
+        """GET /sessions/{id}/stm, or None for an unknown session."""
+        with self.lock:
+            if sid not in self.sessions:
+                return None
+            self.operations_total += 1
+            stm = [list(ev) for ev in self.stm.get(sid, [])]
+            return {"stm": stm, "session_id": sid, "length": len(stm)}
+
+    def set_stm(self, sid: Any, stm: Any) -> int:
+        """Replace a session's STM (a list of events, each a list of strings)."""
+        if not isinstance(sid, str):
+            raise ValueError("session_id must be a string")
+        if not isinstance(stm, list) or not all(
+                isinstance(ev, list) and all(isinstance(x, str) for x in ev) for ev in stm):
+            raise ValueError("stm must be a list of events, each a list of strings")
+        with self.lock:
+            if sid not in self.sessions:
+                raise KeyError(sid)
+            self.stm[sid] = [list(ev) for ev in stm]
+            return len(stm)
 
     def state_body(self) -> dict[str, Any]:
         """Everything, for GET /_sim/state."""
@@ -852,6 +1107,10 @@ KATO_ROUTES: dict[str, tuple[str, ...]] = {
     "/stats": ("GET",),
     "/sessions": ("POST",),
     "/sessions/{id}": ("GET", "DELETE"),
+    "/sessions/{id}/stm": ("GET",),
+    "/cache/stats": ("GET",),
+    "/connection-pools": ("GET",),
+    "/distributed-stm/stats": ("GET",),
     "/ws/events": ("GET",),
 }
 
@@ -862,6 +1121,8 @@ CONTROL_ROUTES: dict[str, tuple[str, ...]] = {
     "/_sim/mode": ("POST",),
     "/_sim/sessions/create": ("POST",),
     "/_sim/sessions/destroy": ("POST",),
+    "/_sim/sessions/stm": ("POST",),
+    "/_sim/stats/backfill": ("POST",),
     "/_sim/ws/send": ("POST",),
     "/_sim/ws/close": ("POST",),
     "/_sim/reset_counters": ("POST",),
@@ -1045,15 +1306,35 @@ class KatoSimHandler(BaseHTTPRequestHandler):
         elif norm == "/status":
             self._send_json(200, sim.status_body())
         elif norm == "/stats":
-            raw = parse_qs(query).get("minutes", ["10"])[-1]
-            try:
-                minutes = int(raw)
-            except ValueError:
+            # KATO declares `minutes: int = 10`: FastAPI checks that it is an
+            # integer and nothing else (no range), so 0 or -5 answer 200 with
+            # empty series.
+            raw = parse_qs(query, keep_blank_values=True).get("minutes", ["10"])[-1]
+            if not _INT_QUERY.match(raw):
                 raise _Reply(422, {"detail": [{
                     "type": "int_parsing", "loc": ["query", "minutes"],
                     "msg": "Input should be a valid integer, unable to parse string as an integer",
                     "input": raw}]})
-            self._send_json(200, sim.stats_body(minutes))
+            minutes = int(raw)
+            if mode == "error_body":
+                self._send_json(200, sim.error_stats_body(minutes))
+            else:
+                self._send_json(200, sim.stats_body(minutes))
+        elif norm == "/cache/stats":
+            self._send_json(200, sim.error_cache_stats_body() if mode == "error_body"
+                            else sim.cache_stats_body())
+        elif norm == "/connection-pools":
+            self._send_json(200, sim.error_status_body("connection pool") if mode == "error_body"
+                            else sim.connection_pools_body())
+        elif norm == "/distributed-stm/stats":
+            self._send_json(200, sim.error_status_body("distributed STM") if mode == "error_body"
+                            else sim.distributed_stm_body())
+        elif norm == "/sessions/{id}/stm":
+            sid = path.split("/")[2]
+            body_ = sim.stm_body(sid)
+            if body_ is None:
+                raise _Reply(404, {"detail": f"Session {sid} not found or expired"})
+            self._send_json(200, body_)
         elif norm == "/sessions":
             self._send_json(200, sim.create_session(**self._session_request(body)))
         elif norm == "/sessions/{id}":
@@ -1069,7 +1350,9 @@ class KatoSimHandler(BaseHTTPRequestHandler):
                 else:
                     rec = None
             if rec is None:
-                raise _Reply(404, {"detail": f"Session {sid} not found"})
+                # KATO's words: GET says "not found or expired", DELETE "not found"
+                raise _Reply(404, {"detail": f"Session {sid} not found"
+                                             + (" or expired" if method == "GET" else "")})
             self._send_json(200, rec)
         elif norm == "/ws/events":
             self._websocket()
@@ -1252,6 +1535,15 @@ class KatoSimHandler(BaseHTTPRequestHandler):
                 else:
                     done = sim.destroy_oldest(self._count_arg(req), reason)
                 return {"ok": True, "destroyed": done, "active": len(sim.sessions)}
+        if path == "/_sim/sessions/stm":
+            try:
+                n = sim.set_stm(req.get("session_id"), req.get("stm"))
+            except KeyError:
+                raise _Reply(404, {"error": f"no session {req.get('session_id')}"})
+            return {"ok": True, "session_id": req["session_id"], "length": n}
+        if path == "/_sim/stats/backfill":
+            n = sim.backfill(req.get("minutes", 60), req.get("interval", 5))
+            return {"ok": True, "samples": n}
         if path == "/_sim/ws/send":
             if "text" in req and isinstance(req["text"], str):
                 text = req["text"]
@@ -1335,7 +1627,13 @@ def demo_loop(sim: SimState, stop: threading.Event, seed: Optional[int] = None,
             next_churn = now + rng.uniform(2.0, 5.0) / speed
             if n_active < 3 or (n_active < 25 and rng.random() < 0.55):
                 for _ in range(rng.randint(1, 3)):
-                    sim.create_session()
+                    sid = sim.create_session()["session_id"]
+                    words = ("hello", "world", "kato", "sensor", "alpha", "beta", "gamma")
+                    try:
+                        sim.set_stm(sid, [sorted(rng.sample(words, rng.randint(1, 3)))
+                                          for _ in range(rng.randint(0, 4))])
+                    except KeyError:        # destroyed meanwhile through /_sim/
+                        pass
             else:
                 sim.destroy_oldest(rng.randint(1, 2))
 

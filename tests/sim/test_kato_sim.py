@@ -18,6 +18,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -38,6 +39,17 @@ VERBOSE = "-v" in sys.argv
 
 passed = 0
 failed = 0
+
+
+def wait_until(pred: Callable[[], Any], timeout: float = 5.0, step: float = 0.02) -> Any:
+    """Poll pred until it returns something true or the deadline passes;
+    returns its last value."""
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() >= end:
+            return v
+        time.sleep(step)
 
 
 def check(name: str, cond: bool, detail: Any = "") -> bool:
@@ -258,6 +270,18 @@ SECTION_KEYS = {
 }
 PROCESSOR_KEYS = {"processor_id", "node_id", "created_at", "last_accessed", "access_count",
                   "idle_seconds"}
+STATS_SERIES = (
+    "kato_cpu_usage_percent", "kato_memory_usage_percent", "kato_memory_usage_bytes",
+    "kato_disk_usage_percent", "load_average_1m", "kato_requests_total",
+    "kato_request_duration_seconds", "kato_errors_total", "sessions_created",
+    "sessions_deleted", "session_operations",
+    "clickhouse_operations", "clickhouse_response_time", "clickhouse_errors",
+    "qdrant_operations", "qdrant_response_time", "qdrant_errors",
+    "redis_operations", "redis_response_time", "redis_errors",
+)
+NEW_PATHS = ("/stats", "/cache/stats", "/connection-pools", "/distributed-stm/stats",
+             "/sessions/{id}/stm")
+SESSION_ID = re.compile(r"^session-[0-9a-f]{32}-[0-9]{13}$")
 
 
 def test_startup(sim: Sim) -> None:
@@ -294,11 +318,14 @@ def test_metrics(sim: Sim) -> None:
 
     # requests grow with the configured rate
     sim.ctl("set", {"requests_per_second": 200})
+    t0 = time.monotonic()
     a = sim.get_json("/metrics")[1]["performance"]["total_requests"]
-    time.sleep(0.5)
-    b = sim.get_json("/metrics")[1]
-    grow = b["performance"]["total_requests"] - a
-    check("total_requests grows at requests_per_second", 70 <= grow <= 200, grow)
+    b = wait_until(lambda: (lambda m: m if m["performance"]["total_requests"] - a >= 100
+                            else None)(sim.get_json("/metrics")[1]), 5)
+    took = time.monotonic() - t0
+    check("total_requests grows at requests_per_second",
+          b is not None and 0.3 <= took <= 2.0, took)
+    b = b or sim.get_json("/metrics")[1]
     check("rates follow requests_per_second",
           b["rates"]["requests_per_second"] == 200 and b["rates"]["requests_per_minute"] == 12000,
           b["rates"])
@@ -388,22 +415,69 @@ def test_health_status_stats(sim: Sim) -> None:
           set(s["sessions"]) == {"total_sessions", "active_sessions", "expired_sessions",
                                  "backend"} and s["version"] == "3.10.1", s)
 
-    time.sleep(0.5)                    # sampler runs every 0.2 s in this test
+    # the sampler runs every 0.2 s in this test
+    wait_until(lambda: len(sim.get_json("/stats?minutes=10")[1]["time_series"]
+                           ["kato_cpu_usage_percent"]) >= 2, 5)
     st, s = sim.get_json("/stats?minutes=10")
     check("/stats keys",
-          st == 200 and {"time_range_minutes", "timestamp", "current_status", "time_series",
-                         "summary"} <= set(s), sorted(s))
-    check("/stats time_range_minutes", s["time_range_minutes"] == 10)
+          st == 200 and set(s) == {"time_range_minutes", "timestamp", "processor_manager",
+                                   "current_status", "time_series", "summary"}, sorted(s))
+    check("/stats time_range_minutes and epoch timestamp",
+          s["time_range_minutes"] == 10 and isinstance(s["timestamp"], float)
+          and abs(s["timestamp"] - time.time()) < 5, s["timestamp"])
+    check("/stats lists KATO's 20 series",
+          list(s["time_series"]) == list(STATS_SERIES), list(s["time_series"]))
     cpu = s["time_series"].get("kato_cpu_usage_percent", [])
     check("/stats time series points",
-          len(cpu) >= 2 and all(set(p) == {"timestamp", "value", "labels"} for p in cpu), cpu[:2])
+          len(cpu) >= 2 and all(set(p) == {"timestamp", "value", "labels"} for p in cpu)
+          and all(p["labels"] == {} and isinstance(p["timestamp"], float) for p in cpu), cpu[:2])
+    check("/stats every series has the same number of points",
+          len({len(v) for v in s["time_series"].values()}) == 1,
+          {k: len(v) for k, v in s["time_series"].items()})
+    check("/stats cpu and memory values follow the settings",
+          cpu[-1]["value"] == 12.5
+          and s["time_series"]["kato_memory_usage_percent"][-1]["value"] == 44.9, cpu[-1])
+    check("/stats current_status is the /health body",
+          set(s["current_status"]) == {"status", "processor_status", "service_name",
+                                       "uptime_seconds", "issues", "metrics_collected",
+                                       "last_collection", "active_sessions", "timestamp"},
+          s["current_status"])
     check("/stats summary sections",
           set(s["summary"]) == {"sessions", "performance", "resources", "databases"})
     st, s = sim.get_json("/stats")
     check("/stats defaults to 10 minutes", st == 200 and s["time_range_minutes"] == 10)
-    st, _, body = sim.request("GET", "/stats?minutes=abc")
-    check("/stats?minutes=abc is 422 like FastAPI",
-          st == 422 and json.loads(body)["detail"][0]["loc"] == ["query", "minutes"], (st, body))
+    for bad in ("abc", "1.5", "", "1e3", "10x"):
+        st, _, body = sim.request("GET", f"/stats?minutes={bad}")
+        d = json.loads(body).get("detail")
+        check(f"/stats?minutes={bad!r} is 422 like FastAPI",
+              st == 422 and isinstance(d, list) and d[0]["loc"] == ["query", "minutes"]
+              and d[0]["type"] == "int_parsing" and d[0]["input"] == bad, (st, body))
+    for m in (0, -5):
+        st, s = sim.get_json(f"/stats?minutes={m}")
+        check(f"/stats?minutes={m}: 200, KATO checks no range, every series empty",
+              st == 200 and s["time_range_minutes"] == m
+              and list(s["time_series"]) == list(STATS_SERIES)
+              and all(v == [] for v in s["time_series"].values()), (st, s.get("time_series")))
+
+    # the number of points depends on minutes
+    st, out = sim.ctl("stats/backfill", {"minutes": 30, "interval": 60})
+    check("/_sim/stats/backfill", st == 200 and out == {"ok": True, "samples": 30}, out)
+
+    def old_points(minutes: int) -> tuple[int, int]:
+        """(points older than 50 s, all points) of /stats?minutes=N."""
+        t = time.time()
+        pts = sim.get_json(f"/stats?minutes={minutes}")[1]["time_series"]["kato_cpu_usage_percent"]
+        return sum(1 for p in pts if p["timestamp"] < t - 50), len(pts)
+
+    got = {m: old_points(m) for m in (1, 10, 30, 60, 1440)}
+    check("/stats: points depend on minutes (one backfilled sample a minute)",
+          got[1][0] == 0 and 9 <= got[10][0] <= 10 and 29 <= got[30][0] <= 30
+          and got[60][0] == got[1440][0] == 30 and got[10][1] < got[30][1], got)
+    for bad in ({"minutes": -1}, {"minutes": 10, "interval": 0}, {"minutes": "x"},
+                {"minutes": 1440, "interval": 1}):
+        st, out = sim.ctl("stats/backfill", bad)
+        check(f"/_sim/stats/backfill rejects {json.dumps(bad)}", st == 400 and "error" in out,
+              (st, out))
 
 
 def test_sessions_http(sim: Sim) -> None:
@@ -413,7 +487,8 @@ def test_sessions_http(sim: Sim) -> None:
     st, _, body = sim.request("POST", "/sessions")
     s = json.loads(body)
     check("POST /sessions creates one",
-          st == 200 and s["session_id"].startswith("session-")
+          st == 200 and SESSION_ID.match(s["session_id"])
+          and abs(int(s["session_id"].rsplit("-", 1)[1]) / 1000 - time.time()) < 60
           and {"session_id", "node_id", "created_at", "expires_at", "ttl_seconds", "metadata",
                "session_config"} == set(s), s)
     sid = s["session_id"]
@@ -435,9 +510,12 @@ def test_sessions_http(sim: Sim) -> None:
     check("DELETE /sessions/{id}",
           st == 200 and json.loads(body) == {"status": "deleted", "session_id": sid}, body)
     st, _, body = sim.request("GET", f"/sessions/{sid}")
-    check("GET deleted session is 404", st == 404 and "detail" in json.loads(body), (st, body))
-    st, _, _ = sim.request("DELETE", f"/sessions/{sid}")
-    check("DELETE again is 404", st == 404, st)
+    check("GET deleted session is 404 with KATO's detail",
+          st == 404 and json.loads(body) == {"detail": f"Session {sid} not found or expired"},
+          (st, body))
+    st, _, body = sim.request("DELETE", f"/sessions/{sid}")
+    check("DELETE again is 404 with KATO's detail",
+          st == 404 and json.loads(body) == {"detail": f"Session {sid} not found"}, (st, body))
     m = sim.get_json("/metrics")[1]["sessions"]
     check("/metrics counts the delete", m["active"] == 1 and m["total_deleted"] == 1, m)
 
@@ -460,6 +538,140 @@ def test_sessions_http(sim: Sim) -> None:
           (st, body))
 
 
+def test_stm(sim: Sim) -> None:
+    sim.ctl("reset")
+    ids = sim.ctl("sessions/create", {"count": 2, "node_id": "n-stm"})[1]["created"]
+    check("/_sim/sessions/create ids have KATO's form",
+          all(SESSION_ID.match(i) for i in ids), ids)
+    a, b = ids
+    st, body = sim.get_json(f"/sessions/{a}/stm")
+    check("GET /sessions/{id}/stm of a new session",
+          st == 200 and body == {"stm": [], "session_id": a, "length": 0}, (st, body))
+    stm = [["hello", "world"], ["kato"], [], ["ünïcode", "with space", "a/b"]]
+    st, out = sim.ctl("sessions/stm", {"session_id": a, "stm": stm})
+    check("/_sim/sessions/stm sets it",
+          st == 200 and out == {"ok": True, "session_id": a, "length": 4}, out)
+    st, body = sim.get_json(f"/sessions/{a}/stm")
+    check("GET /sessions/{id}/stm returns it as set",
+          st == 200 and body == {"stm": stm, "session_id": a, "length": 4}, body)
+    st, body = sim.get_json(f"/sessions/{b}/stm")
+    check("... and only for that session", body["stm"] == [], body)
+    st, _, raw = sim.request("GET", "/sessions/session-nope/stm")
+    check("GET /sessions/{unknown}/stm is 404 with KATO's detail",
+          st == 404 and json.loads(raw) == {"detail": "Session session-nope not found or expired"},
+          (st, raw))
+    st, _, raw = sim.request("POST", f"/sessions/{a}/stm", {})
+    check("POST /sessions/{id}/stm is 405", st == 405, (st, raw))
+    for bad in ({"session_id": a, "stm": "x"}, {"session_id": a, "stm": [["a", 1]]},
+                {"session_id": a, "stm": ["a"]}, {"session_id": 5, "stm": []},
+                {"stm": []}):
+        st, out = sim.ctl("sessions/stm", bad)
+        check(f"/_sim/sessions/stm rejects {json.dumps(bad)[:60]}", st == 400 and "error" in out,
+              (st, out))
+    st, out = sim.ctl("sessions/stm", {"session_id": "session-nope", "stm": []})
+    check("/_sim/sessions/stm for an unknown session is 404", st == 404, (st, out))
+    check("rejected STM changes nothing", sim.get_json(f"/sessions/{a}/stm")[1]["stm"] == stm)
+    sim.request("DELETE", f"/sessions/{a}")
+    st, _ = sim.get_json(f"/sessions/{a}/stm")
+    check("a deleted session has no STM (404)", st == 404, st)
+    ds = sim.get_json("/distributed-stm/stats")[1]["performance_stats"]
+    check("/distributed-stm/stats counts STM events per node",
+          ds["nodes"]["n-stm"]["sessions"] == 1 and ds["nodes"]["n-stm"]["stm_events"] == 0, ds)
+    sim.ctl("sessions/stm", {"session_id": b, "stm": [["x"], ["y"], ["z"]]})
+    ds = sim.get_json("/distributed-stm/stats")[1]["performance_stats"]
+    check("... and follows /_sim/sessions/stm",
+          ds["nodes"]["n-stm"]["stm_events"] == 3 and ds["total_stm_events"] == 3
+          and ds["nodes"]["n-stm"]["sync_operations"] == 16, ds)
+
+
+def test_monitoring_endpoints(sim: Sim) -> None:
+    """/cache/stats, /connection-pools, /distributed-stm/stats."""
+    sim.ctl("reset")
+    sim.ctl("set", {"requests_per_second": 0, "total_requests": 10000})
+    sim.ctl("sessions/create", {"count": 6})
+
+    st, hd, raw = sim.request("GET", "/cache/stats")
+    c = json.loads(raw)
+    check("/cache/stats 200 application/json",
+          st == 200 and hd.get("Content-Type") == "application/json", st)
+    check("/cache/stats shape",
+          set(c) == {"cache_performance", "cache_health", "timestamp"}
+          and set(c["cache_performance"]) == {"status", "hits", "misses", "total_requests",
+                                              "hit_rate", "size", "max_size", "evictions",
+                                              "memory_usage_bytes", "ttl_seconds"}
+          and set(c["cache_health"]) == {"status", "redis_connected", "latency_ms"}
+          and c["timestamp"].endswith("+00:00"), c)
+    cp = c["cache_performance"]
+    check("/cache/stats figures follow the state",
+          cp["total_requests"] == 6000 and cp["hits"] == 5100 and cp["misses"] == 900
+          and cp["hit_rate"] == 0.85 and cp["size"] == 2 * 40 + 6 * 12
+          and c["cache_health"]["status"] == "healthy", cp)
+    c2 = sim.get_json("/cache/stats")[1]
+    check("/cache/stats is deterministic given the state",
+          {k: v for k, v in c2.items() if k != "timestamp"}
+          == {k: v for k, v in c.items() if k != "timestamp"}, (c, c2))
+    sim.ctl("set", {"cache_hit_rate": 0.5})
+    cp = sim.get_json("/cache/stats")[1]["cache_performance"]
+    check("cache_hit_rate settable", cp["hit_rate"] == 0.5 and cp["hits"] == 3000, cp)
+
+    st, p = sim.get_json("/connection-pools")
+    check("/connection-pools shape",
+          st == 200 and set(p) == {"status", "health", "pool_statistics",
+                                   "connection_optimization", "performance_improvements",
+                                   "timestamp"}
+          and set(p["health"]) == set(p["pool_statistics"]) == {"clickhouse", "qdrant", "redis"}
+          and all(set(v) == {"size", "in_use", "available", "max_overflow",
+                             "total_connections_created"} for v in p["pool_statistics"].values())
+          and all(set(v) == {"healthy", "last_check", "error"} for v in p["health"].values()), p)
+    ps = p["pool_statistics"]
+    check("/connection-pools figures follow the sessions",
+          p["status"] == "healthy"
+          and [ps[db]["in_use"] for db in ("clickhouse", "qdrant", "redis")] == [2, 2, 4]
+          and all(v["in_use"] + v["available"] == v["size"] for v in ps.values()), ps)
+    st, out = sim.ctl("set", {"unhealthy_databases": ["qdrant"]})
+    p = sim.get_json("/connection-pools")[1]
+    check("unhealthy_databases: pool unhealthy, status degraded",
+          st == 200 and p["status"] == "degraded" and p["health"]["qdrant"]["healthy"] is False
+          and isinstance(p["health"]["qdrant"]["error"], str)
+          and p["pool_statistics"]["qdrant"]["available"] == 0
+          and p["health"]["redis"]["healthy"] is True, p)
+    sim.ctl("set", {"unhealthy_databases": ["redis"]})
+    check("unhealthy redis: /cache/stats health unhealthy",
+          sim.get_json("/cache/stats")[1]["cache_health"]["status"] == "unhealthy")
+    for bad in ({"unhealthy_databases": "redis"}, {"unhealthy_databases": ["mongo"]},
+                {"cache_hit_rate": 2}):
+        st, out = sim.ctl("set", bad)
+        check(f"/_sim/set rejects {json.dumps(bad)}", st == 400, (st, out))
+    sim.ctl("set", {"unhealthy_databases": []})
+    check("unhealthy_databases cleared",
+          sim.get_json("/connection-pools")[1]["status"] == "healthy")
+
+    st, d = sim.get_json("/distributed-stm/stats")
+    check("/distributed-stm/stats shape",
+          st == 200 and set(d) == {"status", "distributed_stm_enabled", "performance_stats",
+                                   "processor_info", "expected_improvements", "timestamp"}
+          and d["status"] == "active" and d["distributed_stm_enabled"] is True
+          and d["processor_info"] == {"sample_processor_id": "kato-sim-processor-1",
+                                      "total_active_processors": 2}, d)
+    perf = d["performance_stats"]
+    nodes = perf["nodes"]
+    check("/distributed-stm/stats per node",
+          all(set(n) == {"processor_id", "sessions", "stm_events", "sync_operations",
+                         "sync_errors", "avg_sync_latency_ms"} for n in nodes.values())
+          and sum(n["sessions"] for n in nodes.values()) == 6 == perf["total_sessions"]
+          and perf["total_nodes"] == len(nodes)
+          and nodes["sim-node-1"]["processor_id"] == "kato-sim-processor-1", perf)
+    sim.ctl("set", {"processors": 0})
+    d = sim.get_json("/distributed-stm/stats")[1]
+    check("/distributed-stm/stats with no processor: KATO's disabled body",
+          d["status"] == "disabled" and d["distributed_stm_enabled"] is False
+          and isinstance(d["reason"], str)
+          and d["processor_info"] == {"total_active_processors": 0}, d)
+    for path in ("/cache/stats", "/connection-pools", "/distributed-stm/stats"):
+        st, _, _ = sim.request("POST", path, {})
+        check(f"POST {path} is 405", st == 405, st)
+
+
 def test_cache(sim: Sim) -> None:
     sim.ctl("reset")
     sim.ctl("set", {"cache_seconds": 1.0})
@@ -471,7 +683,8 @@ def test_cache(sim: Sim) -> None:
     c2 = sim.get_json("/sessions/count")[1]
     check("cache on: /metrics is stale", b == a, (a["resources"], b["resources"]))
     check("cache on: /sessions/count is stale", c2 == c1, (c1, c2))
-    time.sleep(1.1)
+    wait_until(lambda: sim.get_json("/metrics")[1]["resources"]["cpu_percent"] == 77, 5)
+    wait_until(lambda: sim.get_json("/sessions/count")[1] != c1, 5)
     b = sim.get_json("/metrics")[1]
     c2 = sim.get_json("/sessions/count")[1]
     check("cache expires: /metrics fresh", b["resources"]["cpu_percent"] == 77, b["resources"])
@@ -659,6 +872,7 @@ def test_modes(sim: Sim) -> None:
     st, out = sim.ctl("mode", {"mode": "slow", "delay": -1})
     check("/_sim/mode rejects a negative delay", st == 400, out)
 
+    sid = sim.ctl("sessions/create", {"count": 1})[1]["created"][0]
     # down
     w = WS(sim.port)
     w.recv_json()
@@ -680,6 +894,12 @@ def test_modes(sim: Sim) -> None:
         check("down: ws handshake refused", False, ws.status)
     except (EOFError, OSError):
         check("down: ws handshake gets no answer", True)
+    for path in NEW_PATHS:
+        try:
+            r = sim.request("GET", path.replace("{id}", sid), timeout=3)
+            check(f"down: {path} gets no answer", False, r)
+        except (urllib.error.URLError, ConnectionError, OSError) as e:
+            check(f"down: {path} gets no answer", "timed out" not in str(e), repr(e))
     st = sim.state()
     check("down: /_sim/ still answers and counts attempts",
           st["requests"]["/metrics"]["count"] >= 1 and st["mode"]["mode"] == "down", st["mode"])
@@ -695,6 +915,13 @@ def test_modes(sim: Sim) -> None:
               st == 200 and hd.get("Content-Type") == "application/json", st)
     st, _, body = sim.request("GET", "/sessions/count")
     check("bad_json applies to every KATO path", st == 200 and not body.startswith(b'{"active'))
+    for path in NEW_PATHS:
+        st, _, body = sim.request("GET", path.replace("{id}", sid))
+        try:
+            json.loads(body)
+            check(f"bad_json: {path} is not JSON", False, body)
+        except ValueError:
+            check(f"bad_json: {path} is not JSON", st == 200, st)
 
     # slow
     sim.ctl("mode", {"mode": "slow", "delay": 0.6})
@@ -712,6 +939,11 @@ def test_modes(sim: Sim) -> None:
     t = time.time()
     sim.get_json("/_sim/state")
     check("/_sim/ never slowed", time.time() - t < 0.4)
+    for path in NEW_PATHS:
+        sim.ctl("mode", {"mode": "slow", "delay": 0.6, "paths": [path]})
+        t = time.time()
+        st, _ = sim.get_json(path.replace("{id}", sid))
+        check(f"slow: {path} delayed, then 200", st == 200 and time.time() - t >= 0.55)
 
     # error_body
     sim.ctl("sessions/create", {"count": 2})
@@ -719,10 +951,27 @@ def test_modes(sim: Sim) -> None:
     st, m = sim.get_json("/metrics")
     check("error_body: reduced /metrics body",
           st == 200 and set(m) == {"error", "timestamp", "processor_manager", "uptime_seconds",
-                                   "active_sessions"} and m["active_sessions"] == 2
+                                   "active_sessions"} and m["active_sessions"] == 3
           and "total_processors" in m["processor_manager"], m)
     st, h = sim.get_json("/health")
     check("error_body: other endpoints normal", st == 200 and h["status"] == "healthy")
+    st, x = sim.get_json("/stats?minutes=5")
+    check("error_body: KATO's /stats error body",
+          st == 200 and set(x) == {"error", "time_range_minutes", "timestamp",
+                                   "processor_manager"} and x["time_range_minutes"] == 5, x)
+    st, x = sim.get_json("/cache/stats")
+    check("error_body: KATO's /cache/stats error body",
+          st == 200 and set(x) == {"cache_performance", "cache_health", "timestamp"}
+          and x["cache_performance"]["status"] == "error"
+          and isinstance(x["cache_performance"]["error"], str)
+          and x["cache_health"]["status"] == "error", x)
+    for path in ("/connection-pools", "/distributed-stm/stats"):
+        st, x = sim.get_json(path)
+        check(f"error_body: KATO's {path} error body",
+              st == 200 and set(x) == {"status", "error", "timestamp"} and x["status"] == "error",
+              x)
+    st, x = sim.get_json(f"/sessions/{sid}/stm")
+    check("error_body: /sessions/{id}/stm normal", st == 200 and x["session_id"] == sid, x)
 
     # http500
     sim.ctl("mode", {"mode": "http500"})
@@ -731,6 +980,10 @@ def test_modes(sim: Sim) -> None:
     c = WS(sim.port)
     check("http500: ws handshake gets 500", c.status == 500, c.status)
     c.close()
+    for path in NEW_PATHS:
+        st, _, body = sim.request("GET", path.replace("{id}", sid))
+        check(f"http500: {path} 500 {{\"detail\"}}", st == 500 and "detail" in json.loads(body),
+              (st, body))
 
     sim.ctl("mode", {"mode": "normal"})
     st, m = sim.get_json("/metrics")
@@ -745,9 +998,18 @@ def test_counters(sim: Sim) -> None:
     sim.request("GET", "/health")
     sid = json.loads(sim.request("POST", "/sessions")[2])["session_id"]
     sim.request("GET", f"/sessions/{sid}")
+    sim.request("GET", f"/sessions/{sid}/stm")
+    sim.request("GET", "/sessions/session-nope/stm")
     sim.request("DELETE", f"/sessions/{sid}")
+    for _ in range(2):
+        sim.request("GET", "/cache/stats")
+    sim.request("GET", "/stats?minutes=abc")
     st = sim.state()
     r = st["requests"]
+    check("/sessions/{id}/stm counted as one path, 404s included",
+          r.get("/sessions/{id}/stm", {}).get("count") == 2, r)
+    check("new paths counted, 422s included",
+          r.get("/cache/stats", {}).get("count") == 2 and r.get("/stats", {}).get("count") == 1, r)
     check("per-path counters", r["/metrics"]["count"] == 3 and r["/health"]["count"] == 1, r)
     check("per-path timestamps",
           r["/metrics"]["first"] <= r["/metrics"]["last"] and len(r["/metrics"]["recent"]) == 3)
@@ -819,8 +1081,17 @@ def test_robustness(sim: Sim) -> None:
     # keep-alive: several requests on one connection
     s = socket.create_connection(("127.0.0.1", sim.port), timeout=3)
     s.sendall(b"GET /sessions/count HTTP/1.1\r\nHost: x\r\n\r\n" * 3)
-    time.sleep(0.3)
-    data = s.recv(65536)
+    data = b""
+    end = time.monotonic() + 5
+    while data.count(b"HTTP/1.1 200 OK") < 3 or not data.endswith(b"}"):
+        s.settimeout(max(0.01, end - time.monotonic()))
+        try:
+            chunk = s.recv(65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
     s.close()
     check("HTTP/1.1 keep-alive, pipelined requests", data.count(b"HTTP/1.1 200 OK") == 3,
           data[:200])
@@ -913,7 +1184,8 @@ def main() -> int:
     sim = Sim("--sample-interval", "0.2")
     try:
         for t in (test_startup, test_metrics, test_health_status_stats, test_sessions_http,
-                  test_cache, test_websocket, test_modes, test_counters, test_robustness):
+                  test_stm, test_monitoring_endpoints, test_cache, test_websocket, test_modes,
+                  test_counters, test_robustness):
             try:
                 t(sim)
             except Exception:        # noqa: BLE001 - a crash in one group fails it
