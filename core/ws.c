@@ -12,25 +12,36 @@
  * sent every [websocket] update_interval from the latest values (not on
  * every publish: state conflates by design), trimmed to the state topics
  * the client subscribed to (a client that never subscribed gets every state
- * topic), and skipped when there is nothing to put in `data`. A client that
- * subscribes also gets one at once, so a dashboard paints without waiting
- * for the next tick.
+ * topic), and skipped when there is nothing to put in `data`. A katomon/1
+ * client that subscribes also gets one at once, so a dashboard paints
+ * without waiting for the next tick (a compatible client does not: the
+ * original frontend would re-render, re-subscribe and loop).
  *
- * Event topics go out as soon as they are published, with the topic's seq:
+ * Event topics go out as soon as they are published:
  *
  *   session_events  body {"event_type","timestamp","data"}
- *                -> {"type":"session_event",<body keys>,"seq":N}
+ *                -> {"type":"session_event",<body keys>[,"seq":N]}
  *   system_alerts   body {"id","timestamp","alerts"}
- *                -> {"type":"system_alert",<body keys>,"seq":N}
+ *                -> {"type":"system_alert",<body keys>[,"seq":N]}
  *   any other T  -> {"type":"event","topic":T,"seq":N,"timestamp":<publish
  *                    time>,"data":<body>}
  *
  * (A body key named "type" or "seq" is dropped in the first two forms; a
  * missing "timestamp" is filled with the publish time, a missing alert "id"
- * with "alert_<ms>" as the original did.) Timestamps are UTC ISO 8601 with
- * microseconds and a Z.
+ * with "alert_<ms>" as the original did.) The first two forms exist twice,
+ * one frame per dialect: katomon/1's carries the topic's seq and the alert
+ * items as published (a resolved one: its level, "state":"resolved");
+ * the compatible one has no seq, and its alert items have no "state" and a
+ * resolved one goes as level "info" (see km_compat_alert). Timestamps are
+ * UTC ISO 8601 with microseconds and a Z.
  *
- * Replies to one client: {"type":"heartbeat","timestamp"} for text "ping";
+ * Subscribe: a compatible client's set grows to the union of every set it
+ * sent, silently (see km_client_subscribe_compat); a katomon/1 client's is
+ * replaced and acknowledged. The dialect is declared by "protocol":
+ * "katomon/1" in a subscribe and holds for the connection.
+ *
+ * Replies (katomon/1 only, but heartbeat): {"type":"heartbeat","timestamp"}
+ * for text "ping";
  * {"type":"subscription_ack","subscriptions":[...],"unknown":[...],
  * "timestamp","epoch":E,"last_seq":{"session_events":N,...}} for every
  * subscribe (epoch: this run of the daemon, see km_bus_epoch - a client
@@ -53,9 +64,10 @@
  *
  * The hub subscribes to the bus once with "*". Each message becomes JSON
  * and a complete server frame (header + payload, struct km_frame, reference
- * counted) once, and that frame is shared by every client that receives it:
- *   - an event's frame is built on first need and kept in the message's
- *     cache slot (km_msg_set_cache), so replay reuses it too;
+ * counted) once (per dialect, for session_event and system_alert), and that
+ * frame is shared by every client that receives it:
+ *   - an event's frames are built on first need and kept in the message's
+ *     cache slot (km_msg_set_cache), so replay reuses them too;
  *   - clients with the same subscription set share one interned struct
  *     km_subset; a realtime_update is built once per set per tick (or per
  *     state change, for immediate sends on subscribe) and cached in it.
@@ -117,6 +129,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/util.h>
 #include <wslay/wslay.h>
 
 #include "bus.h"
@@ -132,9 +145,22 @@
 #define KM_WS_PUMP_BYTES (64 * 1024)
 /* Room for the longest server frame header (2 + 8 bytes). */
 #define KM_FRAME_HEADROOM 10
-/* Client messages per second (token bucket) and burst. */
-#define KM_WS_MSG_RATE  20.0
-#define KM_WS_MSG_BURST 100.0
+/*
+ * Flood limits, three token buckets per client (rate per second, burst):
+ * messages that make the hub work (a subscribe that changes something, a
+ * ping, anything answered), every message however cheap (the original
+ * frontend re-sends unchanged subscribes hundreds of times a second; a
+ * flood is tens of thousands), and payload bytes. Past any: 1008.
+ */
+#define KM_WS_MSG_RATE    20.0
+#define KM_WS_MSG_BURST   100.0
+#define KM_WS_FRAME_RATE  2000.0
+#define KM_WS_FRAME_BURST 4000.0
+#define KM_WS_BYTE_RATE   (256.0 * 1024)
+#define KM_WS_BYTE_BURST  (1024.0 * 1024)
+/* Recent compatible subscribe texts remembered per client (by hash): the
+   original frontend's three components send three distinct texts. */
+#define KM_WS_SEEN 8
 /* Error replies a client may earn within KM_WS_ERR_WINDOW_US before it is
    closed as a flooder. */
 #define KM_WS_MAX_ERRORS    20
@@ -838,7 +864,20 @@ int km_ws_parse_request(const char *text, size_t len, struct km_ws_request *out,
         out->type = KM_WS_REQ_PING;
         rc = 0;
     } else if (strcmp(type, "subscribe") == 0) {
+        json_t *proto = json_object_get(j, "protocol");
         out->type = KM_WS_REQ_SUBSCRIBE;
+        if (proto) {
+            const char *ps = json_string_value(proto);
+            if (!ps || strcmp(ps, KM_WS_PROTOCOL) != 0) {
+                snprintf(code, codelen, "bad_protocol");
+                snprintf(detail, detaillen,
+                         "unsupported \"protocol\" (this server speaks \"%s\", or the "
+                         "original dashboard's protocol when none is given)",
+                         KM_WS_PROTOCOL);
+                goto out;
+            }
+            out->katomon = 1;
+        }
         rc = km_parse_subscribe(j, out, detail, detaillen);
     } else {
         snprintf(code, codelen, "unknown_type");
@@ -847,8 +886,11 @@ int km_ws_parse_request(const char *text, size_t len, struct km_ws_request *out,
     }
 out:
     json_decref(j);
-    if (rc != 0)
+    if (rc != 0) {
+        int katomon = out->katomon; /* the caller picks its answer by dialect */
         km_ws_request_clear(out);
+        out->katomon = katomon;
+    }
     return rc;
 }
 
@@ -984,11 +1026,6 @@ static void km_frame_unref(struct km_frame *f)
         free(f); /* the struct and its bytes: one block */
 }
 
-static void km_frame_unref_void(void *p)
-{
-    km_frame_unref(p);
-}
-
 /* evbuffer_add_reference cleanup: the chain holding the frame was sent. */
 static void km_frame_evb_cleanup(const void *data, size_t len, void *extra)
 {
@@ -1050,8 +1087,15 @@ struct km_ws_client {
     int64_t last_ping_us;          /* last server ping (monotonic) */
     int64_t closing_us;            /* when the close began (monotonic) */
     uint16_t close_code;           /* code we sent (0: none yet) */
-    double tokens;                 /* message rate bucket */
-    int64_t tokens_us;             /* when tokens was last refilled */
+    enum km_ws_dialect dialect;    /* compatible until a katomon/1 subscribe */
+    double tokens;                 /* work bucket (KM_WS_MSG_RATE) */
+    double ftokens;                /* message bucket (KM_WS_FRAME_RATE) */
+    double btokens;                /* byte bucket (KM_WS_BYTE_RATE) */
+    int64_t tokens_us;             /* when the buckets were last refilled */
+    uint64_t seen[KM_WS_SEEN];     /* hashes of compatible subscribe texts already
+                                      merged into the union (0: empty slot) */
+    unsigned seen_next;            /* next slot of seen to overwrite */
+    int warned;                    /* a dropped request was logged already */
     unsigned errors;               /* error replies in the current window */
     int64_t errors_since_us;       /* start of that window */
     uint64_t msgs_in;              /* messages received */
@@ -1070,6 +1114,7 @@ struct km_ws {
     struct km_ws_client *dead;    /* clients to free (list via next) */
     struct km_subset *sets;       /* interned subscription sets */
     uint64_t next_id;             /* id of the next client */
+    uint64_t hash_key;            /* per-run key of km_text_hash (random) */
     uint64_t state_gen;           /* + 1 on every state-topic publish */
     uint64_t tick_no;             /* realtime_update ticks so far */
     struct km_ws_stats stats;     /* counters */
@@ -1202,52 +1247,109 @@ static void km_subset_join(struct km_ws_client *c, struct km_subset *s)
 
 /* ---- building frames ---- */
 
-/* The event frame of msg, built once and kept in msg's cache slot. Borrowed. */
-static struct km_frame *km_event_frame(struct km_ws *ws, struct km_msg *msg)
+/* The frames of one event message, one per dialect, kept in the message's
+   cache slot (one allocation). A topic other than session_events and
+   system_alerts has one frame, referenced from both slots. */
+struct km_ev_frames {
+    struct km_frame *f[2]; /* [enum km_ws_dialect]: built on first need, or NULL */
+};
+
+static void km_ev_frames_free(void *p)
 {
-    struct km_frame *f = km_msg_cache(msg);
-    struct km_topic *t;
-    const char *name;
-    json_t *body;
-    struct km_tb tb = {0};
-    char ts[40], num[32];
+    struct km_ev_frames *ef = p;
+    km_frame_unref(ef->f[0]);
+    km_frame_unref(ef->f[1]);
+    free(ef);
+}
 
-    if (f)
-        return f;
-    t = km_msg_topic(msg);
-    name = km_topic_name(t);
-    body = km_msg_json(msg);
-    km_iso_time(km_msg_time_us(msg), ts, sizeof ts);
-    snprintf(num, sizeof num, "%llu", (unsigned long long)km_msg_seq(msg));
+/*
+ * An alert item as the original frontend knows it (new reference): a
+ * resolved notice goes as level "info" (its message already says
+ * "(resolved)"; as "error" it would show as a red ERROR toast), and
+ * katomon's "state" stays out.
+ */
+static json_t *km_compat_alert(json_t *a)
+{
+    const char *state = json_string_value(json_object_get(a, "state"));
+    json_t *o;
 
-    if (strcmp(name, "session_events") == 0 || strcmp(name, "system_alerts") == 0) {
-        int alerts = strcmp(name, "system_alerts") == 0;
-        json_t *o = json_object();
-        const char *k;
-        json_t *v;
-        if (!o)
-            return NULL;
-        json_object_set_new(o, "type",
-                            json_string(alerts ? "system_alert" : "session_event"));
-        if (alerts && !json_object_get(body, "id")) {
-            char id[40];
-            snprintf(id, sizeof id, "alert_%lld",
-                     (long long)(km_msg_time_us(msg) / 1000));
-            json_object_set_new(o, "id", json_string(id));
+    if (!json_is_object(a) || !(o = json_copy(a)))
+        return json_incref(a);
+    if (state && strcmp(state, "resolved") == 0)
+        json_object_set_new(o, "level", json_string("info"));
+    json_object_del(o, "state");
+    return o;
+}
+
+/* The text of a session_event or system_alert for one dialect, into tb. */
+static void km_event_text(struct km_tb *tb, struct km_msg *msg, int alerts,
+                          enum km_ws_dialect d, const char *ts)
+{
+    json_t *body = km_msg_json(msg), *o = json_object(), *v;
+    const char *k;
+
+    if (!o) {
+        tb->failed = 1;
+        return;
+    }
+    json_object_set_new(o, "type",
+                        json_string(alerts ? "system_alert" : "session_event"));
+    if (alerts && !json_object_get(body, "id")) {
+        char id[40];
+        snprintf(id, sizeof id, "alert_%lld", (long long)(km_msg_time_us(msg) / 1000));
+        json_object_set_new(o, "id", json_string(id));
+    }
+    json_object_foreach(body, k, v)
+    {
+        if (strcmp(k, "type") == 0 || strcmp(k, "seq") == 0)
+            continue;
+        if (alerts && d == KM_WS_COMPAT && strcmp(k, "alerts") == 0 && json_is_array(v)) {
+            json_t *list = json_array(), *a;
+            size_t i;
+            json_array_foreach(v, i, a) json_array_append_new(list, km_compat_alert(a));
+            json_object_set_new(o, k, list);
+        } else {
+            json_object_set(o, k, v); /* a reference, not a copy */
         }
-        json_object_foreach(body, k, v)
-        {
-            if (strcmp(k, "type") != 0 && strcmp(k, "seq") != 0)
-                json_object_set(o, k, v); /* a reference, not a copy */
-        }
-        if (!json_object_get(body, "timestamp"))
-            json_object_set_new(o, "timestamp", json_string(ts));
+    }
+    if (!json_object_get(body, "timestamp"))
+        json_object_set_new(o, "timestamp", json_string(ts));
+    if (d == KM_WS_KATOMON)
         json_object_set_new(o, "seq", json_integer((json_int_t)km_msg_seq(msg)));
-        km_tb_json(&tb, o);
-        json_decref(o);
+    km_tb_json(tb, o);
+    json_decref(o);
+}
+
+/* The event frame of msg for dialect d, built once and kept in msg's cache
+   slot. Borrowed. NULL on ENOMEM. */
+static struct km_frame *km_event_frame(struct km_ws *ws, struct km_msg *msg,
+                                       enum km_ws_dialect d)
+{
+    struct km_ev_frames *ef = km_msg_cache(msg);
+    struct km_frame *f;
+    const char *name;
+    struct km_tb tb = {0};
+    char ts[40];
+    int alerts, original;
+
+    if (ef && ef->f[d])
+        return ef->f[d];
+    if (!ef) {
+        if (!(ef = calloc(1, sizeof *ef)))
+            return NULL;
+        km_msg_set_cache(msg, ef, km_ev_frames_free);
+    }
+    name = km_topic_name(km_msg_topic(msg));
+    alerts = strcmp(name, "system_alerts") == 0;
+    original = alerts || strcmp(name, "session_events") == 0;
+    km_iso_time(km_msg_time_us(msg), ts, sizeof ts);
+    if (original) {
+        km_event_text(&tb, msg, alerts, d, ts);
     } else {
         const char *text;
         size_t tlen;
+        char num[32];
+        snprintf(num, sizeof num, "%llu", (unsigned long long)km_msg_seq(msg));
         km_tb_str(&tb, "{\"type\":\"event\",\"topic\":\"");
         km_tb_str(&tb, name); /* [a-z0-9_.-]: nothing to escape */
         km_tb_str(&tb, "\",\"seq\":");
@@ -1261,12 +1363,13 @@ static struct km_frame *km_event_frame(struct km_ws *ws, struct km_msg *msg)
             tb.failed = 1;
         km_tb_str(&tb, "}");
     }
-    f = km_frame_from_tb(&tb, KM_WS_OP_TEXT, KM_FRAME_EVENT);
-    if (!f)
+    if (!(f = km_frame_from_tb(&tb, KM_WS_OP_TEXT, KM_FRAME_EVENT)))
         return NULL;
     ws->stats.json_encodes++;
     ws->stats.frames_built++;
-    km_msg_set_cache(msg, f, km_frame_unref_void);
+    ef->f[d] = f;
+    if (!original) /* katomon's own envelope: the same bytes for both dialects */
+        ef->f[!d] = km_frame_ref(f);
     return f;
 }
 
@@ -1671,17 +1774,70 @@ static void km_client_close(struct km_ws_client *c, int code, const char *reason
 
 /* ---- incoming messages ---- */
 
-/* Token bucket: 0 when the client may send one more message. */
-static int km_client_rate(struct km_ws_client *c, int64_t now)
+/* Adds dt seconds of rate to a bucket, up to burst. */
+static double km_refill(double tokens, double dt, double rate, double burst)
 {
-    c->tokens += (double)(now - c->tokens_us) / 1e6 * KM_WS_MSG_RATE;
+    tokens += dt * rate;
+    return tokens > burst ? burst : tokens;
+}
+
+/*
+ * Charges one incoming message of len payload bytes to the message and
+ * byte buckets (refilled first). Returns NULL, or why c is flooding.
+ */
+static const char *km_client_flooding(struct km_ws_client *c, int64_t now, size_t len)
+{
+    double dt = (double)(now - c->tokens_us) / 1e6;
+
     c->tokens_us = now;
-    if (c->tokens > KM_WS_MSG_BURST)
-        c->tokens = KM_WS_MSG_BURST;
+    c->tokens = km_refill(c->tokens, dt, KM_WS_MSG_RATE, KM_WS_MSG_BURST);
+    c->ftokens = km_refill(c->ftokens, dt, KM_WS_FRAME_RATE, KM_WS_FRAME_BURST);
+    c->btokens = km_refill(c->btokens, dt, KM_WS_BYTE_RATE, KM_WS_BYTE_BURST);
+    if (c->ftokens < 1.0)
+        return "too many messages";
+    c->ftokens -= 1.0;
+    if (c->btokens < (double)len)
+        return "too many bytes";
+    c->btokens -= (double)len;
+    return NULL;
+}
+
+/* Takes one unit of work from c's work bucket: 0, or -1 when it is empty. */
+static int km_client_work(struct km_ws_client *c)
+{
     if (c->tokens < 1.0)
         return -1;
     c->tokens -= 1.0;
     return 0;
+}
+
+/* Keyed FNV-1a (64 bit) of a client's text; never 0 (0 marks a free slot).
+   The per-run key keeps a peer from choosing colliding texts. */
+static uint64_t km_text_hash(const struct km_ws *ws, const unsigned char *p, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ULL ^ ws->hash_key;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    h ^= (uint64_t)len * 0x9e3779b97f4a7c15ULL;
+    return h ? h : 1;
+}
+
+static int km_client_seen(const struct km_ws_client *c, uint64_t h)
+{
+    for (unsigned i = 0; i < KM_WS_SEEN; i++)
+        if (c->seen[i] == h)
+            return 1;
+    return 0;
+}
+
+static void km_client_remember(struct km_ws_client *c, uint64_t h)
+{
+    if (!h || km_client_seen(c, h))
+        return;
+    c->seen[c->seen_next] = h;
+    c->seen_next = (c->seen_next + 1) % KM_WS_SEEN;
 }
 
 /* Sends an error reply; closes the client when it earned too many. */
@@ -1735,7 +1891,7 @@ static void km_replay_cb(struct km_topic *t, struct km_msg *m, void *arg)
 
     if (rp->truncated || rp->c->state != KM_WSC_OPEN)
         return; /* the bus has no way to stop a replay early: skip the rest */
-    if (!(f = km_event_frame(rp->c->ws, m)))
+    if (!(f = km_event_frame(rp->c->ws, m, KM_WS_KATOMON)))
         return;
     if (f->len > rp->budget) {
         rp->truncated = 1;
@@ -1822,6 +1978,8 @@ static json_t *km_subscribed_seqs(struct km_ws *ws, const struct km_ws_request *
     return seqs ? seqs : json_object();
 }
 
+/* katomon/1: the set is replaced, acknowledged, replayed from `since`, and
+   the current state sent at once. */
 static void km_client_subscribe(struct km_ws_client *c, struct km_ws_request *req)
 {
     struct km_ws *ws = c->ws;
@@ -1868,21 +2026,99 @@ static void km_client_subscribe(struct km_ws_client *c, struct km_ws_request *re
         km_client_state_now(c);
 }
 
+/*
+ * Compatible: the set becomes the union of every set the client sent,
+ * silently (no reply, no immediate update: the original frontend renders on
+ * every message and re-subscribes on every render). At most KM_WS_MAX_SUBS
+ * names in all; names past that are dropped (counted). The union is merged
+ * from the two sorted lists through the stack: no allocation unless the set
+ * really changes (then the interned set is found or made).
+ */
+static void km_client_subscribe_compat(struct km_ws_client *c,
+                                       const struct km_ws_request *req, uint64_t h)
+{
+    struct km_ws *ws = c->ws;
+    char *merged[KM_WS_MAX_SUBS];
+    char *const *have = c->subscribed ? c->set->names : NULL;
+    size_t nh = c->subscribed ? c->set->n_names : 0, i = 0, j = 0, n = 0;
+
+    while (i < nh || j < req->n_names) {
+        int cmp = i == nh ? 1 : j == req->n_names ? -1 : strcmp(have[i], req->names[j]);
+        char *next = cmp <= 0 ? have[i] : req->names[j];
+        i += cmp <= 0;
+        j += cmp >= 0;
+        if (n == KM_WS_MAX_SUBS) {
+            ws->stats.union_capped++;
+            continue;
+        }
+        merged[n++] = next;
+    }
+    if (!c->subscribed || n != nh) {
+        struct km_subset *s = km_subset_get(ws, merged, n, 0);
+        if (!s) {
+            km_client_close(c, KM_WS_CLOSE_TRY_LATER, "out of memory");
+            return;
+        }
+        km_subset_join(c, s);
+        c->subscribed = 1;
+    }
+    km_client_remember(c, h);
+}
+
+/* A request a compatible client cannot be told about: logged once, counted;
+   a client that keeps sending them is still closed by km_client_error's
+   window (without the replies). */
+static void km_client_drop(struct km_ws_client *c, const char *code, const char *detail)
+{
+    struct km_ws *ws = c->ws;
+    int64_t now = km_now_us();
+
+    ws->stats.compat_ignored++;
+    if (!c->warned) {
+        c->warned = 1;
+        km_log(KM_LOG_INFO,
+               "ws client %llu (%s): %s: %s (ignored: the original protocol "
+               "has no error reply; further ones are not logged)",
+               (unsigned long long)c->id, c->peer, code, detail);
+    }
+    if (now - c->errors_since_us > KM_WS_ERR_WINDOW_US) {
+        c->errors_since_us = now;
+        c->errors = 0;
+    }
+    if (++c->errors > KM_WS_MAX_ERRORS) {
+        ws->stats.closed_protocol++;
+        km_client_close(c, KM_WS_CLOSE_POLICY, "too many bad requests");
+    }
+}
+
+/* One text message: h is its hash for a compatible client (else 0). */
 static void km_client_request(struct km_ws_client *c, const unsigned char *data,
-                              size_t len)
+                              size_t len, uint64_t h)
 {
     struct km_ws_request req;
     char code[32], detail[256];
 
     if (km_ws_parse_request((const char *)data, len, &req, code, sizeof code, detail,
                             sizeof detail) != 0) {
-        km_client_error(c, code, detail, NULL);
+        /* "protocol" given: not the original frontend, whatever it declared */
+        if (c->dialect == KM_WS_KATOMON || req.katomon ||
+            strcmp(code, "bad_protocol") == 0)
+            km_client_error(c, code, detail, NULL);
+        else
+            km_client_drop(c, code, detail);
         return;
     }
-    if (req.type == KM_WS_REQ_PING)
+    if (req.type == KM_WS_REQ_PING) {
         km_client_heartbeat(c);
-    else
-        km_client_subscribe(c, &req);
+    } else {
+        c->ws->stats.subscribes++;
+        if (req.katomon)
+            c->dialect = KM_WS_KATOMON; /* for the rest of the connection */
+        if (c->dialect == KM_WS_KATOMON)
+            km_client_subscribe(c, &req);
+        else
+            km_client_subscribe_compat(c, &req, h);
+    }
     km_ws_request_clear(&req);
 }
 
@@ -1903,12 +2139,26 @@ static int km_client_on_msg(void *arg, int op, const unsigned char *data, size_t
     }
     if (c->state != KM_WSC_OPEN)
         return 0; /* closing: only the peer's close matters now */
-    if (op == KM_WS_OP_PONG)
-        return 0;
     c->msgs_in++;
-    if (km_client_rate(c, now) != 0) {
+    const char *flood = km_client_flooding(c, now, len);
+    if (op == KM_WS_OP_PONG && !flood)
+        return 0;
+    /* A compatible client re-sending a subscribe it sent before: nothing
+       can change (its union only grows), so it costs a hash, not a parse. */
+    uint64_t h = 0;
+    if (!flood && op != KM_WS_OP_PING && c->dialect == KM_WS_COMPAT) {
+        h = km_text_hash(c->ws, data, len);
+        if (km_client_seen(c, h)) {
+            c->ws->stats.subscribes++;
+            c->ws->stats.subscribes_unchanged++;
+            return 0;
+        }
+    }
+    if (flood || km_client_work(c) != 0) {
+        km_log(KM_LOG_INFO, "ws client %llu (%s): %s: closing with 1008",
+               (unsigned long long)c->id, c->peer, flood ? flood : "too many messages");
         c->ws->stats.closed_protocol++;
-        km_client_close(c, KM_WS_CLOSE_POLICY, "too many messages");
+        km_client_close(c, KM_WS_CLOSE_POLICY, flood ? flood : "too many messages");
         return 1;
     }
     if (op == KM_WS_OP_PING) {
@@ -1919,7 +2169,7 @@ static int km_client_on_msg(void *arg, int op, const unsigned char *data, size_t
         return 0;
     }
     /* Text and binary both carry the JSON requests (or "ping"). */
-    km_client_request(c, data, len);
+    km_client_request(c, data, len, h);
     return c->state == KM_WSC_OPEN ? 0 : 1;
 }
 
@@ -2037,7 +2287,6 @@ static void km_ws_bus_cb(struct km_topic *t, struct km_msg *m, void *arg)
 {
     struct km_ws *ws = arg;
     const char *name;
-    struct km_frame *f = NULL;
 
     if (km_topic_kind(t) == KM_TOPIC_STATE) {
         ws->state_gen++; /* goes out with the next tick */
@@ -2048,9 +2297,10 @@ static void km_ws_bus_cb(struct km_topic *t, struct km_msg *m, void *arg)
         if (!km_subset_wants(s, name))
             continue;
         for (struct km_ws_client *c = s->members; c; c = c->set_next) {
+            struct km_frame *f;
             if (c->state != KM_WSC_OPEN)
                 continue;
-            if (!f && !(f = km_event_frame(ws, m))) {
+            if (!(f = km_event_frame(ws, m, c->dialect))) {
                 km_log(KM_LOG_ERROR, "ws: out of memory building a %s frame", name);
                 return;
             }
@@ -2101,6 +2351,7 @@ struct km_ws *km_ws_new(struct km_core *core, const struct km_ws_limits *lim)
     ws->lim = *lim;
     km_ws_limits_fix(&ws->lim);
     ws->next_id = 1;
+    evutil_secure_rng_get_bytes(&ws->hash_key, sizeof ws->hash_key);
     ws->tick_ev = event_new(core->base, -1, EV_PERSIST, km_ws_tick_cb, ws);
     ws->hk_ev = event_new(core->base, -1, EV_PERSIST, km_ws_hk_cb, ws);
     ws->reap_ev = event_new(core->base, -1, 0, km_ws_reap_cb, ws);
@@ -2225,6 +2476,8 @@ int km_ws_attach(struct km_ws *ws, struct bufferevent *bev, const char *peer,
     c->connected_wall_us = km_wall_us();
     c->last_rx_us = c->last_ping_us = c->tokens_us = c->errors_since_us = now;
     c->tokens = KM_WS_MSG_BURST;
+    c->ftokens = KM_WS_FRAME_BURST;
+    c->btokens = KM_WS_BYTE_BURST;
     c->gone = gone;
     c->gone_arg = arg;
     c->next = ws->clients;
@@ -2280,17 +2533,20 @@ json_t *km_ws_clients_json(struct km_ws *ws)
         }
         km_iso_time(c->connected_wall_us, ts, sizeof ts);
         json_array_append_new(
-            clients, json_pack("{s:I, s:s, s:s, s:b, s:o, s:I, s:I, s:I, s:I, s:s}", "id",
-                               (json_int_t)c->id, "peer", c->peer, "state",
-                               states[c->state], "subscribed", c->subscribed, "topics",
-                               subs, "queued_bytes", (json_int_t)km_client_queued(c),
-                               "queued_frames", (json_int_t)(c->q_tail - c->q_head),
-                               "messages_in", (json_int_t)c->msgs_in, "frames_out",
-                               (json_int_t)c->frames_out, "connected_at", ts));
+            clients,
+            json_pack("{s:I, s:s, s:s, s:s, s:b, s:o, s:I, s:I, s:I, s:I, s:s}", "id",
+                      (json_int_t)c->id, "peer", c->peer, "state", states[c->state],
+                      "dialect",
+                      c->dialect == KM_WS_KATOMON ? KM_WS_PROTOCOL : "compatible",
+                      "subscribed", c->subscribed, "topics", subs, "queued_bytes",
+                      (json_int_t)km_client_queued(c), "queued_frames",
+                      (json_int_t)(c->q_tail - c->q_head), "messages_in",
+                      (json_int_t)c->msgs_in, "frames_out", (json_int_t)c->frames_out,
+                      "connected_at", ts));
     }
     o = json_pack(
-        "{s:I, s:b, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, "
-        "s:{s:f, s:I, s:I, s:f, s:f}}",
+        "{s:I, s:b, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+        "s:I, s:I, s:I, s:I}, s:{s:f, s:I, s:I, s:f, s:f}}",
         "count", (json_int_t)ws->stats.clients, "clients_truncated",
         ws->stats.clients > listed, "subscription_sets", (json_int_t)ws->stats.sets,
         "clients", clients, "stats", "json_encodes", (json_int_t)ws->stats.json_encodes,
@@ -2301,7 +2557,11 @@ json_t *km_ws_clients_json(struct km_ws *ws)
         (json_int_t)ws->stats.state_skipped, "closed_slow",
         (json_int_t)ws->stats.closed_slow, "closed_protocol",
         (json_int_t)ws->stats.closed_protocol, "accepted", (json_int_t)ws->stats.accepted,
-        "ticks", (json_int_t)ws->stats.ticks, "bus_json_encodes",
+        "ticks", (json_int_t)ws->stats.ticks, "subscribes",
+        (json_int_t)ws->stats.subscribes, "subscribes_unchanged",
+        (json_int_t)ws->stats.subscribes_unchanged, "compat_ignored",
+        (json_int_t)ws->stats.compat_ignored, "union_capped",
+        (json_int_t)ws->stats.union_capped, "bus_json_encodes",
         (json_int_t)km_bus_stats.json_encodes, "limits", "update_interval",
         ws->lim.update_interval, "max_message_bytes",
         (json_int_t)ws->lim.max_message_bytes, "max_queue_bytes",

@@ -1,11 +1,24 @@
 /*
  * ws.h - the WebSocket transport behind GET /ws (DESIGN sections 2, 5, 8).
  *
- * Speaks the KATO Dashboard v0.3.7 protocol (realtime_update, session_event,
- * system_alert, text "ping" -> heartbeat, subscribe replaces the set, no
- * subscribe means everything) plus katomon's additions (subscription_ack,
- * error, seq, since/replay_gap, trimmed realtime_update). See the top of
- * ws.c for the wire mapping of bus topics and the fan-out design.
+ * Two dialects on one endpoint (DESIGN section 5; README "WebSocket
+ * protocol"):
+ *   - compatible (every client until it declares katomon's): what the KATO
+ *     Dashboard v0.3.7 frontend expects: realtime_update, session_event,
+ *     system_alert, text "ping" -> heartbeat. A subscribe is silent (no
+ *     reply, no immediate send) and ADDS to the client's set: the client
+ *     gets the union of every set it sent (the frontend's three components
+ *     re-send theirs on every render over one socket). A subscribe that
+ *     changes nothing is recognised from its bytes alone (no parse, no
+ *     allocation, no encoding) and is not charged as work.
+ *   - katomon/1 (a subscribe with "protocol":"katomon/1"; the declaration
+ *     holds for the connection): subscribe REPLACES the set and is answered
+ *     by subscription_ack (epoch, last seq per event topic) and an
+ *     immediate realtime_update; "since" replays missed events; error
+ *     replies name bad requests; events carry seq, resolved alerts
+ *     "state":"resolved".
+ * See the top of ws.c for the wire mapping of bus topics and the fan-out
+ * design.
  *
  * Pieces, each usable alone (tests, fuzzing):
  *   - km_ws_reader: incoming frame parser (wslay_frame) + message assembly
@@ -85,6 +98,15 @@ int km_utf8_step(uint32_t *state, const unsigned char *p, size_t len);
 #define KM_WS_MAX_SUBS      64 /* names in one subscribe */
 #define KM_WS_MAX_TOPIC_LEN 64 /* bytes in a topic name (as the bus) */
 
+/* What a client declares in its subscribe to speak katomon's dialect. */
+#define KM_WS_PROTOCOL "katomon/1"
+
+/* How the hub talks to one client (see the top of this file). */
+enum km_ws_dialect {
+    KM_WS_COMPAT = 0,  /* the original frontend's protocol (the default) */
+    KM_WS_KATOMON = 1, /* katomon/1: acks, errors, replay, seq, state */
+};
+
 enum km_ws_req_type {
     KM_WS_REQ_PING = 1,      /* text "ping" (or {"type":"ping"}) */
     KM_WS_REQ_SUBSCRIBE = 2, /* {"type":"subscribe","subscriptions":[...]} */
@@ -103,11 +125,13 @@ struct km_ws_request {
     size_t n_names;            /* number of names */
     struct km_ws_since *since; /* subscribe: optional replay points; owned */
     size_t n_since;            /* number of since entries */
+    int katomon;               /* subscribe: "protocol":"katomon/1" was given */
 };
 
 /*
  * Parses one client message. Returns 0 and fills *out, or -1 with a short
- * error code ("bad_json", "bad_request", "unknown_type") in code and a
+ * error code ("bad_json", "bad_request", "unknown_type", "bad_protocol": a
+ * "protocol" other than KM_WS_PROTOCOL) in code and a
  * human sentence in detail. Bounded: KM_WS_MAX_SUBS names of at most
  * KM_WS_MAX_TOPIC_LEN bytes, [a-z0-9_.-] only (the bus's rule).
  */
@@ -145,19 +169,25 @@ struct km_ws_limits {
 
 /* Counters, for tests and GET /api/v1/ws/subscriptions. */
 struct km_ws_stats {
-    uint64_t json_encodes;    /* broadcast JSON texts built (1 per event message,
-                                 1 per realtime_update per distinct set) */
-    uint64_t frames_built;    /* broadcast frames built (shared by receivers) */
-    uint64_t frames_queued;   /* references to shared frames put in client queues */
-    uint64_t private_frames;  /* one-client frames: ack, error, heartbeat, gap */
-    uint64_t state_conflated; /* queued realtime_update replaced by a newer one */
-    uint64_t state_skipped;   /* realtime_update not queued: client at its bound */
-    uint64_t closed_slow;     /* clients closed because their queue was full */
-    uint64_t closed_protocol; /* clients closed for bad frames or flooding */
-    uint64_t accepted;        /* clients ever attached */
-    uint64_t clients;         /* clients now */
-    uint64_t sets;            /* distinct subscription sets now */
-    uint64_t ticks;           /* realtime_update ticks */
+    uint64_t json_encodes;         /* broadcast JSON texts built (1 per event message,
+                                      1 per realtime_update per distinct set) */
+    uint64_t frames_built;         /* broadcast frames built (shared by receivers) */
+    uint64_t frames_queued;        /* references to shared frames put in client queues */
+    uint64_t private_frames;       /* one-client frames: ack, error, heartbeat, gap */
+    uint64_t state_conflated;      /* queued realtime_update replaced by a newer one */
+    uint64_t state_skipped;        /* realtime_update not queued: client at its bound */
+    uint64_t closed_slow;          /* clients closed because their queue was full */
+    uint64_t closed_protocol;      /* clients closed for bad frames or flooding */
+    uint64_t subscribes;           /* subscribe requests handled (both dialects) */
+    uint64_t subscribes_unchanged; /* compatible subscribes recognised as no change
+                                      (no parse, no allocation, no send) */
+    uint64_t compat_ignored;       /* compatible clients' bad requests, dropped silently
+                                      (the original protocol has no error reply) */
+    uint64_t union_capped;         /* topic names a compatible union had no room for */
+    uint64_t accepted;             /* clients ever attached */
+    uint64_t clients;              /* clients now */
+    uint64_t sets;                 /* distinct subscription sets now */
+    uint64_t ticks;                /* realtime_update ticks */
 };
 
 /* Told when a client is gone (its socket closed); arg as given to attach. */

@@ -335,8 +335,10 @@ static void is_utc_time(const char *s)
 static void subscribe(struct wsc *c, const char *names, const char *since)
 {
     char buf[1024];
-    snprintf(buf, sizeof buf, "{\"type\":\"subscribe\",\"subscriptions\":%s%s%s}", names,
-             since ? ",\"since\":" : "", since ? since : "");
+    snprintf(
+        buf, sizeof buf,
+        "{\"type\":\"subscribe\",\"protocol\":\"katomon/1\",\"subscriptions\":%s%s%s}",
+        names, since ? ",\"since\":" : "", since ? since : "");
     wsc_send_text(c, buf);
 }
 
@@ -510,12 +512,16 @@ START_TEST(test_no_subscribe_gets_everything)
 }
 END_TEST
 
-/* The exact shapes of kato-dashboard-protocol.md, plus katomon's seq. */
+/* The exact shapes of kato-dashboard-protocol.md to a compatible client; the
+   same events with katomon's seq (and alert state) to a katomon/1 client. */
 START_TEST(test_message_shapes)
 {
     struct wsc *c = ws_open();
+    struct wsc *k = ws_open();
     json_t *j;
 
+    subscribe(k, "[\"session_events\",\"system_alerts\",\"test_events\"]", NULL);
+    json_decref(must_recv(k, "subscription_ack"));
     publish_state();
     j = realtime_with(c, 4);
     keys_are(j, "type", "timestamp", "data", NULL);
@@ -531,13 +537,16 @@ START_TEST(test_message_shapes)
         "count\":3,"
         "\"delta\":-1,\"time_since_last_event\":1.5}}");
     j = must_recv(c, "session_event");
-    keys_are(j, "type", "event_type", "timestamp", "data", "seq", NULL);
+    keys_are(j, "type", "event_type", "timestamp", "data", NULL);
     ck_assert_str_eq(str(j, "event_type"), "session_destroyed");
-    ck_assert_int_eq(num(j, "seq"), 1);
     ck_assert_int_eq(num(json_object_get(j, "data"), "delta"), -1);
     /* key order as the original sends it */
     const char *first = json_object_iter_key(json_object_iter(j));
     ck_assert_str_eq(first, "type");
+    json_decref(j);
+    j = must_recv(k, "session_event");
+    keys_are(j, "type", "event_type", "timestamp", "data", "seq", NULL);
+    ck_assert_int_eq(num(j, "seq"), 1);
     json_decref(j);
 
     cmd("pub system_alerts {\"id\":\"alert_1697207400123\",\"timestamp\":"
@@ -545,11 +554,37 @@ START_TEST(test_message_shapes)
         "\"container_down\",\"message\":\"Container 'kato-redis' is exited\","
         "\"container_name\":\"kato-redis\",\"status\":\"exited\"}]}");
     j = must_recv(c, "system_alert");
-    keys_are(j, "type", "id", "timestamp", "alerts", "seq", NULL);
+    keys_are(j, "type", "id", "timestamp", "alerts", NULL);
     ck_assert_str_eq(str(j, "id"), "alert_1697207400123");
     ck_assert_str_eq(str(json_array_get(json_object_get(j, "alerts"), 0), "type"),
                      "container_down");
+    json_decref(j);
+    j = must_recv(k, "system_alert");
+    keys_are(j, "type", "id", "timestamp", "alerts", "seq", NULL);
     ck_assert_int_eq(num(j, "seq"), 1);
+    json_decref(j);
+
+    /* a resolved notice: "info" without katomon's state to the original
+       frontend (as "error" it shows a red ERROR toast); as is to katomon/1 */
+    cmd("pub system_alerts {\"id\":\"alert_2\",\"timestamp\":"
+        "\"2026-01-01T00:00:01.000000Z\",\"alerts\":[{\"level\":\"error\",\"type\":"
+        "\"container_down\",\"message\":\"Container 'kato-redis' is exited "
+        "(resolved)\",\"state\":\"resolved\"},{\"level\":\"warning\",\"type\":"
+        "\"high_cpu\",\"message\":\"m\",\"state\":\"firing\"}]}");
+    j = must_recv(c, "system_alert");
+    json_t *a0 = json_array_get(json_object_get(j, "alerts"), 0);
+    json_t *a1 = json_array_get(json_object_get(j, "alerts"), 1);
+    keys_are(a0, "level", "type", "message", NULL);
+    ck_assert_str_eq(str(a0, "level"), "info");
+    ck_assert(strstr(str(a0, "message"), "resolved"));
+    keys_are(a1, "level", "type", "message", NULL);
+    ck_assert_str_eq(str(a1, "level"), "warning");
+    json_decref(j);
+    j = must_recv(k, "system_alert");
+    a0 = json_array_get(json_object_get(j, "alerts"), 0);
+    ck_assert_str_eq(str(a0, "level"), "error");
+    ck_assert_str_eq(str(a0, "state"), "resolved");
+    ck_assert_int_eq(num(j, "seq"), 2);
     json_decref(j);
 
     cmd("pub test_events {\"kind\":\"x\",\"n\":7}");
@@ -559,6 +594,8 @@ START_TEST(test_message_shapes)
     ck_assert_int_eq(num(json_object_get(j, "data"), "n"), 7);
     is_utc_time(str(j, "timestamp"));
     json_decref(j);
+    json_decref(must_recv(k, "event"));
+    wsc_free(k);
 
     wsc_send_text(c, "ping");
     j = must_recv(c, "heartbeat");
@@ -659,7 +696,8 @@ START_TEST(test_error_replies)
     j = must_recv(c, "error");
     ck_assert_str_eq(str(j, "error"), "unknown_type");
     json_decref(j);
-    wsc_send_text(c, "{\"type\":\"subscribe\",\"subscriptions\":\"metrics\"}");
+    wsc_send_text(c, "{\"type\":\"subscribe\",\"protocol\":\"katomon/"
+                     "1\",\"subscriptions\":\"metrics\"}");
     j = must_recv(c, "error");
     ck_assert_str_eq(str(j, "error"), "bad_request");
     json_decref(j);
@@ -1425,12 +1463,13 @@ START_TEST(test_thousand_clients)
         "\"data\":{\"current_count\":1}}");
     ck_assert_msg(wsc_run_until(base, all_got_p, &m, 60000), "not every client got it");
     json_t *s1 = ws_stats();
+    /* once per dialect present (compatible and katomon/1), not per client */
     ck_assert_int_eq(stat_of(s1, "json_encodes") - stat_of(s0, "json_encodes") -
                          3 * (stat_of(s1, "ticks") - stat_of(s0, "ticks")),
-                     1);
+                     2);
     ck_assert_int_eq(stat_of(s1, "frames_built") - stat_of(s0, "frames_built") -
                          3 * (stat_of(s1, "ticks") - stat_of(s0, "ticks")),
-                     1);
+                     2);
 
     /* one tick: 3 encodings and 3 frames (the session_events-only set has
        no state), queued N - N/4 times */

@@ -167,7 +167,8 @@ def run(work: str) -> int:
 
 def checks(work: str, k: Katomon) -> int:
     ws = WS(k.port)
-    ws.send({"type": "subscribe", "subscriptions": ["containers", "system_alerts"]})
+    ws.send({"type": "subscribe", "protocol": "katomon/1",
+             "subscriptions": ["containers", "system_alerts"]})
     alerts: list = []
 
     def take_alerts(msgs: list) -> None:

@@ -319,7 +319,8 @@ def run(sim: Sim, hook: Receiver, daemons: list) -> int:
     # ---- B: session events from the /ws/events stream ---------------------
     C.check(k.wait_log(r"following KATO /ws/events", 5) is not None,
             "session_events follows KATO's /ws/events", k.text()[-2000:])
-    ws.send({"type": "subscribe", "subscriptions": ["sessions", "session_events"]})
+    ws.send({"type": "subscribe", "protocol": "katomon/1",
+             "subscriptions": ["sessions", "session_events"]})
     ack = ws.next_type("subscription_ack", 3)
     C.check(ack is not None and sorted(ack.get("subscriptions", [])) ==
             ["session_events", "sessions"], "subscribe -> subscription_ack", ack)
@@ -364,7 +365,7 @@ def run(sim: Sim, hook: Receiver, daemons: list) -> int:
 
     # ---- C: alerts -------------------------------------------------------------
     wa = WS(k.port)
-    wa.send({"type": "subscribe", "subscriptions": ["system_alerts"]})
+    wa.send({"type": "subscribe", "protocol": "katomon/1", "subscriptions": ["system_alerts"]})
     wa.next_type("subscription_ack", 3)
     batches: list = []
 
@@ -654,7 +655,7 @@ def run(sim: Sim, hook: Receiver, daemons: list) -> int:
                                                       "after": after})
     max_id = max(int(e["id"][1:]) for e in before["alerts"])
     wa = WS(k2.port)
-    wa.send({"type": "subscribe", "subscriptions": ["system_alerts"]})
+    wa.send({"type": "subscribe", "protocol": "katomon/1", "subscriptions": ["system_alerts"]})
     wa.next_type("subscription_ack", 3)
     sim.set(error_rate=0.07)
     b = wa.next_type("system_alert", 4, lambda m: alert_of(m, "high_error_rate") is not None)

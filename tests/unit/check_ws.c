@@ -630,7 +630,8 @@ static json_t *next_of(struct wsc *c, const char *type)
 static void subscribe(struct wsc *c, const char *names_json)
 {
     char buf[512];
-    snprintf(buf, sizeof buf, "{\"type\":\"subscribe\",\"subscriptions\":%s}",
+    snprintf(buf, sizeof buf,
+             "{\"type\":\"subscribe\",\"protocol\":\"katomon/1\",\"subscriptions\":%s}",
              names_json);
     wsc_send_text(c, buf);
     json_decref(next_of(c, "subscription_ack"));
@@ -657,7 +658,8 @@ START_TEST(test_inproc_basic)
     j = next_of(c, "session_event");
     ck_assert_str_eq(json_string_value(json_object_get(j, "event_type")),
                      "session_created");
-    ck_assert_int_eq(json_integer_value(json_object_get(j, "seq")), 1);
+    /* a compatible client: no katomon seq */
+    ck_assert_ptr_null(json_object_get(j, "seq"));
     json_decref(j);
 
     wsc_send_text(c, "ping");
@@ -716,16 +718,192 @@ START_TEST(test_inproc_fanout_counts)
     a = b;
     pub(t_sev, "{\"event_type\":\"session_created\",\"timestamp\":\"t\",\"data\":{}}");
     km_ws_get_stats(ws, &b);
-    ck_assert_int_eq(b.json_encodes - a.json_encodes, 1);
-    ck_assert_int_eq(b.frames_built - a.frames_built, 1);
+    /* one per dialect (20 compatible clients, 40 katomon/1), not per client */
+    ck_assert_int_eq(b.json_encodes - a.json_encodes, 2);
+    ck_assert_int_eq(b.frames_built - a.frames_built, 2);
     ck_assert_int_eq(b.frames_queued - a.frames_queued, N);
     ck_assert_uint_le(km_bus_stats.json_encodes - bus_before, 1);
     for (int i = 0; i < N; i++) {
         json_t *j = next_of(c[i], "session_event");
-        ck_assert_int_eq(json_integer_value(json_object_get(j, "seq")), 1);
-        json_decref(j);
+        /* seq is katomon/1's: the never-subscribed (compatible) get none */
+        ck_assert_int_eq(json_integer_value(json_object_get(j, "seq")), i % 3 ? 1 : 0);
         wsc_free(c[i]);
+        json_decref(j);
     }
+}
+END_TEST
+
+/* ---- the compatible dialect (the original frontend) ---- */
+
+static const char *const SUB_LAYOUT =
+    "{\"type\":\"subscribe\",\"subscriptions\":[\"system_alerts\"]}";
+static const char *const SUB_DASHBOARD =
+    "{\"type\":\"subscribe\",\"subscriptions\":[\"metrics\",\"containers\","
+    "\"system_alerts\"]}";
+static const char *const SUB_SESSIONS =
+    "{\"type\":\"subscribe\",\"subscriptions\":[\"sessions\",\"session_events\"]}";
+
+static struct km_ws_stats ws_stats_now(void)
+{
+    struct km_ws_stats st;
+    km_ws_get_stats(km_server_ws(srv), &st);
+    return st;
+}
+
+struct unchanged_wait {
+    uint64_t target; /* subscribes_unchanged to reach */
+};
+
+static int unchanged_reached(void *arg)
+{
+    return ws_stats_now().subscribes_unchanged >= ((struct unchanged_wait *)arg)->target;
+}
+
+/* jansson allocations, counted while `counting` */
+static int counting;
+static unsigned long json_allocs;
+static void *count_malloc(size_t n)
+{
+    if (counting)
+        json_allocs++;
+    return malloc(n);
+}
+
+/*
+ * The original frontend's three components re-send their sets over one
+ * socket after every message: no reply, the union delivered, and a re-sent
+ * set costs no parse, no allocation and no frame.
+ */
+START_TEST(test_compat_union_silent)
+{
+    struct wsc *c = client();
+    struct km_ws_stats a, b;
+
+    pub(t_metrics, "{\"requests\":1}");
+    pub(t_containers, "{\"containers\":[]}");
+    pub(t_sessions, "{\"active_count\":2}");
+    pub(t_host, "{\"load\":0.5}");
+    wsc_send_text(c, SUB_LAYOUT);
+    wsc_send_text(c, SUB_DASHBOARD);
+    wsc_send_text(c, SUB_SESSIONS);
+    wsc_run_for(core.base, 200);
+    ck_assert_uint_eq(wsc_received(c), 0); /* no ack, no immediate update */
+    ck_assert_uint_eq(ws_stats_now().subscribes, 3);
+
+    km_ws_tick(km_server_ws(srv));
+    json_t *j = next_of(c, "realtime_update");
+    json_t *d = json_object_get(j, "data");
+    ck_assert_int_eq(json_object_size(d), 3); /* the union's state topics, not host */
+    ck_assert_ptr_nonnull(json_object_get(d, "metrics"));
+    ck_assert_ptr_nonnull(json_object_get(d, "containers"));
+    ck_assert_ptr_nonnull(json_object_get(d, "sessions"));
+    json_decref(j);
+    pub(t_sev, "{\"event_type\":\"session_created\",\"timestamp\":\"t\",\"data\":{}}");
+    json_decref(next_of(c, "session_event"));
+    pub(t_alerts, "{\"id\":\"x\",\"timestamp\":\"t\",\"alerts\":[]}");
+    json_decref(next_of(c, "system_alert"));
+
+    /* 300 renders' worth of re-sends, in a burst */
+    a = ws_stats_now();
+    uint64_t got = wsc_received(c);
+    json_set_alloc_funcs(count_malloc, free);
+    counting = 1;
+    for (int i = 0; i < 300; i++) {
+        wsc_send_text(c, SUB_LAYOUT);
+        wsc_send_text(c, SUB_DASHBOARD);
+        wsc_send_text(c, SUB_SESSIONS);
+    }
+    struct unchanged_wait w = {a.subscribes_unchanged + 900};
+    ck_assert(wsc_run_until(core.base, unchanged_reached, &w, 10000));
+    counting = 0;
+    json_set_alloc_funcs(malloc, free);
+    b = ws_stats_now();
+    ck_assert_uint_eq(json_allocs, 0);
+    ck_assert_uint_eq(b.json_encodes, a.json_encodes);
+    ck_assert_uint_eq(b.frames_built, a.frames_built);
+    ck_assert_uint_eq(b.private_frames, a.private_frames);
+    ck_assert_uint_eq(b.sets, a.sets);
+    ck_assert_uint_eq(b.closed_protocol, a.closed_protocol);
+    wsc_run_for(core.base, 100);
+    ck_assert_uint_eq(wsc_received(c), got);
+    ck_assert(!wsc_eof(c));
+    /* still served */
+    wsc_send_text(c, "ping");
+    json_decref(next_of(c, "heartbeat"));
+
+    /* a real flood (thousands of frames at once) is still cut */
+    for (int i = 0; i < 6000; i++)
+        wsc_send_text(c, SUB_LAYOUT);
+    int code = 0;
+    const char *reason = NULL;
+    ck_assert_int_eq(wsc_wait_close(c, 5000, &code, &reason), 1);
+    ck_assert_int_eq(code, 1008);
+    ck_assert(strstr(reason, "too many"));
+    wsc_free(c);
+}
+END_TEST
+
+/* Bad subscribes from a compatible client: no reply (the original protocol
+   has none), nothing kept, the connection stays; a declared protocol gets
+   katomon's error; the union has a cap. */
+START_TEST(test_compat_bad_input)
+{
+    struct wsc *c = client();
+    struct km_ws_stats a = ws_stats_now();
+    char *big = malloc(200000);
+    size_t n;
+
+    n = (size_t)snprintf(big, 64, "{\"type\":\"subscribe\",\"subscriptions\":[");
+    for (int i = 0; i < 10000; i++)
+        n += (size_t)snprintf(big + n, 32, "%s\"%c\"", i ? "," : "", 'a' + i % 26);
+    snprintf(big + n, 8, "]}");
+    wsc_send_text(c, big); /* 10,000 names (under the 64 KiB message limit) */
+    wsc_send_text(c, "{\"type\":\"subscribe\",\"subscriptions\":[1,{},null]}");
+    wsc_send_text(c, "{not json");
+    wsc_send_text(c, "ping");
+    json_t *j = next_of(c, "heartbeat"); /* the first reply: nothing before it */
+    json_decref(j);
+    ck_assert_uint_eq(wsc_received(c), 1);
+    ck_assert_uint_eq(ws_stats_now().compat_ignored - a.compat_ignored, 3);
+
+    /* 100 distinct names over two subscribes: the union keeps 64 */
+    for (int part = 0; part < 2; part++) {
+        n = (size_t)snprintf(big, 64, "{\"type\":\"subscribe\",\"subscriptions\":[");
+        for (int i = 0; i < 50; i++)
+            n +=
+                (size_t)snprintf(big + n, 32, "%s\"n%03d\"", i ? "," : "", part * 50 + i);
+        snprintf(big + n, 8, "]}");
+        wsc_send_text(c, big);
+    }
+    wsc_send_text(c, "ping");
+    json_decref(next_of(c, "heartbeat"));
+    ck_assert_uint_eq(ws_stats_now().union_capped - a.union_capped, 36);
+    json_t *list = km_ws_clients_json(km_server_ws(srv));
+    json_t *me = json_array_get(json_object_get(list, "clients"), 0);
+    ck_assert_int_eq(json_array_size(json_object_get(me, "topics")), 64);
+    ck_assert_str_eq(json_string_value(json_object_get(me, "dialect")), "compatible");
+    json_decref(list);
+
+    /* a client that names a protocol is not the original frontend: told */
+    wsc_send_text(c, "{\"type\":\"subscribe\",\"protocol\":\"katomon/9\","
+                     "\"subscriptions\":[]}");
+    j = next_of(c, "error");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "error")), "bad_protocol");
+    json_decref(j);
+
+    /* 1 MiB: over the message limit, both dialects: 1009 */
+    char *huge = malloc(1 << 20);
+    memset(huge, ' ', 1 << 20);
+    memcpy(huge, "{\"type\":\"subscribe\",\"subscriptions\":[", 36);
+    huge[(1 << 20) - 1] = '\0';
+    wsc_send_text(c, huge);
+    int code = 0;
+    const char *reason = NULL;
+    ck_assert_int_eq(wsc_wait_close(c, 5000, &code, &reason), 1);
+    ck_assert_int_eq(code, 1009);
+    free(huge);
+    free(big);
+    wsc_free(c);
 }
 END_TEST
 
@@ -801,7 +979,8 @@ START_TEST(test_inproc_replay_truncated)
         pub(t_sev, msg);
     }
     struct wsc *c = client();
-    wsc_send_text(c, "{\"type\":\"subscribe\",\"subscriptions\":[\"session_events\"],"
+    wsc_send_text(c, "{\"type\":\"subscribe\",\"protocol\":\"katomon/"
+                     "1\",\"subscriptions\":[\"session_events\"],"
                      "\"since\":{\"session_events\":0}}");
     json_decref(next_of(c, "subscription_ack"));
     int n = 0;
@@ -823,7 +1002,8 @@ START_TEST(test_inproc_replay_truncated)
     ck_assert_int_eq(json_integer_value(json_object_get(j, "resume_since")), 6);
     ck_assert_int_eq(json_integer_value(json_object_get(j, "missed")), 2);
     json_decref(j);
-    wsc_send_text(c, "{\"type\":\"subscribe\",\"subscriptions\":[\"session_events\"],"
+    wsc_send_text(c, "{\"type\":\"subscribe\",\"protocol\":\"katomon/"
+                     "1\",\"subscriptions\":[\"session_events\"],"
                      "\"since\":{\"session_events\":6}}");
     json_decref(next_of(c, "subscription_ack"));
     j = next_of(c, "session_event");
@@ -936,6 +1116,8 @@ static Suite *ws_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_checked_fixture(tc, srv_setup, srv_teardown);
     tcase_add_test(tc, test_inproc_basic);
+    tcase_add_test(tc, test_compat_union_silent);
+    tcase_add_test(tc, test_compat_bad_input);
     tcase_add_test(tc, test_inproc_fanout_counts);
     tcase_add_test(tc, test_inproc_slow_client);
     tcase_add_test(tc, test_inproc_rest);

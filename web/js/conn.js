@@ -140,7 +140,9 @@ export class Connection extends EventTarget {
       if (this.lastSeq.has(t)) since[t] = this.lastSeq.get(t);
       else if (this.historyTopics.has(t)) { since[t] = 0; this.historyFill.add(t); }
     }
-    const msg = { type: 'subscribe', subscriptions: topics };
+    // katomon's dialect (README "WebSocket protocol"): replace + ack + since
+    // replay + errors; without `protocol` katomon speaks the original's.
+    const msg = { type: 'subscribe', protocol: 'katomon/1', subscriptions: topics };
     if (Object.keys(since).length) msg.since = since;
     this.sentKey = topics.join(',');
     this.replayTopics = new Set(Object.keys(since));
