@@ -1064,6 +1064,7 @@ struct km_ws_client {
     struct evbuffer *out;          /* bev's output (cached: read per send) */
     evutil_socket_t fd;            /* bev's socket (cached) */
     enum km_wsc_state state;       /* see enum */
+    enum km_ws_dialect dialect;    /* compatible until a katomon/1 subscribe */
     struct km_ws_client *set_next; /* next member of set */
     uint64_t q_head;               /* absolute index of the oldest entry */
     uint64_t q_tail;               /* absolute index one past the newest */
@@ -1087,7 +1088,6 @@ struct km_ws_client {
     int64_t last_ping_us;          /* last server ping (monotonic) */
     int64_t closing_us;            /* when the close began (monotonic) */
     uint16_t close_code;           /* code we sent (0: none yet) */
-    enum km_ws_dialect dialect;    /* compatible until a katomon/1 subscribe */
     double tokens;                 /* work bucket (KM_WS_MSG_RATE) */
     double ftokens;                /* message bucket (KM_WS_FRAME_RATE) */
     double btokens;                /* byte bucket (KM_WS_BYTE_RATE) */
@@ -2293,6 +2293,7 @@ static void km_ws_bus_cb(struct km_topic *t, struct km_msg *m, void *arg)
         return;
     }
     name = km_topic_name(t);
+    struct km_frame *fr[2] = {NULL, NULL}; /* [dialect], borrowed from m's cache */
     for (struct km_subset *s = ws->sets; s; s = s->next) {
         if (!km_subset_wants(s, name))
             continue;
@@ -2300,7 +2301,8 @@ static void km_ws_bus_cb(struct km_topic *t, struct km_msg *m, void *arg)
             struct km_frame *f;
             if (c->state != KM_WSC_OPEN)
                 continue;
-            if (!(f = km_event_frame(ws, m, c->dialect))) {
+            if (!(f = fr[c->dialect]) &&
+                !(f = fr[c->dialect] = km_event_frame(ws, m, c->dialect))) {
                 km_log(KM_LOG_ERROR, "ws: out of memory building a %s frame", name);
                 return;
             }
