@@ -10,8 +10,8 @@
  * callback into the plugin may ever run and nothing may touch its context.
  *
  * Subscriptions and topics are tagged through the bus's `owner` argument
- * (the ctx pointer); timers, requests and REST routes are kept in lists
- * here.
+ * (the ctx pointer); timers, requests, REST routes and REST answers owed
+ * (KM_REST_LATER) are kept in lists here.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -65,10 +65,33 @@ struct km_http_req {
 /* One REST route a plugin serves (km_host.rest_route). */
 struct km_route {
     char *method;          /* "GET", "POST", ... (owned) */
-    char *path;            /* exact path under /api/v1/ (owned) */
+    char *path;            /* path under /api/v1/ as registered, a prefix
+                              route with its trailing "*" (owned) */
+    size_t prefix;         /* prefix route: bytes of path before the "*";
+                              0: exact */
     km_rest_cb cb;         /* the plugin's handler */
     void *arg;             /* its argument */
     struct km_route *next; /* ctx->routes */
+};
+
+/*
+ * One REST request a plugin answers later (KM_REST_LATER). The plugin's
+ * handle: valid from the handler's call until its rest_finish, or until
+ * the plugin is released, whichever comes first, whatever happened to the
+ * client meanwhile. The waiter (the connection) may leave before.
+ */
+struct km_rest_pending {
+    struct km_ctx *ctx;           /* the plugin that answers */
+    struct km_rest_waiter waiter; /* who gets the answer; .answer NULL once
+                                     it was given (or the waiter left) */
+    struct event *deadline;       /* answers 504 (owned); NULL until settled */
+    char what[160];               /* "GET /api/v1/..." for log lines */
+    int in_handler;               /* the handler has not returned yet */
+    int early;                    /* rest_finish ran inside the handler */
+    int early_status;             /* ... with this status */
+    json_t *early_reply;          /* ... and this body (owned) */
+    struct km_rest_pending *prev; /* ctx->pendings, doubly linked */
+    struct km_rest_pending *next; /* idem */
 };
 
 /* config_sections() answer for one kind, kept until the next reload. */
@@ -96,8 +119,12 @@ struct km_ctx {
     struct km_timer_slot *timers; /* its live timers (owned) */
     struct km_http_req *requests; /* its requests in flight (owned) */
     struct km_route *routes;      /* its REST routes (owned) */
-    char last_error[256];         /* last error/warning line it logged */
+    struct km_rest_pending *pendings; /* REST answers it owes (owned) */
+    char last_error[256];             /* last error/warning line it logged */
 };
+
+/* Seconds a plugin gets to answer a KM_REST_LATER request. */
+double km_rest_deadline_s = KM_REST_DEADLINE_S;
 
 /* Next timer id. Global, so a handle used with another plugin's ctx is
    simply not found. Starts at 1 so no handle is NULL. */
@@ -564,18 +591,21 @@ static int valid_method(const char *m)
     return n > 0 && n <= 16;
 }
 
-/* "/api/v1/..." with no query, fragment, escape or blank: matched exactly
-   against the decoded request path, so those could never match. */
-static int valid_route_path(const char *p)
+/* "/api/v1/..." with no query, fragment, escape or blank: matched against
+   the decoded request path, so those could never match. A '*' only as the
+   whole last segment: a prefix route. Returns the prefix length (bytes
+   before the '*'), 0 for an exact path, -1 when invalid. */
+static long route_path_kind(const char *p)
 {
     static const char prefix[] = "/api/v1/";
     size_t n = strlen(p);
     if (strncmp(p, prefix, sizeof prefix - 1) != 0 || n == sizeof prefix - 1 || n > 256)
-        return 0;
+        return -1;
     for (const char *c = p; *c; c++)
-        if (*c <= ' ' || *c == '?' || *c == '#' || *c == '%' || *c == 0x7f)
-            return 0;
-    return 1;
+        if (*c <= ' ' || *c == '?' || *c == '#' || *c == '%' || *c == 0x7f ||
+            (*c == '*' && (c[1] || c[-1] != '/')))
+            return -1;
+    return p[n - 1] == '*' ? (long)(n - 1) : 0;
 }
 
 /* HEAD is answered by the GET handler (the server drops the body). */
@@ -584,39 +614,80 @@ static const char *route_method(const char *method)
     return strcmp(method, "HEAD") == 0 ? "GET" : method;
 }
 
-int km_ctx_route(const struct km_ctx *ctx, const char *method, const char *path,
-                 km_rest_cb *cb, void **arg, char *allow, size_t allowlen)
+/* 1 when `method` is in the comma-separated list already. */
+static int method_listed(const char *list, const char *method)
 {
+    size_t n = strlen(method);
+    for (const char *p = list; (p = strstr(p, method)); p += n)
+        if ((p == list || p[-1] == ' ') && (p[n] == ',' || p[n] == '\0'))
+            return 1;
+    return 0;
+}
+
+/* How well r matches path: 0 not at all; SIZE_MAX exact; else the length
+   of the prefix (so a longer prefix ranks higher). */
+static size_t route_rank(const struct km_route *r, const char *path)
+{
+    if (!r->prefix)
+        return strcmp(r->path, path) == 0 ? SIZE_MAX : 0;
+    /* at least one byte below the prefix: "/api/v1/sessions/" is not an id */
+    return strncmp(r->path, path, r->prefix) == 0 && path[r->prefix] ? r->prefix : 0;
+}
+
+int km_ctx_route(const struct km_ctx *ctx, const char *method, const char *path,
+                 km_rest_cb *cb, void **arg, size_t *prefix, char *allow, size_t allowlen)
+{
+    const struct km_route *best = NULL;
+    size_t best_rank = 0;
     int known = 0;
 
     method = route_method(method);
     for (const struct km_route *r = ctx->routes; r; r = r->next) {
-        if (strcmp(r->path, path) != 0)
+        size_t rank = route_rank(r, path);
+        if (!rank)
             continue;
         if (strcmp(r->method, method) == 0) {
-            if (cb)
-                *cb = r->cb;
-            if (arg)
-                *arg = r->arg;
-            return 1;
+            if (rank > best_rank) {
+                best = r;
+                best_rank = rank;
+            }
+            continue;
         }
         known = 2;
-        if (allow && allowlen) {
+        if (allow && allowlen && !method_listed(allow, r->method)) {
             size_t used = strlen(allow);
             snprintf(allow + used, allowlen - used, "%s%s", used ? ", " : "", r->method);
         }
     }
-    return known;
+    if (!best)
+        return known;
+    if (cb)
+        *cb = best->cb;
+    if (arg)
+        *arg = best->arg;
+    if (prefix)
+        *prefix = best->prefix;
+    return 1;
+}
+
+int km_ctx_has_route(const struct km_ctx *ctx, const char *method, const char *route)
+{
+    for (const struct km_route *r = ctx->routes; r; r = r->next)
+        if (strcmp(r->method, method) == 0 && strcmp(r->path, route) == 0)
+            return 1;
+    return 0;
 }
 
 static int host_rest_route(struct km_ctx *ctx, const char *method, const char *path,
                            km_rest_cb cb, void *arg)
 {
     struct km_route *r;
+    long prefix;
 
-    if (!method || !path || !cb || !valid_method(method) || !valid_route_path(path))
+    if (!method || !path || !cb || !valid_method(method) ||
+        (prefix = route_path_kind(path)) < 0)
         return KM_EINVAL;
-    if (km_ctx_route(ctx, method, path, NULL, NULL, NULL, 0) == 1 ||
+    if (km_ctx_has_route(ctx, method, path) ||
         (ctx->core->loader && km_loader_route_taken(ctx->core->loader, method, path)))
         return KM_EEXIST;
     if (!(r = calloc(1, sizeof *r)))
@@ -629,6 +700,7 @@ static int host_rest_route(struct km_ctx *ctx, const char *method, const char *p
         free(r);
         return KM_ENOMEM;
     }
+    r->prefix = (size_t)prefix;
     r->cb = cb;
     r->arg = arg;
     r->next = ctx->routes;
@@ -704,6 +776,168 @@ static const char *host_rest_param(const struct km_rest_call *call, const char *
     return NULL;
 }
 
+/* ---- REST answers given later -------------------------------------------- */
+
+static void pending_unlink(struct km_rest_pending *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        p->ctx->pendings = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+}
+
+static void pending_free(struct km_rest_pending *p)
+{
+    pending_unlink(p);
+    if (p->deadline)
+        event_free(p->deadline);
+    json_decref(p->early_reply);
+    free(p);
+}
+
+/* Hands body (stolen) to the waiter, at most once; dropped when it left. */
+static void pending_deliver(struct km_rest_pending *p, int status, json_t *body)
+{
+    struct km_rest_waiter w = p->waiter;
+
+    p->waiter.answer = NULL;
+    if (w.answer && body)
+        w.answer(w.arg, status, body);
+    else
+        json_decref(body);
+}
+
+int km_ctx_rest_check(struct km_ctx *ctx, const char *what, int status, json_t **reply,
+                      const char **detail)
+{
+    if (status >= 100 && status <= 599)
+        return status;
+    km_log(KM_LOG_ERROR, "%s: %s handler returned status %d", ctx->log_prefix, what,
+           status);
+    json_decref(*reply);
+    *reply = NULL;
+    *detail = "the plugin's handler failed";
+    return 500;
+}
+
+/* What the core sends for a checked status, reply (stolen) and detail. */
+static json_t *answer_body(int status, json_t *reply, const char *detail)
+{
+    if (reply)
+        return reply;
+    if (status < 400)
+        return json_object();
+    return json_pack("{s:s}", "detail", detail ? detail : "request failed");
+}
+
+static void pending_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct km_rest_pending *p = arg;
+    char detail[320];
+
+    snprintf(detail, sizeof detail, "%s did not answer %s within %g s",
+             p->ctx->log_prefix, p->what, km_rest_deadline_s);
+    km_log(KM_LOG_WARNING, "%s; answered 504", detail);
+    pending_deliver(p, 504, json_pack("{s:s}", "detail", detail));
+    /* the handle stays valid: the plugin's rest_finish will free it */
+}
+
+struct km_rest_pending *km_rest_pending_new(struct km_ctx *ctx,
+                                            const struct km_rest_call *call,
+                                            const struct km_rest_waiter *waiter)
+{
+    struct km_rest_pending *p = calloc(1, sizeof *p);
+
+    if (!p)
+        return NULL;
+    p->ctx = ctx;
+    if (waiter)
+        p->waiter = *waiter;
+    p->in_handler = 1;
+    snprintf(p->what, sizeof p->what, "%s %.140s", call->method, call->path);
+    p->next = ctx->pendings;
+    if (p->next)
+        p->next->prev = p;
+    ctx->pendings = p;
+    return p;
+}
+
+int km_rest_pending_settle(struct km_rest_pending *p, int status, json_t **reply)
+{
+    struct timeval tv = to_timeval(km_rest_deadline_s);
+
+    p->in_handler = 0;
+    if (status != KM_REST_LATER) {
+        pending_free(p); /* a direct answer wins over one given inside */
+        return status;
+    }
+    if (p->early) {
+        *reply = p->early_reply;
+        p->early_reply = NULL;
+        status = p->early_status;
+        pending_free(p);
+        return status;
+    }
+    p->deadline = evtimer_new(p->ctx->core->base, pending_deadline, p);
+    if (!p->deadline || evtimer_add(p->deadline, &tv) != 0)
+        km_log(KM_LOG_ERROR, "%s: %s: cannot arm the %g s deadline (out of memory?)",
+               p->ctx->log_prefix, p->what, km_rest_deadline_s);
+    return KM_LOADER_LATER;
+}
+
+void km_rest_pending_detach(struct km_rest_pending *p)
+{
+    if (p)
+        p->waiter.answer = NULL;
+}
+
+static void host_rest_finish(struct km_ctx *ctx, struct km_rest_pending *p, int status,
+                             json_t *reply, const char *detail)
+{
+    if (!p) {
+        json_decref(reply); /* steals reply in every case */
+        return;
+    }
+    status = km_ctx_rest_check(p->ctx, p->what, status, &reply, &detail);
+    if (p->in_handler) {
+        /* answered before the handler returned: settle() sends it */
+        if (p->early) {
+            km_log(KM_LOG_ERROR, "%s: %s answered twice; the second answer is dropped",
+                   p->ctx->log_prefix, p->what);
+            json_decref(reply);
+            return;
+        }
+        p->early = 1;
+        p->early_status = status;
+        p->early_reply = answer_body(status, reply, detail);
+        return;
+    }
+    pending_deliver(p, status, answer_body(status, reply, detail));
+    pending_free(p);
+}
+
+/* Every answer the plugin still owes: 503, from the core. */
+static void answer_pendings(struct km_ctx *ctx)
+{
+    char detail[320];
+
+    while (ctx->pendings) {
+        struct km_rest_pending *p = ctx->pendings;
+        snprintf(detail, sizeof detail, "%s stopped before it answered %s",
+                 ctx->log_prefix, p->what);
+        pending_deliver(p, 503, json_pack("{s:s}", "detail", detail));
+        pending_free(p);
+    }
+}
+
+const char *km_ctx_log_prefix(const struct km_ctx *ctx)
+{
+    return ctx->log_prefix;
+}
+
 /* ---- the interface ------------------------------------------------------ */
 
 const struct km_host km_host_iface = {
@@ -735,6 +969,7 @@ const struct km_host km_host_iface = {
     .event_base = host_event_base,
     .rest_route = host_rest_route,
     .rest_param = host_rest_param,
+    .rest_finish = host_rest_finish,
 };
 
 /* ---- the context ------------------------------------------------------------ */
@@ -820,6 +1055,7 @@ void km_ctx_release(struct km_ctx *ctx)
     while (ctx->timers)
         timer_destroy(ctx->timers);
     free_routes(ctx);
+    answer_pendings(ctx);
     km_bus_unsubscribe_owner(ctx->core->bus, ctx);
     km_bus_disown(ctx->core->bus, ctx);
     free_kinds(ctx);
@@ -838,6 +1074,7 @@ void km_ctx_free(struct km_ctx *ctx)
     free(ctx->retired);
     free_kinds(ctx);
     free_routes(ctx);
+    answer_pendings(ctx); /* none after km_ctx_release; a ctx never released */
     free(ctx->state_dir);
     free(ctx->log_prefix);
     free(ctx->name);

@@ -490,51 +490,90 @@ void km_loader_foreach(struct km_loader *L,
 
 /* ---- plugin REST routes --------------------------------------------------- */
 
-int km_loader_route_taken(struct km_loader *L, const char *method, const char *path)
+int km_loader_route_taken(struct km_loader *L, const char *method, const char *route)
 {
     /* Any slot with a context: running ones, and the one in its init. */
     for (size_t i = 0; i < L->n_slots; i++)
-        if (L->slots[i].ctx &&
-            km_ctx_route(L->slots[i].ctx, method, path, NULL, NULL, NULL, 0) == 1)
+        if (L->slots[i].ctx && km_ctx_has_route(L->slots[i].ctx, method, route))
             return 1;
     return 0;
 }
 
-int km_loader_rest(struct km_loader *L, const struct km_rest_call *call, json_t **reply,
-                   const char **detail, char *allow, size_t allowlen)
+int km_loader_find(struct km_loader *L, const char *method, const char *path,
+                   struct km_route_hit *hit, char *allow, size_t allowlen)
 {
-    int known = 0;
+    int found = 0, known = 0;
 
-    *reply = NULL;
-    *detail = NULL;
     if (allow && allowlen)
         allow[0] = '\0';
     for (size_t i = 0; L && i < L->n_slots; i++) {
         struct km_slot *s = &L->slots[i];
-        km_rest_cb cb;
-        void *arg;
-        int rc, status;
+        struct km_route_hit h = {.ctx = s->ctx};
+        int rc;
 
         if (s->state != KM_PLUGIN_RUNNING)
             continue;
-        rc = km_ctx_route(s->ctx, call->method, call->path, &cb, &arg, allow, allowlen);
-        if (rc == 2)
-            known = 1;
+        rc =
+            km_ctx_route(s->ctx, method, path, &h.cb, &h.arg, &h.prefix, allow, allowlen);
+        known |= rc == 2;
         if (rc != 1)
             continue;
-        status = cb(call, reply, detail, arg);
-        if (status < 100 || status > 599) {
-            km_log(KM_LOG_ERROR, "plugin %s: %s %s handler returned status %d", s->name,
-                   call->method, call->path, status);
-            json_decref(*reply);
-            *reply = NULL;
-            *detail = "the plugin's handler failed";
-            status = 500;
-        }
+        /* exact (prefix 0) beats any prefix, a longer prefix a shorter one;
+           on a tie the plugin loaded first keeps it */
+        if (!found || (hit->prefix && (!h.prefix || h.prefix > hit->prefix)))
+            *hit = h;
+        found = 1;
+    }
+    return found ? 1 : known ? 2 : 0;
+}
+
+int km_loader_call(const struct km_route_hit *hit, const struct km_rest_call *call,
+                   json_t **reply, const char **detail,
+                   const struct km_rest_waiter *waiter, struct km_rest_pending **pending)
+{
+    struct km_rest_call c = *call;
+    char what[160];
+    int status;
+
+    *reply = NULL;
+    *detail = NULL;
+    if (pending)
+        *pending = NULL;
+    /* the handle exists before the handler runs: it may answer inside */
+    if (!(c.pending = km_rest_pending_new(hit->ctx, call, waiter))) {
+        *detail = "out of memory";
+        return 503;
+    }
+    status = hit->cb(&c, reply, detail, hit->arg);
+    if (status == KM_REST_LATER) {
+        json_decref(*reply); /* a LATER handler sets nothing; be safe */
+        *reply = NULL;
+        *detail = NULL;
+    }
+    status = km_rest_pending_settle(c.pending, status, reply);
+    if (status == KM_LOADER_LATER) {
+        if (pending)
+            *pending = c.pending;
         return status;
     }
-    if (!known)
-        return 0;
-    *detail = "method not allowed";
-    return 405;
+    snprintf(what, sizeof what, "%s %.140s", call->method, call->path);
+    return km_ctx_rest_check(hit->ctx, what, status, reply, detail);
+}
+
+int km_loader_rest(struct km_loader *L, const struct km_rest_call *call, json_t **reply,
+                   const char **detail, char *allow, size_t allowlen,
+                   const struct km_rest_waiter *waiter, struct km_rest_pending **pending)
+{
+    struct km_route_hit hit;
+    int rc = km_loader_find(L, call->method, call->path, &hit, allow, allowlen);
+
+    *reply = NULL;
+    *detail = NULL;
+    if (pending)
+        *pending = NULL;
+    if (rc == 1)
+        return km_loader_call(&hit, call, reply, detail, waiter, pending);
+    if (rc == 2)
+        *detail = "method not allowed";
+    return rc == 2 ? 405 : 0;
 }

@@ -299,15 +299,223 @@ long km_pct_decode(const char *s, size_t n, char *out)
     return (long)o;
 }
 
+/* ---- routes katomon does not serve ---- */
+
+/* Why a route of the original dashboard is not served. */
+enum km_unserved_why {
+    KM_WHY_WRITE,      /* changes KATO's data */
+    KM_WHY_QDRANT,     /* reads Qdrant */
+    KM_WHY_REDIS,      /* reads Redis keys directly */
+    KM_WHY_CLICKHOUSE, /* reads ClickHouse */
+    KM_WHY_PATTERNS,   /* reads the pattern stores (ClickHouse + Redis) */
+    KM_WHY_ANALYTICS,  /* analytics over KATO's databases and history */
+};
+
+/* One route of the original dashboard (backend/app/api/routes.py, v0.3.7)
+   that katomon answers 501. In `path`, "*" is one non-empty segment and a
+   final "**" one or more. */
+struct km_unserved {
+    const char *method;       /* "GET", "POST", ... */
+    const char *path;         /* pattern */
+    enum km_unserved_why why; /* the reason given */
+};
+
+static const struct km_unserved km_unserved_routes[] = {
+    {"DELETE", "/api/v1/sessions/*", KM_WHY_WRITE},
+    {"POST", "/api/v1/sessions/bulk-delete", KM_WHY_WRITE},
+    {"POST", "/api/v1/sessions/redis-keys/cleanup", KM_WHY_WRITE},
+    {"GET", "/api/v1/sessions/redis-keys/diagnostic", KM_WHY_REDIS},
+    {"GET", "/api/v1/databases/qdrant/collections", KM_WHY_QDRANT},
+    {"GET", "/api/v1/databases/qdrant/processors", KM_WHY_QDRANT},
+    {"GET", "/api/v1/databases/qdrant/collections/*", KM_WHY_QDRANT},
+    {"DELETE", "/api/v1/databases/qdrant/collections/*", KM_WHY_WRITE},
+    {"GET", "/api/v1/databases/qdrant/collections/*/points", KM_WHY_QDRANT},
+    {"GET", "/api/v1/databases/qdrant/collections/*/points/*", KM_WHY_QDRANT},
+    {"GET", "/api/v1/databases/qdrant/collections/*/points/*/similar", KM_WHY_QDRANT},
+    {"POST", "/api/v1/databases/qdrant/collections/*/search", KM_WHY_QDRANT},
+    {"POST", "/api/v1/databases/qdrant/collections/*/points/bulk-delete", KM_WHY_WRITE},
+    {"GET", "/api/v1/databases/redis/info", KM_WHY_REDIS},
+    {"GET", "/api/v1/databases/redis/keys", KM_WHY_REDIS},
+    {"GET", "/api/v1/databases/redis/keys/**", KM_WHY_REDIS},
+    {"GET", "/api/v1/databases/redis/sessions", KM_WHY_REDIS},
+    {"POST", "/api/v1/databases/redis/flush", KM_WHY_WRITE},
+    {"GET", "/api/v1/databases/clickhouse/databases", KM_WHY_CLICKHOUSE},
+    {"GET", "/api/v1/databases/clickhouse/databases/*/tables", KM_WHY_CLICKHOUSE},
+    {"GET", "/api/v1/databases/clickhouse/databases/*/tables/*/schema",
+     KM_WHY_CLICKHOUSE},
+    {"GET", "/api/v1/databases/clickhouse/databases/*/tables/*/count", KM_WHY_CLICKHOUSE},
+    {"GET", "/api/v1/databases/clickhouse/databases/*/tables/*/data", KM_WHY_CLICKHOUSE},
+    {"POST", "/api/v1/databases/clickhouse/query", KM_WHY_CLICKHOUSE},
+    {"GET", "/api/v1/databases/patterns/processors", KM_WHY_PATTERNS},
+    {"GET", "/api/v1/databases/patterns/*/patterns", KM_WHY_PATTERNS},
+    {"GET", "/api/v1/databases/patterns/*/patterns/*", KM_WHY_PATTERNS},
+    {"PUT", "/api/v1/databases/patterns/*/patterns/*", KM_WHY_WRITE},
+    {"DELETE", "/api/v1/databases/patterns/*/patterns/*", KM_WHY_WRITE},
+    {"POST", "/api/v1/databases/patterns/*/patterns/bulk-delete", KM_WHY_WRITE},
+    {"GET", "/api/v1/databases/patterns/*/statistics", KM_WHY_PATTERNS},
+    {"DELETE", "/api/v1/databases/patterns/*", KM_WHY_WRITE},
+    {"GET", "/api/v1/databases/hybrid/health", KM_WHY_PATTERNS},
+    {"GET", "/api/v1/databases/symbols/processors", KM_WHY_PATTERNS},
+    {"GET", "/api/v1/databases/symbols/*", KM_WHY_PATTERNS},
+    {"GET", "/api/v1/databases/symbols/*/statistics", KM_WHY_PATTERNS},
+    {"GET", "/api/v1/databases/symbols/*/affinity/*", KM_WHY_PATTERNS},
+    {"GET", "/api/v1/analytics/patterns/frequency", KM_WHY_ANALYTICS},
+    {"GET", "/api/v1/analytics/sessions/duration", KM_WHY_ANALYTICS},
+    {"GET", "/api/v1/analytics/system/performance", KM_WHY_ANALYTICS},
+    {"GET", "/api/v1/analytics/database/statistics", KM_WHY_ANALYTICS},
+    {"GET", "/api/v1/analytics/predictions/load", KM_WHY_ANALYTICS},
+    {"GET", "/api/v1/analytics/comprehensive", KM_WHY_ANALYTICS},
+    {"GET", "/api/v1/analytics/graphs/hierarchy", KM_WHY_ANALYTICS},
+    {"GET", "/api/v1/analytics/graphs/hierarchy/*/to/*", KM_WHY_ANALYTICS},
+    {"GET", "/api/v1/analytics/graphs/hierarchy/patterns/trace/*", KM_WHY_ANALYTICS},
+    {"GET", "/api/v1/analytics/graphs/hierarchy/patterns/*/path", KM_WHY_ANALYTICS},
+};
+
+/* The original's GET routes the kato_api plugin serves: 503 without it. */
+static const char *const km_kato_api_routes[] = {
+    "/api/v1/system/stats",
+    "/api/v1/system/cache-stats",
+    "/api/v1/system/connection-pools",
+    "/api/v1/system/distributed-stm",
+    "/api/v1/analytics/overview",
+    "/api/v1/sessions",
+    "/api/v1/sessions/statistics/overview",
+    "/api/v1/sessions/*",
+    "/api/v1/sessions/*/stm",
+};
+
+static const char *km_unserved_text(enum km_unserved_why why)
+{
+    switch (why) {
+    case KM_WHY_WRITE:
+        return "it is a monitor and never writes to KATO or to its databases";
+    case KM_WHY_QDRANT:
+        return "it reads Qdrant contents (KATO's vector store), out of katomon's scope";
+    case KM_WHY_REDIS:
+        return "it reads Redis keys directly, out of katomon's scope (GET "
+               "/api/v1/sessions "
+               "lists KATO's sessions)";
+    case KM_WHY_CLICKHOUSE:
+        return "it reads ClickHouse contents (KATO's pattern store), out of katomon's "
+               "scope";
+    case KM_WHY_PATTERNS:
+        return "it reads KATO's pattern stores (ClickHouse and Redis), out of katomon's "
+               "scope";
+    case KM_WHY_ANALYTICS:
+    default:
+        return "it computes analytics from KATO's databases (ClickHouse, Qdrant, Redis), "
+               "out of katomon's scope (GET /api/v1/analytics/overview and "
+               "/api/v1/system/stats are served)";
+    }
+}
+
+/* 1 when path matches pattern ("*": one non-empty segment; a final "**":
+   one or more). */
+static int km_rest_pattern(const char *pattern, const char *path)
+{
+    while (*pattern && *path) {
+        if (strcmp(pattern, "**") == 0)
+            return *path != '/';
+        if (*pattern == '*') {
+            size_t seg = strcspn(path, "/");
+            if (seg == 0)
+                return 0;
+            path += seg;
+            pattern++;
+            continue;
+        }
+        if (*pattern++ != *path++)
+            return 0;
+    }
+    return *pattern == '\0' && *path == '\0';
+}
+
+static const struct km_unserved *km_rest_unserved_find(const char *method,
+                                                       const char *path)
+{
+    const size_t n = sizeof km_unserved_routes / sizeof km_unserved_routes[0];
+
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(km_unserved_routes[i].method, method) == 0 &&
+            km_rest_pattern(km_unserved_routes[i].path, path))
+            return &km_unserved_routes[i];
+    return NULL;
+}
+
+static int km_rest_needs_kato_api(const char *path)
+{
+    const size_t n = sizeof km_kato_api_routes / sizeof km_kato_api_routes[0];
+
+    for (size_t i = 0; i < n; i++)
+        if (km_rest_pattern(km_kato_api_routes[i], path))
+            return 1;
+    return 0;
+}
+
+static int km_rest_unserved(const char *method, const char *path,
+                            const struct km_unserved *u, json_t **body)
+{
+    char detail[512];
+
+    snprintf(detail, sizeof detail, "katomon does not serve %s %.150s: %s", method, path,
+             km_unserved_text(u->why));
+    *body = km_rest_detail(detail);
+    return 501;
+}
+
+/* A route of kato_api while kato_api is not running. */
+static int km_rest_no_kato_api(const char *method, const char *path, json_t **body,
+                               char *allow, size_t allowlen)
+{
+    char detail[400];
+
+    if (strcmp(method, "GET") != 0) {
+        snprintf(allow, allowlen, "GET, HEAD");
+        *body = km_rest_detail("Method Not Allowed");
+        return 405;
+    }
+    snprintf(detail, sizeof detail,
+             "%.150s is served by the kato_api plugin, which is not running: enable "
+             "[plugin kato_api] in katomon.conf (GET /api/v1/plugins says why it is not "
+             "running)",
+             path);
+    *body = km_rest_detail(detail);
+    return 503;
+}
+
+/* Calls a plugin's route; KM_REST_DEFERRED when it answers later. */
+static int km_rest_plugin(const struct km_route_hit *hit, const struct km_rest_call *call,
+                          json_t **body, const struct km_rest_waiter *waiter,
+                          struct km_rest_pending **pending)
+{
+    json_t *reply = NULL;
+    const char *why = NULL;
+    int status = km_loader_call(hit, call, &reply, &why, waiter, pending);
+
+    if (status == KM_LOADER_LATER)
+        return KM_REST_DEFERRED;
+    if (!reply)
+        reply =
+            status < 400 ? json_object() : km_rest_detail(why ? why : "request failed");
+    *body = reply ? reply : json_object();
+    return status;
+}
+
 int km_rest_handle(struct km_core *core, struct km_ws *ws,
                    const struct km_rest_call *call, json_t **body, char *allow,
-                   size_t allowlen)
+                   size_t allowlen, const struct km_rest_waiter *waiter,
+                   struct km_rest_pending **pending)
 {
     int head = strcmp(call->method, "HEAD") == 0;
     const char *method = head ? "GET" : call->method;
+    const struct km_unserved *u;
+    struct km_route_hit hit;
     char detail[200];
+    int rc;
 
     allow[0] = '\0';
+    if (pending)
+        *pending = NULL;
     if (km_rest_builtin(call->path)) {
         if (strcmp(method, "GET") == 0)
             return km_rest_get(core, ws, call->path, body);
@@ -315,19 +523,24 @@ int km_rest_handle(struct km_core *core, struct km_ws *ws,
         *body = km_rest_detail("Method Not Allowed");
         return 405;
     }
-    if (core->loader) {
-        struct km_rest_call c = *call;
-        json_t *reply = NULL;
-        const char *why = NULL;
-        int status = km_loader_rest(core->loader, &c, &reply, &why, allow, allowlen);
-        if (status) {
-            if (!reply)
-                reply = status < 400 ? json_object()
-                                     : km_rest_detail(why ? why : "request failed");
-            *body = reply ? reply : json_object();
-            return status;
-        }
+    /* Who answers, best first: a plugin's exact route; a literal route of
+       the table above (501); a plugin's prefix route, longest first; a
+       patterned route of the table; then 405 when plugins serve the path
+       under other methods, 503 for kato_api's routes, 404. */
+    rc = core->loader ? km_loader_find(core->loader, call->method, call->path, &hit,
+                                       allow, allowlen)
+                      : 0;
+    u = km_rest_unserved_find(method, call->path);
+    if (rc == 1 && (!hit.prefix || !u || strchr(u->path, '*')))
+        return km_rest_plugin(&hit, call, body, waiter, pending);
+    if (u)
+        return km_rest_unserved(method, call->path, u, body);
+    if (rc == 2) {
+        *body = km_rest_detail("Method Not Allowed");
+        return 405;
     }
+    if (km_rest_needs_kato_api(call->path))
+        return km_rest_no_kato_api(method, call->path, body, allow, allowlen);
     snprintf(detail, sizeof detail, "Not Found: %.150s", call->path);
     *body = km_rest_detail(detail);
     return 404;

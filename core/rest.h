@@ -18,8 +18,15 @@
  * errors are {"detail":"..."} with their status code.
  *
  * Plugins add routes under /api/v1/ through km_host.rest_route (kept by
- * the loader, km_loader_rest); they are served behind the same token, CORS
- * and size limits. A built-in path wins over a plugin's.
+ * the loader, km_loader_find); they are served behind the same token, CORS
+ * and size limits. A built-in path wins over a plugin's. A plugin may
+ * answer later (KM_REST_LATER); the server then waits for it.
+ *
+ * The original dashboard's routes katomon does not serve (writes, the
+ * ClickHouse/Qdrant/Redis browsers under /api/v1/databases/, analytics
+ * other than the overview) answer 501 {"detail": "katomon does not serve
+ * METHOD PATH: why"}; the routes of the kato_api plugin answer 503 naming
+ * [plugin kato_api] when it is not running.
  *
  * Pure: no I/O here. server.c parses, authenticates and writes.
  */
@@ -28,6 +35,7 @@
 
 #include <jansson.h>
 #include "core.h"
+#include "loader.h"
 
 struct km_ws;
 
@@ -47,15 +55,24 @@ int km_rest_get(struct km_core *core, struct km_ws *ws, const char *path, json_t
 /* 1 when path belongs to the REST side (/health and /api/v1...). */
 int km_rest_owns(const char *path);
 
+/* km_rest_handle: a plugin answers later, through the waiter. */
+#define KM_REST_DEFERRED (-1)
+
 /*
  * Answers any REST request (call->path percent-decoded): built-in GETs
- * (HEAD as GET), then plugin routes (core->loader). Returns the status and
- * sets *body (new reference, always set; errors are {"detail"}). For 405,
- * allow gets the methods the path takes ("GET, HEAD").
+ * (HEAD as GET), then plugin routes (core->loader) and the original
+ * dashboard's routes katomon does not serve (501, or 503 naming [plugin
+ * kato_api] for those that plugin serves). Returns the status and sets
+ * *body (new reference, always set; errors are {"detail"}). For 405,
+ * allow gets the methods the path takes ("GET, HEAD"). Or returns
+ * KM_REST_DEFERRED, *body untouched: a plugin answers later through
+ * `waiter` (see loader.h), and *pending is the handle to detach it with
+ * when the connection goes first.
  */
 int km_rest_handle(struct km_core *core, struct km_ws *ws,
                    const struct km_rest_call *call, json_t **body, char *allow,
-                   size_t allowlen);
+                   size_t allowlen, const struct km_rest_waiter *waiter,
+                   struct km_rest_pending **pending);
 
 /* {"detail": text} (new). */
 json_t *km_rest_detail(const char *text);

@@ -7,7 +7,12 @@
  * at a time: on_message_complete pauses the parser, the request is
  * answered (synchronously: REST reads the bus, static files go out with
  * evbuffer_add_file), and parsing resumes, so pipelined requests are
- * answered in order. While more than KM_HTTP_OUT_MAX bytes of answers are
+ * answered in order. A plugin's route may answer later (KM_REST_LATER):
+ * the connection then keeps the handle (c->pending), parses nothing more
+ * (what arrives waits in the input buffer, bounded by the read
+ * watermark), has no read timeout (the core's deadline answers 504), and
+ * resumes once the answer has drained; a client leaving first just
+ * detaches the handle. While more than KM_HTTP_OUT_MAX bytes of answers are
  * unsent, reading stops, so a client that pipelines and never reads costs
  * at most that. A successful upgrade hands the bufferevent to the
  * WebSocket hub (km_ws_attach) and frees the km_conn; the connection stays
@@ -88,6 +93,11 @@ struct km_conn {
     size_t n_hdr;                           /* number of headers */
     char *body;                             /* request body, NUL-terminated (owned) */
     size_t body_len;                        /* bytes in body */
+    struct km_rest_pending *pending;        /* a plugin's answer awaited (KM_REST_LATER):
+                                               parsing waits for it */
+    char *later_extra;                      /* header lines for that answer (owned) */
+    int later_head;                         /* that request was HEAD */
+    int resume;                             /* parse what waits once the answer drained */
     struct event *linger_ev;                /* ends a lingering close */
     struct km_conn *next;                   /* server's list */
     struct km_conn *prev;                   /* server's list */
@@ -160,16 +170,22 @@ static const char *km_status_text(int status)
         return "Payload Too Large";
     case 414:
         return "URI Too Long";
+    case 422:
+        return "Unprocessable Entity";
     case 426:
         return "Upgrade Required";
     case 431:
         return "Request Header Fields Too Large";
     case 500:
         return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
     case 502:
         return "Bad Gateway";
     case 503:
         return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
     default:
         return "Unknown";
     }
@@ -719,6 +735,35 @@ static int km_conn_upgrade(struct km_conn *c, struct km_req *req)
 
 /* ---- routing ---- */
 
+/* The timeouts of a connection that reads (a request may take
+   KM_HTTP_TIMEOUT_S to arrive) or waits for a plugin (no read timeout:
+   the core's deadline bounds the wait). */
+static void km_conn_timeouts(struct km_conn *c, int waiting)
+{
+    struct timeval tv = {KM_HTTP_TIMEOUT_S, 0};
+    bufferevent_set_timeouts(c->bev, waiting ? NULL : &tv, &tv);
+}
+
+/* A plugin's later answer (struct km_rest_waiter): sent like any other,
+   then parsing resumes once it has drained (km_conn_write_cb). */
+static void km_conn_later(void *arg, int status, json_t *body)
+{
+    struct km_conn *c = arg;
+    struct km_req req = {
+        .method = "GET", .target = "", .query = "", .head = c->later_head};
+
+    c->pending = NULL;
+    km_conn_timeouts(c, 0);
+    km_conn_json(c, &req, status,
+                 c->later_extra ? c->later_extra : "Cache-Control: no-store\r\n", body);
+    free(c->later_extra);
+    c->later_extra = NULL;
+    if (!c->closing) {
+        http_parser_pause(&c->parser, 0);
+        c->resume = 1;
+    }
+}
+
 static void km_conn_rest(struct km_conn *c, struct km_req *req)
 {
     char cors[512], extra[1024], allow[128];
@@ -752,7 +797,17 @@ static void km_conn_rest(struct km_conn *c, struct km_req *req)
                        "authentication required: Authorization: Bearer TOKEN or ?token=");
         return;
     }
-    status = km_rest_handle(c->srv->core, c->srv->ws, &call, &body, allow, sizeof allow);
+    struct km_rest_waiter waiter = {km_conn_later, c};
+    status = km_rest_handle(c->srv->core, c->srv->ws, &call, &body, allow, sizeof allow,
+                            &waiter, &c->pending);
+    if (status == KM_REST_DEFERRED) {
+        /* answered by km_conn_later; until then nothing more is parsed */
+        snprintf(extra, sizeof extra, "%sCache-Control: no-store\r\n", cors);
+        c->later_extra = strdup(extra);
+        c->later_head = req->head;
+        km_conn_timeouts(c, 1);
+        return;
+    }
     if (status == 405)
         snprintf(extra, sizeof extra, "%sAllow: %s\r\nCache-Control: no-store\r\n", cors,
                  allow);
@@ -781,8 +836,14 @@ static int km_conn_dispatch(struct km_conn *c)
         return 0;
     }
     size_t pl = strcspn(target, "?#");
+    long dl;
     req.query = target[pl] == '?' ? target + pl + 1 : "";
-    if (target[0] != '/' || pl >= sizeof path || km_pct_decode(target, pl, path) < 0) {
+    if (target[0] == '/' && pl >= sizeof path) {
+        c->closing = 1;
+        km_conn_detail(c, &req, 414, NULL, "URI Too Long: the path is over 4095 bytes");
+        return 0;
+    }
+    if (target[0] != '/' || (dl = km_pct_decode(target, pl, path)) < 0) {
         c->closing = 1;
         km_conn_detail(c, &req, 400, NULL, "Bad request target");
         return 0;
@@ -796,10 +857,18 @@ static int km_conn_dispatch(struct km_conn *c)
         km_conn_detail(c, &req, 400, NULL, "Upgrade is only supported on /ws");
         return 0;
     }
-    if (km_rest_owns(path))
+    if (km_rest_owns(path)) {
+        /* handlers get a C string: one cut short at an encoded NUL would
+           name another resource (static files check the raw path) */
+        if ((size_t)dl != strlen(path)) {
+            km_conn_detail(c, &req, 400, NULL,
+                           "Bad request target: %00 (a NUL byte) in an API path");
+            return 0;
+        }
         km_conn_rest(c, &req);
-    else
+    } else {
         km_conn_static(c, &req);
+    }
     return 0;
 }
 
@@ -977,6 +1046,8 @@ static void km_conn_release(struct km_conn *c)
         bufferevent_free(c->bev);
     if (c->linger_ev)
         event_free(c->linger_ev);
+    km_rest_pending_detach(c->pending); /* its answer, when it comes, is dropped */
+    free(c->later_extra);
     free(c->arena);
     free(c->body);
     free(c);
@@ -1021,12 +1092,15 @@ static void km_conn_write_cb(struct bufferevent *bev, void *arg)
 
     if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
         return;
+    if (c->pending)
+        return; /* an earlier answer drained; the awaited one is not here yet */
     if (c->closing) {
         km_conn_finish(c);
         return;
     }
     /* answers drained: resume reading (and parse what waits) */
-    if (!(bufferevent_get_enabled(bev) & EV_READ)) {
+    if (!(bufferevent_get_enabled(bev) & EV_READ) || c->resume) {
+        c->resume = 0;
         bufferevent_enable(bev, EV_READ);
         km_conn_read_cb(bev, c);
     }
@@ -1034,7 +1108,16 @@ static void km_conn_write_cb(struct bufferevent *bev, void *arg)
 
 static void km_conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-    km_conn_free(arg);
+    struct km_conn *c = arg;
+
+    /* a client that half-closed after its request still gets the answer a
+       plugin gives later (then the connection ends) */
+    if (c->pending && (what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+        c->closing = 1;
+        bufferevent_disable(bev, EV_READ);
+        return;
+    }
+    km_conn_free(c);
 }
 
 static void km_conn_read_cb(struct bufferevent *bev, void *arg)
@@ -1047,6 +1130,9 @@ static void km_conn_read_cb(struct bufferevent *bev, void *arg)
         evbuffer_drain(in, evbuffer_get_length(in));
         return;
     }
+    if (c->pending)
+        return; /* one request at a time: the rest waits in `in` (bounded by
+                   the read watermark) until the awaited answer is out */
     while (evbuffer_get_length(in) > 0) {
         if (evbuffer_get_length(out) > KM_HTTP_OUT_MAX) {
             bufferevent_disable(bev, EV_READ); /* resumed by the write callback */
@@ -1063,6 +1149,8 @@ static void km_conn_read_cb(struct bufferevent *bev, void *arg)
             c->complete = 0;
             if (km_conn_dispatch(c))
                 return; /* upgraded: c is gone */
+            if (c->pending)
+                return; /* answered later; km_conn_later resumes */
             if (c->closing)
                 break;
             http_parser_pause(&c->parser, 0);

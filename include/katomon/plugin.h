@@ -33,8 +33,16 @@
 extern "C" {
 #endif
 
-/* Bumped whenever struct km_plugin or struct km_host changes incompatibly. */
+/* Bumped whenever struct km_plugin or struct km_host changes incompatibly.
+   Members appended at the end of struct km_host (and struct km_rest_call)
+   do not bump it: a plugin checks KM_HOST_HAS(host, member) before using
+   one, so it still runs on an older core. */
 #define KM_PLUGIN_ABI 1
+
+/* 1 when the core's struct km_host has `member` (a plugin built against a
+   newer header may run on an older core of the same ABI). */
+#define KM_HOST_HAS(host, member)                                                        \
+    ((host)->size >= offsetof(struct km_host, member) + sizeof((host)->member))
 
 /* Name of the descriptor symbol the loader looks up. */
 #define KM_PLUGIN_SYMBOL "km_plugin_descriptor"
@@ -143,13 +151,20 @@ typedef void (*km_timer_cb)(void *arg);
 #define KM_TIMER_REPEAT (1u << 0) /* fire every interval until deleted */
 #define KM_TIMER_NOW    (1u << 1) /* also fire once as soon as the loop runs */
 
+struct km_rest_pending; /* opaque: a REST request answered later (KM_REST_LATER) */
+
 /* One REST request a plugin's route serves. Borrowed during the handler. */
 struct km_rest_call {
     const char *method; /* "GET", "POST", "DELETE", ... */
-    const char *path;   /* e.g. "/api/v1/alerts/read" */
+    const char *path;   /* e.g. "/api/v1/alerts/read"; percent-decoded, no NUL
+                           byte, at most 4095 bytes ('%2F' arrives as '/') */
     const char *query;  /* raw query string without '?'; "" when none */
     const char *body;   /* request body, NUL-terminated; "" when none */
     size_t body_len;    /* bytes of body */
+    /* Appended in ABI 1 (read it only when KM_HOST_HAS(host, rest_finish)):
+       the handle to answer this request later with km_host.rest_finish,
+       when the handler returns KM_REST_LATER. Owned by the core. */
+    struct km_rest_pending *pending;
 };
 
 /*
@@ -157,9 +172,21 @@ struct km_rest_call {
  * JSON value (the core steals it and sends it). On an error status, *reply
  * may be NULL and the core then sends {"detail": detail}, where detail is
  * set through *detail (a static or borrowed string) or a default text.
+ *
+ * Or it returns KM_REST_LATER, sets nothing, keeps call->pending, and
+ * answers later (from any callback) with km_host.rest_finish. Meanwhile
+ * the connection reads no further request (one request at a time, as for
+ * any answer), and the core bounds the wait: past KM_REST_DEADLINE_S it
+ * answers 504 itself. rest_finish may also be called from inside the
+ * handler, before it returns KM_REST_LATER.
  */
 typedef int (*km_rest_cb)(const struct km_rest_call *call, json_t **reply,
                           const char **detail, void *arg);
+
+/* A handler's "I will answer with rest_finish" (never an HTTP status). */
+#define KM_REST_LATER 0
+/* Seconds the core waits for rest_finish before it answers 504 itself. */
+#define KM_REST_DEADLINE_S 30
 
 /* ---- the host interface handed to init ---------------------------------- */
 
@@ -249,10 +276,18 @@ struct km_host {
     void *(*event_base)(struct km_ctx *ctx);
 
     /*
-     * REST: serve `method` `path` (exact, must start with "/api/v1/") from
-     * the daemon's HTTP port, behind the same auth token, CORS and size
-     * limits as the core's endpoints. Returns KM_OK, KM_EEXIST (taken) or
+     * REST: serve `method` `path` (must start with "/api/v1/") from the
+     * daemon's HTTP port, behind the same auth token, CORS and size limits
+     * as the core's endpoints. Returns KM_OK, KM_EEXIST (taken) or
      * KM_EINVAL. The route is removed when the plugin shuts down.
+     *
+     * `path` is matched exactly, or, when its last segment is a lone "*"
+     * (say "/api/v1/sessions/" followed by "*"), as a prefix: it then
+     * serves every path below it (at least one byte after that '/'), and
+     * the handler reads call->path. An exact route (the core's or a plugin's) wins over a
+     * prefix, and a longer prefix over a shorter one. The rest of a path is
+     * untrusted input: a handler checks it (length, '/', control bytes)
+     * before using it as an id.
      */
     int (*rest_route)(struct km_ctx *ctx, const char *method, const char *path,
                       km_rest_cb cb, void *arg);
@@ -260,6 +295,22 @@ struct km_host {
        returns buf, or NULL when absent or too long. */
     const char *(*rest_param)(const struct km_rest_call *call, const char *name,
                               char *buf, size_t len);
+
+    /* ---- appended in ABI 1: check host->size before using them ---------- */
+
+    /*
+     * Answers a request whose handler returned KM_REST_LATER: status and
+     * reply as a handler's return value and *reply (reply stolen, may be
+     * NULL: {"detail": detail} is sent, detail borrowed for the call, NULL
+     * for a default text). Call it exactly once per such request; `p` is
+     * invalid afterwards. It is always safe: when the client went away, or
+     * the core answered 504 at the deadline, it only frees. A plugin may
+     * still answer from its shutdown; whatever is pending after it is
+     * answered 503 by the core (also when the plugin is disabled), and
+     * those handles are gone.
+     */
+    void (*rest_finish)(struct km_ctx *ctx, struct km_rest_pending *p, int status,
+                        json_t *reply, const char *detail);
 };
 
 /* ---- the descriptor a plugin exports ------------------------------------ */

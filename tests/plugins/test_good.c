@@ -14,10 +14,22 @@
  * POST /api/v1/test/broken (returns a bogus status). reload re-reads
  * `greeting` and publishes again; shutdown logs "shutdown".
  *
+ * Prefix routes: GET /api/v1/test/<anything> answers {"route": "test",
+ * "path": P}, GET /api/v1/test/deep/<anything> {"route": "deep", ...}.
+ * Later answers (KM_REST_LATER): GET /api/v1/test/later/MS answers
+ * {"later": "MS"} after MS milliseconds; .../later/now answers with
+ * rest_finish from inside the handler; .../later/never is held (up to 16)
+ * until GET /api/v1/test/flush answers every held one with 200 (late:
+ * after the core's deadline, only freed) and says how many.
+ *
  * The greeting pointer from config_string is kept across reloads on
  * purpose: the ABI says it stays valid until shutdown, and the test's
  * sanitizer run checks exactly that.
  */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include <katomon/plugin.h>
 
 static const struct km_conf_key config_keys[] = {
@@ -45,17 +57,27 @@ static const struct km_field event_fields[] = {
 
 /* Everything the plugin keeps; reset at init (the object may be reused). */
 static struct {
-    const struct km_host *host; /* the core's interface */
-    struct km_ctx *ctx;         /* our context */
-    struct km_topic *state;     /* `test` */
-    struct km_topic *events;    /* `test_events` */
-    struct km_timer *tick;      /* the interval timer */
-    const char *greeting;       /* borrowed from the core until shutdown */
-    long long count;            /* state messages published */
-    long long self_seen;        /* `test` messages our subscription saw */
-    long long ticks;            /* timer fires */
-    size_t sections;            /* [plugin] sections in the config */
+    const struct km_host *host;       /* the core's interface */
+    struct km_ctx *ctx;               /* our context */
+    struct km_topic *state;           /* `test` */
+    struct km_topic *events;          /* `test_events` */
+    struct km_timer *tick;            /* the interval timer */
+    const char *greeting;             /* borrowed from the core until shutdown */
+    long long count;                  /* state messages published */
+    long long self_seen;              /* `test` messages our subscription saw */
+    long long ticks;                  /* timer fires */
+    size_t sections;                  /* [plugin] sections in the config */
+    struct km_rest_pending *held[16]; /* .../later/never requests, unanswered */
+    int n_held;                       /* entries in held */
+    struct later *laters;             /* .../later/MS requests waiting */
 } g;
+
+/* One .../later/MS request waiting for its timer. */
+struct later {
+    struct km_rest_pending *p; /* the core's handle */
+    char tail[32];             /* MS as written */
+    struct later *next;        /* g.laters */
+};
 
 static void on_self(struct km_topic *topic, struct km_msg *msg, void *arg)
 {
@@ -105,6 +127,69 @@ static int on_broken(const struct km_rest_call *call, json_t **reply, const char
     return 7;
 }
 
+/* GET /api/v1/test/... and /api/v1/test/deep/...: which route, which path. */
+static int on_prefix(const struct km_rest_call *call, json_t **reply, const char **detail,
+                     void *arg)
+{
+    *reply = json_pack("{s:s, s:s}", "route", (const char *)arg, "path", call->path);
+    return 200;
+}
+
+static void on_later_timer(void *arg)
+{
+    struct later *l = arg, **pp = &g.laters;
+    while (*pp != l)
+        pp = &(*pp)->next;
+    *pp = l->next;
+    g.host->rest_finish(g.ctx, l->p, 200, json_pack("{s:s}", "later", l->tail), NULL);
+    free(l);
+}
+
+/* GET /api/v1/test/later/{MS|now|never}. */
+static int on_later(const struct km_rest_call *call, json_t **reply, const char **detail,
+                    void *arg)
+{
+    const char *tail = call->path + sizeof "/api/v1/test/later/" - 1;
+    struct later *l;
+
+    if (strcmp(tail, "now") == 0) {
+        g.host->rest_finish(g.ctx, call->pending, 201, json_pack("{s:b}", "inside", 1),
+                            NULL);
+        return KM_REST_LATER;
+    }
+    if (strcmp(tail, "never") == 0) {
+        if (g.n_held == 16) {
+            *detail = "16 held already";
+            return 429;
+        }
+        g.held[g.n_held++] = call->pending;
+        return KM_REST_LATER;
+    }
+    if (strlen(tail) >= sizeof l->tail || !(l = calloc(1, sizeof *l)))
+        return 400;
+    l->p = call->pending;
+    snprintf(l->tail, sizeof l->tail, "%s", tail);
+    if (!g.host->timer_add(g.ctx, atof(tail) / 1000.0, 0, on_later_timer, l)) {
+        free(l);
+        return 500;
+    }
+    l->next = g.laters;
+    g.laters = l;
+    return KM_REST_LATER;
+}
+
+/* GET /api/v1/test/flush: answers the held requests (late). */
+static int on_flush(const struct km_rest_call *call, json_t **reply, const char **detail,
+                    void *arg)
+{
+    int n = g.n_held;
+    for (int i = 0; i < n; i++)
+        g.host->rest_finish(g.ctx, g.held[i], 200, json_pack("{s:b}", "late", 1), NULL);
+    g.n_held = 0;
+    *reply = json_pack("{s:i}", "flushed", n);
+    return 200;
+}
+
 static int test_init(struct km_ctx *ctx, const struct km_host *host)
 {
     const struct km_topic_def state_def = {"test", KM_TOPIC_STATE, test_fields, 0,
@@ -125,7 +210,12 @@ static int test_init(struct km_ctx *ctx, const struct km_host *host)
     if (!host->subscribe(ctx, "test", on_self, NULL))
         return -1;
     if (host->rest_route(ctx, "GET", "/api/v1/test/echo", on_echo, NULL) != KM_OK ||
-        host->rest_route(ctx, "POST", "/api/v1/test/broken", on_broken, NULL) != KM_OK) {
+        host->rest_route(ctx, "POST", "/api/v1/test/broken", on_broken, NULL) != KM_OK ||
+        host->rest_route(ctx, "GET", "/api/v1/test/*", on_prefix, "test") != KM_OK ||
+        host->rest_route(ctx, "GET", "/api/v1/test/deep/*", on_prefix, "deep") != KM_OK ||
+        host->rest_route(ctx, "GET", "/api/v1/test/later/*", on_later, NULL) != KM_OK ||
+        host->rest_route(ctx, "GET", "/api/v1/test/flush", on_flush, NULL) != KM_OK ||
+        host->rest_route(ctx, "GET", "/api/v1/test/*", on_prefix, "test") != KM_EEXIST) {
         host->log(ctx, KM_LOG_ERROR, "cannot add REST routes");
         return -1;
     }
@@ -155,6 +245,12 @@ static void test_shutdown(struct km_ctx *ctx)
 {
     /* Deleting our own timer is allowed; the core frees the rest. */
     g.host->timer_del(ctx, g.tick);
+    /* requests still waiting: the core answers them 503 */
+    while (g.laters) {
+        struct later *l = g.laters;
+        g.laters = l->next;
+        free(l);
+    }
     g.host->log(ctx, KM_LOG_INFO, "shutdown");
 }
 

@@ -319,38 +319,44 @@ END_TEST
 
 START_TEST(test_plugin_rest_routes)
 {
-    struct km_rest_call call = {"GET", "/api/v1/test/echo", "msg=hi%20there&x=1", "", 0};
+    struct km_rest_call call = {"GET", "/api/v1/test/echo", "msg=hi%20there&x=1", "", 0,
+                                NULL};
     json_t *reply;
     const char *detail;
     char allow[64];
 
     use_config("[plugin test_good]\ninterval = 10\ngreeting = yo\n");
     load_all_ok();
-    ck_assert_int_eq(
-        km_loader_rest(core.loader, &call, &reply, &detail, allow, sizeof allow), 200);
+    ck_assert_int_eq(km_loader_rest(core.loader, &call, &reply, &detail, allow,
+                                    sizeof allow, NULL, NULL),
+                     200);
     ck_assert_str_eq(json_string_value(json_object_get(reply, "msg")), "hi there");
     ck_assert_str_eq(json_string_value(json_object_get(reply, "greeting")), "yo");
     json_decref(reply);
 
     call.method = "HEAD"; /* answered by GET */
-    ck_assert_int_eq(km_loader_rest(core.loader, &call, &reply, &detail, NULL, 0), 200);
+    ck_assert_int_eq(
+        km_loader_rest(core.loader, &call, &reply, &detail, NULL, 0, NULL, NULL), 200);
     json_decref(reply);
 
     call.method = "DELETE";
-    ck_assert_int_eq(
-        km_loader_rest(core.loader, &call, &reply, &detail, allow, sizeof allow), 405);
+    ck_assert_int_eq(km_loader_rest(core.loader, &call, &reply, &detail, allow,
+                                    sizeof allow, NULL, NULL),
+                     405);
     ck_assert_ptr_null(reply);
     ck_assert_str_eq(allow, "GET");
     ck_assert_ptr_nonnull(detail);
 
     call.method = "GET";
-    call.path = "/api/v1/test/none";
-    ck_assert_int_eq(km_loader_rest(core.loader, &call, &reply, &detail, NULL, 0), 0);
+    call.path = "/api/v1/other";
+    ck_assert_int_eq(
+        km_loader_rest(core.loader, &call, &reply, &detail, NULL, 0, NULL, NULL), 0);
 
     n_lines = 0;
     call.method = "POST";
     call.path = "/api/v1/test/broken";
-    ck_assert_int_eq(km_loader_rest(core.loader, &call, &reply, &detail, NULL, 0), 500);
+    ck_assert_int_eq(
+        km_loader_rest(core.loader, &call, &reply, &detail, NULL, 0, NULL, NULL), 500);
     ck_assert_ptr_null(reply); /* the plugin's reply was released */
     ck_assert_int_eq(
         count_lines(KM_LOG_ERROR, "plugin test_good: POST /api/v1/test/broken"), 1);
@@ -358,7 +364,8 @@ START_TEST(test_plugin_rest_routes)
     /* Gone with the plugin. */
     km_loader_free(core.loader);
     core.loader = NULL;
-    ck_assert_int_eq(km_loader_rest(NULL, &call, &reply, &detail, NULL, 0), 0);
+    ck_assert_int_eq(km_loader_rest(NULL, &call, &reply, &detail, NULL, 0, NULL, NULL),
+                     0);
 }
 END_TEST
 
@@ -543,10 +550,11 @@ START_TEST(test_init_failure_releases_everything)
 
     /* Its REST route went with it. */
     {
-        struct km_rest_call call = {"GET", "/api/v1/initfail", "", "", 0};
+        struct km_rest_call call = {"GET", "/api/v1/initfail", "", "", 0, NULL};
         json_t *reply;
         const char *detail;
-        ck_assert_int_eq(km_loader_rest(core.loader, &call, &reply, &detail, NULL, 0), 0);
+        ck_assert_int_eq(
+            km_loader_rest(core.loader, &call, &reply, &detail, NULL, 0, NULL, NULL), 0);
     }
 
     /* The other plugin still runs; the failed one's timer never fires. */
@@ -1083,8 +1091,12 @@ START_TEST(test_host_rest)
     const struct km_host *h = &km_host_iface;
     struct km_ctx *ctx = unit_ctx();
     const struct km_rest_call call = {
-        "GET", "/api/v1/x",
-        "a=1&b=x%20y+z&c&d=%zz&e=%00&k%65y=v&long=0123456789&empty=&a=second", "", 0};
+        "GET",
+        "/api/v1/x",
+        "a=1&b=x%20y+z&c&d=%zz&e=%00&k%65y=v&long=0123456789&empty=&a=second",
+        "",
+        0,
+        NULL};
     char buf[8], allow[32] = "";
     km_rest_cb cb = NULL;
 
@@ -1102,12 +1114,13 @@ START_TEST(test_host_rest)
     ck_assert_int_eq(h->rest_route(ctx, "GET", "/api/v1/a?b", dummy_route, NULL),
                      KM_EINVAL);
     ck_assert_int_eq(h->rest_route(ctx, "GET", "/api/v1/z", NULL, NULL), KM_EINVAL);
-    ck_assert_int_eq(km_ctx_route(ctx, "HEAD", "/api/v1/x", &cb, NULL, NULL, 0), 1);
+    ck_assert_int_eq(km_ctx_route(ctx, "HEAD", "/api/v1/x", &cb, NULL, NULL, NULL, 0), 1);
     ck_assert_ptr_eq(cb, dummy_route);
     ck_assert_int_eq(
-        km_ctx_route(ctx, "POST", "/api/v1/x", NULL, NULL, allow, sizeof allow), 2);
+        km_ctx_route(ctx, "POST", "/api/v1/x", NULL, NULL, NULL, allow, sizeof allow), 2);
     ck_assert_str_eq(allow, "PUT, GET");
-    ck_assert_int_eq(km_ctx_route(ctx, "GET", "/api/v1/xx", NULL, NULL, NULL, 0), 0);
+    ck_assert_int_eq(km_ctx_route(ctx, "GET", "/api/v1/xx", NULL, NULL, NULL, NULL, 0),
+                     0);
 
     ck_assert_str_eq(h->rest_param(&call, "a", buf, sizeof buf), "1"); /* the first */
     ck_assert_str_eq(h->rest_param(&call, "b", buf, sizeof buf), "x y z");
