@@ -228,17 +228,18 @@ START_TEST(test_shipped_conf)
     const struct km_conf_section *hs = km_config_section(cfg, "plugin", "host_stats");
     ck_assert_ptr_nonnull(hs);
     ck_assert_str_eq(km_conf_value(hs, "interval"), "5");
-    /* the collectors and the alert manager load by default, in this order;
+    /* the collectors, kato_api and the alert manager load by default, in this order;
        the webhook needs a URL, so it stays commented out */
-    static const char *const loaded[] = {"host_stats", "docker_stats", "kato_metrics",
-                                         "session_events", "alert_manager"};
+    static const char *const loaded[] = {"host_stats",   "docker_stats",
+                                         "kato_metrics", "session_events",
+                                         "kato_api",     "alert_manager"};
     size_t n_plugins = 0;
     for (size_t i = 0; i < cfg->n_sections; i++)
         if (strcmp(cfg->sections[i]->kind, "plugin") == 0) {
-            ck_assert_uint_lt(n_plugins, 5);
+            ck_assert_uint_lt(n_plugins, 6);
             ck_assert_str_eq(cfg->sections[i]->name, loaded[n_plugins++]);
         }
-    ck_assert_uint_eq(n_plugins, 5);
+    ck_assert_uint_eq(n_plugins, 6);
     ck_assert_ptr_null(km_config_section(cfg, "plugin", "alert_webhook"));
 
     for (size_t i = 0; i < 4; i++) {
@@ -258,7 +259,7 @@ START_TEST(test_shipped_conf)
                      "status != running || health == unhealthy");
     ck_assert_str_eq(km_conf_value(down, "level"), "error");
     ck_assert_str_eq(km_conf_value(down, "name_field"), "name");
-    ck_assert_uint_eq(cfg->n_sections, 9); /* 5 plugins, 4 alert rules */
+    ck_assert_uint_eq(cfg->n_sections, 10); /* 6 plugins, 4 alert rules */
 }
 END_TEST
 
