@@ -40,14 +40,16 @@ struct ka_state ka;
 
 static const struct km_conf_key kato_api_keys[] = {
     {"url", KM_CONF_STRING, "http://127.0.0.1:8000", 0, 0, "KATO base URL (http only)"},
-    {"timeout", KM_CONF_DOUBLE, "5", 0.1, 600,
+    /* below the core's 30 s deadline (KM_REST_DEADLINE_S), which would
+       otherwise answer 504 first, naming the plugin instead of KATO */
+    {"timeout", KM_CONF_DOUBLE, "5", 0.1, 25,
      "seconds before a KATO request is given up"},
     {"cache_ttl", KM_CONF_DOUBLE, "5", 0, 3600,
      "seconds a KATO answer or a session listing is reused (0: never)"},
     {"redis_url", KM_CONF_STRING, NULL, 0, 0,
      "KATO's Redis, redis://[:password@]host[:port][/db] (numeric host); unset: no "
      "session listing"},
-    {"redis_timeout", KM_CONF_DOUBLE, "2", 0.1, 600,
+    {"redis_timeout", KM_CONF_DOUBLE, "2", 0.1, 25,
      "seconds Redis may take to connect or to answer a command"},
     {"max_sessions", KM_CONF_INT, "100000", 1, 10000000,
      "index members read at most for one session listing"},
@@ -82,9 +84,7 @@ static json_t *ka_422(const char *type, const char *name, const char *msg,
     return json_pack("{s:[o]}", "detail", item);
 }
 
-/* 1 when the query has parameter `name` (written plainly, as every
-   client writes ours), whatever its value. */
-static int query_has(const char *query, const char *name)
+int ka_query_has(const char *query, const char *name)
 {
     size_t n = strlen(name);
 
@@ -105,7 +105,7 @@ int ka_query_int(const struct km_rest_call *call, const char *name, long long de
     *out = def;
     if (!v) {
         /* absent; or too long for any integer in range, or with a NUL byte */
-        if (!query_has(call->query, name))
+        if (!ka_query_has(call->query, name))
             return 0;
         *reply = ka_422("int_parsing", name,
                         "Input should be a valid integer, unable to parse string as an "

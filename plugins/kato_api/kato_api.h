@@ -173,6 +173,10 @@ KA_HIDDEN int ka_session_one(const struct km_rest_call *call, json_t **reply,
 
 /* ---- kato_api.c: query validation ------------------------------------------------ */
 
+/* 1 when the query has parameter `name` (written plainly, as every client
+   writes ours), whatever its value. */
+KA_HIDDEN int ka_query_has(const char *query, const char *name);
+
 /*
  * Integer query parameter `name` within [min, max], default def when
  * absent. 0 with *out set, or -1 with *reply set to FastAPI's 422 body

@@ -287,9 +287,18 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 {
     struct ka_redis *r = ac->data;
 
-    if (r->ac == ac) /* not dropped by us: Redis went away */
-        failed(r, "Redis at %s closed the connection: %s", r->where,
-               ac->errstr ? ac->errstr : "(no reason)");
+    if (r->ac != ac)
+        return; /* dropped by us */
+    if (r->inflight == 0) {
+        /* an idle connection closed (Redis's `timeout`, a restart): not a
+           failure; the next command connects again at once */
+        ka.host->log(ka.ctx, KM_LOG_INFO, "Redis at %s closed the idle connection: %s",
+                     r->where, ac->errstr ? ac->errstr : "(no reason)");
+        r->ac = NULL;
+        return;
+    }
+    failed(r, "Redis at %s closed the connection: %s", r->where,
+           ac->errstr ? ac->errstr : "(no reason)");
 }
 
 /* hiredis's callback for every command. */

@@ -519,10 +519,12 @@ static int query_text(const struct km_rest_call *call, const char *name, char *b
     const char *v = ka.host->rest_param(call, name, big, sizeof big);
 
     buf[0] = '\0';
-    if (!v)
+    if (!v && !ka_query_has(call->query, name))
         return 0;
-    if (strlen(v) >= len) {
+    if (!v || strlen(v) >= len) {
         char msg[96];
+        if (!v) /* longer than big, or with a NUL byte */
+            v = "(too long)";
         snprintf(msg, sizeof msg, "String should have at most %zu characters", len - 1);
         *reply = json_pack("{s:[{s:s, s:[s,s], s:s, s:s, s:{s:I}}]}", "detail", "type",
                            "string_too_long", "loc", "query", name, "msg", msg, "input",
