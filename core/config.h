@@ -1,9 +1,13 @@
 /*
  * config.h - katomon.conf (DESIGN section 7).
  *
- * INI, read with libinih. Sections: [core], [http], [websocket], one
- * [plugin NAME] per plugin to load, [alert NAME] per alert rule. Every
- * error names file:line and says what to do next.
+ * INI, read with libinih. The core's sections are [core], [http],
+ * [websocket] and one [plugin NAME] per plugin to load. Every other
+ * section is a [KIND NAME] of a plugin (alert_manager's [alert NAME]): the
+ * reader keeps it unchecked, and the loader checks it against the plugin
+ * that declares the kind (struct km_conf_kind), or reports that none does.
+ * Every problem names file:line and says what to do next, and all of them
+ * are reported at once.
  *
  * [plugin NAME] sections take the core's keys `file` (the .so, default
  * NAME.so in plugin_dir) and `enabled` (bool, default true); every other key
@@ -46,14 +50,32 @@ struct km_config {
     double ping_interval;     /* seconds between server pings; 0: none */
     double idle_timeout; /* seconds without any client frame before closing; 0: never */
 
-    /* [plugin NAME] and [alert NAME] sections, in file order */
+    /* [plugin NAME] and plugins' [KIND NAME] sections, in file order */
     struct km_conf_section **sections; /* owned */
     size_t n_sections;                 /* number of sections */
 };
 
 /*
+ * Receives one problem found in the configuration: its level (KM_LOG_ERROR:
+ * the file is refused; KM_LOG_WARNING: it is not), file, line (0: the file
+ * as a whole) and text, "what is wrong; what to do". `text` is borrowed for
+ * the call.
+ */
+typedef void (*km_config_report_fn)(void *arg, enum km_log_level level, const char *file,
+                                    int line, const char *text);
+
+/*
+ * Reads `path`, reporting every problem in file order (it stops early only
+ * when the file cannot be read, or after 100 errors). Returns the number of
+ * errors, with a new config in *out either way (free with km_config_free):
+ * with errors, it holds what could be read, for --check-config to go on
+ * checking the plugins. *out is NULL only when memory ran out.
+ */
+int km_config_read(const char *path, struct km_config **out, km_config_report_fn report,
+                   void *arg);
+/*
  * Reads `path`. Returns 0 and a new config in *out (free with
- * km_config_free), or -1 with a message in err:
+ * km_config_free), or -1 with the first problem in err:
  * "FILE:LINE: what is wrong; what to do" (or "FILE: ..." when no line).
  */
 int km_config_load(const char *path, struct km_config **out, char *err, size_t errlen);
@@ -70,17 +92,57 @@ const char *km_conf_value(const struct km_conf_section *sec, const char *key);
 const struct km_conf_entry *km_conf_entry(const struct km_conf_section *sec,
                                           const char *key);
 
-/*
- * Checks sec's keys (other than the core's `file` and `enabled`) against
- * `keys`: unknown key, or a value not of the key's type or out of range.
- * Returns 0, or -1 with "FILE:LINE: ..." in err.
- */
-int km_config_check_keys(const struct km_conf_section *sec,
-                         const struct km_conf_key *keys, char *err, size_t errlen);
+/* 1 when [KIND ...] is one of the core's own kinds (core, http, websocket,
+   plugin): a plugin cannot declare it. */
+int km_config_core_kind(const char *kind);
+/* "[core], [http], [websocket], [plugin NAME]", for messages. Static. */
+const char *km_config_core_kinds(void);
+/* The name in `names` (NULL-terminated) close enough to `word` to be a
+   typo of it, or NULL. */
+const char *km_config_suggest(const char *word, const char *const *names);
 
-/* Value parsers shared with the loader. Return 0 and *out, or -1. */
+/*
+ * Checks sec's keys against `keys` (a [plugin NAME] section: its .config,
+ * skipping the core's `file` and `enabled`; a plugin's [KIND NAME]: the
+ * kind's keys): unknown key (with a did-you-mean), a value not of the key's
+ * type or out of range. Reports each problem as an error; returns how many.
+ */
+size_t km_config_check_keys(const struct km_conf_section *sec,
+                            const struct km_conf_key *keys, km_config_report_fn report,
+                            void *arg);
+
+/* Value parsers (katomon/conf.h), for the core. Return 0 and *out, or -1. */
 int km_parse_bool(const char *text, int *out);
 int km_parse_int(const char *text, long long *out);
 int km_parse_double(const char *text, double *out);
+
+/* ---- a list of problems, in the order reported --------------------------- */
+
+/* One reported problem. */
+struct km_problem {
+    enum km_log_level level; /* KM_LOG_ERROR or KM_LOG_WARNING */
+    char *file;              /* file (owned); "" when none */
+    int line;                /* line; 0: none */
+    char *text;              /* what is wrong; what to do (owned) */
+};
+
+/* Problems collected with km_problems_add; zero-initialise it. */
+struct km_problems {
+    struct km_problem *v; /* the problems (owned) */
+    size_t n;             /* number of them */
+    size_t cap;           /* allocated */
+    size_t errors;        /* those at KM_LOG_ERROR */
+    int lost;             /* some could not be stored (out of memory) */
+};
+
+/* A km_config_report_fn: appends to the struct km_problems `list`. */
+void km_problems_add(void *list, enum km_log_level level, const char *file, int line,
+                     const char *text);
+/* Sorts by line, keeping the order of problems on one line. */
+void km_problems_sort(struct km_problems *list);
+/* "FILE:LINE: text" (or "FILE: text"), with "warning: " before a warning's
+   text when `tag` is 1, into buf. Returns buf. */
+const char *km_problem_format(const struct km_problem *p, int tag, char *buf, size_t n);
+void km_problems_clear(struct km_problems *list);
 
 #endif /* KM_CONFIG_H */

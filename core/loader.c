@@ -7,7 +7,15 @@
  * "plugin NAME (FILE): reason" that says what to do about it:
  *
  *   resolve file -> exists -> dlopen -> descriptor symbol -> ABI -> name
- *   -> section keys -> init
+ *   -> its sections (keys, kinds, check) -> init
+ *
+ * Start-up runs it in three passes: open and check every enabled plugin;
+ * then make sure every plugin's [KIND NAME] section has the plugin that
+ * declares KIND among them (a section nobody reads is a typo, and fatal:
+ * the file is wrong, not a plugin); then init them in file order.
+ * --check-config runs the first two passes and stops: the checks are the
+ * same code, so a file it accepts starts. SIGHUP runs a running plugin's
+ * checks against the new file before its reload hook.
  *
  * Shutdown runs in reverse load order, so a plugin that subscribed to the
  * topics of one loaded before it is stopped before that one. Per plugin:
@@ -25,6 +33,7 @@
 
 #include "loader.h"
 #include "log.h"
+#include "plugcheck.h"
 
 /* One configured plugin. */
 struct km_slot {
@@ -32,8 +41,11 @@ struct km_slot {
     char *file;                   /* resolved .so path (owned) */
     enum km_plugin_state state;   /* running, disabled or off */
     char *reason;                 /* DISABLED: why (owned); else NULL */
-    void *dl;                     /* RUNNING: dlopen() handle */
-    const struct km_plugin *desc; /* RUNNING: descriptor inside dl */
+    void *dl;                     /* dlopen() handle: RUNNING, or opened and not
+                                     yet started (start-up only) */
+    const struct km_plugin *desc; /* descriptor inside dl, while dl is open */
+    size_t desc_size;             /* bytes of *desc (older plugins have fewer
+                                     members; see KM_DESC_HAS) */
     struct km_ctx *ctx;           /* RUNNING: the plugin's context (owned) */
     struct km_plugin snap;        /* DISABLED after its descriptor was read:
                                      name/version/description copied (owned),
@@ -46,13 +58,6 @@ struct km_loader {
     struct km_slot *slots; /* configured plugins in load order (owned) */
     size_t n_slots;        /* number of slots */
     int loaded;            /* km_loader_load_all ran */
-};
-
-/* Why open_plugin failed: decides how the --check-config line is shaped. */
-enum open_failure {
-    OPEN_OK = 0,     /* opened and checked */
-    OPEN_FAILED,     /* reason is plain text */
-    OPEN_BAD_CONFIG, /* reason is "FILE:LINE: ..." already */
 };
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -133,30 +138,40 @@ static void free_snapshot(struct km_slot *s)
     s->has_snap = 0;
 }
 
-/* ---- opening and checking one plugin ------------------------------------ */
+/* A km_config_report_fn for the daemon's log. */
+static void log_problem(void *arg, enum km_log_level level, const char *file, int line,
+                        const char *text)
+{
+    struct km_problem p = {level, (char *)file, line, (char *)text};
+    char buf[1400];
+    const char *prefix = arg;
+
+    km_problem_format(&p, 0, buf, sizeof buf);
+    km_log(level, "%s%s", prefix ? prefix : "", buf);
+}
+
+/* ---- opening one plugin ---------------------------------------------------- */
 
 /*
- * Opens `file` and checks that it is a katomon plugin called `name` whose
- * keys match `sec`. On success *dl and *desc are set and the object stays
- * open. On failure it is closed, `reason` says why, and, when the
- * descriptor could be read safely (ABI matched), it is copied into `snap`
- * of `s` (when s is not NULL) before the unmap.
+ * Opens `file` and checks that it is a katomon plugin called `name`. On
+ * success *dl and *desc are set and the object stays open. On failure it
+ * is closed and `reason` says why; when the descriptor could be read
+ * safely (ABI matched), it is copied into `snap` of `s` (when s is not
+ * NULL) before the unmap.
  */
-static enum open_failure open_plugin(const char *name, const char *file,
-                                     const struct km_conf_section *sec, void **dl_out,
-                                     const struct km_plugin **desc_out, struct km_slot *s,
-                                     char *reason, size_t len)
+static int open_plugin(const char *name, const char *file, void **dl_out,
+                       const struct km_plugin **desc_out, struct km_slot *s, char *reason,
+                       size_t len)
 {
     struct stat st;
     const struct km_plugin *desc;
     void *dl;
-    enum open_failure rc = OPEN_FAILED;
 
     /* dlopen's own text for a missing file says nothing about where katomon
        looked or why; this does. Other stat errors are left to dlopen. */
     if (stat(file, &st) < 0 && (errno == ENOENT || errno == ENOTDIR)) {
         snprintf(reason, len, "not found; check [core] plugin_dir or the file key");
-        return OPEN_FAILED;
+        return -1;
     }
     dlerror();
     if (!(dl = dlopen(file, RTLD_NOW | RTLD_LOCAL))) {
@@ -168,7 +183,7 @@ static enum open_failure open_plugin(const char *name, const char *file,
         if (strncmp(e, file, flen) == 0 && e[flen] == ':' && e[flen + 1] == ' ')
             e += flen + 2;
         snprintf(reason, len, "cannot load it: %s", e);
-        return OPEN_FAILED;
+        return -1;
     }
     desc = dlsym(dl, KM_PLUGIN_SYMBOL);
     if (!desc) {
@@ -196,17 +211,13 @@ static enum open_failure open_plugin(const char *name, const char *file,
         snprintf(reason, len, "its descriptor has no init function; fix the plugin");
         goto fail;
     }
-    if (km_config_check_keys(sec, desc->config, reason, len) < 0) {
-        rc = OPEN_BAD_CONFIG;
-        goto fail;
-    }
     *dl_out = dl;
     *desc_out = desc;
-    return OPEN_OK;
+    return 0;
 
 fail:
     dlclose(dl);
-    return rc;
+    return -1;
 }
 
 /* ---- the loader ----------------------------------------------------------- */
@@ -228,6 +239,16 @@ static void disable(struct km_slot *s, const char *reason)
     s->reason = strdup(reason);
 }
 
+/* Unmaps an opened plugin that was never started. */
+static void unmap(struct km_slot *s)
+{
+    if (s->dl && !s->ctx) {
+        dlclose(s->dl);
+        s->dl = NULL;
+        s->desc = NULL;
+    }
+}
+
 /* Takes back everything of a loaded plugin and unmaps it. */
 static void unload(struct km_slot *s)
 {
@@ -239,34 +260,72 @@ static void unload(struct km_slot *s)
     s->desc = NULL;
 }
 
-/* Loads one enabled plugin. Returns 0, or -1 with reason set. */
-static int load_one(struct km_loader *L, struct km_slot *s,
-                    const struct km_conf_section *sec, char *reason, size_t len)
+/* Problems of one plugin as its disable reason: the one problem, or the
+   first and a count (each is logged then). */
+static void problems_reason(struct km_slot *s, struct km_problems *list, char *reason,
+                            size_t len)
 {
+    char first[1200];
+
+    if (list->n == 0) {
+        snprintf(reason, len, "%zu configuration errors (out of memory listing them)",
+                 list->errors);
+        return;
+    }
+    km_problems_sort(list); /* the first in the file comes first */
+    km_problem_format(&list->v[0], 0, first, sizeof first);
+    if (list->errors == 1) {
+        snprintf(reason, len, "%s", first);
+        return;
+    }
+    for (size_t i = 0; i < list->n; i++) {
+        km_problem_format(&list->v[i], 0, first, sizeof first);
+        km_log(KM_LOG_ERROR, "plugin %s: %s", s->name, first);
+    }
+    km_problem_format(&list->v[0], 0, first, sizeof first);
+    snprintf(reason, len, "%zu configuration errors (each logged), the first: %s",
+             list->errors, first);
+}
+
+/*
+ * Pass 1 of start-up for one enabled plugin: open it and check its
+ * sections. Returns 0 with s->dl open; or -1 with reason set, s->dl open
+ * when only the checks failed (its kinds still count in pass 2), closed
+ * otherwise.
+ */
+static int prepare_one(struct km_loader *L, struct km_slot *s,
+                       const struct km_conf_section *sec, char *reason, size_t len)
+{
+    struct km_problems list = {0};
     const struct km_plugin *desc;
     void *dl;
 
-    for (size_t i = 0; i < L->n_slots; i++) {
-        if (&L->slots[i] != s && L->slots[i].state == KM_PLUGIN_RUNNING &&
-            strcmp(L->slots[i].name, s->name) == 0) {
-            snprintf(reason, len, "loaded already; remove the second [plugin %s] section",
-                     s->name);
-            return -1;
-        }
-    }
-    if (open_plugin(s->name, s->file, sec, &dl, &desc, s, reason, len) != OPEN_OK)
+    if (open_plugin(s->name, s->file, &dl, &desc, s, reason, len) < 0)
         return -1;
-    km_log(KM_LOG_DEBUG, "plugin %s: opened %s", s->name, s->file);
     s->dl = dl;
     s->desc = desc;
-    if (!(s->ctx = km_ctx_new(L->core, s->name, desc, sec))) {
+    s->desc_size = km_plugin_desc_size(desc);
+    km_log(KM_LOG_DEBUG, "plugin %s: opened %s (descriptor of %zu bytes%s)", s->name,
+           s->file, s->desc_size,
+           KM_DESC_HAS(s->desc_size, check) ? "" : ": built before kinds and check");
+    km_plugin_check(L->core->cfg, sec, desc, s->desc_size, km_problems_add, &list);
+    size_t errors = list.errors;
+    if (errors)
+        problems_reason(s, &list, reason, len);
+    km_problems_clear(&list);
+    return errors ? -1 : 0;
+}
+
+/* Pass 3 for one prepared plugin: its context and init. */
+static int start_one(struct km_loader *L, struct km_slot *s,
+                     const struct km_conf_section *sec, char *reason, size_t len)
+{
+    if (!(s->ctx = km_ctx_new(L->core, s->name, s->desc, sec))) {
         snprintf(reason, len, "out of memory");
-        dlclose(dl);
-        s->dl = NULL;
-        s->desc = NULL;
+        unmap(s);
         return -1;
     }
-    if (desc->init(s->ctx, &km_host_iface) != 0) {
+    if (s->desc->init(s->ctx, &km_host_iface) != 0) {
         const char *why = km_ctx_last_error(s->ctx);
         if (why[0])
             snprintf(reason, len, "init failed: %s", why);
@@ -279,7 +338,7 @@ static int load_one(struct km_loader *L, struct km_slot *s,
     free_snapshot(s);
     s->state = KM_PLUGIN_RUNNING;
     km_log(KM_LOG_NOTICE, "plugin %s %s loaded from %s", s->name,
-           desc->version ? desc->version : "(no version)", s->file);
+           s->desc->version ? s->desc->version : "(no version)", s->file);
     return 0;
 }
 
@@ -310,45 +369,115 @@ static int make_slots(struct km_loader *L)
     return 0;
 }
 
+/* The [plugin NAME] section of slot i (slots are in section order). */
+static const struct km_conf_section *slot_section(const struct km_config *cfg, size_t i)
+{
+    for (size_t j = 0; j < cfg->n_sections; j++)
+        if (is_plugin_section(cfg->sections[j]) && i-- == 0)
+            return cfg->sections[j];
+    return NULL;
+}
+
+/* Pass 2: the kinds of every opened plugin (started or not) against the
+   file. Returns the errors (logged). */
+static size_t check_slot_owners(struct km_loader *L, const struct km_config *cfg)
+{
+    struct km_owner *owners = calloc(L->n_slots + 1, sizeof *owners);
+    char missing[1024] = "";
+    size_t n = 0, errors;
+
+    if (!owners) {
+        km_log(KM_LOG_ERROR, "out of memory");
+        return 1;
+    }
+    for (size_t i = 0; i < L->n_slots; i++) {
+        struct km_slot *s = &L->slots[i];
+        const struct km_conf_section *sec = km_config_section(cfg, "plugin", s->name);
+        if (s->dl && sec)
+            owners[n++] =
+                (struct km_owner){s->name, sec, km_plugin_kinds(s->desc, s->desc_size)};
+        else
+            km_plugin_note_missing(missing, sizeof missing, s->name,
+                                   s->state == KM_PLUGIN_OFF ? "enabled = false"
+                                                             : "not loaded");
+    }
+    /* sections enabled since start-up are not slots, and not loaded either */
+    for (size_t i = 0; i < cfg->n_sections; i++) {
+        const struct km_conf_section *sec = cfg->sections[i];
+        size_t j = 0;
+        while (j < L->n_slots && strcmp(L->slots[j].name, sec->name) != 0)
+            j++;
+        if (is_plugin_section(sec) && j == L->n_slots)
+            km_plugin_note_missing(missing, sizeof missing, sec->name, "not loaded yet");
+    }
+    errors = km_plugin_check_owners(cfg, owners, n, missing, log_problem, NULL);
+    free(owners);
+    return errors;
+}
+
+/* Start-up stops: unmap what was opened and not started. */
+static int stop_loading(struct km_loader *L, char *err, size_t errlen, const char *why)
+{
+    for (size_t i = 0; i < L->n_slots; i++)
+        unmap(&L->slots[i]);
+    if (err && errlen)
+        snprintf(err, errlen, "%s", why);
+    return -1;
+}
+
 int km_loader_load_all(struct km_loader *L, char *err, size_t errlen)
 {
     const struct km_config *cfg = L->core->cfg;
-    size_t k = 0;
-    char reason[1024];
+    char reason[1600], why[400];
 
     if (err && errlen)
         err[0] = '\0';
     if (L->loaded)
         return 0;
     L->loaded = 1;
-    if (make_slots(L) < 0) {
-        if (err)
-            snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    /* Slots are in section order, so walk both together. */
-    for (size_t i = 0; i < cfg->n_sections; i++) {
-        const struct km_conf_section *sec = cfg->sections[i];
-        struct km_slot *s;
-        if (!is_plugin_section(sec))
-            continue;
-        s = &L->slots[k++];
+    if (make_slots(L) < 0)
+        return stop_loading(L, err, errlen, "out of memory");
+    /* pass 1: open and check every enabled plugin */
+    for (size_t i = 0; i < L->n_slots; i++) {
+        struct km_slot *s = &L->slots[i];
+        const struct km_conf_section *sec = slot_section(cfg, i);
         if (!is_enabled(sec)) {
             km_log(KM_LOG_INFO, "plugin %s: enabled = false, not loaded", s->name);
             continue;
         }
-        if (load_one(L, s, sec, reason, sizeof reason) == 0)
+        if (prepare_one(L, s, sec, reason, sizeof reason) == 0)
             continue;
         disable(s, reason);
         if (cfg->plugin_failure_fatal) {
             /* Not the reason again (it was just logged): what follows. */
-            if (err)
-                snprintf(
-                    err, errlen,
-                    "plugin %s failed to load and [core] plugin_failure_fatal is set; "
-                    "not starting (fix it, or set plugin_failure_fatal = false)",
-                    s->name);
-            return -1;
+            snprintf(why, sizeof why,
+                     "plugin %s failed to load and [core] plugin_failure_fatal is set; "
+                     "not starting (fix it, or set plugin_failure_fatal = false)",
+                     s->name);
+            return stop_loading(L, err, errlen, why);
+        }
+    }
+    /* pass 2: every plugin's section has its plugin */
+    if (check_slot_owners(L, cfg) > 0)
+        return stop_loading(L, err, errlen,
+                            "a [KIND NAME] section above is read by no plugin; not "
+                            "starting (katomon --check-config lists every problem)");
+    /* pass 3: start them, in file order */
+    for (size_t i = 0; i < L->n_slots; i++) {
+        struct km_slot *s = &L->slots[i];
+        if (s->state == KM_PLUGIN_DISABLED)
+            unmap(s); /* its checks failed; it was kept open for pass 2 */
+        if (!s->dl || s->state == KM_PLUGIN_DISABLED)
+            continue;
+        if (start_one(L, s, slot_section(cfg, i), reason, sizeof reason) == 0)
+            continue;
+        disable(s, reason);
+        if (cfg->plugin_failure_fatal) {
+            snprintf(why, sizeof why,
+                     "plugin %s failed to load and [core] plugin_failure_fatal is set; "
+                     "not starting (fix it, or set plugin_failure_fatal = false)",
+                     s->name);
+            return stop_loading(L, err, errlen, why);
         }
     }
     return 0;
@@ -360,6 +489,7 @@ void km_loader_free(struct km_loader *L)
         return;
     for (size_t i = L->n_slots; i-- > 0;) {
         struct km_slot *s = &L->slots[i];
+        unmap(s);
         if (s->state != KM_PLUGIN_RUNNING)
             continue;
         if (s->desc->shutdown)
@@ -378,36 +508,52 @@ void km_loader_free(struct km_loader *L)
     free(L);
 }
 
-int km_loader_check(const struct km_config *cfg, char *err, size_t errlen)
+size_t km_loader_check(const struct km_config *cfg, km_config_report_fn report, void *arg)
 {
-    char reason[1024];
+    struct km_owner *owners = calloc(cfg->n_sections + 1, sizeof *owners);
+    void **dls = calloc(cfg->n_sections + 1, sizeof *dls);
+    char reason[1024], text[2400], missing[1024] = "";
+    size_t n = 0, errors = 0;
 
+    if (!owners || !dls) {
+        report(arg, KM_LOG_ERROR, cfg->path, 0, "out of memory");
+        free(owners);
+        free(dls);
+        return 1;
+    }
     for (size_t i = 0; i < cfg->n_sections; i++) {
         const struct km_conf_section *sec = cfg->sections[i];
         const struct km_plugin *desc;
-        enum open_failure rc;
         char *file;
-        void *dl;
 
-        if (!is_plugin_section(sec) || !is_enabled(sec))
+        if (!is_plugin_section(sec))
             continue;
-        if (!(file = resolve_file(cfg, sec))) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
+        if (!is_enabled(sec)) {
+            km_plugin_note_missing(missing, sizeof missing, sec->name, "enabled = false");
+            continue;
         }
-        rc = open_plugin(sec->name, file, sec, &dl, &desc, NULL, reason, sizeof reason);
-        if (rc == OPEN_OK)
-            dlclose(dl);
-        else if (rc == OPEN_BAD_CONFIG)
-            snprintf(err, errlen, "%s", reason);
-        else
-            snprintf(err, errlen, "%s:%d: plugin %s (%s): %s", sec->file, file_line(sec),
-                     sec->name, file, reason);
+        if (!(file = resolve_file(cfg, sec)) ||
+            open_plugin(sec->name, file, &dls[n], &desc, NULL, reason, sizeof reason) <
+                0) {
+            snprintf(text, sizeof text, "plugin %s (%s): %s", sec->name,
+                     file ? file : "?", file ? reason : "out of memory");
+            report(arg, KM_LOG_ERROR, sec->file, file_line(sec), text);
+            km_plugin_note_missing(missing, sizeof missing, sec->name, "not loadable");
+            errors++;
+            free(file);
+            continue;
+        }
         free(file);
-        if (rc != OPEN_OK)
-            return -1;
+        size_t size = km_plugin_desc_size(desc);
+        errors += km_plugin_check(cfg, sec, desc, size, report, arg);
+        owners[n++] = (struct km_owner){sec->name, sec, km_plugin_kinds(desc, size)};
     }
-    return 0;
+    errors += km_plugin_check_owners(cfg, owners, n, missing, report, arg);
+    while (n-- > 0)
+        dlclose(dls[n]);
+    free(owners);
+    free(dls);
+    return errors;
 }
 
 /* Running slot of `name`, or NULL. */
@@ -419,10 +565,13 @@ static struct km_slot *find_slot(struct km_loader *L, const char *name)
     return NULL;
 }
 
-/* Reload of one running plugin against its (new) section. */
-static void reload_one(struct km_slot *s, const struct km_conf_section *sec)
+/* Reload of one running plugin against its (new) section: the checks of
+   start-up first; any problem keeps its previous settings. */
+static void reload_one(struct km_loader *L, struct km_slot *s,
+                       const struct km_conf_section *sec)
 {
-    char err[1024];
+    struct km_problems list = {0};
+    char buf[1400];
 
     if (!sec || !is_enabled(sec)) {
         km_log(KM_LOG_WARNING,
@@ -432,9 +581,12 @@ static void reload_one(struct km_slot *s, const struct km_conf_section *sec)
         km_ctx_reconfigure(s->ctx, NULL);
         return;
     }
-    if (km_config_check_keys(sec, s->desc->config, err, sizeof err) < 0) {
+    km_plugin_check(L->core->cfg, sec, s->desc, s->desc_size, km_problems_add, &list);
+    for (size_t i = 0; i < list.n; i++)
         km_log(KM_LOG_ERROR, "plugin %s (%s): %s; keeping its previous settings", s->name,
-               s->file, err);
+               s->file, km_problem_format(&list.v[i], 0, buf, sizeof buf));
+    if (list.errors) {
+        km_problems_clear(&list);
         km_ctx_reconfigure(s->ctx, NULL);
         return;
     }
@@ -451,8 +603,10 @@ void km_loader_reload(struct km_loader *L)
     for (size_t i = 0; i < L->n_slots; i++) {
         struct km_slot *s = &L->slots[i];
         if (s->state == KM_PLUGIN_RUNNING)
-            reload_one(s, km_config_section(cfg, "plugin", s->name));
+            reload_one(L, s, km_config_section(cfg, "plugin", s->name));
     }
+    /* a section of a kind no running plugin reads: said, not refused */
+    check_slot_owners(L, cfg);
     /* Loading or unloading on SIGHUP would need a second init path for
        every plugin; say plainly that a restart is needed instead. */
     for (size_t i = 0; i < cfg->n_sections; i++) {

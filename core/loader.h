@@ -3,10 +3,12 @@
  *
  * For each enabled [plugin NAME] section, in file order: dlopen() the
  * file (`file` key, or plugin_dir/NAME.so), look up KM_PLUGIN_SYMBOL, check
- * the ABI and the name, check the section's keys against the descriptor,
- * and call init with the host interface. Any failure logs one line
- * ("plugin NAME (FILE): reason") and disables that plugin; with
- * [core] plugin_failure_fatal it stops start-up instead.
+ * the ABI and the name, check its sections against the descriptor (keys,
+ * kinds, the plugin's check); then that every plugin's [KIND NAME] section
+ * has its plugin; then call each init with the host interface. A plugin's
+ * failure logs one line ("plugin NAME (FILE): reason") and disables it;
+ * with [core] plugin_failure_fatal it stops start-up instead, as does a
+ * section no plugin reads.
  */
 #ifndef KM_LOADER_H
 #define KM_LOADER_H
@@ -36,18 +38,23 @@ void km_loader_free(struct km_loader *loader);
 
 /*
  * Loads every plugin section of core->cfg. Returns 0, or -1 when
- * plugin_failure_fatal is set and one failed (message in err).
+ * plugin_failure_fatal is set and one failed, or a section is read by no
+ * plugin (what follows in err; the problems were logged).
  */
 int km_loader_load_all(struct km_loader *loader, char *err, size_t errlen);
 
 /*
- * --check-config: opens every enabled plugin and checks its section against
- * its descriptor without calling init. Returns 0, or -1 with the first
- * error ("FILE:LINE: ...") in err.
+ * --check-config: opens every enabled plugin and runs the checks start-up
+ * runs before init (its keys, the sections of its kinds, its own check),
+ * then that every [KIND NAME] section has its plugin; nothing is started.
+ * Reports every problem; returns the number of errors.
  */
-int km_loader_check(const struct km_config *cfg, char *err, size_t errlen);
+size_t km_loader_check(const struct km_config *cfg, km_config_report_fn report,
+                       void *arg);
 
-/* SIGHUP: calls reload on every running plugin (core->cfg already new). */
+/* SIGHUP: runs each running plugin's checks against core->cfg (already
+   new) and calls its reload; a plugin whose checks fail keeps its previous
+   settings (logged). */
 void km_loader_reload(struct km_loader *loader);
 
 /* Calls fn for every configured plugin, in load order. */

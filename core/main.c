@@ -64,7 +64,7 @@ static void usage(FILE *out)
         "  -c, --config FILE     read FILE (default %s)\n"
         "  -f, --foreground      stay in the foreground and log to stderr\n"
         "      --check-config    check the config and the plugins it names, then exit\n"
-        "                        (0: good; 1: the error is printed)\n"
+        "                        (0: good; 1: every problem is printed)\n"
         "  -p, --pid-file FILE   write the pid to FILE (overrides [core] pid_file)\n"
         "  -l, --log-level LEVEL error, warning, notice, info or debug\n"
         "  -V, --version         print the version and exit\n"
@@ -294,14 +294,23 @@ static void log_restart_needed(const struct km_config *old, const struct km_conf
  */
 static void reload_config(struct km_daemon *d)
 {
+    struct km_problems list = {0};
     struct km_config *cfg = NULL;
-    char err[1024];
+    char buf[1400];
 
-    if (km_config_load(d->core.cfg->path, &cfg, err, sizeof err) < 0) {
-        km_log(KM_LOG_ERROR, "reload failed: %s; still running with the previous config",
-               err);
+    km_config_read(d->core.cfg->path, &cfg, km_problems_add, &list);
+    if (list.errors || !cfg) {
+        for (size_t i = 0; i < list.n; i++)
+            km_log(list.v[i].level, "reload failed: %s",
+                   km_problem_format(&list.v[i], 1, buf, sizeof buf));
+        km_log(KM_LOG_ERROR,
+               "reload failed: %zu error%s in %s; still running with the previous config",
+               list.errors, list.errors == 1 ? "" : "s", d->core.cfg->path);
+        km_problems_clear(&list);
+        km_config_free(cfg);
         return;
     }
+    km_problems_clear(&list);
     struct km_config *old = d->core.cfg;
     log_restart_needed(old, cfg);
     km_log_set_level(d->cli_log_level >= 0 ? (enum km_log_level)d->cli_log_level
@@ -399,16 +408,67 @@ static void stop(struct km_daemon *d)
     libevent_global_shutdown();
 }
 
-static int check_config(const struct km_config *cfg)
+/* Prints every problem of `list` to stderr, in file order, as
+   "FILE:LINE: text" (an editor jumps to it). */
+static void print_problems(struct km_problems *list)
 {
-    char err[1024];
+    char buf[2048];
 
-    if (km_loader_check(cfg, err, sizeof err) < 0) {
-        fprintf(stderr, "katomon: %s\n", err);
-        return 1;
+    km_problems_sort(list);
+    for (size_t i = 0; i < list->n; i++)
+        fprintf(stderr, "%s\n", km_problem_format(&list->v[i], 1, buf, sizeof buf));
+    if (list->lost)
+        fprintf(stderr, "katomon: out of memory: some problems are not listed\n");
+}
+
+/*
+ * --check-config: the file, then every enabled plugin it names (opened,
+ * not started) with exactly the checks start-up runs. Every problem is
+ * printed, not just the first. 0: start-up would accept the file.
+ */
+static int check_config(const char *path)
+{
+    struct km_problems list = {0};
+    struct km_config *cfg = NULL;
+    size_t warnings;
+
+    km_config_read(path, &cfg, km_problems_add, &list);
+    if (cfg)
+        km_loader_check(cfg, km_problems_add, &list);
+    print_problems(&list);
+    warnings = list.n - (list.errors < list.n ? list.errors : list.n);
+    if (list.errors || !cfg)
+        fprintf(stderr, "katomon: %zu error%s in %s; nothing was started\n", list.errors,
+                list.errors == 1 ? "" : "s", path);
+    else if (warnings)
+        printf("%s: configuration OK (%zu warning%s above)\n", path, warnings,
+               warnings == 1 ? "" : "s");
+    else
+        printf("%s: configuration OK\n", path);
+    int rc = list.errors || !cfg ? 1 : 0;
+    km_problems_clear(&list);
+    km_config_free(cfg);
+    return rc;
+}
+
+/* Reads the file for start-up: every problem printed, NULL on any. */
+static struct km_config *read_config(const char *path)
+{
+    struct km_problems list = {0};
+    struct km_config *cfg = NULL;
+
+    km_config_read(path, &cfg, km_problems_add, &list);
+    if (list.errors || !cfg) {
+        print_problems(&list);
+        fprintf(stderr,
+                "katomon: %zu error%s in %s; not starting (katomon --check-config -c "
+                "FILE checks the plugins' sections too)\n",
+                list.errors, list.errors == 1 ? "" : "s", path);
+        km_config_free(cfg);
+        cfg = NULL;
     }
-    printf("%s: configuration OK\n", cfg->path);
-    return 0;
+    km_problems_clear(&list);
+    return cfg;
 }
 
 int main(int argc, char **argv)
@@ -416,21 +476,15 @@ int main(int argc, char **argv)
     struct km_options opt;
     struct km_daemon d = {.pid_fd = -1, .ready_fd = -1};
     struct km_config *cfg = NULL;
-    char err[1024];
-    int rc = 1;
 
     if (parse_options(argc, argv, &opt) < 0)
         return 2;
-    if (km_config_load(opt.config_path, &cfg, err, sizeof err) < 0) {
-        fprintf(stderr, "katomon: %s\n", err);
-        return 1;
-    }
     if (opt.check_only) {
         km_log_open("katomon", KM_LOG_STDERR, KM_LOG_WARNING);
-        rc = check_config(cfg);
-        km_config_free(cfg);
-        return rc;
+        return check_config(opt.config_path);
     }
+    if (!(cfg = read_config(opt.config_path)))
+        return 1;
     d.core.cfg = d.boot_cfg = cfg;
     d.cli_log_level = opt.log_level;
     km_log_open("katomon", opt.foreground ? KM_LOG_STDERR : KM_LOG_SYSLOG,

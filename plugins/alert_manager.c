@@ -1,7 +1,10 @@
 /*
  * alert_manager - turns topic values into alerts, keeps their history.
  *
- * Rules come from the [alert NAME] sections of katomon.conf. Two kinds:
+ * Rules come from the [alert NAME] sections of katomon.conf, a kind of
+ * section this plugin declares (.kinds); their grammar is alert_rules.c's,
+ * shared by the plugin's check (--check-config, start-up, SIGHUP) and by
+ * init/reload, which build the rules with it. Two kinds:
  *
  *   threshold  `path` names a number in each message of `topic`; `op` (>, >=,
  *              <, <=) compares it with `warning`; `critical` escalates to
@@ -53,6 +56,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,8 +66,8 @@
 #include <katomon/plugin.h>
 #include <katomon/util.h>
 
-#define MAX_RULES    64    /* [alert] sections honoured */
-#define MAX_CLAUSES  4     /* "a || b || c || d" */
+#include "alert_rules.h"
+
 #define MAX_TRACKS   512   /* alert keys tracked per rule (items) */
 #define LINE_MAX_LEN 65536 /* longest history line read back */
 
@@ -97,43 +101,14 @@ static const struct km_field batch_schema[] = {
 
 /* ---- rules ---- */
 
-enum cmp_op { OP_GT, OP_GE, OP_LT, OP_LE };
-
-/* One "FIELD ==|!= VALUE" test of a match rule. */
-struct clause {
-    char field[64]; /* item member tested */
-    int negate;     /* != rather than == */
-    char value[64]; /* compared as text (numbers as written) */
-};
-
 /* The state of one alert key. */
-struct track {
+struct am_track {
     char key[160];     /* TYPE or TYPE_ITEMNAME */
     char item[96];     /* item name (match rules); "" otherwise */
     int level;         /* 0 clear, 1 warning, 2 error */
     unsigned streak;   /* consecutive samples the condition held */
     int64_t last_sent; /* monotonic µs of the last firing/reminder sent */
     int seen;          /* match rules: present in this evaluation */
-};
-
-struct rule {
-    char name[64];                      /* [alert NAME] */
-    char type[64];                      /* alert type on the wire */
-    char topic[65];                     /* source topic */
-    char path[128];                     /* dotted path; match rules end in [*] */
-    char message[256];                  /* template */
-    char name_field[64];                /* match rules: item name member */
-    int is_match;                       /* match rule (else threshold) */
-    enum cmp_op op;                     /* threshold comparison */
-    int has_warning, has_critical;      /* which thresholds are set */
-    double warning, critical, clear;    /* thresholds; clear: hysteresis */
-    unsigned for_n;                     /* consecutive samples before firing */
-    double cooldown;                    /* seconds between reminders */
-    int match_level;                    /* match rules: 1 warning, 2 error */
-    struct clause clauses[MAX_CLAUSES]; /* match rules: or-ed tests */
-    int n_clauses;                      /* used clauses */
-    struct track *tracks;               /* alert keys of this rule */
-    int n_tracks;                       /* used */
 };
 
 /* One subscribed topic with the rules reading it. */
@@ -146,7 +121,7 @@ static struct {
     const struct km_host *host; /* the core */
     struct km_ctx *ctx;         /* our handle */
     struct km_topic *out;       /* system_alerts */
-    struct rule *rules;         /* parsed [alert] sections */
+    struct am_rule *rules;      /* parsed [alert] sections */
     int n_rules;                /* count */
     struct watched *watched;    /* one subscription per source topic */
     int n_watched;              /* count */
@@ -162,111 +137,6 @@ static struct {
     double max_age_s;      /* config */
     struct km_timer *sync; /* fdatasync timer */
 } am;
-
-static const char *level_name(int level)
-{
-    return level >= 2 ? "error" : level == 1 ? "warning" : "info";
-}
-
-/* ---- rule parsing ---- */
-
-static const char *sec_value(const struct km_conf_section *s, const char *key)
-{
-    for (size_t i = 0; i < s->n_entries; i++)
-        if (strcmp(s->entries[i].key, key) == 0)
-            return s->entries[i].value;
-    return NULL;
-}
-
-static int parse_clauses(struct rule *r, const char *text)
-{
-    char buf[256];
-    char *save = NULL;
-
-    snprintf(buf, sizeof buf, "%s", text);
-    for (char *part = strtok_r(buf, "|", &save); part;
-         part = strtok_r(NULL, "|", &save)) {
-        char field[64], op[3], value[64];
-        if (r->n_clauses == MAX_CLAUSES ||
-            sscanf(part, " %63[A-Za-z0-9_.] %2[!=] %63s", field, op, value) != 3 ||
-            (strcmp(op, "==") != 0 && strcmp(op, "!=") != 0))
-            return -1;
-        struct clause *c = &r->clauses[r->n_clauses++];
-        snprintf(c->field, sizeof c->field, "%s", field);
-        snprintf(c->value, sizeof c->value, "%s", value);
-        c->negate = op[0] == '!';
-    }
-    return r->n_clauses > 0 ? 0 : -1;
-}
-
-static int parse_rule(const struct km_conf_section *s, struct rule *r)
-{
-    const char *v;
-
-    memset(r, 0, sizeof *r);
-    snprintf(r->name, sizeof r->name, "%s", s->name);
-    snprintf(r->type, sizeof r->type, "%s", (v = sec_value(s, "type")) ? v : s->name);
-    snprintf(r->topic, sizeof r->topic, "%s", (v = sec_value(s, "topic")) ? v : "");
-    snprintf(r->path, sizeof r->path, "%s", (v = sec_value(s, "path")) ? v : "");
-    snprintf(r->name_field, sizeof r->name_field, "%s",
-             (v = sec_value(s, "name_field")) ? v : "name");
-    r->for_n = (v = sec_value(s, "for")) ? (unsigned)atoi(v) : 1;
-    r->cooldown = (v = sec_value(s, "cooldown")) ? atof(v) : 60;
-    r->op = OP_GT;
-    if ((v = sec_value(s, "op")))
-        r->op = !strcmp(v, ">=")   ? OP_GE
-                : !strcmp(v, "<")  ? OP_LT
-                : !strcmp(v, "<=") ? OP_LE
-                                   : OP_GT;
-    if ((v = sec_value(s, "warning")))
-        r->has_warning = 1, r->warning = atof(v);
-    if ((v = sec_value(s, "critical")))
-        r->has_critical = 1, r->critical = atof(v);
-    r->clear = (v = sec_value(s, "clear")) ? atof(v)
-                                           : (r->has_warning ? r->warning : r->critical);
-    if ((v = sec_value(s, "match"))) {
-        r->is_match = 1;
-        if (parse_clauses(r, v) < 0) {
-            am.host->log(am.ctx, KM_LOG_ERROR,
-                         "%s:%d: [alert %s] match '%s' is not FIELD ==|!= VALUE [|| ...]",
-                         s->file, s->line, s->name, v);
-            return -1;
-        }
-        v = sec_value(s, "level");
-        r->match_level = v && !strcmp(v, "warning") ? 1 : 2;
-    } else if (!r->has_warning && !r->has_critical) {
-        am.host->log(am.ctx, KM_LOG_ERROR,
-                     "%s:%d: [alert %s] needs warning, critical or match", s->file,
-                     s->line, s->name);
-        return -1;
-    }
-    if ((v = sec_value(s, "message")))
-        snprintf(r->message, sizeof r->message, "%s", v);
-    else if (r->is_match) /* e.g. "container_down 'kato-redis' is exited" */
-        snprintf(r->message, sizeof r->message, "%s '{name}' is {matched}", r->type);
-    else
-        snprintf(r->message, sizeof r->message, "{type}: {value}");
-    if (!r->topic[0] || !r->path[0]) {
-        am.host->log(am.ctx, KM_LOG_ERROR, "%s:%d: [alert %s] needs topic and path",
-                     s->file, s->line, s->name);
-        return -1;
-    }
-    if (r->is_match != (strstr(r->path, "[*]") != NULL)) {
-        am.host->log(am.ctx, KM_LOG_ERROR,
-                     "%s:%d: [alert %s] match rules take a path ending in [*] "
-                     "(e.g. containers[*]); threshold rules a path to a number",
-                     s->file, s->line, s->name);
-        return -1;
-    }
-    r->tracks = calloc(r->is_match ? MAX_TRACKS : 1, sizeof *r->tracks);
-    if (!r->tracks)
-        return -1;
-    if (!r->is_match) {
-        r->n_tracks = 1;
-        snprintf(r->tracks[0].key, sizeof r->tracks[0].key, "%s", r->type);
-    }
-    return 0;
-}
 
 /* ---- evaluation ---- */
 
@@ -286,63 +156,19 @@ static json_t *lookup(json_t *root, const char *path)
     return cur;
 }
 
-static int compare(enum cmp_op op, double v, double t, int inclusive)
+static int compare(enum am_op op, double v, double t, int inclusive)
 {
     switch (op) {
-    case OP_GT:
+    case AM_GT:
         return inclusive ? v >= t : v > t;
-    case OP_GE:
+    case AM_GE:
         return v >= t;
-    case OP_LT:
+    case AM_LT:
         return inclusive ? v <= t : v < t;
-    case OP_LE:
+    case AM_LE:
         return v <= t;
     }
     return 0;
-}
-
-/* Expands {value} {value_pct} {threshold} {name} {matched} {type} {level}; in a
-   match rule {value} is the matched field's text, like {matched}. */
-static void render(char *out, size_t len, const char *tmpl, const struct rule *r,
-                   double value, double threshold, const char *name, const char *matched,
-                   int level)
-{
-    size_t n = 0;
-
-    for (const char *p = tmpl; *p && n + 1 < len; p++) {
-        char piece[128] = "";
-        const char *end = *p == '{' ? strchr(p, '}') : NULL;
-        if (!end) {
-            out[n++] = *p;
-            continue;
-        }
-        size_t klen = (size_t)(end - p - 1);
-        if (!strncmp(p + 1, "value", klen) && klen == 5 && r->is_match)
-            snprintf(piece, sizeof piece, "%s", matched ? matched : ""); /* e.g. exited */
-        else if (!strncmp(p + 1, "value", klen) && klen == 5)
-            snprintf(piece, sizeof piece, "%.1f", value);
-        else if (!strncmp(p + 1, "value_pct", klen) && klen == 9)
-            snprintf(piece, sizeof piece, "%.1f", value * 100);
-        else if (!strncmp(p + 1, "threshold", klen) && klen == 9)
-            snprintf(piece, sizeof piece, "%g", threshold);
-        else if (!strncmp(p + 1, "name", klen) && klen == 4)
-            snprintf(piece, sizeof piece, "%s", name ? name : "");
-        else if (!strncmp(p + 1, "matched", klen) && klen == 7)
-            snprintf(piece, sizeof piece, "%s", matched ? matched : "");
-        else if (!strncmp(p + 1, "type", klen) && klen == 4)
-            snprintf(piece, sizeof piece, "%s", r->type);
-        else if (!strncmp(p + 1, "level", klen) && klen == 5)
-            snprintf(piece, sizeof piece, "%s", level_name(level));
-        else {
-            out[n++] = *p;
-            continue;
-        }
-        n += (size_t)snprintf(out + n, len - n, "%s", piece);
-        if (n >= len)
-            n = len - 1;
-        p = end;
-    }
-    out[n] = '\0';
 }
 
 /* Sets "message"; a resolved alert says so. */
@@ -354,20 +180,21 @@ static void set_message(json_t *alert, const char *msg, const char *state)
     json_object_set_new(alert, "message", json_string(text));
 }
 
-static json_t *new_alert(const struct rule *r, struct track *t, int level,
+static json_t *new_alert(const struct am_rule *r, struct am_track *t, int level,
                          const char *state)
 {
     char id[48];
 
     snprintf(id, sizeof id, "a%llu", (unsigned long long)++am.next_id);
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", id, "level",
-                     level_name(level), "type", r->type, "state", state, "rule", r->name,
-                     "key", t->key);
+                     am_level_name(level), "type", r->type, "state", state, "rule",
+                     r->name, "key", t->key);
 }
 
 /* Decides what one track does with this sample; appends alerts to batch. */
-static void step(const struct rule *r, struct track *t, int cond, int hold, json_t *batch,
-                 json_t *(*describe)(const struct rule *, struct track *, int,
+static void step(const struct am_rule *r, struct am_track *t, int cond, int hold,
+                 json_t *batch,
+                 json_t *(*describe)(const struct am_rule *, struct am_track *, int,
                                      const char *, void *),
                  void *arg)
 {
@@ -403,28 +230,28 @@ struct threshold_arg {
     double threshold; /* threshold crossed */
 };
 
-static json_t *describe_threshold(const struct rule *r, struct track *t, int level,
+static json_t *describe_threshold(const struct am_rule *r, struct am_track *t, int level,
                                   const char *state, void *argp)
 {
     struct threshold_arg *a = argp;
     char msg[400];
     json_t *alert = new_alert(r, t, level, state);
 
-    render(msg, sizeof msg, r->message, r, a->value, a->threshold, NULL, NULL, level);
+    am_render(msg, sizeof msg, r, a->value, a->threshold, NULL, NULL, level);
     set_message(alert, msg, state);
     json_object_set_new(alert, "value", json_real(a->value));
     json_object_set_new(alert, "threshold", json_real(a->threshold));
     return alert;
 }
 
-static void eval_threshold(struct rule *r, json_t *msg, json_t *batch)
+static void eval_threshold(struct am_rule *r, json_t *msg, json_t *batch)
 {
     json_t *v = lookup(msg, r->path);
 
     if (!json_is_number(v))
         return; /* source failing or field absent: no verdict */
     double x = json_number_value(v);
-    struct track *t = &r->tracks[0];
+    struct am_track *t = &r->tracks[0];
     int cond = 0;
     if (r->has_critical && compare(r->op, x, r->critical, 1))
         cond = 2;
@@ -442,14 +269,14 @@ struct match_arg {
     const char *matched; /* value that matched (or the last value seen) */
 };
 
-static json_t *describe_match(const struct rule *r, struct track *t, int level,
+static json_t *describe_match(const struct am_rule *r, struct am_track *t, int level,
                               const char *state, void *argp)
 {
     struct match_arg *a = argp;
     char msg[400];
     json_t *alert = new_alert(r, t, level, state);
 
-    render(msg, sizeof msg, r->message, r, 0, 0, t->item, a->matched, level);
+    am_render(msg, sizeof msg, r, 0, 0, t->item, a->matched, level);
     set_message(alert, msg, state);
     json_object_set_new(alert, "item", json_string(t->item));
     if (strcmp(r->topic, "containers") == 0)
@@ -474,21 +301,21 @@ static void member_text(json_t *item, const char *field, char *buf, size_t len)
         buf[0] = '\0';
 }
 
-static struct track *track_for(struct rule *r, const char *item)
+static struct am_track *track_for(struct am_rule *r, const char *item)
 {
     for (int i = 0; i < r->n_tracks; i++)
         if (strcmp(r->tracks[i].item, item) == 0)
             return &r->tracks[i];
     if (r->n_tracks == MAX_TRACKS)
         return NULL;
-    struct track *t = &r->tracks[r->n_tracks++];
+    struct am_track *t = &r->tracks[r->n_tracks++];
     memset(t, 0, sizeof *t);
     snprintf(t->item, sizeof t->item, "%s", item);
     snprintf(t->key, sizeof t->key, "%s_%s", r->type, item);
     return t;
 }
 
-static void eval_match(struct rule *r, json_t *msg, json_t *batch)
+static void eval_match(struct am_rule *r, json_t *msg, json_t *batch)
 {
     json_t *items = lookup(msg, r->path);
     size_t i;
@@ -502,7 +329,7 @@ static void eval_match(struct rule *r, json_t *msg, json_t *batch)
     {
         char name[96], value[64];
         member_text(item, r->name_field, name, sizeof name);
-        struct track *t = name[0] ? track_for(r, name) : NULL;
+        struct am_track *t = name[0] ? track_for(r, name) : NULL;
         if (!t)
             continue;
         t->seen = 1;
@@ -519,7 +346,7 @@ static void eval_match(struct rule *r, json_t *msg, json_t *batch)
         step(r, t, matched ? r->match_level : 0, 0, batch, describe_match, &a);
     }
     for (int k = 0; k < r->n_tracks; k++) { /* gone from the list: resolved */
-        struct track *t = &r->tracks[k];
+        struct am_track *t = &r->tracks[k];
         if (!t->seen && t->level) {
             struct match_arg a = {"gone"};
             t->streak = 0;
@@ -792,7 +619,7 @@ static void on_message(struct km_topic *topic, struct km_msg *msg, void *arg)
         return;
     if (json_object_get(body, "error") == NULL) { /* unhealthy source: no verdict */
         for (int i = 0; i < am.n_rules; i++) {
-            struct rule *r = &am.rules[i];
+            struct am_rule *r = &am.rules[i];
             if (strcmp(r->topic, name) != 0)
                 continue;
             if (r->is_match)
@@ -912,12 +739,12 @@ static int rest_active(const struct km_rest_call *call, json_t **reply,
     json_t *out = json_array();
     for (int i = 0; i < am.n_rules; i++)
         for (int k = 0; k < am.rules[i].n_tracks; k++) {
-            struct track *t = &am.rules[i].tracks[k];
+            struct am_track *t = &am.rules[i].tracks[k];
             if (t->level)
                 json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s}", "key",
                                                      t->key, "type", am.rules[i].type,
                                                      "rule", am.rules[i].name, "level",
-                                                     level_name(t->level)));
+                                                     am_level_name(t->level)));
         }
     *reply = json_pack("{s:o}", "active", out);
     return 200;
@@ -1014,23 +841,54 @@ static int watch(const char *topic)
     return 0;
 }
 
-/* (Re)reads the [alert] sections; on error keeps nothing half-made. */
+/* The rules' problems, logged "FILE:LINE: ..." like the loader's. The
+   loader ran the same check before init and before reload, so this only
+   speaks when something else went wrong. */
+static void __attribute__((format(printf, 4, 5)))
+log_problem(void *arg, const struct km_conf_section *sec, int line, const char *fmt, ...)
+{
+    char text[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    am.host->log(am.ctx, KM_LOG_ERROR, "%s:%d: %s", sec->file,
+                 line > 0 ? line : sec->line, text);
+}
+
+/* Its alert keys: one per item of a match rule, else the rule's own. */
+static int make_tracks(struct am_rule *r)
+{
+    r->tracks = calloc(r->is_match ? MAX_TRACKS : 1, sizeof *r->tracks);
+    if (!r->tracks)
+        return -1;
+    if (!r->is_match) {
+        r->n_tracks = 1;
+        snprintf(r->tracks[0].key, sizeof r->tracks[0].key, "%s", r->type);
+    }
+    return 0;
+}
+
+/* (Re)reads the [alert] sections with the grammar the check used; on error
+   keeps nothing half-made. */
 static int load_rules(void)
 {
     size_t n = 0;
     const struct km_conf_section *const *secs =
         am.host->config_sections(am.ctx, "alert", &n);
-    struct rule *rules = calloc(n ? n : 1, sizeof *rules);
+    struct am_rule *rules;
     int count = 0;
 
-    if (!rules)
+    if (am_check(NULL, secs, n, log_problem, NULL) != 0)
         return -1;
-    for (size_t i = 0; i < n && count < MAX_RULES; i++) {
-        const char *en = sec_value(secs[i], "enabled");
-        if (en && (!strcmp(en, "false") || !strcmp(en, "no") || !strcmp(en, "off") ||
-                   !strcmp(en, "0")))
+    if (!(rules = calloc(n ? n : 1, sizeof *rules)))
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (!am_rule_enabled(secs[i]))
             continue;
-        if (parse_rule(secs[i], &rules[count]) < 0) {
+        if (am_rule_parse(secs[i], &rules[count], log_problem, NULL) != 0 ||
+            make_tracks(&rules[count]) < 0) {
             for (int k = 0; k < count; k++)
                 free(rules[k].tracks);
             free(rules);
@@ -1102,7 +960,8 @@ static void am_shutdown(struct km_ctx *ctx)
     am.fd = -1;
 }
 
-KM_PLUGIN_DEFINE(
-        .name = "alert_manager", .version = "1.0",
-        .description = "alert rules from [alert] sections, with persistent history",
-        .config = am_keys, .init = am_init, .reload = am_reload, .shutdown = am_shutdown);
+KM_PLUGIN_DEFINE(.name = "alert_manager", .version = "1.0",
+                 .description =
+                     "alert rules from [alert] sections, with persistent history",
+                 .config = am_keys, .init = am_init, .reload = am_reload,
+                 .shutdown = am_shutdown, .kinds = am_kinds, .check = am_check);

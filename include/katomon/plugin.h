@@ -4,8 +4,10 @@
  * A plugin is a shared object that exports one symbol, `km_plugin_descriptor`
  * (use KM_PLUGIN_DEFINE), describing it. The daemon dlopen()s it, checks
  * .abi against KM_PLUGIN_ABI, validates the plugin's [plugin NAME] section
- * against .config, and calls .init with the host interface. A plugin reaches
- * the core only through that interface; it never links against core objects.
+ * against .config and the sections of its .kinds against their keys, runs
+ * .check, and calls .init with the host interface. `katomon --check-config`
+ * runs the same checks and stops there. A plugin reaches the core only
+ * through that interface; it never links against core objects.
  *
  * Ownership, jansson-style:
  *   - "steals"    the callee takes over the caller's reference;
@@ -36,7 +38,10 @@ extern "C" {
 /* Bumped whenever struct km_plugin or struct km_host changes incompatibly.
    Members appended at the end of struct km_host (and struct km_rest_call)
    do not bump it: a plugin checks KM_HOST_HAS(host, member) before using
-   one, so it still runs on an older core. */
+   one, so it still runs on an older core. Nor do members appended at the
+   end of struct km_plugin: the loader takes the descriptor's size from its
+   symbol and treats members past it as NULL, so a plugin built against an
+   older header still loads. */
 #define KM_PLUGIN_ABI 1
 
 /* 1 when the core's struct km_host has `member` (a plugin built against a
@@ -110,6 +115,35 @@ struct km_conf_section {
     const struct km_conf_entry *entries; /* its lines, in file order */
     size_t n_entries;                    /* number of entries */
 };
+
+/*
+ * A kind of section a plugin reads besides its own [plugin NAME], e.g.
+ * alert_manager's [alert NAME] rules. The core keeps every [KIND NAME]
+ * section of a kind it does not know itself, checks its keys against
+ * `keys` exactly as it checks .config (unknown key, type, range), and
+ * reports a section whose kind no configured plugin declares. Such a
+ * section always has a NAME; `enabled` and `file` mean nothing special in
+ * it (list them in `keys` to accept them).
+ */
+struct km_conf_kind {
+    const char *kind;               /* KIND, [a-z0-9_]; not core, http, websocket or
+                                       plugin; NULL ends the list */
+    const struct km_conf_key *keys; /* keys its sections accept (def is unused);
+                                       NULL: any key, the plugin's check checks them */
+    const char *help;               /* what one section is ("an alert rule"), for
+                                       messages; may be NULL */
+};
+
+/*
+ * How a plugin's check reports one problem: in section `sec` (one of those
+ * check was given) at `line` of sec->file (0: its [header] line), with a
+ * text that says what is wrong and what to do about it, printf-style, e.g.
+ * "`clear` (85) is above `warning` (80): with op > it must be <= 80". The
+ * core prints "FILE:LINE: text" and counts it as an error.
+ */
+typedef void (*km_conf_report)(void *arg, const struct km_conf_section *sec, int line,
+                               const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* ---- messages, topics, subscriptions ------------------------------------ */
 
@@ -330,6 +364,31 @@ struct km_plugin {
     int (*reload)(struct km_ctx *ctx);
     /* Stop: free what the plugin allocated itself. May be NULL. */
     void (*shutdown)(struct km_ctx *ctx);
+
+    /* ---- appended in ABI 1: NULL in a plugin built before them ---------- */
+
+    /* Section kinds it owns besides [plugin NAME] (see struct km_conf_kind),
+       ended by {NULL}; NULL: none. */
+    const struct km_conf_kind *kinds;
+    /*
+     * Checks what a key table cannot say: cross-key rules, grammars (alert
+     * rules, expressions, templates). `own` is its [plugin NAME] section,
+     * `sections` every section of its .kinds, in file order (n_sections may
+     * be 0). It calls report once per problem and returns how many it
+     * reported (or -1 when it could not check at all: out of memory).
+     * Any problem keeps the plugin from starting, as a bad key does.
+     *
+     * A pure function of its arguments: called without init and without a
+     * host (--check-config loads the plugin only for this), again before
+     * init at start-up and before reload on SIGHUP, so it must not touch
+     * global state or keep any pointer it was given. It runs even when some
+     * typed values failed the loader's check (all problems are reported at
+     * once): a value that does not parse (katomon/conf.h) was reported
+     * already and is skipped. May be NULL.
+     */
+    int (*check)(const struct km_conf_section *own,
+                 const struct km_conf_section *const *sections, size_t n_sections,
+                 km_conf_report report, void *arg);
 };
 
 #if defined(__GNUC__)

@@ -1,10 +1,14 @@
 /*
- * check_config.c - unit tests of core/config.c (katomon.conf).
+ * check_config.c - unit tests of the core's config code (core/config.c,
+ * confread.c, confcheck.c): katomon.conf as the core reads it.
  *
  * Bad files are written to a fresh temp dir per test, so each test shows
  * the exact lines it feeds and the exact FILE:LINE it expects. The good
  * file is tests/fixtures/config_good.conf; the shipped one etc/katomon.conf
- * (both found via $top_srcdir, set by `make check`).
+ * (both found via $top_srcdir, set by `make check`). The core does not
+ * know the grammar of plugins' sections: alert_manager's [alert NAME] rules
+ * are tested in check_alert_rules, the checks across plugins in
+ * check_loader.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -337,11 +341,14 @@ END_TEST
 
 START_TEST(test_err_unknown_section)
 {
-    expect_error(
-        "[core]\n\n[webscoket]\n", 3, "unknown section [webscoket];",
-        "did you mean [websocket]?",
-        "valid sections are [core], [http], [websocket], [plugin NAME], [alert NAME]",
-        NULL);
+    expect_error("[core]\n\n[webscoket]\n", 3, "unknown section [webscoket];",
+                 "did you mean [websocket]?",
+                 "the core's sections are [core], [http], [websocket], [plugin NAME]",
+                 NULL);
+    /* an unnamed kind the core does not know cannot be a plugin's either */
+    expect_error("[alert]\n", 1, "unknown section [alert]:",
+                 "a plugin's own sections take a name: [alert NAME]", NULL);
+    expect_error("[a/b c]\n", 1, "unknown section [a/b]", NULL);
 }
 END_TEST
 
@@ -349,9 +356,6 @@ START_TEST(test_err_unknown_key)
 {
     expect_error("[http]\nprot = 80\n", 2, "unknown key `prot` in [http];",
                  "did you mean `port`?", "valid keys are: bind, port, web_root", NULL);
-    expect_error("[alert x]\ntopic = m\ntreshold = 3\n", 3,
-                 "unknown key `treshold` in [alert x]",
-                 "valid keys are: enabled, topic, path", NULL);
     /* no near miss: no suggestion */
     expect_error("[core]\nzzzzzz = 1\n", 2, "unknown key `zzzzzz` in [core]; valid keys",
                  NULL);
@@ -381,8 +385,6 @@ START_TEST(test_err_out_of_range)
                  "expected a size in bytes from 1 to 1G", "suffix k, M or G", NULL);
     expect_error("[http]\nmax_request_bytes = 12Q\n", 2, "bad value `12Q`", NULL);
     expect_error("[http]\nmax_request_bytes = 64kB\n", 2, "bad value `64kB`", NULL);
-    expect_error("[alert x]\nfor = 0\n", 2, "for `for` in [alert x]", "an integer >= 1",
-                 NULL);
 }
 END_TEST
 
@@ -445,7 +447,8 @@ START_TEST(test_err_section_name)
 {
     expect_error("[plugin]\n", 1, "[plugin] needs a name: write [plugin NAME]",
                  "[plugin host_stats]", NULL);
-    expect_error("[alert   ]\n", 1, "[alert] needs a name", NULL);
+    expect_error("[alert   ]\n", 1, "unknown section [alert]", "[alert NAME]", NULL);
+    expect_error("[alert x/y]\n", 1, "bad name `x/y` in [alert x/y]", NULL);
     expect_error("[plugin a/b]\n", 1, "bad name `a/b` in [plugin a/b]",
                  "letters, digits, '_' and '-'", NULL);
     expect_error("[plugin a b]\n", 1, "bad name `a b`", NULL);
@@ -509,74 +512,146 @@ START_TEST(test_err_nul_byte)
 }
 END_TEST
 
-START_TEST(test_err_alert_required)
+/* ---- every problem at once ---------------------------------------------- */
+
+/* Problems of one km_config_read. */
+static struct km_problems seen;
+
+/* Reads text with km_config_read into cfg, collecting into `seen`. */
+static int read_all(const char *text)
 {
-    expect_error("[alert high_cpu]\npath = a.b\nwarning = 1\n\n[core]\n", 1,
-                 "[alert high_cpu] has no `topic`; add a line such as topic = containers",
-                 NULL);
-    expect_error("[core]\n[alert x]\ntopic = t\nwarning = 1\n", 2,
-                 "[alert x] has no `path`", NULL);
-    expect_error("[alert x]\ntopic = t\npath = a\n", 1, "[alert x] has no threshold",
-                 "add warning = N and/or critical = N", NULL);
+    km_problems_clear(&seen);
+    km_config_free(cfg);
+    cfg = NULL;
+    write_conf(text);
+    int n = km_config_read(path, &cfg, km_problems_add, &seen);
+    ck_assert_ptr_nonnull(cfg); /* even with problems: what could be read */
+    ck_assert_int_eq((int)seen.errors, n);
+    return n;
+}
+
+/* Problem i is at line and contains hint. */
+static void seen_at(size_t i, int line, const char *hint)
+{
+    ck_assert_uint_lt(i, seen.n);
+    ck_assert_str_eq(seen.v[i].file, path);
+    ck_assert_msg(seen.v[i].line == line && strstr(seen.v[i].text, hint),
+                  "problem %zu: want line %d with '%s', got %d: %s", i, line, hint,
+                  seen.v[i].line, seen.v[i].text);
+}
+
+START_TEST(test_all_problems_at_once)
+{
+    ck_assert_int_eq(read_all("[core]\n"           /* 1 */
+                              "log_level = loud\n" /* 2: bad value */
+                              "[http]\n"           /* 3 */
+                              "prot = 80\n"        /* 4: unknown key */
+                              "   81\n"            /* 5: its continuation */
+                              "port = 80\n"        /* 6 */
+                              "port = 81\n"        /* 7: duplicate */
+                              "[webscoket]\n"      /* 8: unknown section */
+                              "enabled = maybe\n"  /* 9: skipped with it */
+                              "[plugin p]\n"       /* 10 */
+                              "enabled = 2\n"      /* 11: bad value */
+                              "x = 1\n"            /* 12: the plugin's */
+                              "nonsense\n"         /* 13: syntax */
+                              "[widget w]\n"       /* 14: a plugin's kind */
+                              "size = big\n"),     /* 15: not the core's */
+                     6);
+    seen_at(0, 2, "bad value `loud` for `log_level`");
+    seen_at(1, 4, "unknown key `prot` in [http]");
+    seen_at(2, 7, "`port` already set at line 6");
+    seen_at(3, 8, "unknown section [webscoket]");
+    seen_at(4, 11, "for `enabled` in [plugin p]");
+    seen_at(5, 13, "syntax error:");
+    /* what was right is there: the sections, and the values */
+    ck_assert_int_eq(cfg->port, 80);
+    ck_assert_uint_eq(cfg->n_sections, 2);
+    ck_assert_str_eq(km_conf_value(km_config_section(cfg, "plugin", "p"), "x"), "1");
+    ck_assert_str_eq(km_conf_value(km_config_section(cfg, "widget", "w"), "size"), "big");
+    km_problems_clear(&seen);
 }
 END_TEST
 
-START_TEST(test_err_alert_values)
+START_TEST(test_reading_goes_on)
 {
-    expect_error("[alert x]\ntopic = Bad!\n", 2, "bad value `Bad!` for `topic`",
-                 "a topic name", NULL);
-    expect_error("[alert x]\npath = a..b\n", 2, "bad value `a..b` for `path`",
-                 "containers[*]", NULL);
-    expect_error("[alert x]\npath = a[0]\n", 2, "for `path`", NULL);
-    expect_error("[alert x]\nop = =>\n", 2, "one of >, >=, <, <=", NULL);
-    expect_error("[alert x]\nwarning = high\n", 2,
-                 "for `warning` in [alert x]: expected a number", NULL);
-    expect_error("[alert x]\ncooldown = -5\n", 2, "a number of seconds >= 0", NULL);
-    expect_error("[alert x]\nmatch = status running\n", 2,
-                 "FIELD == VALUE or FIELD != VALUE", NULL);
-    expect_error("[alert x]\nmatch = status ==\n", 2, "for `match`", NULL);
-    expect_error("[alert x]\nlevel = critical\n", 2, "warning or error", NULL);
+    char text[600], value[300];
+
+    /* after an over-long line and a NUL byte */
+    memset(value, 'a', sizeof value);
+    value[250] = '\0';
+    snprintf(text, sizeof text, "[http]\nauth_token = %s\nport = x\n", value);
+    ck_assert_int_eq(read_all(text), 2);
+    seen_at(0, 2, "characters long");
+    seen_at(1, 3, "bad value `x` for `port`");
+    write_bytes("[core]\nlog_\0level = info\nlog_level = x\n", 39);
+    km_problems_clear(&seen);
+    km_config_free(cfg);
+    ck_assert_int_eq(km_config_read(path, &cfg, km_problems_add, &seen), 2);
+    seen_at(0, 2, "NUL byte");
+    seen_at(1, 3, "bad value `x`");
+    /* a header without ']': its lines would land in the section before */
+    ck_assert_int_eq(read_all("[http]\nport = 1\n[core\nport = 2\n[http]\n"), 2);
+    seen_at(0, 3, "closing ']'");
+    seen_at(1, 5, "[http] already defined at line 1");
+    ck_assert_int_eq(cfg->port, 1);
+    km_problems_clear(&seen);
 }
 END_TEST
 
-START_TEST(test_err_alert_rules)
+START_TEST(test_too_many_errors)
 {
-    expect_error("[alert x]\ntopic = t\npath = a[*]\nmatch = s == up\nwarning = 3\n", 5,
-                 "`warning` belongs to threshold rules", "match at line 4", NULL);
-    expect_error("[alert x]\ntopic = t\npath = a\nwarning = 3\nlevel = error\n", 5,
-                 "`level` belongs to match rules", NULL);
-    expect_error("[alert x]\ntopic = t\npath = a\nwarning = 90\ncritical = 80\n", 5,
-                 "critical (80) is less severe than warning (90) for op >", "swap them",
-                 NULL);
-    expect_error("[alert x]\ntopic = t\npath = a\nop = <\nwarning = 10\ncritical = 20\n",
-                 6, "critical must be <= warning", NULL);
-    expect_error("[alert x]\ntopic = t\npath = a\nwarning = 80\nclear = 85\n", 5,
-                 "clear (85) is above warning (80)", "clear must be <= 80", NULL);
-    expect_error("[alert x]\ntopic = t\npath = a\nop = <=\ncritical = 5\nclear = 1\n", 6,
-                 "clear (1) is below critical (5)", NULL);
+    char text[4096] = "[core]\n";
+    for (int i = 0; i < 150; i++)
+        strcat(text, "x\n");
+    ck_assert_int_eq(read_all(text), 101);
+    seen_at(100, 101, "too many errors; stopping here");
+    km_problems_clear(&seen);
 }
 END_TEST
 
-START_TEST(test_alert_variants_ok)
+START_TEST(test_plugin_kinds_kept)
 {
-    write_conf("[alert low_disk]\n"
-               "topic = host\n"
-               "path = disk.free_percent\n"
-               "op = <\n"
-               "warning = 20\n"
-               "critical = 10\n"
-               "clear = 25\n"
-               "[alert only_critical]\n"
-               "topic = host\n"
-               "path = load\n"
-               "critical = 4\n"
-               "enabled = no\n"
-               "[alert eq]\n"
-               "topic = t.x-y\n"
-               "path = items[*].sub[*]\n"
-               "match = state.phase==done\n");
+    /* the core checks no key of a plugin's kind; the loader hands them over */
+    write_conf("[alert high]\ntopic = Bad!\nanything = goes\n"
+               "[widget w-1]\nsize = 3\n\n[plugin p]\n");
     load_ok(path);
     ck_assert_uint_eq(cfg->n_sections, 3);
+    ck_assert_str_eq(cfg->sections[0]->kind, "alert");
+    ck_assert_str_eq(cfg->sections[0]->name, "high");
+    ck_assert_uint_eq(cfg->sections[0]->n_entries, 2);
+    ck_assert_str_eq(cfg->sections[1]->kind, "widget");
+    ck_assert_int_eq(cfg->sections[1]->line, 4);
+    ck_assert_int_eq(km_config_core_kind("widget"), 0);
+    ck_assert_int_eq(km_config_core_kind("plugin"), 1);
+    ck_assert_int_eq(km_config_core_kind("websocket"), 1);
+    /* ... but duplicates are still the reader's */
+    expect_error("[widget a]\n[widget a]\n", 2, "[widget a] already defined at line 1",
+                 NULL);
+    expect_error("[widget a]\nx = 1\nx = 2\n", 3, "`x` already set at line 2", NULL);
+}
+END_TEST
+
+START_TEST(test_problem_list)
+{
+    struct km_problems l = {0};
+    char buf[256];
+
+    km_problems_add(&l, KM_LOG_ERROR, "f.conf", 9, "nine");
+    km_problems_add(&l, KM_LOG_WARNING, "f.conf", 2, "two");
+    km_problems_add(&l, KM_LOG_ERROR, "f.conf", 9, "nine again");
+    km_problems_add(&l, KM_LOG_ERROR, "f.conf", 0, "the file");
+    ck_assert_uint_eq(l.n, 4);
+    ck_assert_uint_eq(l.errors, 3);
+    km_problems_sort(&l);
+    ck_assert_str_eq(km_problem_format(&l.v[0], 1, buf, sizeof buf), "f.conf: the file");
+    ck_assert_str_eq(km_problem_format(&l.v[1], 1, buf, sizeof buf),
+                     "f.conf:2: warning: two");
+    ck_assert_str_eq(km_problem_format(&l.v[1], 0, buf, sizeof buf), "f.conf:2: two");
+    ck_assert_str_eq(l.v[2].text, "nine"); /* stable */
+    ck_assert_str_eq(l.v[3].text, "nine again");
+    km_problems_clear(&l);
+    ck_assert_uint_eq(l.n, 0);
 }
 END_TEST
 
@@ -600,12 +675,22 @@ static const struct km_conf_section *plugin_section(const char *body)
     return km_config_section(cfg, "plugin", "p");
 }
 
+/* Runs km_config_check_keys on sec, collecting into `seen`. */
+static size_t check_keys(const struct km_conf_section *sec,
+                         const struct km_conf_key *keys)
+{
+    km_problems_clear(&seen);
+    size_t n = km_config_check_keys(sec, keys, km_problems_add, &seen);
+    ck_assert_uint_eq(n, seen.n);
+    return n;
+}
+
 START_TEST(test_check_keys_ok)
 {
     const struct km_conf_section *sec =
         plugin_section("interval = 2.5\nretries = 10\nurl =\nverbose = On\n"
                        "offset = -99999\nfile = p.so\nenabled = yes\n");
-    ck_assert_int_eq(km_config_check_keys(sec, plugin_keys, err, sizeof err), 0);
+    ck_assert_uint_eq(check_keys(sec, plugin_keys), 0);
 }
 END_TEST
 
@@ -613,18 +698,36 @@ START_TEST(test_check_keys_unknown)
 {
     char want[1200];
     const struct km_conf_section *sec = plugin_section("interval = 2\nintervall = 3\n");
-    ck_assert_int_eq(km_config_check_keys(sec, plugin_keys, err, sizeof err), -1);
-    snprintf(
-        want, sizeof want,
-        "%s:3: unknown key `intervall` in [plugin p]; did you mean `interval`? p takes: "
-        "interval, retries, url, verbose, offset (and file, enabled)",
-        path);
-    ck_assert_str_eq(err, want);
-    /* a plugin without keys */
-    ck_assert_int_eq(km_config_check_keys(sec, NULL, err, sizeof err), -1);
-    ck_assert_msg(
-        strstr(err, ":2: unknown key `interval` in [plugin p]; p takes no keys"), "%s",
-        err);
+    ck_assert_uint_eq(check_keys(sec, plugin_keys), 1);
+    snprintf(want, sizeof want,
+             "unknown key `intervall` in [plugin p]; did you mean `interval`? p takes: "
+             "interval, retries, url, verbose, offset (and file, enabled)");
+    ck_assert_str_eq(seen.v[0].text, want);
+    ck_assert_int_eq(seen.v[0].line, 3);
+    ck_assert_str_eq(seen.v[0].file, path);
+    /* a plugin without keys: every key is a problem */
+    ck_assert_uint_eq(check_keys(sec, NULL), 2);
+    ck_assert_msg(strstr(seen.v[0].text,
+                         "unknown key `interval` in [plugin p]; p takes no keys besides "
+                         "file and enabled"),
+                  "%s", seen.v[0].text);
+    km_problems_clear(&seen);
+}
+END_TEST
+
+START_TEST(test_check_keys_kind)
+{
+    /* a plugin's [KIND NAME]: no core keys, the kind named in the hint */
+    write_conf("[widget w]\nsize = 11\nfile = x\ncolour = red\n");
+    load_ok(path);
+    ck_assert_uint_eq(check_keys(km_config_section(cfg, "widget", "w"), plugin_keys), 3);
+    ck_assert_msg(strstr(seen.v[0].text, "bad value `11` for `size`") ||
+                      strstr(seen.v[0].text, "unknown key `size`"),
+                  "%s", seen.v[0].text);
+    ck_assert_int_eq(seen.v[1].line, 3); /* `file` is nothing special here */
+    ck_assert_msg(strstr(seen.v[2].text, "[widget NAME] takes: interval"), "%s",
+                  seen.v[2].text);
+    km_problems_clear(&seen);
 }
 END_TEST
 
@@ -634,9 +737,8 @@ START_TEST(test_check_keys_bad_values)
         const char *body; /* section body */
         const char *want; /* expected in the error */
     } cases[] = {
-        {"retries = 1.5\n",
-         ":2: bad value `1.5` for `retries` in [plugin p]: expected an "
-         "integer from 0 to 10 (tries per sample)"},
+        {"retries = 1.5\n", "bad value `1.5` for `retries` in [plugin p]: expected an "
+                            "integer from 0 to 10 (tries per sample)"},
         {"retries = 11\n", "expected an integer from 0 to 10"},
         {"retries = -1\n", "bad value `-1` for `retries`"},
         {"interval = 0.5\n",
@@ -647,13 +749,18 @@ START_TEST(test_check_keys_bad_values)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const struct km_conf_section *sec = plugin_section(cases[i].body);
-        ck_assert_int_eq(km_config_check_keys(sec, plugin_keys, err, sizeof err), -1);
-        ck_assert_msg(strstr(err, cases[i].want), "case %zu: '%s' not in '%s'", i,
-                      cases[i].want, err);
-        ck_assert_msg(strncmp(err, path, strlen(path)) == 0, "%s", err);
+        ck_assert_uint_eq(check_keys(sec, plugin_keys), 1);
+        ck_assert_msg(strstr(seen.v[0].text, cases[i].want), "case %zu: '%s' not in '%s'",
+                      i, cases[i].want, seen.v[0].text);
+        ck_assert_int_eq(seen.v[0].line, 2);
         km_config_free(cfg);
         cfg = NULL;
     }
+    /* every bad key of a section, not the first only */
+    ck_assert_uint_eq(
+        check_keys(plugin_section("retries = x\nbogus = 1\nverbose = 2\n"), plugin_keys),
+        3);
+    km_problems_clear(&seen);
 }
 END_TEST
 
@@ -770,7 +877,8 @@ static Suite *config_suite(void)
     tcase_add_test(good, test_shipped_conf);
     tcase_add_test(good, test_empty_sections_recorded);
     tcase_add_test(good, test_syntax_variants);
-    tcase_add_test(good, test_alert_variants_ok);
+    tcase_add_test(good, test_plugin_kinds_kept);
+    tcase_add_test(good, test_problem_list);
     tcase_add_test(good, test_lookups);
     suite_add_tcase(s, good);
 
@@ -793,14 +901,15 @@ static Suite *config_suite(void)
     tcase_add_test(bad, test_err_no_key);
     tcase_add_test(bad, test_err_missing_file);
     tcase_add_test(bad, test_err_nul_byte);
-    tcase_add_test(bad, test_err_alert_required);
-    tcase_add_test(bad, test_err_alert_values);
-    tcase_add_test(bad, test_err_alert_rules);
+    tcase_add_test(bad, test_all_problems_at_once);
+    tcase_add_test(bad, test_reading_goes_on);
+    tcase_add_test(bad, test_too_many_errors);
     suite_add_tcase(s, bad);
 
     tcase_add_checked_fixture(keys, setup, teardown);
     tcase_add_test(keys, test_check_keys_ok);
     tcase_add_test(keys, test_check_keys_unknown);
+    tcase_add_test(keys, test_check_keys_kind);
     tcase_add_test(keys, test_check_keys_bad_values);
     suite_add_tcase(s, keys);
 

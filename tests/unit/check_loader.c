@@ -617,35 +617,193 @@ START_TEST(test_shutdown_in_reverse_order)
 }
 END_TEST
 
+/* Problems of the last km_loader_check. */
+static struct km_problems found;
+
+/* km_loader_check of the current config into `found`; returns its errors. */
+static size_t check_config(void)
+{
+    km_problems_clear(&found);
+    size_t errors = km_loader_check(core.cfg, km_problems_add, &found);
+    ck_assert_uint_eq(errors, found.errors);
+    return errors;
+}
+
+/* A problem of `found` at `line` and `level` containing `hint`. */
+static void found_at(enum km_log_level level, int line, const char *hint)
+{
+    for (size_t i = 0; i < found.n; i++)
+        if (found.v[i].level == level && found.v[i].line == line &&
+            strstr(found.v[i].text, hint) && strcmp(found.v[i].file, conf_path) == 0)
+            return;
+    for (size_t i = 0; i < found.n; i++)
+        fprintf(stderr, "  found %d: %s\n", found.v[i].line, found.v[i].text);
+    ck_abort_msg("no problem at line %d with '%s'", line, hint);
+}
+
 START_TEST(test_check_config)
 {
-    char err[1024] = "", where[700];
-
     use_config("[plugin test_good]\ngreeting = x\n");
-    ck_assert_int_eq(km_loader_check(core.cfg, err, sizeof err), 0);
+    ck_assert_uint_eq(check_config(), 0);
+    ck_assert_uint_eq(found.n, 0);
     ck_assert_ptr_null(km_bus_find(core.bus, "test")); /* no init */
     ck_assert_int_eq(count_lines(0, "plugin test_good 1.0 loaded"), 0);
 
-    use_config("[plugin test_good]\n\n[plugin test_badabi]\n");
-    ck_assert_int_eq(km_loader_check(core.cfg, err, sizeof err), -1);
-    snprintf(where, sizeof where, "%s:%d: plugin test_badabi (", conf_path,
-             conf_line_of("[plugin test_badabi]"));
-    ck_assert_msg(strncmp(err, where, strlen(where)) == 0, "err: %s", err);
-    ck_assert_msg(strstr(err, "plugin ABI"), "err: %s", err);
-
-    use_config("[plugin test_good]\nnope = 1\n");
-    ck_assert_int_eq(km_loader_check(core.cfg, err, sizeof err), -1);
-    snprintf(where, sizeof where, "%s:%d: ", conf_path, conf_line_of("nope"));
-    ck_assert_msg(strncmp(err, where, strlen(where)) == 0, "err: %s", err);
-
-    use_config("[plugin gone]\nfile = /nonexistent/gone.so\n");
-    ck_assert_int_eq(km_loader_check(core.cfg, err, sizeof err), -1);
-    snprintf(where, sizeof where, "%s:%d: plugin gone (/nonexistent/gone.so): not found",
-             conf_path, conf_line_of("file"));
-    ck_assert_msg(strncmp(err, where, strlen(where)) == 0, "err: %s", err);
+    /* every problem of every plugin, not the first only */
+    use_config("[plugin test_good]\nnope = 1\ninterval = 0\n\n[plugin test_badabi]\n\n"
+               "[plugin gone]\nfile = /nonexistent/gone.so\n");
+    ck_assert_uint_eq(check_config(), 4);
+    found_at(KM_LOG_ERROR, conf_line_of("nope"), "unknown key `nope`");
+    found_at(KM_LOG_ERROR, conf_line_of("interval"), "bad value `0` for `interval`");
+    found_at(KM_LOG_ERROR, conf_line_of("[plugin test_badabi]"), "plugin test_badabi (");
+    found_at(KM_LOG_ERROR, conf_line_of("[plugin test_badabi]"), "plugin ABI");
+    found_at(KM_LOG_ERROR, conf_line_of("file"),
+             "plugin gone (/nonexistent/gone.so): not found");
 
     use_config("[plugin test_good]\nenabled = no\n[plugin gone]\nenabled = off\n");
-    ck_assert_int_eq(km_loader_check(core.cfg, err, sizeof err), 0);
+    ck_assert_uint_eq(check_config(), 0);
+    km_problems_clear(&found);
+}
+END_TEST
+
+/* A test_check config: its own section, then more lines. */
+static const char check_bad[] = "[plugin test_check]\n"
+                                "mode = medium\n" /* not fast or slow */
+                                "limit = 5\n"
+                                "[widget a]\n" /* no color */
+                                "size = 2\n"
+                                "[widget b]\n"
+                                "size = 8\n"
+                                "color = green\n" /* over limit: must be red */
+                                "[widget c]\n"
+                                "size = 11\n" /* typed: 1..10 */
+                                "color = blue\n"
+                                "shape = round\n"; /* typed: unknown */
+
+START_TEST(test_plugin_check)
+{
+    use_config("%s", check_bad);
+    ck_assert_uint_eq(check_config(), 6);
+    found_at(KM_LOG_ERROR, conf_line_of("mode = medium"),
+             "bad value `medium` for `mode`: expected fast or slow");
+    found_at(KM_LOG_ERROR, conf_line_of("[widget a]"), "[widget a] has no `color`");
+    found_at(KM_LOG_ERROR, conf_line_of("size = 8"),
+             "[widget b] is bigger than limit (5)");
+    found_at(KM_LOG_ERROR, conf_line_of("size = 11"),
+             "bad value `11` for `size` in [widget c]: expected an integer from 1 to 10");
+    found_at(KM_LOG_ERROR, conf_line_of("shape"),
+             "unknown key `shape` in [widget c]; [widget NAME] takes: size, color");
+    found_at(KM_LOG_ERROR, conf_line_of("[widget a]"), "has no `color`");
+    ck_assert_ptr_null(km_bus_find(core.bus, "test_check")); /* no init */
+
+    /* start-up runs the same checks: disabled before init, each logged */
+    n_lines = 0;
+    load_all_ok();
+    struct info in = plugin_info("test_check");
+    ck_assert_int_eq(in.state, KM_PLUGIN_DISABLED);
+    ck_assert_msg(
+        strstr(in.reason, "6 configuration errors (each logged), the first: ") &&
+            strstr(in.reason, "`medium`"),
+        "reason: %s", in.reason);
+    ck_assert_int_eq(count_lines(KM_LOG_ERROR, "plugin test_check: "), 6);
+    ck_assert_int_eq(count_lines(KM_LOG_ERROR, "plugin test_check ("), 1);
+    ck_assert_ptr_null(km_bus_find(core.bus, "test_check"));
+    km_problems_clear(&found);
+}
+END_TEST
+
+START_TEST(test_plugin_check_passes)
+{
+    struct inbox state = {0};
+
+    use_config("[plugin test_check]\nmode = slow\n[widget a]\ncolor = red\nsize = 9\n"
+               "[widget b]\ncolor = blue\n");
+    ck_assert_uint_eq(check_config(), 0);
+    load_all_ok();
+    ck_assert_int_eq(plugin_info("test_check").state, KM_PLUGIN_RUNNING);
+    ck_assert_ptr_nonnull(km_bus_subscribe(core.bus, "test_check", on_msg, &state, NULL));
+    ck_assert_int_eq(json_integer_value(json_object_get(state.last, "widgets")), 2);
+    ck_assert_str_eq(json_string_value(json_object_get(state.last, "mode")), "slow");
+    ck_assert_int_eq(errors(), 0);
+    json_decref(state.last);
+}
+END_TEST
+
+START_TEST(test_section_nobody_reads)
+{
+    char err[1024] = "";
+    int line;
+
+    /* a typo of a kind: an error, with the kind it probably is */
+    use_config("[plugin test_good]\n[plugin test_check]\n[widgit a]\ncolor = red\n"
+               "[widgit b]\n");
+    line = conf_line_of("[widgit a]");
+    ck_assert_uint_eq(check_config(), 1);
+    found_at(KM_LOG_ERROR, line,
+             "no plugin reads [widgit NAME] sections (2 in this file); did you mean "
+             "[widget a]?");
+    found_at(KM_LOG_ERROR, line, "[widget NAME] (test_check)");
+    /* start-up refuses the file before any init */
+    ck_assert_int_eq(km_loader_load_all(core.loader, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "read by no plugin"), "err: %s", err);
+    ck_assert_int_eq(count_lines(KM_LOG_ERROR, conf_path), 1);
+    ck_assert_int_eq(plugin_info("test_good").state, KM_PLUGIN_OFF);
+    ck_assert_ptr_null(km_bus_find(core.bus, "test"));
+    km_problems_clear(&found);
+}
+END_TEST
+
+START_TEST(test_section_of_a_plugin_not_loaded)
+{
+    /* its owner may be the plugin that is off: a warning only */
+    use_config("[plugin test_check]\nenabled = false\n[plugin test_good]\n"
+               "[widget a]\ncolor = red\n");
+    ck_assert_uint_eq(check_config(), 0);
+    found_at(KM_LOG_WARNING, conf_line_of("[widget a]"),
+             "no plugin loaded here reads [widget NAME] sections");
+    found_at(KM_LOG_WARNING, conf_line_of("[widget a]"), "test_check (enabled = false)");
+    load_all_ok();
+    ck_assert_int_eq(plugin_info("test_good").state, KM_PLUGIN_RUNNING);
+    ck_assert_int_eq(count_lines(KM_LOG_WARNING, conf_path), 1);
+    ck_assert_int_eq(errors(), 0);
+    km_problems_clear(&found);
+}
+END_TEST
+
+START_TEST(test_old_descriptor)
+{
+    /* built before .kinds and .check: what follows its descriptor is junk */
+    use_config("[plugin test_oldabi]\n[plugin test_check]\n[widget w]\ncolor = red\n");
+    ck_assert_uint_eq(check_config(), 0);
+    load_all_ok();
+    ck_assert_int_eq(plugin_info("test_oldabi").state, KM_PLUGIN_RUNNING);
+    ck_assert_int_eq(count_lines(KM_LOG_INFO, "plugin test_oldabi: an old descriptor"),
+                     1);
+    ck_assert_msg(find_line("built before kinds and check") >= 0, "no debug line");
+    ck_assert_int_eq(errors(), 0);
+}
+END_TEST
+
+START_TEST(test_reload_runs_checks)
+{
+    struct km_config *old;
+
+    use_config("[plugin test_check]\n[widget a]\ncolor = red\n");
+    load_all_ok();
+    ck_assert_int_eq(plugin_info("test_check").state, KM_PLUGIN_RUNNING);
+    n_lines = 0;
+    old = core.cfg;
+    core.cfg = NULL;
+    use_config("[plugin test_check]\n[widget a]\ncolor = pink\n[wodget b]\n");
+    km_config_free(old);
+    km_loader_reload(core.loader);
+    ck_assert_int_eq(count_lines(KM_LOG_ERROR, "plugin test_check ("), 1);
+    ck_assert_msg(find_line("`pink` for `color` in [widget a]: expected red, green or "
+                            "blue; keeping its previous settings") >= 0,
+                  "no line for the bad color");
+    ck_assert_msg(find_line("no plugin reads [wodget NAME]") >= 0,
+                  "no line for the kind");
+    ck_assert_int_eq(plugin_info("test_check").state, KM_PLUGIN_RUNNING);
 }
 END_TEST
 
@@ -1236,6 +1394,12 @@ static Suite *loader_suite(void)
     tcase_add_test(load, test_failure_fatal);
     tcase_add_test(load, test_shutdown_in_reverse_order);
     tcase_add_test(load, test_check_config);
+    tcase_add_test(load, test_plugin_check);
+    tcase_add_test(load, test_plugin_check_passes);
+    tcase_add_test(load, test_section_nobody_reads);
+    tcase_add_test(load, test_section_of_a_plugin_not_loaded);
+    tcase_add_test(load, test_old_descriptor);
+    tcase_add_test(load, test_reload_runs_checks);
     tcase_add_test(load, test_reload);
     tcase_add_test(load, test_plugin_http_request_reported);
     suite_add_tcase(s, load);
