@@ -6,8 +6,11 @@
  *   cc -shared -fPIC $(pkg-config --cflags katomon-plugin) -o hello.so hello.c
  *
  * It declares the state topic `hello_topic` and publishes {"message": ...,
- * "n": N} at init and then every `interval` seconds.
+ * "n": N} at init and then every `interval` seconds. Its check refuses an
+ * empty message, which a key table cannot say.
  */
+#include <string.h>
+
 #include <katomon/plugin.h>
 
 static const struct km_conf_key hello_keys[] = {
@@ -21,6 +24,30 @@ static const struct km_field hello_fields[] = {
     KM_FIELD("n", KM_INTEGER, KM_F_REQUIRED),
     KM_FIELD_END,
 };
+
+/*
+ * What the key table cannot say: `message =` would publish "". The loader
+ * runs this after checking the keys' types, at start-up before init and
+ * for `katomon --check-config`, which loads the plugin for nothing else:
+ * so it only reads what it is given (no host, no globals), and reports
+ * each problem at its line.
+ */
+static int hello_check(const struct km_conf_section *own,
+                       const struct km_conf_section *const *sections, size_t n_sections,
+                       km_conf_report report, void *arg)
+{
+    (void)sections; /* hello owns no [KIND NAME] sections */
+    (void)n_sections;
+    for (size_t i = 0; i < own->n_entries; i++) {
+        if (strcmp(own->entries[i].key, "message") == 0 && !own->entries[i].value[0]) {
+            report(arg, own, own->entries[i].line,
+                   "`message` is empty; write the text to publish, or remove the line "
+                   "for the default");
+            return 1;
+        }
+    }
+    return 0;
+}
 
 static const struct km_host *g_host; /* the core's interface */
 static struct km_ctx *g_ctx;         /* our context */
@@ -57,4 +84,4 @@ static int hello_init(struct km_ctx *ctx, const struct km_host *host)
 }
 
 KM_PLUGIN_DEFINE(.name = "hello", .version = "0.1", .description = "out-of-tree example",
-                 .config = hello_keys, .init = hello_init);
+                 .config = hello_keys, .init = hello_init, .check = hello_check);

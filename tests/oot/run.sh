@@ -8,10 +8,12 @@
 #    (with PKG_CONFIG_SYSROOT_DIR pointing pkg-config at the DESTDIR tree,
 #    and the build's sanitizer flags, since an ASan daemon can only load
 #    objects built for the same runtime);
-# 3. runs the installed daemon in the foreground on a config naming only
+# 3. runs the installed daemon's --check-config on a file hello's own
+#    check refuses (an empty message): exit 1, the problem at its line;
+# 4. runs the installed daemon in the foreground on a config naming only
 #    [plugin hello], until its log shows the message published, then stops
 #    it with SIGTERM;
-# 4. checks the log: the plugin loaded, published on hello_topic, no error
+# 5. checks the log: the plugin loaded, published on hello_topic, no error
 #    line, and the daemon exited 0 (clean shutdown, no sanitizer report).
 #
 # Automake test protocol: exit 0 pass, 77 skip, 1 fail. Needs top_builddir
@@ -95,7 +97,17 @@ if ! "$CC" -std=c99 -Wall -Wextra -Werror $SAN_CFLAGS $KM_CFLAGS -shared -fPIC \
     fail "hello.c does not build against the installed headers"
 fi
 
-# --- 3. run the installed daemon with it ----------------------------------
+# --- 3. --check-config loads it and runs its check --------------------------
+printf '[core]\nplugin_dir = %s\n\n[plugin hello]\nmessage =\n' "$TMP/plugins" \
+    >"$TMP/empty.conf"
+"$BIN" --check-config -c "$TMP/empty.conf" >"$TMP/check.out" 2>&1
+rc=$?
+if [ $rc -ne 1 ] || ! grep -qF "$TMP/empty.conf:5: \`message\` is empty" "$TMP/check.out"; then
+    cat "$TMP/check.out" >&2
+    fail "--check-config did not report hello's check at empty.conf:5 (exit $rc)"
+fi
+
+# --- 4. run the installed daemon with it ----------------------------------
 cat >"$TMP/katomon.conf" <<EOF
 [core]
 plugin_dir = $TMP/plugins
@@ -134,7 +146,7 @@ else
 fi
 PID=
 
-# --- 4. what the log says ------------------------------------------------------
+# --- 5. what the log says ------------------------------------------------------
 grep -qF "plugin hello 0.1 loaded from $TMP/plugins/hello.so" "$TMP/katomon.log" ||
     fail "no 'plugin hello 0.1 loaded' line"
 grep -qF "$published" "$TMP/katomon.log" || fail "no line saying hello_topic was published"
