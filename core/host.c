@@ -2,7 +2,8 @@
  * host.c - the host interface (struct km_host) and the per-plugin context.
  *
  * Every function a plugin can call lands here as a thin wrapper around the
- * bus, the config, the HTTP client or libevent. What makes this more than a
+ * bus, the config, the outbound HTTP and WebSocket clients (libcurl) or
+ * libevent. What makes this more than a
  * table of wrappers is the bookkeeping in struct km_ctx: each timer, HTTP
  * request, subscription and topic is tagged with the plugin that made it,
  * so km_ctx_release() can take all of it back when the plugin is shut down
@@ -10,8 +11,8 @@
  * callback into the plugin may ever run and nothing may touch its context.
  *
  * Subscriptions and topics are tagged through the bus's `owner` argument
- * (the ctx pointer); timers, requests, REST routes and REST answers owed
- * (KM_REST_LATER) are kept in lists here.
+ * (the ctx pointer); timers, requests, WebSocket connections, REST routes
+ * and REST answers owed (KM_REST_LATER) are kept in lists here.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -24,8 +25,9 @@
 #include <event2/event.h>
 
 #include "loader.h"
-#include "httpc.h"
+#include "http_client.h"
 #include "log.h"
+#include "ws_client.h"
 
 /*
  * One timer. The plugin's handle is not a pointer to this but its id, cast
@@ -54,12 +56,29 @@ struct km_timer_slot {
  * It lives until its callback has run or it is cancelled.
  */
 struct km_http_req {
-    struct km_httpc_req *r;   /* the client's request; NULL once cb started */
+    struct km_hc_req *r;      /* the client's request; NULL once cb started */
     struct km_ctx *ctx;       /* owner */
     km_http_cb cb;            /* the plugin's callback */
     void *arg;                /* its argument */
     struct km_http_req *prev; /* ctx->requests, doubly linked: O(1) removal */
     struct km_http_req *next; /* idem */
+};
+
+/*
+ * One outbound WebSocket connection (km_host.ws_open); the plugin's opaque
+ * handle points at it. It lives until its on_close has run or the plugin
+ * closes it.
+ */
+struct km_ws {
+    struct km_wsc *c;   /* the client's connection; NULL once on_close started */
+    struct km_ctx *ctx; /* owner */
+    void (*on_open)(struct km_ws *ws, void *arg); /* the plugin's callbacks */
+    void (*on_message)(struct km_ws *ws, int binary, const char *data, size_t len,
+                       void *arg);
+    void (*on_close)(struct km_ws *ws, const struct km_ws_closed *info, void *arg);
+    void *arg;          /* their argument */
+    struct km_ws *prev; /* ctx->websockets, doubly linked: O(1) removal */
+    struct km_ws *next; /* idem */
 };
 
 /* One REST route a plugin serves (km_host.rest_route). */
@@ -118,6 +137,7 @@ struct km_ctx {
     struct km_kind_list *kinds;   /* config_sections() answers (owned) */
     struct km_timer_slot *timers; /* its live timers (owned) */
     struct km_http_req *requests; /* its requests in flight (owned) */
+    struct km_ws *websockets;     /* its WebSocket connections (owned) */
     struct km_route *routes;      /* its REST routes (owned) */
     struct km_rest_pending *pendings; /* REST answers it owes (owned) */
     char last_error[256];             /* last error/warning line it logged */
@@ -548,9 +568,9 @@ static struct km_http_req *host_http_request(struct km_ctx *ctx,
     w->ctx = ctx;
     w->cb = cb;
     w->arg = arg;
-    /* httpc never calls back from inside km_httpc_request, so tracking
+    /* the client never calls back from inside km_hc_request, so tracking
        after it returns is safe. */
-    w->r = km_httpc_request(ctx->core->base, req, request_done, w, err, sizeof err);
+    w->r = km_hc_request(ctx->core->base, req, request_done, w, err, sizeof err);
     if (!w->r) {
         km_log(KM_LOG_DEBUG, "%s: http request to %s not started: %s", ctx->log_prefix,
                req->url ? req->url : "(no url)", err[0] ? err : "out of memory");
@@ -569,8 +589,98 @@ static void host_http_cancel(struct km_ctx *ctx, struct km_http_req *w)
     /* r is NULL inside the request's own callback: request_done frees it. */
     if (!w || !w->r)
         return;
-    km_httpc_cancel(w->r);
+    km_hc_cancel(w->r);
     request_unlink(w);
+    free(w);
+}
+
+/* ---- outbound WebSocket ---------------------------------------------------- */
+
+static void ws_unlink(struct km_ws *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        w->ctx->websockets = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->prev = w->next = NULL;
+}
+
+static void ws_opened(struct km_wsc *c, void *arg)
+{
+    struct km_ws *w = arg;
+
+    if (w->on_open)
+        w->on_open(w, w->arg);
+}
+
+static void ws_message(struct km_wsc *c, int binary, const char *data, size_t len,
+                       void *arg)
+{
+    struct km_ws *w = arg;
+
+    if (w->on_message)
+        w->on_message(w, binary, data, len, w->arg);
+}
+
+/* The client's on_close: untrack first, so that nothing (a ws_close from
+   inside on_close, or the plugin's unload) can reach the finished one. */
+static void ws_closed(struct km_wsc *c, const struct km_ws_closed *info, void *arg)
+{
+    struct km_ws *w = arg;
+
+    ws_unlink(w);
+    w->c = NULL;
+    w->on_close(w, info, w->arg);
+    free(w);
+}
+
+static struct km_ws *host_ws_open(struct km_ctx *ctx, const struct km_ws_client_opts *o)
+{
+    static const struct km_wsc_handlers h0 = {ws_opened, ws_message, ws_closed, NULL};
+    struct km_wsc_handlers h = h0;
+    struct km_ws *w;
+    char err[256] = "";
+
+    if (!o || !o->on_close || !(w = calloc(1, sizeof *w)))
+        return NULL;
+    w->ctx = ctx;
+    w->on_open = o->on_open;
+    w->on_message = o->on_message;
+    w->on_close = o->on_close;
+    w->arg = o->arg;
+    h.arg = w;
+    /* never calls back from inside km_wsc_open: tracking after it is safe */
+    w->c = km_wsc_open(ctx->core->base, o, &h, err, sizeof err);
+    if (!w->c) {
+        km_log(KM_LOG_DEBUG, "%s: WebSocket to %s not opened: %s", ctx->log_prefix,
+               o->url ? o->url : "(no url)", err[0] ? err : "out of memory");
+        free(w);
+        return NULL;
+    }
+    w->next = ctx->websockets;
+    if (w->next)
+        w->next->prev = w;
+    ctx->websockets = w;
+    return w;
+}
+
+static int host_ws_send_text(struct km_ctx *ctx, struct km_ws *w, const char *text,
+                             size_t len)
+{
+    if (!w || !w->c)
+        return KM_EINVAL;
+    return km_wsc_send_text(w->c, text, len) == 0 ? KM_OK : KM_EINVAL;
+}
+
+static void host_ws_close(struct km_ctx *ctx, struct km_ws *w)
+{
+    /* c is NULL inside the connection's own on_close: ws_closed frees it */
+    if (!w || !w->c)
+        return;
+    km_wsc_close(w->c); /* from inside its on_message: freed when that returns */
+    ws_unlink(w);
     free(w);
 }
 
@@ -970,6 +1080,9 @@ const struct km_host km_host_iface = {
     .rest_route = host_rest_route,
     .rest_param = host_rest_param,
     .rest_finish = host_rest_finish,
+    .ws_open = host_ws_open,
+    .ws_send_text = host_ws_send_text,
+    .ws_close = host_ws_close,
 };
 
 /* ---- the context ------------------------------------------------------------ */
@@ -1047,7 +1160,13 @@ void km_ctx_release(struct km_ctx *ctx)
     while (ctx->requests) {
         struct km_http_req *w = ctx->requests;
         request_unlink(w);
-        km_httpc_cancel(w->r);
+        km_hc_cancel(w->r);
+        free(w);
+    }
+    while (ctx->websockets) {
+        struct km_ws *w = ctx->websockets;
+        ws_unlink(w);
+        km_wsc_close(w->c);
         free(w);
     }
     /* Never called from inside one of the plugin's own callbacks, so no

@@ -21,7 +21,7 @@
 #include <event2/event.h>
 
 #include "core.h"
-#include "httpc.h"
+#include "http_client.h"
 #include "loader.h"
 #include "log.h"
 #if __has_include("server.h")
@@ -391,7 +391,7 @@ static void stop(struct km_daemon *d)
     if (d->core.loader)
         km_loader_free(d->core.loader);
     if (d->core.base)
-        km_httpc_shutdown(d->core.base); /* the resolver outlives no loop */
+        km_hc_shutdown(d->core.base); /* the CURLM outlives no loop */
     km_bus_free(d->core.bus);
     if (d->sig_term)
         event_free(d->sig_term);

@@ -18,13 +18,16 @@
 #include <string.h>
 
 #include <katomon/plugin.h>
+#include <katomon/tls.h>
 
 static const struct km_conf_key wh_keys[] = {
-    {"url", KM_CONF_STRING, NULL, 0, 0, "http:// URL to POST alerts to (required)"},
+    {"url", KM_CONF_STRING, NULL, 0, 0,
+     "http:// or https:// URL to POST alerts to (required)"},
     {"timeout", KM_CONF_DOUBLE, "10", 0.1, 600, "seconds before a post is given up"},
     {"retries", KM_CONF_INT, "3", 0, 100, "attempts after the first one"},
     {"max_pending", KM_CONF_INT, "100", 1, 100000, "batches queued at most"},
     {"resolved", KM_CONF_BOOL, "true", 0, 0, "also post resolved alerts"},
+    KM_TLS_CONF_KEYS,
     {NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -39,6 +42,7 @@ static struct {
     const struct km_host *host;   /* the core */
     struct km_ctx *ctx;           /* our handle */
     char *url;                    /* target */
+    struct km_tls_conf tls;       /* ca_file, tls_verify */
     unsigned timeout_ms;          /* per post */
     unsigned retries;             /* extra attempts */
     size_t max_pending;           /* queue bound */
@@ -120,7 +124,9 @@ static void send_head(void *arg)
                                   .headers = headers,
                                   .body = wh.head->body,
                                   .body_len = strlen(wh.head->body),
-                                  .timeout_ms = wh.timeout_ms};
+                                  .timeout_ms = wh.timeout_ms,
+                                  .ca_file = wh.tls.ca_file,
+                                  .tls_insecure = wh.tls.insecure};
     wh.head->attempts++;
     wh.inflight = wh.host->http_request(wh.ctx, &req, on_posted, NULL);
     if (!wh.inflight) {
@@ -198,12 +204,13 @@ static int wh_init(struct km_ctx *ctx, const struct km_host *host)
     wh.host = host;
     wh.ctx = ctx;
     const char *url = host->config_string(ctx, "url");
-    if (!url || strncmp(url, "http://", 7) != 0) {
+    if (!url || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)) {
         host->log(ctx, KM_LOG_ERROR,
-                  "set url = http://HOST[:PORT]/PATH in [plugin alert_webhook] (https "
-                  "needs a local relay)");
+                  "set url = http(s)://HOST[:PORT]/PATH in [plugin alert_webhook]");
         return -1;
     }
+    if (km_tls_conf_read(host, ctx, url, &wh.tls) < 0)
+        return -1;
     wh.url = strdup(url);
     wh.timeout_ms = (unsigned)(host->config_double(ctx, "timeout") * 1000);
     wh.retries = (unsigned)host->config_int(ctx, "retries");

@@ -43,6 +43,7 @@
 
 #include <katomon/plugin.h>
 #include <katomon/source.h>
+#include <katomon/tls.h>
 #include <katomon/util.h>
 
 #define MAX_CONTAINERS 256   /* watched at once */
@@ -66,7 +67,8 @@
 static const struct km_conf_key ds_keys[] = {
     {"socket", KM_CONF_STRING, "/var/run/docker.sock", 0, 0, "Docker's unix socket"},
     {"url", KM_CONF_STRING, NULL, 0, 0,
-     "http://HOST:PORT of a TCP engine (instead of socket)"},
+     "http(s)://HOST:PORT of a TCP engine (instead of socket; https verifies the "
+     "engine, client certificates are not supported)"},
     {"api_version", KM_CONF_STRING, "v1.41", 0, 0, "API version in request paths"},
     {"containers", KM_CONF_STRING, "kato,kato-clickhouse,kato-qdrant,kato-redis", 0, 0,
      "comma-separated names to watch, or * for all"},
@@ -75,6 +77,7 @@ static const struct km_conf_key ds_keys[] = {
     {"interval", KM_CONF_DOUBLE, "5", 0.5, 86400, "seconds between polls"},
     {"timeout", KM_CONF_DOUBLE, "10", 0.5, 600, "seconds before a request is given up"},
     {"events", KM_CONF_BOOL, "true", 0, 0, "follow /events to see changes at once"},
+    KM_TLS_CONF_KEYS,
     {NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -160,6 +163,7 @@ static struct {
     struct km_topic *topic;       /* containers */
     char base[256];               /* "http://docker/v1.41" or "http://HOST:PORT/v1.41" */
     const char *socket;           /* unix socket; NULL with url */
+    struct km_tls_conf tls;       /* ca_file, tls_verify (https url) */
     char names[MAX_NAMES][128];   /* the containers list */
     int n_names;                  /* entries; 0 with "*" or label */
     const char *label;            /* label filter, or NULL */
@@ -450,7 +454,9 @@ static void request_stats(struct slot *s)
     struct km_http_request req = {.url = url,
                                   .unix_socket = ds.socket,
                                   .timeout_ms = ds.timeout_ms,
-                                  .max_body = 1 << 20};
+                                  .max_body = 1 << 20,
+                                  .ca_file = ds.tls.ca_file,
+                                  .tls_insecure = ds.tls.insecure};
     s->req = ds.host->http_request(ds.ctx, &req, on_stats, s);
     if (!s->req) {
         snprintf(s->error, sizeof s->error, "stats: cannot request");
@@ -556,7 +562,9 @@ static void poll_now(void *arg)
     struct km_http_request req = {.url = url,
                                   .unix_socket = ds.socket,
                                   .timeout_ms = ds.timeout_ms,
-                                  .max_body = 8 << 20};
+                                  .max_body = 8 << 20,
+                                  .ca_file = ds.tls.ca_file,
+                                  .tls_insecure = ds.tls.insecure};
     ds.polling = 1;
     ds.list_req = ds.host->http_request(ds.ctx, &req, on_list, NULL);
     if (!ds.list_req) {
@@ -630,7 +638,9 @@ static void events_open(void *arg)
     struct km_http_request req = {.url = url,
                                   .unix_socket = ds.socket,
                                   .timeout_ms = 3600 * 1000,
-                                  .on_data = on_event_data};
+                                  .on_data = on_event_data,
+                                  .ca_file = ds.tls.ca_file,
+                                  .tls_insecure = ds.tls.insecure};
     ds.events = ds.host->http_request(ds.ctx, &req, on_events_end, NULL);
     if (!ds.events)
         ds.events_retry = ds.host->timer_add(ds.ctx, 30, 0, events_open, NULL);
@@ -661,10 +671,12 @@ static int ds_init(struct km_ctx *ctx, const struct km_host *host)
     ds.ctx = ctx;
     const char *url = host->config_string(ctx, "url");
     const char *ver = host->config_string(ctx, "api_version");
-    if (url && strncmp(url, "http://", 7) != 0) {
-        host->log(ctx, KM_LOG_ERROR, "url '%s' must be http://HOST:PORT", url);
+    if (url && strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
+        host->log(ctx, KM_LOG_ERROR, "url '%s' must be http(s)://HOST:PORT", url);
         return -1;
     }
+    if (url && km_tls_conf_read(host, ctx, url, &ds.tls) < 0)
+        return -1;
     ds.socket = url ? NULL : host->config_string(ctx, "socket");
     snprintf(ds.base, sizeof ds.base, "%s/%s", url ? url : "http://docker", ver);
     ds.label = host->config_string(ctx, "label");

@@ -26,14 +26,17 @@
 
 #include <katomon/plugin.h>
 #include <katomon/source.h>
+#include <katomon/tls.h>
 #include <katomon/util.h>
 
 /* ---- config ---- */
 
 static const struct km_conf_key kato_keys[] = {
-    {"url", KM_CONF_STRING, "http://127.0.0.1:8000", 0, 0, "KATO base URL (http only)"},
+    {"url", KM_CONF_STRING, "http://127.0.0.1:8000", 0, 0,
+     "KATO base URL (http:// or https://)"},
     {"interval", KM_CONF_DOUBLE, "5", 0.1, 86400, "seconds between polls"},
     {"timeout", KM_CONF_DOUBLE, "3", 0.1, 600, "seconds before a request is given up"},
+    KM_TLS_CONF_KEYS,
     {NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -128,6 +131,7 @@ static struct km_ctx *ctx;
 static struct km_timer *timer;
 static char *base_url;            /* url without a trailing slash */
 static unsigned timeout_ms;       /* per request */
+static struct km_tls_conf tls;    /* ca_file, tls_verify */
 static double last_total_created; /* for sessions.total_count */
 
 static json_t *shape_sessions(json_t *body);
@@ -261,8 +265,11 @@ static void poll_source(struct kato_source *s)
     if (s->req) /* KATO is slower than the interval: don't pile requests up */
         return;
     snprintf(url, sizeof url, "%s%s", base_url, s->path);
-    struct km_http_request req = {
-        .url = url, .timeout_ms = timeout_ms, .max_body = 4 << 20};
+    struct km_http_request req = {.url = url,
+                                  .timeout_ms = timeout_ms,
+                                  .max_body = 4 << 20,
+                                  .ca_file = tls.ca_file,
+                                  .tls_insecure = tls.insecure};
     s->req = host->http_request(ctx, &req, on_response, s);
     if (!s->req)
         publish_error(s, "cannot request %s", url);
@@ -283,15 +290,20 @@ static int kato_init(struct km_ctx *c, const struct km_host *h)
     host = h;
     ctx = c;
     const char *url = host->config_string(ctx, "url");
-    if (strncmp(url, "http://", 7) != 0) {
-        host->log(ctx, KM_LOG_ERROR, "url '%s' must start with http://", url);
+    size_t scheme = !strncmp(url, "http://", 7)    ? 7
+                    : !strncmp(url, "https://", 8) ? 8
+                                                   : 0;
+    if (!scheme) {
+        host->log(ctx, KM_LOG_ERROR, "url '%s' must start with http:// or https://", url);
         return -1;
     }
+    if (km_tls_conf_read(host, ctx, url, &tls) < 0)
+        return -1;
     base_url = strdup(url);
     if (!base_url)
         return -1;
     size_t n = strlen(base_url);
-    while (n > 7 && base_url[n - 1] == '/')
+    while (n > scheme && base_url[n - 1] == '/')
         base_url[--n] = '\0';
     timeout_ms = (unsigned)(host->config_double(ctx, "timeout") * 1000);
 

@@ -24,31 +24,28 @@
  * sessions created in the same millisecond must not share a timestamp:
  * hence microseconds, bumped by one when the clock has not moved on.
  *
- * Once the 101 is in, the stream has no read timeout (KATO is silent while
- * nothing happens); liveness is the ping every `ping_interval`, and a
- * stream silent for 2.5 intervals is closed and retried.
+ * The stream is the core's WebSocket client (km_host.ws_open: libcurl
+ * connects, TLS for an https url, wslay frames): ws://HOST:PORT/ws/events
+ * for url = http://HOST:PORT, wss:// for https://, below the url's path
+ * when it has one (url = https://gw/kato follows wss://gw/kato/ws/events).
+ * Once open, the stream has no read timeout (KATO is silent while nothing
+ * happens); liveness is the ping every `ping_interval`, and a stream silent
+ * for 2.5 intervals is closed and retried.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/dns.h>
-#include <event2/event.h>
-#include <event2/util.h>
-#include <wslay/wslay.h>
 
 #include <katomon/plugin.h>
+#include <katomon/tls.h>
 #include <katomon/util.h>
 
-#define HANDSHAKE_MAX  8192  /* bytes of the 101 response we accept */
+#define HANDSHAKE_MS   10000 /* connect + TLS + the 101 */
 #define STREAM_MSG_MAX 65536 /* largest /ws/events message we accept */
 
 static const struct km_conf_key se_keys[] = {
-    {"url", KM_CONF_STRING, "http://127.0.0.1:8000", 0, 0, "KATO base URL (http only)"},
+    {"url", KM_CONF_STRING, "http://127.0.0.1:8000", 0, 0,
+     "KATO base URL (http:// or https://; the stream is its /ws/events)"},
     {"stream", KM_CONF_BOOL, "true", 0, 0, "use KATO's /ws/events when it offers it"},
     {"retry", KM_CONF_DOUBLE, "30", 1, 86400,
      "seconds between attempts to open the stream"},
@@ -56,6 +53,7 @@ static const struct km_conf_key se_keys[] = {
      "seconds between pings on the stream"},
     {"ring_size", KM_CONF_INT, "512", 16, 65536,
      "events kept for clients that reconnect"},
+    KM_TLS_CONF_KEYS,
     {NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -79,7 +77,7 @@ static const struct km_field event_schema[] = {
 /* Where the stream connection stands. */
 enum stream_state {
     ST_IDLE,      /* not connected; a retry timer may be pending */
-    ST_HANDSHAKE, /* TCP connecting or waiting for the 101 */
+    ST_HANDSHAKE, /* connecting, TLS, or waiting for the 101 */
     ST_OPEN,      /* WebSocket open: events come from here */
 };
 
@@ -92,19 +90,17 @@ static struct {
     int64_t last_event_us;      /* monotonic time of the last event (or of init) */
     int64_t last_stamp_us;      /* wall time of the last event's timestamp */
     /* stream */
-    char host_name[256];        /* KATO host, from url */
-    int port;                   /* KATO port */
-    int use_stream;             /* [plugin] stream */
-    double retry_s;             /* seconds between stream attempts */
-    double ping_s;              /* seconds between pings */
-    enum stream_state state;    /* see above */
-    struct bufferevent *bev;    /* the connection */
-    struct evdns_base *dns;     /* resolver for host names */
-    wslay_event_context_ptr ws; /* WebSocket framing once open */
-    struct km_timer *retry;     /* next attempt */
-    struct km_timer *ping;      /* pings while open */
-    int64_t last_rx_us;         /* monotonic time of the last frame received */
-    int said_fallback;          /* logged that we follow counts */
+    char *ws_url;            /* ws(s)://.../ws/events, from url (owned) */
+    struct km_tls_conf tls;  /* ca_file, tls_verify */
+    int use_stream;          /* [plugin] stream */
+    double retry_s;          /* seconds between stream attempts */
+    double ping_s;           /* seconds between pings */
+    enum stream_state state; /* see above */
+    struct km_ws *ws;        /* the stream, from ws_open until its on_close */
+    struct km_timer *retry;  /* next attempt */
+    struct km_timer *ping;   /* pings while open */
+    int64_t last_rx_us;      /* monotonic time of the last frame received */
+    int said_fallback;       /* logged that we follow counts */
 } se;
 
 /* ---- events ---- */
@@ -173,24 +169,29 @@ static void on_sessions(struct km_topic *t, struct km_msg *msg, void *arg)
 
 static void stream_schedule(double seconds);
 
-static void stream_close(const char *why)
+/* The stream is over (ws already closed or being closed): log, follow the
+   counts, retry later. */
+static void stream_down(const char *why)
 {
     if (se.state != ST_IDLE && why)
         se.host->log(se.ctx, se.state == ST_OPEN ? KM_LOG_WARNING : KM_LOG_INFO,
                      "/ws/events %s; following session counts, retrying in %.0f s", why,
                      se.retry_s);
-    if (se.ws)
-        wslay_event_context_free(se.ws);
-    se.ws = NULL;
-    if (se.bev)
-        bufferevent_free(se.bev);
-    se.bev = NULL;
     if (se.ping)
         se.host->timer_del(se.ctx, se.ping);
     se.ping = NULL;
     se.state = ST_IDLE;
     se.said_fallback = 0;
     stream_schedule(se.retry_s);
+}
+
+/* We end the stream (it went silent, a ping could not be sent). */
+static void stream_close(const char *why)
+{
+    if (se.ws)
+        se.host->ws_close(se.ctx, se.ws); /* no on_close afterwards */
+    se.ws = NULL;
+    stream_down(why);
 }
 
 static void on_stream_message(json_t *m)
@@ -226,46 +227,15 @@ static void on_stream_message(json_t *m)
                   "stream");
 }
 
-static ssize_t ws_recv(wslay_event_context_ptr ws, uint8_t *buf, size_t len, int flags,
-                       void *arg)
-{
-    struct evbuffer *in = bufferevent_get_input(se.bev);
-    int n = evbuffer_remove(in, buf, len);
-
-    if (n <= 0) {
-        wslay_event_set_error(ws, WSLAY_ERR_WOULDBLOCK);
-        return -1;
-    }
-    return n;
-}
-
-static ssize_t ws_send(wslay_event_context_ptr ws, const uint8_t *data, size_t len,
-                       int flags, void *arg)
-{
-    if (bufferevent_write(se.bev, data, len) < 0) {
-        wslay_event_set_error(ws, WSLAY_ERR_CALLBACK_FAILURE);
-        return -1;
-    }
-    return (ssize_t)len;
-}
-
-static int ws_genmask(wslay_event_context_ptr ws, uint8_t *buf, size_t len, void *arg)
-{
-    if (getrandom(buf, len, GRND_NONBLOCK) != (ssize_t)len)
-        for (size_t i = 0; i < len; i++)
-            buf[i] = (uint8_t)random();
-    return 0;
-}
-
-static void ws_on_msg(wslay_event_context_ptr ws,
-                      const struct wslay_event_on_msg_recv_arg *a, void *arg)
+static void ws_on_message(struct km_ws *ws, int binary, const char *data, size_t len,
+                          void *arg)
 {
     se.last_rx_us = km_mono_us();
-    if (a->opcode != WSLAY_TEXT_FRAME)
+    if (binary)
         return;
-    if (a->msg_length == 4 && memcmp(a->msg, "pong", 4) == 0)
+    if (len == 4 && memcmp(data, "pong", 4) == 0)
         return;
-    json_t *m = json_loadb((const char *)a->msg, a->msg_length, 0, NULL);
+    json_t *m = json_loadb(data, len, 0, NULL);
     if (json_is_object(m))
         on_stream_message(m);
     else
@@ -274,132 +244,60 @@ static void ws_on_msg(wslay_event_context_ptr ws,
     json_decref(m);
 }
 
-static void stream_pump(void)
-{
-    if (wslay_event_recv(se.ws) != 0 || wslay_event_send(se.ws) != 0) {
-        stream_close("failed");
-        return;
-    }
-    if (!wslay_event_want_read(se.ws) && !wslay_event_want_write(se.ws))
-        stream_close("was closed by KATO");
-}
-
-/* Parses the 101 response; returns 1 done, 0 need more, -1 refused. */
-static int handshake_read(void)
-{
-    struct evbuffer *in = bufferevent_get_input(se.bev);
-    struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
-    char status[64];
-
-    if (end.pos < 0) {
-        if (evbuffer_get_length(in) > HANDSHAKE_MAX) {
-            stream_close("sent an oversized handshake");
-            return -1;
-        }
-        return 0;
-    }
-    size_t n = evbuffer_copyout(in, status, sizeof status - 1);
-    status[n] = '\0';
-    int code = 0;
-    sscanf(status, "HTTP/1.%*d %d", &code);
-    evbuffer_drain(in, (size_t)end.pos + 4);
-    if (code != 101) {
-        char why[64];
-        snprintf(why, sizeof why, "is not offered (HTTP %d)", code);
-        stream_close(why);
-        return -1;
-    }
-    return 1;
-}
-
 static void stream_ping(void *arg)
 {
-    struct wslay_event_msg ping = {WSLAY_TEXT_FRAME, (const uint8_t *)"ping", 4};
     int64_t silent = km_mono_us() - se.last_rx_us;
 
     if (silent > (int64_t)(2.5 * se.ping_s * 1e6)) {
         stream_close("went silent");
         return;
     }
-    if (wslay_event_queue_msg(se.ws, &ping) != 0 || wslay_event_send(se.ws) != 0)
+    if (se.host->ws_send_text(se.ctx, se.ws, "ping", 4) != KM_OK)
         stream_close("failed");
 }
 
-static void stream_opened(void)
+static void ws_on_open(struct km_ws *ws, void *arg)
 {
-    static const struct wslay_event_callbacks cbs = {ws_recv, ws_send, ws_genmask, NULL,
-                                                     NULL,    NULL,    ws_on_msg};
-
-    if (wslay_event_context_client_init(&se.ws, &cbs, NULL) != 0) {
-        stream_close("could not be set up (out of memory)");
-        return;
-    }
-    wslay_event_config_set_max_recv_msg_length(se.ws, STREAM_MSG_MAX);
-    /* no read timeout from here on: an idle stream is silent (see top) */
-    bufferevent_set_timeouts(se.bev, NULL, NULL);
     se.state = ST_OPEN;
     se.last_rx_us = km_mono_us();
     se.ping = se.host->timer_add(se.ctx, se.ping_s, KM_TIMER_REPEAT, stream_ping, NULL);
-    se.host->log(se.ctx, KM_LOG_NOTICE, "following KATO /ws/events at %s:%d",
-                 se.host_name, se.port);
+    se.host->log(se.ctx, KM_LOG_NOTICE, "following KATO /ws/events at %s", se.ws_url);
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+static void ws_on_close(struct km_ws *ws, const struct km_ws_closed *info, void *arg)
 {
-    if (se.state == ST_HANDSHAKE) {
-        if (handshake_read() <= 0)
-            return;
-        stream_opened();
-        if (se.state != ST_OPEN)
-            return;
-    }
-    stream_pump();
-}
+    char why[600];
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
-{
-    char req[512];
-
-    if (what & BEV_EVENT_CONNECTED) {
-        int v6 = strchr(se.host_name, ':') != NULL; /* an IPv6 literal: [::1]:8000 */
-        /* The key is fixed: we trust the peer we chose, and the 101 check
-           is what tells a stream from a 404. */
-        snprintf(req, sizeof req,
-                 "GET /ws/events HTTP/1.1\r\nHost: %s%s%s:%d\r\nUpgrade: websocket\r\n"
-                 "Connection: Upgrade\r\nSec-WebSocket-Key: a2F0b21vbi1zZXNzaW9ucw==\r\n"
-                 "Sec-WebSocket-Version: 13\r\nUser-Agent: katomon\r\n\r\n",
-                 v6 ? "[" : "", se.host_name, v6 ? "]" : "", se.port);
-        bufferevent_write(bev, req, strlen(req));
-        return;
-    }
-    if (what & BEV_EVENT_EOF)
-        stream_close("was closed by KATO");
-    else if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
-        stream_close(what & BEV_EVENT_TIMEOUT
-                         ? "timed out"
-                         : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    se.ws = NULL; /* gone once we return */
+    if (se.state == ST_OPEN && info->by_peer)
+        snprintf(why, sizeof why, "was closed by KATO");
+    else if (se.state == ST_OPEN)
+        snprintf(why, sizeof why, "failed (%s)", info->reason);
+    else if (info->http_status)
+        snprintf(why, sizeof why, "is not offered (HTTP %d)", info->http_status);
+    else
+        snprintf(why, sizeof why, "could not be reached (%s)", info->reason);
+    stream_down(why);
 }
 
 static void stream_connect(void *arg)
 {
-    struct event_base *base = se.host->event_base(se.ctx);
-    struct timeval handshake_timeout = {10, 0};
+    struct km_ws_client_opts o = {.url = se.ws_url,
+                                  .ca_file = se.tls.ca_file,
+                                  .tls_insecure = se.tls.insecure,
+                                  .timeout_ms = HANDSHAKE_MS,
+                                  .max_message = STREAM_MSG_MAX,
+                                  .on_open = ws_on_open,
+                                  .on_message = ws_on_message,
+                                  .on_close = ws_on_close};
 
     se.retry = NULL;
-    se.bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (!se.bev) {
+    se.ws = se.host->ws_open(se.ctx, &o);
+    if (!se.ws) { /* a bad url was refused at init: out of memory */
         stream_schedule(se.retry_s);
         return;
     }
-    bufferevent_setcb(se.bev, on_read, NULL, on_event, NULL);
-    bufferevent_set_timeouts(se.bev, &handshake_timeout, NULL);
-    bufferevent_enable(se.bev, EV_READ | EV_WRITE);
     se.state = ST_HANDSHAKE;
-    if (!se.dns)
-        se.dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
-    if (bufferevent_socket_connect_hostname(se.bev, se.dns, AF_UNSPEC, se.host_name,
-                                            se.port) < 0)
-        stream_close("could not be reached");
 }
 
 static void stream_schedule(double seconds)
@@ -409,37 +307,25 @@ static void stream_schedule(double seconds)
     se.retry = se.host->timer_add(se.ctx, seconds, 0, stream_connect, NULL);
 }
 
-/* "http://host[:port][/...]" -> host, port. */
-static int parse_url(const char *url)
+/* "http(s)://host[:port][/prefix]" -> "ws(s)://host[:port][/prefix]/ws/events",
+   or NULL when the url names no host. New string. */
+static char *make_ws_url(const char *url)
 {
-    const char *p = url + 7, *end;
+    size_t scheme = !strncmp(url, "http://", 7)    ? 7
+                    : !strncmp(url, "https://", 8) ? 8
+                                                   : 0;
+    size_t n = strlen(url);
+    char *out;
 
-    if (strncmp(url, "http://", 7) != 0)
-        return -1;
-    if (*p == '[') { /* [v6]:port */
-        end = strchr(p, ']');
-        if (!end || (size_t)(end - p - 1) >= sizeof se.host_name)
-            return -1;
-        memcpy(se.host_name, p + 1, (size_t)(end - p - 1));
-        se.host_name[end - p - 1] = '\0';
-        p = end + 1;
-    } else {
-        end = p + strcspn(p, ":/");
-        if (end == p || (size_t)(end - p) >= sizeof se.host_name)
-            return -1;
-        memcpy(se.host_name, p, (size_t)(end - p));
-        se.host_name[end - p] = '\0';
-        p = end;
-    }
-    se.port = 80;
-    if (*p == ':') {
-        char *e;
-        long port = strtol(p + 1, &e, 10);
-        if (port <= 0 || port > 65535 || (*e && *e != '/'))
-            return -1;
-        se.port = (int)port;
-    }
-    return 0;
+    if (!scheme || strchr("/:?#", url[scheme]) || strpbrk(url, " \t\r\n?#"))
+        return NULL;
+    while (n > scheme && url[n - 1] == '/')
+        n--;
+    out = malloc(n + 16);
+    if (out)
+        snprintf(out, n + 16, "ws%s%.*s/ws/events", scheme == 8 ? "s" : "",
+                 (int)(n - scheme + 3), url + scheme - 3);
+    return out;
 }
 
 /* ---- init/shutdown ---- */
@@ -451,9 +337,16 @@ static int se_init(struct km_ctx *ctx, const struct km_host *host)
     memset(&se, 0, sizeof se);
     se.host = host;
     se.ctx = ctx;
+    if (!KM_HOST_HAS(host, ws_close)) {
+        host->log(ctx, KM_LOG_ERROR, "this katomon has no WebSocket client (ws_open)");
+        return -1;
+    }
     const char *url = host->config_string(ctx, "url");
-    if (parse_url(url) < 0) {
-        host->log(ctx, KM_LOG_ERROR, "url '%s' is not http://HOST[:PORT]", url);
+    if (km_tls_conf_read(host, ctx, url, &se.tls) < 0)
+        return -1;
+    se.ws_url = make_ws_url(url);
+    if (!se.ws_url) {
+        host->log(ctx, KM_LOG_ERROR, "url '%s' is not http(s)://HOST[:PORT][/PATH]", url);
         return -1;
     }
     se.use_stream = host->config_bool(ctx, "stream");
@@ -467,24 +360,23 @@ static int se_init(struct km_ctx *ctx, const struct km_host *host)
     if (!se.topic) {
         host->log(ctx, KM_LOG_ERROR, "cannot declare topic session_events: %s",
                   host->strerror(err));
-        return -1;
+        goto fail;
     }
     if (!host->subscribe(ctx, "sessions", on_sessions, NULL))
-        return -1;
+        goto fail;
     if (se.use_stream)
         se.retry = host->timer_add(ctx, 0.01, 0, stream_connect, NULL);
     return 0;
+fail: /* no shutdown follows a failed init */
+    free(se.ws_url);
+    se.ws_url = NULL;
+    return -1;
 }
 
 static void se_shutdown(struct km_ctx *ctx)
 {
-    /* timers and the subscription are the core's to release */
-    if (se.ws)
-        wslay_event_context_free(se.ws);
-    if (se.bev)
-        bufferevent_free(se.bev);
-    if (se.dns)
-        evdns_base_free(se.dns, 0);
+    /* timers, the subscription and the stream are the core's to release */
+    free(se.ws_url);
     memset(&se, 0, sizeof se);
 }
 

@@ -30,6 +30,7 @@
 
 #include <katomon/schema.h>
 #include <katomon/http.h>
+#include <katomon/websocket.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -42,7 +43,10 @@ extern "C" {
    end of struct km_plugin: the loader takes the descriptor's size from its
    symbol and treats members past it as NULL, so a plugin built against an
    older header still loads. */
-#define KM_PLUGIN_ABI 1
+/* 2 (issue 13): struct km_http_request gained ca_file and tls_insecure,
+   which the core reads from every request (a plugin built for 1 would pass
+   a shorter struct); ws_open, ws_send_text and ws_close were appended. */
+#define KM_PLUGIN_ABI 2
 
 /* 1 when the core's struct km_host has `member` (a plugin built against a
    newer header may run on an older core of the same ABI). */
@@ -296,7 +300,7 @@ struct km_host {
     void (*timer_del)(struct km_ctx *ctx, struct km_timer *timer);
 
     /*
-     * Non-blocking HTTP (see katomon/http.h). Returns a handle owned by the
+     * Non-blocking HTTP(S) (see katomon/http.h). Returns a handle owned by the
      * core until cb has run, or NULL with nothing started (bad url, ENOMEM):
      * in that case cb is not called. cancel: cb is not called afterwards.
      */
@@ -306,7 +310,8 @@ struct km_host {
     void (*http_cancel)(struct km_ctx *ctx, struct km_http_req *req);
 
     /* The daemon's libevent base (struct event_base *), for plugins doing
-       their own non-blocking I/O. Borrowed. */
+       their own non-blocking I/O. Borrowed. On its way out: outbound HTTP(S)
+       and WebSocket have verbs of their own (http_request, ws_open). */
     void *(*event_base)(struct km_ctx *ctx);
 
     /*
@@ -345,6 +350,25 @@ struct km_host {
      */
     void (*rest_finish)(struct km_ctx *ctx, struct km_rest_pending *p, int status,
                         json_t *reply, const char *detail);
+
+    /* ---- appended in ABI 2 (issue 13): KM_HOST_HAS(host, ws_close) ------- */
+
+    /*
+     * Outbound WebSocket (see katomon/websocket.h: ws:// or wss://, the
+     * callbacks and when they run). ws_open returns a handle owned by the
+     * core until on_close has run or ws_close, or NULL with nothing started
+     * (bad url or header, ENOMEM): no callback then. ws_send_text queues one
+     * text message (copied) and returns KM_OK, or KM_EINVAL when the
+     * connection is not open (yet, or any more). ws_close closes at once (a
+     * close frame 1000 when the socket takes it): no callback runs
+     * afterwards; safe from the connection's own on_open and on_message, a
+     * no-op inside its on_close. The core closes what is left when the
+     * plugin stops.
+     */
+    struct km_ws *(*ws_open)(struct km_ctx *ctx, const struct km_ws_client_opts *opts);
+    int (*ws_send_text)(struct km_ctx *ctx, struct km_ws *ws, const char *text,
+                        size_t len);
+    void (*ws_close)(struct km_ctx *ctx, struct km_ws *ws);
 };
 
 /* ---- the descriptor a plugin exports ------------------------------------ */

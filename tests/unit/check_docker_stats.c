@@ -42,6 +42,7 @@
 #include <jansson.h>
 
 #include "core.h"
+#include "http_client.h"
 #include "loader.h"
 #include "log.h"
 
@@ -424,6 +425,7 @@ static void teardown(void)
     json_decref(box.last);
     box.last = NULL;
     km_bus_free(core.bus);
+    km_hc_shutdown(core.base); /* whoever frees the loop frees its CURLM */
     event_base_free(core.base);
     km_config_free(core.cfg);
     km_log_set_hook(NULL, NULL);

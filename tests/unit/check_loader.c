@@ -29,7 +29,7 @@
 #include <jansson.h>
 
 #include "core.h"
-#include "httpc.h"
+#include "http_client.h"
 #include "loader.h"
 #include "log.h"
 
@@ -113,6 +113,7 @@ static void teardown(void)
     km_loader_free(core.loader);
     core.loader = NULL;
     km_bus_free(core.bus);
+    km_hc_shutdown(core.base); /* whoever frees the loop frees its CURLM */
     event_base_free(core.base);
     km_config_free(core.cfg);
     km_log_set_hook(NULL, NULL);
@@ -529,7 +530,7 @@ START_TEST(test_init_failure_releases_everything)
 
     /* Its request was cancelled, its timer deleted: only test_good's timer is
        left on the loop. */
-    ck_assert_uint_eq(km_httpc_stats.live, 0);
+    ck_assert_uint_eq(km_hc_stats.live, 0);
     /* (bufferevents are finalized on the next loop pass) */
     event_base_loop(core.base, EVLOOP_NONBLOCK);
     ck_assert_int_eq(event_base_get_num_events(core.base, EVENT_BASE_COUNT_ADDED),
@@ -1333,11 +1334,11 @@ START_TEST(test_host_http_tracking)
     ck_assert_ptr_nonnull(r);
     ck_assert_ptr_nonnull(h->http_request(ctx, &req, on_answer, &dropped));
     run_loop(0.05);
-    ck_assert_uint_eq(km_httpc_stats.live, 2);
+    ck_assert_uint_eq(km_hc_stats.live, 2);
     h->http_cancel(ctx, r);
-    ck_assert_uint_eq(km_httpc_stats.live, 1);
+    ck_assert_uint_eq(km_hc_stats.live, 1);
     unit_done(ctx);
-    ck_assert_uint_eq(km_httpc_stats.live, 0);
+    ck_assert_uint_eq(km_hc_stats.live, 0);
     run_loop(0.05);
     ck_assert_int_eq(cancelled.n, 0);
     ck_assert_int_eq(dropped.n, 0);
@@ -1367,7 +1368,7 @@ START_TEST(test_plugin_http_request_reported)
     ck_assert_int_eq(events.n, 1);
     ck_assert_str_eq(json_string_value(json_object_get(events.last, "kind")), "http");
     ck_assert(json_is_string(json_object_get(events.last, "error")));
-    ck_assert_uint_eq(km_httpc_stats.live, 0);
+    ck_assert_uint_eq(km_hc_stats.live, 0);
     json_decref(events.last);
 }
 END_TEST

@@ -33,6 +33,7 @@
 #include <jansson.h>
 
 #include "core.h"
+#include "http_client.h"
 #include "loader.h"
 #include "log.h"
 #include "rest.h"
@@ -85,6 +86,7 @@ static void teardown(void)
     km_server_free(srv);
     km_loader_free(core.loader);
     km_bus_free(core.bus);
+    km_hc_shutdown(core.base); /* whoever frees the loop frees its CURLM */
     event_base_free(core.base);
     km_config_free(core.cfg);
     nftw(tmpdir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
