@@ -27,6 +27,7 @@
 #include "loader.h"
 #include "http_client.h"
 #include "log.h"
+#include "url.h"
 #include "ws_client.h"
 
 /*
@@ -829,42 +830,6 @@ static void free_routes(struct km_ctx *ctx)
     }
 }
 
-static int hex_digit(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes [s, end) into out ('+' is a space; a stray '%' stays).
-   -1 when it does not fit or would contain a NUL byte. */
-static int form_decode(const char *s, const char *end, char *out, size_t len)
-{
-    size_t n = 0;
-
-    for (; s < end; s++) {
-        int c = (unsigned char)*s;
-        if (c == '+') {
-            c = ' ';
-        } else if (c == '%' && end - s >= 3 && hex_digit(s[1]) >= 0 &&
-                   hex_digit(s[2]) >= 0) {
-            c = hex_digit(s[1]) * 16 + hex_digit(s[2]);
-            s += 2;
-        }
-        if (c == 0 || n + 1 >= len)
-            return -1;
-        out[n++] = (char)c;
-    }
-    if (len == 0)
-        return -1;
-    out[n] = '\0';
-    return 0;
-}
-
 static const char *host_rest_param(const struct km_rest_call *call, const char *name,
                                    char *buf, size_t len)
 {
@@ -873,14 +838,20 @@ static const char *host_rest_param(const struct km_rest_call *call, const char *
 
     if (!name || !buf || !len)
         return NULL;
+    /* names and values decode alike, by the query rule ('+' is a space, a
+       stray '%' stays); one that holds a NUL or does not fit is refused */
     while (*q) {
         const char *end = strchr(q, '&');
         const char *eq;
         if (!end)
             end = q + strlen(q);
         eq = memchr(q, '=', (size_t)(end - q));
-        if (form_decode(q, eq ? eq : end, key, sizeof key) == 0 && strcmp(key, name) == 0)
-            return form_decode(eq ? eq + 1 : end, end, buf, len) == 0 ? buf : NULL;
+        const char *kend = eq ? eq : end, *v = eq ? eq + 1 : end;
+        if (km_pct_decode(q, (size_t)(kend - q), key, sizeof key, KM_PCT_QUERY) >= 0 &&
+            strcmp(key, name) == 0) {
+            long n = km_pct_decode(v, (size_t)(end - v), buf, len, KM_PCT_QUERY);
+            return n >= 0 ? buf : NULL;
+        }
         q = *end ? end + 1 : end;
     }
     return NULL;

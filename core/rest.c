@@ -2,7 +2,6 @@
  * rest.c - the REST API (see rest.h). Every handler reads the bus and
  * returns JSON; nothing here blocks or performs I/O.
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -272,31 +271,6 @@ int km_rest_get(struct km_core *core, struct km_ws *ws, const char *path, json_t
         return 500;
     }
     return status;
-}
-
-/* ---- any request ---- */
-
-long km_pct_decode(const char *s, size_t n, char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] != '%') {
-            out[o++] = s[i];
-            continue;
-        }
-        if (i + 2 >= n)
-            return -1;
-        const char *hi = strchr(hex, tolower((unsigned char)s[i + 1]));
-        const char *lo = strchr(hex, tolower((unsigned char)s[i + 2]));
-        if (!s[i + 1] || !s[i + 2] || !hi || !lo)
-            return -1;
-        out[o++] = (char)((hi - hex) << 4 | (lo - hex));
-        i += 2;
-    }
-    out[o] = '\0';
-    return (long)o;
 }
 
 /* ---- routes katomon does not serve ---- */

@@ -77,8 +77,4 @@ int km_rest_handle(struct km_core *core, struct km_ws *ws,
 /* {"detail": text} (new). */
 json_t *km_rest_detail(const char *text);
 
-/* Percent-decodes n bytes of s into out (>= n + 1 bytes, NUL-terminated;
-   '+' stays '+'). Returns the decoded length, or -1 on a bad escape. */
-long km_pct_decode(const char *s, size_t n, char *out);
-
 #endif /* KM_REST_H */

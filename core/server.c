@@ -49,6 +49,7 @@
 #include "log.h"
 #include "rest.h"
 #include "server.h"
+#include "url.h"
 #include "ws.h"
 
 #ifndef KM_WEB_ROOT
@@ -362,8 +363,8 @@ static const char *km_conn_header(const struct km_conn *c, const char *name)
     return NULL;
 }
 
-/* Value of query parameter key, percent-decoded into buf; NULL when absent,
-   badly encoded or too long. */
+/* Value of query parameter key (matched as written), decoded by the query
+   rule into buf; NULL when absent, carrying a NUL or too long for buf. */
 static const char *km_query_param(const char *query, const char *key, char *buf,
                                   size_t buflen)
 {
@@ -373,7 +374,7 @@ static const char *km_query_param(const char *query, const char *key, char *buf,
         const char *e = strchr(p, '&');
         size_t n = e ? (size_t)(e - p) : strlen(p);
         if (n > kl && strncmp(p, key, kl) == 0 && p[kl] == '=') {
-            if (n - kl > buflen || km_pct_decode(p + kl + 1, n - kl - 1, buf) < 0)
+            if (km_pct_decode(p + kl + 1, n - kl - 1, buf, buflen, KM_PCT_QUERY) < 0)
                 return NULL;
             return buf;
         }
@@ -505,17 +506,16 @@ const char *km_mime_type(const char *path)
 
 int km_static_resolve(const char *root, const char *raw_path, char *out, size_t outlen)
 {
-    char dec[PATH_MAX], cand[PATH_MAX * 2], real[PATH_MAX], rroot[PATH_MAX];
+    char dec[PATH_MAX], real[PATH_MAX], rroot[PATH_MAX];
+    char cand[PATH_MAX * 2 + sizeof "/index.html"]; /* never cut: too long is 404 */
     size_t rawlen = strlen(raw_path);
     long n;
     struct stat st;
 
     if (rawlen >= sizeof dec)
         return 404;
-    if ((n = km_pct_decode(raw_path, rawlen, dec)) < 0)
-        return 400;
-    if ((size_t)n != strlen(dec))
-        return 404; /* an encoded NUL */
+    if ((n = km_pct_decode(raw_path, rawlen, dec, sizeof dec, KM_PCT_PATH)) < 0)
+        return n == KM_PCT_EBAD ? 400 : 404; /* 404: an encoded NUL */
     if (dec[0] != '/')
         return 400;
     /* no ".." segment, whatever spelled it (%2e%2e, ..%2f, ...) */
@@ -843,7 +843,11 @@ static int km_conn_dispatch(struct km_conn *c)
         km_conn_detail(c, &req, 414, NULL, "URI Too Long: the path is over 4095 bytes");
         return 0;
     }
-    if (target[0] != '/' || (dl = km_pct_decode(target, pl, path)) < 0) {
+    /* an encoded NUL is each route's to answer: /ws and the API see the
+       path before it, static files decode the raw target again (404) */
+    if (target[0] != '/' ||
+        ((dl = km_pct_decode(target, pl, path, sizeof path, KM_PCT_PATH)) < 0 &&
+         dl != KM_PCT_ENUL)) {
         c->closing = 1;
         km_conn_detail(c, &req, 400, NULL, "Bad request target");
         return 0;
@@ -860,7 +864,7 @@ static int km_conn_dispatch(struct km_conn *c)
     if (km_rest_owns(path)) {
         /* handlers get a C string: one cut short at an encoded NUL would
            name another resource (static files check the raw path) */
-        if ((size_t)dl != strlen(path)) {
+        if (dl == KM_PCT_ENUL) {
             km_conn_detail(c, &req, 400, NULL,
                            "Bad request target: %00 (a NUL byte) in an API path");
             return 0;
