@@ -28,7 +28,8 @@
  * METHOD PATH: why"}; the routes of the kato_api plugin answer 503 naming
  * [plugin kato_api] when it is not running.
  *
- * Pure: no I/O here. server.c parses, authenticates and writes.
+ * Pure: no I/O here. The server (server_route.c) parses, authenticates
+ * and writes.
  */
 #ifndef KM_REST_H
 #define KM_REST_H

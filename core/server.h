@@ -16,6 +16,14 @@
  * no secret). /ws checks Origin: absent (not a browser), the same host as
  * the Host header, or listed in [http] allowed_origins ("*" allows all);
  * others get 403. REST answers CORS for the same allowed origins.
+ *
+ * Owns the server's life (start, reload, free) and nothing else; the work
+ * is done by one file per concern, which server.c wires together:
+ *   server_conn.h    the listener and connections (parsing, limits, answers)
+ *   server_route.h   what each request is for (/ws, REST, static files)
+ *   server_static.h  static files
+ *   server_access.h  the token, Origin and CORS
+ *   url.h            the percent-decoder
  */
 #ifndef KM_SERVER_H
 #define KM_SERVER_H
@@ -42,9 +50,9 @@ int km_server_port(const struct km_server *srv);
 /* Closes every connection (WebSocket clients get 1001 going away), frees. */
 void km_server_free(struct km_server *srv);
 
-/* SIGHUP: takes what can change live: allowed_origins, auth_token,
-   max_connections, max_request_bytes, and the [websocket] settings
-   (update_interval and limits). bind, port and web_root need a restart. */
+/* SIGHUP: takes what can change live: allowed_origins, auth_token and
+   [websocket] update_interval. bind, port, web_root, the [http] limits and
+   the other [websocket] settings need a restart (main.c says so). */
 void km_server_reload(struct km_server *srv, const struct km_config *cfg);
 
 /* The WebSocket hub (borrowed), for tests and REST. */
@@ -52,19 +60,5 @@ struct km_ws *km_server_ws(struct km_server *srv);
 
 /* Connections open now (HTTP + WebSocket). */
 size_t km_server_connections(const struct km_server *srv);
-
-/*
- * Maps a request path to a file under root, or fails: the path is
- * percent-decoded once, must start with '/', may not contain NUL, a ".."
- * segment (403) or a hidden ".name" segment (404), and the file found
- * (symlinks resolved) must lie inside root.
- * "/" and directories map to index.html. Returns 0 with the real path in
- * out, or the HTTP status to answer: 400 (bad encoding), 403 (traversal),
- * 404 (no such file). Exposed for tests.
- */
-int km_static_resolve(const char *root, const char *raw_path, char *out, size_t outlen);
-
-/* Content-Type for a file name ("application/octet-stream" when unknown). */
-const char *km_mime_type(const char *path);
 
 #endif /* KM_SERVER_H */

@@ -28,6 +28,7 @@
 #include "log.h"
 #include "rest.h"
 #include "server.h"
+#include "server_static.h"
 #include "ws.h"
 #include "wsclient.h"
 
