@@ -6,8 +6,9 @@
 #include <string.h>
 #include <strings.h>
 #include <syslog.h>
-#include <time.h>
 #include <unistd.h>
+
+#include <katomon/util.h>
 
 #include "log.h"
 
@@ -98,12 +99,8 @@ void km_vlog(enum km_log_level level, const char *prefix, const char *fmt, va_li
         syslog((int)level, "%s", line);
         return;
     }
-    char stamp[32];
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char stamp[KM_ISO_LEN];
+    km_format_iso(km_wall_us(), 0, stamp, sizeof stamp);
     fprintf(stderr, "%s %s[%d] %s: %s\n", stamp, g_log.ident, (int)getpid(),
             km_log_level_name(level), line);
 }

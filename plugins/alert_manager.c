@@ -380,7 +380,7 @@ static void history_append_line(json_t *obj)
 static void history_trim(void)
 {
     char cutoff[32];
-    km_format_utc(km_wall_us() - (int64_t)(am.max_age_s * 1e6), cutoff, sizeof cutoff);
+    km_format_iso(km_wall_us() - (int64_t)(am.max_age_s * 1e6), 3, cutoff, sizeof cutoff);
     while (json_array_size(am.history) > 0) {
         json_t *e = json_array_get(am.history, 0);
         const char *ts = json_string_value(json_object_get(e, "timestamp"));
@@ -591,7 +591,7 @@ static void publish_batch(json_t *alerts)
     if (ms <= last_ms) /* two batches in one millisecond: keep ids unique */
         ms = last_ms + 1;
     last_ms = ms;
-    km_format_utc(now, when, sizeof when);
+    km_format_iso(now, 3, when, sizeof when);
     snprintf(id, sizeof id, "alert_%lld", ms);
     json_array_foreach(alerts, i, a)
     {
@@ -644,47 +644,12 @@ static int parse_time(const char *text, int64_t *us)
 {
     char *end;
     double secs = strtod(text, &end);
-    struct tm tm;
-    int year, mon, day, hh, mm, ss, n = 0;
 
     if (end != text && *end == '\0' && isfinite(secs)) {
         *us = (int64_t)(secs * 1e6);
         return 0;
     }
-    if (sscanf(text, "%4d-%2d-%2d%*1[T ]%2d:%2d:%2d%n", &year, &mon, &day, &hh, &mm, &ss,
-               &n) != 6 ||
-        n == 0 || mon < 1 || mon > 12 || day < 1 || day > 31 || hh > 23 || mm > 59 ||
-        ss > 60)
-        return -1;
-    memset(&tm, 0, sizeof tm);
-    tm.tm_year = year - 1900;
-    tm.tm_mon = mon - 1;
-    tm.tm_mday = day;
-    tm.tm_hour = hh;
-    tm.tm_min = mm;
-    tm.tm_sec = ss;
-    int64_t frac = 0, scale = 100000;
-    const char *p = text + n;
-    if (*p == '.') {
-        for (p++; *p >= '0' && *p <= '9'; p++) {
-            frac += (*p - '0') * scale;
-            scale /= 10;
-        }
-    }
-    int64_t offset = 0;
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int oh, om, k = 0;
-        if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &k) != 2 || k != 5)
-            return -1;
-        offset = (int64_t)(oh * 3600 + om * 60) * (*p == '-' ? -1 : 1);
-        p += 1 + k;
-    }
-    if (*p)
-        return -1;
-    *us = ((int64_t)timegm(&tm) - offset) * 1000000 + frac;
-    return 0;
+    return km_parse_iso(text, us);
 }
 
 static int rest_list(const struct km_rest_call *call, json_t **reply, const char **detail,
@@ -709,8 +674,9 @@ static int rest_list(const struct km_rest_call *call, json_t **reply, const char
             *detail = "since must be epoch seconds or ISO 8601 (2026-11-23T02:40:00Z)";
             return 400;
         }
-        /* stored timestamps have milliseconds: compare with since rounded down */
-        km_format_utc(us - (us % 1000 + 1000) % 1000, since_iso, sizeof since_iso);
+        /* stored timestamps have milliseconds: compare with since cut to them
+           (km_format_iso truncates toward the past) */
+        km_format_iso(us, 3, since_iso, sizeof since_iso);
     }
     json_t *out = json_array();
     size_t unread = 0, total = 0;

@@ -36,10 +36,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <katomon/plugin.h>
+#include <katomon/util.h>
 
 static const struct km_conf_key config_keys[] = {
     {"interval", KM_CONF_DOUBLE, "5", 0.1, 86400, "seconds between samples"},
@@ -297,24 +297,12 @@ static json_t *hostname(void)
     return j ? j : json_string("unknown");
 }
 
-static void utc_timestamp(char *buf, size_t len)
-{
-    struct timespec ts;
-    struct tm tm;
-    size_t n;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000L);
-}
-
 static json_t *build_message(const struct sample *s)
 {
-    char stamp[40];
+    char stamp[KM_ISO_LEN];
     long long used = s->mem_total - s->mem_available;
 
-    utc_timestamp(stamp, sizeof stamp);
+    km_format_iso(km_wall_us(), 3, stamp, sizeof stamp);
     return json_pack(
         "{s:o?, s:I, s:{s:I, s:I, s:I, s:f}, s:{s:f, s:f, s:f}, s:f, "
         "s:o, s:s}",

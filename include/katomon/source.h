@@ -33,9 +33,9 @@ extern "C" {
  */
 static inline json_t *km_source_json(const char *error, unsigned failures)
 {
-    char when[32];
+    char when[KM_ISO_LEN];
     return json_pack("{s:b, s:s?, s:s, s:I}", "healthy", error == NULL, "error", error,
-                     "fetched_at", km_format_utc(km_wall_us(), when, sizeof when),
+                     "fetched_at", km_format_iso(km_wall_us(), 3, when, sizeof when),
                      "failures", (json_int_t)failures);
 }
 
