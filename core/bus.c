@@ -31,8 +31,7 @@
 #include "bus.h"
 #include "log.h"
 
-#define KM_TOPIC_NAME_MAX 64  /* bytes in a topic name (km_topic_def.name) */
-#define KM_RING_DEFAULT   256 /* event ring when the definition says 0 */
+#define KM_RING_DEFAULT 256 /* event ring when the definition says 0 */
 /* Larger rings are refused: one plugin must not make the daemon reserve
    unbounded memory up front. */
 #define KM_RING_MAX 65536
@@ -133,21 +132,20 @@ static uint32_t km_hash(const char *s)
     return h;
 }
 
-/* [a-z0-9_.-]+, at most KM_TOPIC_NAME_MAX bytes. */
-static bool km_name_valid(const char *name)
+int km_topic_name_valid(const char *name)
 {
     size_t len = 0;
     if (!name || !*name)
-        return false;
+        return 0;
     for (const char *p = name; *p; p++, len++) {
         char c = *p;
         if (len >= KM_TOPIC_NAME_MAX)
-            return false;
+            return 0;
         if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
               c == '-'))
-            return false;
+            return 0;
     }
-    return true;
+    return 1;
 }
 
 static void km_set_err(int *err, int code)
@@ -484,7 +482,7 @@ void km_bus_free(struct km_bus *bus)
 /* Checks a definition; KM_OK or KM_EINVAL. */
 static int km_def_check(const struct km_topic_def *def)
 {
-    if (!def || !km_name_valid(def->name))
+    if (!def || !km_topic_name_valid(def->name))
         return KM_EINVAL;
     if (def->kind != KM_TOPIC_STATE && def->kind != KM_TOPIC_EVENT)
         return KM_EINVAL;
@@ -676,7 +674,7 @@ struct km_sub *km_bus_subscribe(struct km_bus *bus, const char *name, km_msg_cb 
                                 void *arg, const void *owner)
 {
     bool wild = name && strcmp(name, "*") == 0;
-    if (!bus || !cb || (!wild && !km_name_valid(name)))
+    if (!bus || !cb || (!wild && !km_topic_name_valid(name)))
         return NULL;
     struct km_topic *t = wild ? NULL : km_lookup(bus, name);
     bool fresh = !wild && !t;

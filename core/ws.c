@@ -706,20 +706,6 @@ static void km_reader_send_control(struct km_ws_reader *r, int op, const void *p
  * Client requests
  * ====================================================================== */
 
-static int km_topic_name_valid(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > KM_WS_MAX_TOPIC_LEN)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-              c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 static int km_strcmp_p(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -771,7 +757,7 @@ static int km_parse_subscribe(json_t *j, struct km_ws_request *out, char *detail
             snprintf(detail, detaillen,
                      "subscriptions[%zu] is not a topic name ([a-z0-9_.-], at most %d "
                      "bytes)",
-                     i, KM_WS_MAX_TOPIC_LEN);
+                     i, KM_TOPIC_NAME_MAX);
             return -1;
         }
         if (!(out->names[out->n_names] = strdup(s)))

@@ -95,8 +95,7 @@ int km_utf8_step(uint32_t *state, const unsigned char *p, size_t len);
 
 /* ---- client requests ----------------------------------------------------- */
 
-#define KM_WS_MAX_SUBS      64 /* names in one subscribe */
-#define KM_WS_MAX_TOPIC_LEN 64 /* bytes in a topic name (as the bus) */
+#define KM_WS_MAX_SUBS 64 /* names in one subscribe */
 
 /* What a client declares in its subscribe to speak katomon's dialect. */
 #define KM_WS_PROTOCOL "katomon/1"
@@ -133,7 +132,7 @@ struct km_ws_request {
  * error code ("bad_json", "bad_request", "unknown_type", "bad_protocol": a
  * "protocol" other than KM_WS_PROTOCOL) in code and a
  * human sentence in detail. Bounded: KM_WS_MAX_SUBS names of at most
- * KM_WS_MAX_TOPIC_LEN bytes, [a-z0-9_.-] only (the bus's rule).
+ * KM_TOPIC_NAME_MAX bytes, [a-z0-9_.-] only (km_topic_name_valid).
  */
 int km_ws_parse_request(const char *text, size_t len, struct km_ws_request *out,
                         char *code, size_t codelen, char *detail, size_t detaillen);
