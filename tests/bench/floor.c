@@ -37,7 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ws.h" /* km_ws_accept_key only */
+#include "ws_handshake.h" /* km_ws_accept_key only */
 
 enum { F_HANDSHAKE = 1, F_OPEN = 2 };
 #define REQ_MAX 2048

@@ -22,7 +22,7 @@
 #include <wslay/wslay.h>
 
 #include "wsclient.h"
-#include "ws.h" /* km_ws_accept_key (checked against RFC 6455's example in check_ws) */
+#include "ws_handshake.h" /* km_ws_accept_key (checked against RFC 6455's example in check_ws) */
 
 struct wsc {
     struct event_base *base;     /* caller's loop */

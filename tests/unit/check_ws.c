@@ -1,10 +1,10 @@
 /*
- * check_ws.c - unit tests of the transport's pieces (core/ws.c, server.c,
- * rest.c): SHA-1 and the handshake key, UTF-8, the frame reader and its
- * close codes, the request parser, static path resolution; then the
- * server in this process (same event loop as the test client) for what
- * needs the hub's internal counters: one encoding and one frame per
- * distinct subscription set, conflation, the slow-client bound.
+ * check_ws.c - unit tests of the transport's pieces (core/ws*.c, server.c,
+ * rest.c): the handshake key, ISO 8601 time (katomon/util.h), UTF-8, the
+ * frame reader and its close codes, the request parser, static path
+ * resolution; then the server in this process (same event loop as the test
+ * client) for what needs the hub's internal counters: one encoding and one
+ * frame per distinct subscription set, conflation, the slow-client bound.
  *
  * The daemon-level acceptance tests are in tests/integration/check_transport.c.
  * Leaks: run under ASan (--enable-sanitizers); every test frees what it made.
@@ -18,10 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 #include <jansson.h>
+#include <katomon/util.h>
 
 #include "bus.h"
 #include "core.h"
@@ -30,15 +32,12 @@
 #include "server.h"
 #include "server_static.h"
 #include "ws.h"
+#include "ws_frame.h"
+#include "ws_handshake.h"
+#include "ws_proto.h"
 #include "wsclient.h"
 
 /* ---- helpers ---------------------------------------------------------------- */
-
-static void hex(const unsigned char *d, size_t n, char *out)
-{
-    for (size_t i = 0; i < n; i++)
-        sprintf(out + 2 * i, "%02x", d[i]);
-}
 
 /* A client frame (masked unless mask == 0) into buf; returns its length. */
 static size_t mkframe(unsigned char *buf, int fin, int rsv, int op, int mask,
@@ -108,32 +107,19 @@ static int feed_all(const unsigned char *b, size_t n, size_t max, struct got *g)
     return rc;
 }
 
-/* ---- SHA-1, keys, time ------------------------------------------------------- */
-
-START_TEST(test_sha1)
-{
-    unsigned char d[20];
-    char h[41];
-    static const char two[] = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
-
-    km_sha1("abc", 3, d);
-    hex(d, 20, h);
-    ck_assert_str_eq(h, "a9993e364706816aba3e25717850c26c9cd0d89d");
-    km_sha1("", 0, d);
-    hex(d, 20, h);
-    ck_assert_str_eq(h, "da39a3ee5e6b4b0d3255bfef95601890afd80709");
-    km_sha1(two, strlen(two), d);
-    hex(d, 20, h);
-    ck_assert_str_eq(h, "84983e441c3bd26ebaae4aa1f95129e5e54670f1");
-}
-END_TEST
+/* ---- keys, time --------------------------------------------------------------- */
 
 START_TEST(test_accept_key)
 {
-    char out[29];
+    char out[KM_WS_ACCEPT_LEN + 1];
     /* RFC 6455 section 1.3 */
-    km_ws_accept_key("dGhlIHNhbXBsZSBub25jZQ==", out);
+    ck_assert_int_eq(km_ws_accept_key("dGhlIHNhbXBsZSBub25jZQ==", out), 0);
     ck_assert_str_eq(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    /* two more, computed independently (Python's hashlib and base64) */
+    ck_assert_int_eq(km_ws_accept_key("x3JJHMbDL1EzLkh9GBhXDw==", out), 0);
+    ck_assert_str_eq(out, "HSmrc0sMlYUkAGmm5OPpG2HaGWk=");
+    ck_assert_int_eq(km_ws_accept_key("AAAAAAAAAAAAAAAAAAAAAA==", out), 0);
+    ck_assert_str_eq(out, "ICX+Yqv66kxgM0FcWaLWlFLwTAI=");
     ck_assert(km_ws_key_valid("dGhlIHNhbXBsZSBub25jZQ=="));
     ck_assert(!km_ws_key_valid("dGhlIHNhbXBsZSBub25jZQ"));
     ck_assert(!km_ws_key_valid("dGhlIHNhbXBsZSBub25j!Q=="));
@@ -144,9 +130,39 @@ END_TEST
 
 START_TEST(test_iso_time)
 {
-    char buf[40];
-    km_iso_time(1697207400123456LL, buf, sizeof buf);
+    char buf[KM_ISO_LEN], want[64];
+    int64_t us;
+
+    km_format_iso(1697207400123456LL, 6, buf, sizeof buf);
     ck_assert_str_eq(buf, "2023-10-13T14:30:00.123456Z");
+    km_format_iso(1697207400123456LL, 3, buf, sizeof buf);
+    ck_assert_str_eq(buf, "2023-10-13T14:30:00.123Z");
+    km_format_iso(1697207400123456LL, 0, buf, sizeof buf);
+    ck_assert_str_eq(buf, "2023-10-13T14:30:00Z");
+    km_format_iso(-1, 6, buf, sizeof buf); /* floors, like the seconds */
+    ck_assert_str_eq(buf, "1969-12-31T23:59:59.999999Z");
+    km_format_iso(1697207400123456LL, 6, buf, 11); /* cut like snprintf */
+    ck_assert_str_eq(buf, "2023-10-13");
+    /* the same as gmtime_r + strftime, over leap years and centuries */
+    for (int64_t s = -2208988800LL; s < 7258118400LL; s += 86400 * 37 + 3607) {
+        time_t t = (time_t)s;
+        int frac = (int)((s % 1000000 + 1000000) % 1000000); /* any µs will do */
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        size_t n = strftime(want, sizeof want, "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(want + n, sizeof want - n, ".%06dZ", frac);
+        km_format_iso(s * 1000000 + frac, 6, buf, sizeof buf);
+        ck_assert_str_eq(buf, want);
+        ck_assert_int_eq(km_parse_iso(buf, &us), 0);
+        ck_assert(us == s * 1000000 + frac);
+    }
+    ck_assert_int_eq(km_parse_iso("2023-10-13T16:30:00.5+02:00", &us), 0);
+    ck_assert(us == 1697207400500000LL);
+    ck_assert_int_eq(km_parse_iso("2023-10-13 14:30:00", &us), 0);
+    ck_assert(us == 1697207400000000LL);
+    ck_assert_int_eq(km_parse_iso("2023-10-13T14:30:00Zx", &us), -1);
+    ck_assert_int_eq(km_parse_iso("2023-13-13T14:30:00Z", &us), -1);
+    ck_assert_int_eq(km_parse_iso("yesterday", &us), -1);
 }
 END_TEST
 
@@ -1095,7 +1111,6 @@ static Suite *ws_suite(void)
 {
     Suite *s = suite_create("ws");
     TCase *tc = tcase_create("pieces");
-    tcase_add_test(tc, test_sha1);
     tcase_add_test(tc, test_accept_key);
     tcase_add_test(tc, test_iso_time);
     tcase_add_test(tc, test_utf8);

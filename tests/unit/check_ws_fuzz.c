@@ -28,6 +28,8 @@
 #include "log.h"
 #include "server.h"
 #include "ws.h"
+#include "ws_frame.h"
+#include "ws_proto.h"
 #include "wsclient.h"
 
 /* The seeds make check runs. Append every seed that ever found a bug. */
