@@ -132,22 +132,6 @@ static uint32_t km_hash(const char *s)
     return h;
 }
 
-int km_topic_name_valid(const char *name)
-{
-    size_t len = 0;
-    if (!name || !*name)
-        return 0;
-    for (const char *p = name; *p; p++, len++) {
-        char c = *p;
-        if (len >= KM_TOPIC_NAME_MAX)
-            return 0;
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-              c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 static void km_set_err(int *err, int code)
 {
     if (err)

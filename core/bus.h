@@ -55,18 +55,9 @@ struct km_bus_stats {
 };
 extern struct km_bus_stats km_bus_stats;
 
-/* ---- topic names ---- */
-
-/* Longest topic name, in bytes (struct km_topic_def's name). */
-#define KM_TOPIC_NAME_MAX 64
-
-/*
- * 1 when name (borrowed; NULL is fine) is a topic name: [a-z0-9_.-]+, at
- * most KM_TOPIC_NAME_MAX bytes; else 0. The one rule: the bus (declare,
- * subscribe), the config ([alert] topic) and the WebSocket requests all
- * check with it.
- */
-int km_topic_name_valid(const char *name);
+/* Topic names: km_topic_name_valid and KM_TOPIC_NAME_MAX, in
+   <katomon/util.h> (the same rule for the core and the plugins). */
+#include <katomon/util.h>
 
 /* ---- bus ---- */
 

@@ -34,8 +34,7 @@
 #include <string.h>
 
 #include <katomon/conf.h>
-
-#define TOPIC_MAX 64 /* as in struct km_topic_def */
+#include <katomon/util.h>
 
 /* The typed keys of [alert NAME]; the loader checks these (def unused). */
 static const struct km_conf_key rule_keys[] = {
@@ -304,15 +303,13 @@ static int parse_match(const char *text, struct am_rule *r, const char **why)
 static void read_topic(struct parse *ps, struct am_rule *r)
 {
     const struct km_conf_entry *e = entry(ps->sec, "topic");
-    size_t n;
 
     if (!e) {
         problem(ps, 0, "[alert %s] has no `topic`; add a line such as topic = containers",
                 ps->sec->name);
         return;
     }
-    n = strspn(e->value, "abcdefghijklmnopqrstuvwxyz0123456789_.-");
-    if (n == 0 || n > TOPIC_MAX || e->value[n] != '\0')
+    if (!km_topic_name_valid(e->value))
         problem(ps, e->line,
                 "bad value `%.60s` for `topic` in [alert %s]: expected a topic name such "
                 "as containers or metrics (a-z, 0-9, '_', '.', '-'; at most 64 "

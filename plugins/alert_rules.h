@@ -17,6 +17,7 @@
 #include <stddef.h>
 
 #include <katomon/plugin.h>
+#include <katomon/util.h>
 
 #define AM_MAX_RULES   64 /* enabled [alert] sections evaluated */
 #define AM_MAX_CLAUSES 4  /* "a || b || c || d" */
@@ -42,7 +43,7 @@ struct am_track; /* alert_manager.c: the state of one alert key */
 struct am_rule {
     char name[64];                            /* [alert NAME] */
     char type[64];                            /* alert type on the wire */
-    char topic[65];                           /* source topic */
+    char topic[KM_TOPIC_NAME_MAX + 1];        /* source topic */
     char path[128];                           /* dotted path; match rules end in [*] */
     char message[256];                        /* template */
     char name_field[64];                      /* match rules: item name member */

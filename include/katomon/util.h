@@ -179,6 +179,31 @@ static inline int km_parse_iso(const char *text, int64_t *us)
     return 0;
 }
 
+/* Longest topic name, in bytes (struct km_topic_def's name). */
+#define KM_TOPIC_NAME_MAX 64
+
+/*
+ * 1 when name (borrowed; NULL is fine) is a topic name: [a-z0-9_.-]+, at
+ * most KM_TOPIC_NAME_MAX bytes; else 0. The one rule: the bus (declare,
+ * subscribe), the WebSocket requests and alert_manager's [alert] topic all
+ * check with it.
+ */
+static inline int km_topic_name_valid(const char *name)
+{
+    size_t len = 0;
+    if (!name || !*name)
+        return 0;
+    for (const char *p = name; *p; p++, len++) {
+        char c = *p;
+        if (len >= KM_TOPIC_NAME_MAX)
+            return 0;
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+              c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
 #ifdef __cplusplus
 }
 #endif
