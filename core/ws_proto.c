@@ -277,6 +277,36 @@ static json_t *km_compat_alert(json_t *a)
     return o;
 }
 
+/* Rank of an original alert level: the frontend colours a batch's toast by
+   its FIRST item, so the most severe goes first. */
+static int km_level_rank(json_t *a)
+{
+    const char *l = json_string_value(json_object_get(a, "level"));
+    return !l ? 3 : strcmp(l, "error") == 0 ? 0 : strcmp(l, "warning") == 0 ? 1 : 2;
+}
+
+/*
+ * The alert list as the original frontend knows it (new reference): each
+ * item through km_compat_alert, errors first, then warnings, then info (a
+ * resolved notice), each group in published order. A batch that resolves
+ * one alert and fires another must not show as a blue INFO toast.
+ */
+static json_t *km_compat_alerts(json_t *alerts)
+{
+    json_t *list = json_array(), *a;
+    size_t i;
+
+    for (int rank = 0; list && rank <= 3; rank++)
+        json_array_foreach(alerts, i, a)
+        {
+            json_t *c = km_compat_alert(a);
+            if (km_level_rank(c) == rank)
+                json_array_append(list, c);
+            json_decref(c);
+        }
+    return list;
+}
+
 /* The text of a session_event or system_alert for one dialect, into tb. */
 static void km_event_text(struct km_tb *tb, struct km_msg *msg, int alerts,
                           enum km_ws_dialect d, const char *ts)
@@ -300,10 +330,7 @@ static void km_event_text(struct km_tb *tb, struct km_msg *msg, int alerts,
         if (strcmp(k, "type") == 0 || strcmp(k, "seq") == 0)
             continue;
         if (alerts && d == KM_WS_COMPAT && strcmp(k, "alerts") == 0 && json_is_array(v)) {
-            json_t *list = json_array(), *a;
-            size_t i;
-            json_array_foreach(v, i, a) json_array_append_new(list, km_compat_alert(a));
-            json_object_set_new(o, k, list);
+            json_object_set_new(o, k, km_compat_alerts(v));
         } else {
             json_object_set(o, k, v); /* a reference, not a copy */
         }

@@ -565,7 +565,9 @@ START_TEST(test_message_shapes)
     json_decref(j);
 
     /* a resolved notice: "info" without katomon's state to the original
-       frontend (as "error" it shows a red ERROR toast); as is to katomon/1 */
+       frontend (as "error" it shows a red ERROR toast), after the firing
+       items (the frontend colours the toast by the first); as is to
+       katomon/1 */
     cmd("pub system_alerts {\"id\":\"alert_2\",\"timestamp\":"
         "\"2026-01-01T00:00:01.000000Z\",\"alerts\":[{\"level\":\"error\",\"type\":"
         "\"container_down\",\"message\":\"Container 'kato-redis' is exited "
@@ -575,10 +577,10 @@ START_TEST(test_message_shapes)
     json_t *a0 = json_array_get(json_object_get(j, "alerts"), 0);
     json_t *a1 = json_array_get(json_object_get(j, "alerts"), 1);
     keys_are(a0, "level", "type", "message", NULL);
-    ck_assert_str_eq(str(a0, "level"), "info");
-    ck_assert(strstr(str(a0, "message"), "resolved"));
+    ck_assert_str_eq(str(a0, "level"), "warning");
     keys_are(a1, "level", "type", "message", NULL);
-    ck_assert_str_eq(str(a1, "level"), "warning");
+    ck_assert_str_eq(str(a1, "level"), "info");
+    ck_assert(strstr(str(a1, "message"), "resolved"));
     json_decref(j);
     j = must_recv(k, "system_alert");
     a0 = json_array_get(json_object_get(j, "alerts"), 0);
