@@ -18,7 +18,6 @@
 #include "server_conn.h"
 #include "server_route.h"
 #include "ws.h"
-#include "ws_handshake.h"
 
 #ifndef KM_WEB_ROOT
 #define KM_WEB_ROOT "/usr/share/katomon/web"

@@ -8,9 +8,7 @@
 #include "server_route.h"
 #include "url.h"
 #include "ws.h"
-#if __has_include("ws_handshake.h")
-#include "ws_handshake.h" /* the handshake's keys, once ws.c is split by concern */
-#endif
+#include "ws_handshake.h" /* the handshake's keys */
 
 /* ---- /ws: the WebSocket upgrade ---- */
 

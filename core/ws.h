@@ -1,6 +1,6 @@
 /*
  * ws.h - the WebSocket hub behind GET /ws (DESIGN sections 2, 5, 8): the
- * transport's public face for the rest of the core (server.c, rest.c) and
+ * transport's public face for the rest of the core (server_route.c, server.c, rest.c) and
  * the tests.
  *
  * Owns: every client of /ws (through a struct km_ws_conns), the
@@ -14,7 +14,7 @@
  *   ws_frame.{c,h}      frames: the incoming reader, the shared server frame
  *   ws_proto.{c,h}      the client protocol: requests, both dialects' texts
  *   ws_conn.{c,h}       one connection: queue, sending, closing, flood limits
- * Calls go one way: server.c -> ws.c (hub) -> ws_proto.c, ws_conn.c ->
+ * Calls go one way: server_route.c -> ws.c (hub) -> ws_proto.c, ws_conn.c ->
  * ws_frame.c. A connection reports to the hub only through the callbacks
  * the hub gives it (struct km_ws_conn_ops). The path of one message:
  *   plugin -> km_bus_publish (bus.c) -> km_ws_bus_cb (ws.c: each set that

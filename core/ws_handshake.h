@@ -5,7 +5,7 @@
  *
  * Owns only the key arithmetic; the rest of the upgrade (method, version,
  * Upgrade/Connection headers, Origin, authentication, the 101 response)
- * is the HTTP server's (core/server.c, km_conn_upgrade). SHA-1 and base64
+ * is the HTTP server's (core/server_route.c, km_router_ws). SHA-1 and base64
  * come from OpenSSL's libcrypto. Calls no other core file.
  */
 #ifndef KM_WS_HANDSHAKE_H
