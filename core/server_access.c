@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "server_access.h"
+#include "http_list.h"
 #include "url.h"
 
 /* ---- settings ---- */
@@ -34,27 +35,19 @@ static void km_access_set_origins(struct km_access *a, const char *list)
         n += *p == ',';
     if (!(a->origins = calloc(n, sizeof *a->origins)))
         return;
-    const char *p = list;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *e = p;
-        while (*e && *e != ',')
-            e++;
-        const char *te = e;
-        while (te > p && (te[-1] == ' ' || te[-1] == '\t' || te[-1] == '/'))
-            te--;
-        if (te > p) {
-            char *o = strndup(p, (size_t)(te - p));
-            if (o) {
-                for (char *q = o; *q; q++)
-                    *q = (char)tolower((unsigned char)*q);
-                if (strcmp(o, "*") == 0)
-                    a->any_origin = 1;
-                a->origins[a->n_origins++] = o;
-            }
+    const char *item, *p = list, *end = list + strlen(list);
+    size_t len;
+    while ((p = km_list_next(p, end, 1, &item, &len))) {
+        if (!len)
+            continue;
+        char *o = strndup(item, len);
+        if (o) {
+            for (char *q = o; *q; q++)
+                *q = (char)tolower((unsigned char)*q);
+            if (strcmp(o, "*") == 0)
+                a->any_origin = 1;
+            a->origins[a->n_origins++] = o;
         }
-        p = e;
     }
 }
 

@@ -44,6 +44,7 @@
 #include "log.h"
 #include "rest.h"
 #include "server_conn.h"
+#include "http_list.h"
 
 #define KM_HTTP_MAX_HEADERS 64        /* headers in one request (431 past it) */
 #define KM_HTTP_TIMEOUT_S   30        /* to send a request / take an answer */
@@ -173,23 +174,7 @@ void km_header_date(time_t t, char *buf, size_t len)
 
 int km_header_has_token(const char *value, const char *token)
 {
-    size_t tl = strlen(token);
-    const char *p = value;
-
-    while (p && *p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *e = p;
-        while (*e && *e != ',')
-            e++;
-        const char *te = e;
-        while (te > p && (te[-1] == ' ' || te[-1] == '\t'))
-            te--;
-        if ((size_t)(te - p) == tl && strncasecmp(p, token, tl) == 0)
-            return 1;
-        p = e;
-    }
-    return 0;
+    return value && km_list_has(value, strlen(value), token);
 }
 
 /* ---- answering ---- */

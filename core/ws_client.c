@@ -42,6 +42,7 @@
 #include <wslay/wslay.h>
 
 #include "http_client.h"
+#include "http_list.h"
 #include "ws_client.h"
 
 #ifndef PACKAGE_VERSION /* configure passes it with -D (see DEFS) */
@@ -424,18 +425,6 @@ static const char *wsc_header(const char *head, const char *name, size_t *len)
     return NULL;
 }
 
-/* 1 when the comma-separated value (len bytes) holds `token`. */
-static int wsc_has_token(const char *v, size_t len, const char *token)
-{
-    size_t n = strlen(token);
-
-    for (size_t i = 0; i + n <= len; i++)
-        if (strncasecmp(v + i, token, n) == 0 && (i == 0 || strchr(", \t", v[i - 1])) &&
-            (i + n == len || strchr(", \t", v[i + n])))
-            return 1;
-    return 0;
-}
-
 /* Checks the answer's header block (NUL-terminated, up to the blank line). */
 static void wsc_check_answer(struct km_wsc *c, char *head)
 {
@@ -452,12 +441,12 @@ static void wsc_check_answer(struct km_wsc *c, char *head)
         return;
     }
     v = wsc_header(head, "Upgrade", &len);
-    if (!v || !wsc_has_token(v, len, "websocket")) {
+    if (!v || !km_list_has(v, len, "websocket")) {
         wsc_end(c, 0, 0, 0, "bad handshake: no Upgrade: websocket");
         return;
     }
     v = wsc_header(head, "Connection", &len);
-    if (!v || !wsc_has_token(v, len, "upgrade")) {
+    if (!v || !km_list_has(v, len, "upgrade")) {
         wsc_end(c, 0, 0, 0, "bad handshake: no Connection: Upgrade");
         return;
     }
