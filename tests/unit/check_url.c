@@ -1,5 +1,5 @@
 /*
- * check_url.c - unit tests of the one percent-decoder (core/url.c): the
+ * check_url.c - unit tests of the one percent-decoder (<katomon/url.h>): the
  * path rule and the query rule, a NUL refused by both, a bad escape, the
  * order of the failures, and the output bound.
  */
