@@ -9,14 +9,18 @@
 #include "config.h"
 
 struct km_loader;
+struct km_plugin_routes;
 struct km_server;
 
 struct km_core {
-    struct event_base *base;  /* the one event loop */
-    struct km_bus *bus;       /* topic bus */
-    struct km_config *cfg;    /* current config (replaced on SIGHUP) */
-    struct km_loader *loader; /* loaded plugins */
-    struct km_server *server; /* HTTP + WebSocket listener; NULL when not started */
+    struct event_base *base;         /* the one event loop */
+    struct km_bus *bus;              /* topic bus */
+    struct km_config *cfg;           /* current config (replaced on SIGHUP) */
+    struct km_loader *loader;        /* loaded plugins */
+    struct km_plugin_routes *routes; /* plugins' REST routes (plugin_routes.h),
+                                        the loader's; NULL without a loader */
+    struct km_server *server;        /* HTTP + WebSocket listener; NULL when not
+                                        started */
 };
 
 #endif /* KM_CORE_H */

@@ -1,18 +1,22 @@
 /*
- * host.c - the host interface (struct km_host) and the per-plugin context.
+ * host.c - the host interface: the verb table (struct km_host) and the
+ * verbs that make things on the daemon's loop for a plugin.
  *
- * Every function a plugin can call lands here as a thin wrapper around the
- * bus, the config, the outbound HTTP and WebSocket clients (libcurl) or
- * libevent. What makes this more than a
- * table of wrappers is the bookkeeping in struct km_ctx: each timer, HTTP
- * request, subscription and topic is tagged with the plugin that made it,
- * so km_ctx_release() can take all of it back when the plugin is shut down
- * or disabled, before its code is unmapped by dlclose(). After that, no
- * callback into the plugin may ever run and nothing may touch its context.
+ * Concern: what a plugin can ask of the core, and taking all of it back.
+ * Most verbs are thin wrappers around the bus, the outbound HTTP and
+ * WebSocket clients (libcurl) or libevent; the config and log verbs are
+ * the context's (ctx.c), the REST ones the route table's (plugin_routes.c)
+ * and the answers' (plugin_rest.c). What makes this more than a table of
+ * wrappers is the bookkeeping: each timer, fd watch, HTTP request,
+ * WebSocket, subscription, topic and route is tagged with the plugin that
+ * made it, so km_host_release() can take all of it back when the plugin
+ * is shut down or disabled, before its code is unmapped by dlclose().
+ * After that, no callback into the plugin may ever run.
  *
  * Subscriptions and topics are tagged through the bus's `owner` argument
- * (the ctx pointer); timers, requests, WebSocket connections, REST routes
- * and REST answers owed (KM_REST_LATER) are kept in lists here.
+ * (the ctx pointer), routes in the route table likewise; timers, fd
+ * watches, requests and WebSocket connections are kept in the context's
+ * lists, here.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -24,10 +28,12 @@
 
 #include <event2/event.h>
 
-#include "loader.h"
+#include "ctx.h"
+#include "host.h"
 #include "http_client.h"
 #include "log.h"
-#include "url.h"
+#include "plugin_rest.h"
+#include "plugin_routes.h"
 #include "ws_client.h"
 
 /*
@@ -82,71 +88,6 @@ struct km_ws {
     struct km_ws *next; /* idem */
 };
 
-/* One REST route a plugin serves (km_host.rest_route). */
-struct km_route {
-    char *method;          /* "GET", "POST", ... (owned) */
-    char *path;            /* path under /api/v1/ as registered, a prefix
-                              route with its trailing "*" (owned) */
-    size_t prefix;         /* prefix route: bytes of path before the "*";
-                              0: exact */
-    km_rest_cb cb;         /* the plugin's handler */
-    void *arg;             /* its argument */
-    struct km_route *next; /* ctx->routes */
-};
-
-/*
- * One REST request a plugin answers later (KM_REST_LATER). The plugin's
- * handle: valid from the handler's call until its rest_finish, or until
- * the plugin is released, whichever comes first, whatever happened to the
- * client meanwhile. The waiter (the connection) may leave before.
- */
-struct km_rest_pending {
-    struct km_ctx *ctx;           /* the plugin that answers */
-    struct km_rest_waiter waiter; /* who gets the answer; .answer NULL once
-                                     it was given (or the waiter left) */
-    struct event *deadline;       /* answers 504 (owned); NULL until settled */
-    char what[160];               /* "GET /api/v1/..." for log lines */
-    int in_handler;               /* the handler has not returned yet */
-    int early;                    /* rest_finish ran inside the handler */
-    int early_status;             /* ... with this status */
-    json_t *early_reply;          /* ... and this body (owned) */
-    struct km_rest_pending *prev; /* ctx->pendings, doubly linked */
-    struct km_rest_pending *next; /* idem */
-};
-
-/* config_sections() answer for one kind, kept until the next reload. */
-struct km_kind_list {
-    char *kind;                          /* the kind asked for (owned) */
-    const struct km_conf_section **secs; /* borrowed from core->cfg; owned array */
-    size_t n;                            /* number of sections */
-    struct km_kind_list *next;           /* ctx->kinds */
-};
-
-struct km_ctx {
-    struct km_core *core;         /* the daemon (borrowed) */
-    char *name;                   /* section NAME (owned) */
-    char *log_prefix;             /* "plugin NAME", before each of its lines (owned) */
-    const struct km_plugin *desc; /* descriptor in the loaded object (borrowed);
-                                     NULL after km_ctx_release */
-    char **values;                /* per desc->config key, in order: value or
-                                     default, NULL when neither (owned) */
-    size_t n_values;              /* keys in desc->config */
-    char **retired;               /* values replaced by a reload; the plugin may
-                                     still hold them, so freed only at the end */
-    size_t n_retired;             /* entries in retired */
-    char *state_dir;              /* copy of [core] state_dir, NULL if unset */
-    struct km_kind_list *kinds;   /* config_sections() answers (owned) */
-    struct km_timer_slot *timers; /* its live timers (owned) */
-    struct km_http_req *requests; /* its requests in flight (owned) */
-    struct km_ws *websockets;     /* its WebSocket connections (owned) */
-    struct km_route *routes;      /* its REST routes (owned) */
-    struct km_rest_pending *pendings; /* REST answers it owes (owned) */
-    char last_error[256];             /* last error/warning line it logged */
-};
-
-/* Seconds a plugin gets to answer a KM_REST_LATER request. */
-double km_rest_deadline_s = KM_REST_DEADLINE_S;
-
 /* Next timer id. Global, so a handle used with another plugin's ctx is
    simply not found. Starts at 1 so no handle is NULL. */
 static uint64_t g_next_timer_id = 1;
@@ -187,19 +128,6 @@ const char *km_strerror(int err)
 
 /* ---- small helpers -------------------------------------------------------- */
 
-static char *dup_or_null(const char *s)
-{
-    return s ? strdup(s) : NULL;
-}
-
-/* Both NULL, or both set and equal. */
-static int same_text(const char *a, const char *b)
-{
-    if (!a || !b)
-        return a == b;
-    return strcmp(a, b) == 0;
-}
-
 static double mono_now(void)
 {
     struct timespec ts;
@@ -217,149 +145,6 @@ static struct timeval to_timeval(double s)
     if (tv.tv_usec >= 1000000)
         tv.tv_usec = 999999;
     return tv;
-}
-
-/* ---- logging ----------------------------------------------------------- */
-
-static void host_log(struct km_ctx *ctx, enum km_log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void host_log(struct km_ctx *ctx, enum km_log_level level, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (level < KM_LOG_ERROR)
-        level = KM_LOG_ERROR;
-    if (level > KM_LOG_DEBUG)
-        level = KM_LOG_DEBUG;
-    /* Kept so the loader can say why init failed in GET /api/v1/plugins. */
-    if (level <= KM_LOG_WARNING) {
-        va_start(ap, fmt);
-        vsnprintf(ctx->last_error, sizeof ctx->last_error, fmt, ap);
-        va_end(ap);
-    }
-    va_start(ap, fmt);
-    km_vlog(level, ctx->log_prefix, fmt, ap);
-    va_end(ap);
-}
-
-/* ---- configuration ------------------------------------------------------- */
-
-/* Index of key in desc->config, or -1 (not a key of this plugin). */
-static long find_key(const struct km_ctx *ctx, const char *key)
-{
-    if (!ctx->desc || !ctx->desc->config || !key)
-        return -1;
-    for (size_t i = 0; i < ctx->n_values; i++)
-        if (strcmp(ctx->desc->config[i].name, key) == 0)
-            return (long)i;
-    return -1;
-}
-
-/* The value, or the default, of every declared key, from `sec`. */
-static int resolve_values(struct km_ctx *ctx, const struct km_conf_section *sec,
-                          char **out)
-{
-    for (size_t i = 0; i < ctx->n_values; i++) {
-        const struct km_conf_key *k = &ctx->desc->config[i];
-        const char *v = sec ? km_conf_value(sec, k->name) : NULL;
-        out[i] = dup_or_null(v ? v : k->def);
-        if ((v || k->def) && !out[i])
-            return -1;
-    }
-    return 0;
-}
-
-static const char *host_config_string(struct km_ctx *ctx, const char *key)
-{
-    long i = find_key(ctx, key);
-    return i < 0 ? NULL : ctx->values[i];
-}
-
-static long long host_config_int(struct km_ctx *ctx, const char *key)
-{
-    const char *v = host_config_string(ctx, key);
-    long long n = 0;
-    if (!v || km_parse_int(v, &n) < 0)
-        return 0;
-    return n;
-}
-
-static double host_config_double(struct km_ctx *ctx, const char *key)
-{
-    const char *v = host_config_string(ctx, key);
-    double d = 0;
-    if (!v || km_parse_double(v, &d) < 0)
-        return 0;
-    return d;
-}
-
-static int host_config_bool(struct km_ctx *ctx, const char *key)
-{
-    const char *v = host_config_string(ctx, key);
-    int b = 0;
-    if (!v || km_parse_bool(v, &b) < 0)
-        return 0;
-    return b;
-}
-
-static void free_kinds(struct km_ctx *ctx)
-{
-    while (ctx->kinds) {
-        struct km_kind_list *k = ctx->kinds;
-        ctx->kinds = k->next;
-        free(k->kind);
-        free(k->secs);
-        free(k);
-    }
-}
-
-/* Builds the list of `kind` sections of the current config. */
-static struct km_kind_list *build_kind(struct km_ctx *ctx, const char *kind)
-{
-    const struct km_config *cfg = ctx->core->cfg;
-    struct km_kind_list *k = calloc(1, sizeof *k);
-    if (!k)
-        return NULL;
-    k->kind = strdup(kind);
-    if (cfg && cfg->n_sections)
-        k->secs = calloc(cfg->n_sections, sizeof *k->secs);
-    if (!k->kind || (cfg && cfg->n_sections && !k->secs)) {
-        free(k->kind);
-        free(k->secs);
-        free(k);
-        return NULL;
-    }
-    for (size_t i = 0; cfg && i < cfg->n_sections; i++)
-        if (cfg->sections[i]->kind && strcmp(cfg->sections[i]->kind, kind) == 0)
-            k->secs[k->n++] = cfg->sections[i];
-    k->next = ctx->kinds;
-    ctx->kinds = k;
-    return k;
-}
-
-static const struct km_conf_section *const *
-host_config_sections(struct km_ctx *ctx, const char *kind, size_t *n)
-{
-    struct km_kind_list *k;
-
-    if (n)
-        *n = 0;
-    if (!kind)
-        return NULL;
-    for (k = ctx->kinds; k; k = k->next)
-        if (strcmp(k->kind, kind) == 0)
-            break;
-    if (!k && !(k = build_kind(ctx, kind)))
-        return NULL;
-    if (n)
-        *n = k->n;
-    return k->n ? (const struct km_conf_section *const *)k->secs : NULL;
-}
-
-static const char *host_state_dir(struct km_ctx *ctx)
-{
-    return ctx->state_dir;
 }
 
 /* ---- topics and messages ---------------------------------------------------- */
@@ -685,338 +470,135 @@ static void host_ws_close(struct km_ctx *ctx, struct km_ws *w)
     free(w);
 }
 
-static void *host_event_base(struct km_ctx *ctx)
-{
-    return ctx->core->base;
-}
+/* ---- fd watches ---------------------------------------------------------- */
 
-/* ---- REST routes ---------------------------------------------------------- */
+/*
+ * One watched fd (km_host.io_add); the plugin's opaque handle points at it.
+ * The event is persistent and level-triggered; changing what it waits for
+ * re-assigns it in place (event_del, then event_assign: it is neither
+ * pending nor active then, even inside its own callback), so io_set never
+ * allocates.
+ */
+struct km_io {
+    struct km_ctx *ctx; /* owner */
+    struct event *ev;   /* the libevent event (owned), re-assigned in place */
+    int fd;             /* the plugin's fd (not owned: never closed here) */
+    unsigned events;    /* KM_IO_* it waits for; 0: none (not added) */
+    km_io_cb cb;        /* the plugin's callback */
+    void *arg;          /* its argument */
+    int firing;         /* inside cb: a deletion is deferred to after it */
+    int dead;           /* deleted while firing; freed once cb returns */
+    struct km_io *prev; /* ctx->ios, doubly linked: O(1) removal */
+    struct km_io *next; /* idem */
+};
 
-/* "GET", "POST", ...: 1 to 16 upper-case letters. */
-static int valid_method(const char *m)
-{
-    size_t n = 0;
-    for (; m[n]; n++)
-        if (m[n] < 'A' || m[n] > 'Z')
-            return 0;
-    return n > 0 && n <= 16;
-}
+#define KM_IO_ALL (KM_IO_READ | KM_IO_WRITE)
 
-/* "/api/v1/..." with no query, fragment, escape or blank: matched against
-   the decoded request path, so those could never match. A '*' only as the
-   whole last segment: a prefix route. Returns the prefix length (bytes
-   before the '*'), 0 for an exact path, -1 when invalid. */
-static long route_path_kind(const char *p)
+static void io_fire(evutil_socket_t fd, short what, void *arg);
+
+/* Points io->ev at io->events and adds it (nothing to add for 0). */
+static int io_arm(struct km_io *io)
 {
-    static const char prefix[] = "/api/v1/";
-    size_t n = strlen(p);
-    if (strncmp(p, prefix, sizeof prefix - 1) != 0 || n == sizeof prefix - 1 || n > 256)
+    short what = (short)(((io->events & KM_IO_READ) ? EV_READ : 0) |
+                         ((io->events & KM_IO_WRITE) ? EV_WRITE : 0));
+
+    if (event_assign(io->ev, io->ctx->core->base, io->fd, what | EV_PERSIST, io_fire,
+                     io) != 0)
         return -1;
-    for (const char *c = p; *c; c++)
-        if (*c <= ' ' || *c == '?' || *c == '#' || *c == '%' || *c == 0x7f ||
-            (*c == '*' && (c[1] || c[-1] != '/')))
-            return -1;
-    return p[n - 1] == '*' ? (long)(n - 1) : 0;
+    return what ? event_add(io->ev, NULL) : 0;
 }
 
-/* HEAD is answered by the GET handler (the server drops the body). */
-static const char *route_method(const char *method)
+static void io_unlink(struct km_io *io)
 {
-    return strcmp(method, "HEAD") == 0 ? "GET" : method;
+    if (io->prev)
+        io->prev->next = io->next;
+    else
+        io->ctx->ios = io->next;
+    if (io->next)
+        io->next->prev = io->prev;
+    io->prev = io->next = NULL;
 }
 
-/* 1 when `method` is in the comma-separated list already. */
-static int method_listed(const char *list, const char *method)
+static void io_destroy(struct km_io *io)
 {
-    size_t n = strlen(method);
-    for (const char *p = list; (p = strstr(p, method)); p += n)
-        if ((p == list || p[-1] == ' ') && (p[n] == ',' || p[n] == '\0'))
-            return 1;
-    return 0;
+    event_free(io->ev);
+    io_unlink(io);
+    free(io);
 }
 
-/* How well r matches path: 0 not at all; SIZE_MAX exact; else the length
-   of the prefix (so a longer prefix ranks higher). */
-static size_t route_rank(const struct km_route *r, const char *path)
+/* libevent callback; deleting the watch from inside cb is deferred to
+   after it, as for timers. */
+static void io_fire(evutil_socket_t fd, short what, void *arg)
 {
-    if (!r->prefix)
-        return strcmp(r->path, path) == 0 ? SIZE_MAX : 0;
-    /* at least one byte below the prefix: "/api/v1/sessions/" is not an id */
-    return strncmp(r->path, path, r->prefix) == 0 && path[r->prefix] ? r->prefix : 0;
-}
+    struct km_io *io = arg;
+    unsigned got =
+        ((what & EV_READ) ? KM_IO_READ : 0) | ((what & EV_WRITE) ? KM_IO_WRITE : 0);
 
-int km_ctx_route(const struct km_ctx *ctx, const char *method, const char *path,
-                 km_rest_cb *cb, void **arg, size_t *prefix, char *allow, size_t allowlen)
-{
-    const struct km_route *best = NULL;
-    size_t best_rank = 0;
-    int known = 0;
-
-    method = route_method(method);
-    for (const struct km_route *r = ctx->routes; r; r = r->next) {
-        size_t rank = route_rank(r, path);
-        if (!rank)
-            continue;
-        if (strcmp(r->method, method) == 0) {
-            if (rank > best_rank) {
-                best = r;
-                best_rank = rank;
-            }
-            continue;
-        }
-        known = 2;
-        if (allow && allowlen && !method_listed(allow, r->method)) {
-            size_t used = strlen(allow);
-            snprintf(allow + used, allowlen - used, "%s%s", used ? ", " : "", r->method);
-        }
+    io->firing = 1;
+    io->cb(io->fd, got & io->events, io->arg);
+    io->firing = 0;
+    if (io->dead) {
+        event_free(io->ev); /* unlinked and taken off the loop by io_del */
+        free(io);
     }
-    if (!best)
-        return known;
-    if (cb)
-        *cb = best->cb;
-    if (arg)
-        *arg = best->arg;
-    if (prefix)
-        *prefix = best->prefix;
-    return 1;
 }
 
-int km_ctx_has_route(const struct km_ctx *ctx, const char *method, const char *route)
+static struct km_io *host_io_add(struct km_ctx *ctx, int fd, unsigned events, km_io_cb cb,
+                                 void *arg)
 {
-    for (const struct km_route *r = ctx->routes; r; r = r->next)
-        if (strcmp(r->method, method) == 0 && strcmp(r->path, route) == 0)
-            return 1;
-    return 0;
+    struct km_io *io;
+
+    if (fd < 0 || !cb || (events & ~KM_IO_ALL) || !(io = calloc(1, sizeof *io)))
+        return NULL;
+    io->ctx = ctx;
+    io->fd = fd;
+    io->events = events;
+    io->cb = cb;
+    io->arg = arg;
+    /* allocated once; io_arm assigns what it waits for */
+    if (!(io->ev = event_new(ctx->core->base, -1, 0, io_fire, io)) || io_arm(io) != 0) {
+        if (io->ev)
+            event_free(io->ev);
+        free(io);
+        return NULL;
+    }
+    io->next = ctx->ios;
+    if (io->next)
+        io->next->prev = io;
+    ctx->ios = io;
+    return io;
 }
+
+static int host_io_set(struct km_ctx *ctx, struct km_io *io, unsigned events)
+{
+    if (!io || io->dead || (events & ~KM_IO_ALL))
+        return KM_EINVAL;
+    if (events == io->events)
+        return KM_OK;
+    event_del(io->ev);
+    io->events = events;
+    return io_arm(io) == 0 ? KM_OK : KM_EINVAL;
+}
+
+static void host_io_del(struct km_ctx *ctx, struct km_io *io)
+{
+    if (!io || io->dead)
+        return;
+    if (io->firing) {
+        event_del(io->ev);
+        io_unlink(io);
+        io->dead = 1; /* io_fire frees it once the callback returns */
+        return;
+    }
+    io_destroy(io);
+}
+
+/* ---- REST ------------------------------------------------------------------ */
 
 static int host_rest_route(struct km_ctx *ctx, const char *method, const char *path,
                            km_rest_cb cb, void *arg)
 {
-    struct km_route *r;
-    long prefix;
-
-    if (!method || !path || !cb || !valid_method(method) ||
-        (prefix = route_path_kind(path)) < 0)
-        return KM_EINVAL;
-    if (km_ctx_has_route(ctx, method, path) ||
-        (ctx->core->loader && km_loader_route_taken(ctx->core->loader, method, path)))
-        return KM_EEXIST;
-    if (!(r = calloc(1, sizeof *r)))
-        return KM_ENOMEM;
-    r->method = strdup(method);
-    r->path = strdup(path);
-    if (!r->method || !r->path) {
-        free(r->method);
-        free(r->path);
-        free(r);
-        return KM_ENOMEM;
-    }
-    r->prefix = (size_t)prefix;
-    r->cb = cb;
-    r->arg = arg;
-    r->next = ctx->routes;
-    ctx->routes = r;
-    return KM_OK;
-}
-
-static void free_routes(struct km_ctx *ctx)
-{
-    while (ctx->routes) {
-        struct km_route *r = ctx->routes;
-        ctx->routes = r->next;
-        free(r->method);
-        free(r->path);
-        free(r);
-    }
-}
-
-static const char *host_rest_param(const struct km_rest_call *call, const char *name,
-                                   char *buf, size_t len)
-{
-    const char *q = call && call->query ? call->query : "";
-    char key[256];
-
-    if (!name || !buf || !len)
-        return NULL;
-    /* names and values decode alike, by the query rule ('+' is a space, a
-       stray '%' stays); one that holds a NUL or does not fit is refused */
-    while (*q) {
-        const char *end = strchr(q, '&');
-        const char *eq;
-        if (!end)
-            end = q + strlen(q);
-        eq = memchr(q, '=', (size_t)(end - q));
-        const char *kend = eq ? eq : end, *v = eq ? eq + 1 : end;
-        if (km_pct_decode(q, (size_t)(kend - q), key, sizeof key, KM_PCT_QUERY) >= 0 &&
-            strcmp(key, name) == 0) {
-            long n = km_pct_decode(v, (size_t)(end - v), buf, len, KM_PCT_QUERY);
-            return n >= 0 ? buf : NULL;
-        }
-        q = *end ? end + 1 : end;
-    }
-    return NULL;
-}
-
-/* ---- REST answers given later -------------------------------------------- */
-
-static void pending_unlink(struct km_rest_pending *p)
-{
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        p->ctx->pendings = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    p->prev = p->next = NULL;
-}
-
-static void pending_free(struct km_rest_pending *p)
-{
-    pending_unlink(p);
-    if (p->deadline)
-        event_free(p->deadline);
-    json_decref(p->early_reply);
-    free(p);
-}
-
-/* Hands body (stolen) to the waiter, at most once; dropped when it left. */
-static void pending_deliver(struct km_rest_pending *p, int status, json_t *body)
-{
-    struct km_rest_waiter w = p->waiter;
-
-    p->waiter.answer = NULL;
-    if (w.answer && body)
-        w.answer(w.arg, status, body);
-    else
-        json_decref(body);
-}
-
-int km_ctx_rest_check(struct km_ctx *ctx, const char *what, int status, json_t **reply,
-                      const char **detail)
-{
-    if (status >= 100 && status <= 599)
-        return status;
-    km_log(KM_LOG_ERROR, "%s: %s handler returned status %d", ctx->log_prefix, what,
-           status);
-    json_decref(*reply);
-    *reply = NULL;
-    *detail = "the plugin's handler failed";
-    return 500;
-}
-
-/* What the core sends for a checked status, reply (stolen) and detail. */
-static json_t *answer_body(int status, json_t *reply, const char *detail)
-{
-    if (reply)
-        return reply;
-    if (status < 400)
-        return json_object();
-    return json_pack("{s:s}", "detail", detail ? detail : "request failed");
-}
-
-static void pending_deadline(evutil_socket_t fd, short what, void *arg)
-{
-    struct km_rest_pending *p = arg;
-    char detail[320];
-
-    snprintf(detail, sizeof detail, "%s did not answer %s within %g s",
-             p->ctx->log_prefix, p->what, km_rest_deadline_s);
-    km_log(KM_LOG_WARNING, "%s; answered 504", detail);
-    pending_deliver(p, 504, json_pack("{s:s}", "detail", detail));
-    /* the handle stays valid: the plugin's rest_finish will free it */
-}
-
-struct km_rest_pending *km_rest_pending_new(struct km_ctx *ctx,
-                                            const struct km_rest_call *call,
-                                            const struct km_rest_waiter *waiter)
-{
-    struct km_rest_pending *p = calloc(1, sizeof *p);
-
-    if (!p)
-        return NULL;
-    p->ctx = ctx;
-    if (waiter)
-        p->waiter = *waiter;
-    p->in_handler = 1;
-    snprintf(p->what, sizeof p->what, "%s %.140s", call->method, call->path);
-    p->next = ctx->pendings;
-    if (p->next)
-        p->next->prev = p;
-    ctx->pendings = p;
-    return p;
-}
-
-int km_rest_pending_settle(struct km_rest_pending *p, int status, json_t **reply)
-{
-    struct timeval tv = to_timeval(km_rest_deadline_s);
-
-    p->in_handler = 0;
-    if (status != KM_REST_LATER) {
-        pending_free(p); /* a direct answer wins over one given inside */
-        return status;
-    }
-    if (p->early) {
-        *reply = p->early_reply;
-        p->early_reply = NULL;
-        status = p->early_status;
-        pending_free(p);
-        return status;
-    }
-    p->deadline = evtimer_new(p->ctx->core->base, pending_deadline, p);
-    if (!p->deadline || evtimer_add(p->deadline, &tv) != 0)
-        km_log(KM_LOG_ERROR, "%s: %s: cannot arm the %g s deadline (out of memory?)",
-               p->ctx->log_prefix, p->what, km_rest_deadline_s);
-    return KM_LOADER_LATER;
-}
-
-void km_rest_pending_detach(struct km_rest_pending *p)
-{
-    if (p)
-        p->waiter.answer = NULL;
-}
-
-static void host_rest_finish(struct km_ctx *ctx, struct km_rest_pending *p, int status,
-                             json_t *reply, const char *detail)
-{
-    if (!p) {
-        json_decref(reply); /* steals reply in every case */
-        return;
-    }
-    status = km_ctx_rest_check(p->ctx, p->what, status, &reply, &detail);
-    if (p->in_handler) {
-        /* answered before the handler returned: settle() sends it */
-        if (p->early) {
-            km_log(KM_LOG_ERROR, "%s: %s answered twice; the second answer is dropped",
-                   p->ctx->log_prefix, p->what);
-            json_decref(reply);
-            return;
-        }
-        p->early = 1;
-        p->early_status = status;
-        p->early_reply = answer_body(status, reply, detail);
-        return;
-    }
-    pending_deliver(p, status, answer_body(status, reply, detail));
-    pending_free(p);
-}
-
-/* Every answer the plugin still owes: 503, from the core. */
-static void answer_pendings(struct km_ctx *ctx)
-{
-    char detail[320];
-
-    while (ctx->pendings) {
-        struct km_rest_pending *p = ctx->pendings;
-        snprintf(detail, sizeof detail, "%s stopped before it answered %s",
-                 ctx->log_prefix, p->what);
-        pending_deliver(p, 503, json_pack("{s:s}", "detail", detail));
-        pending_free(p);
-    }
-}
-
-const char *km_ctx_log_prefix(const struct km_ctx *ctx)
-{
-    return ctx->log_prefix;
+    return km_plugin_routes_add(ctx->core->routes, ctx, method, path, cb, arg);
 }
 
 /* ---- the interface ------------------------------------------------------ */
@@ -1024,14 +606,14 @@ const char *km_ctx_log_prefix(const struct km_ctx *ctx)
 const struct km_host km_host_iface = {
     .abi = KM_PLUGIN_ABI,
     .size = sizeof(struct km_host),
-    .log = host_log,
+    .log = km_ctx_log,
     .strerror = km_strerror,
-    .config_string = host_config_string,
-    .config_int = host_config_int,
-    .config_double = host_config_double,
-    .config_bool = host_config_bool,
-    .config_sections = host_config_sections,
-    .state_dir = host_state_dir,
+    .config_string = km_ctx_config_string,
+    .config_int = km_ctx_config_int,
+    .config_double = km_ctx_config_double,
+    .config_bool = km_ctx_config_bool,
+    .config_sections = km_ctx_config_sections,
+    .state_dir = km_ctx_state_dir,
     .topic_declare = host_topic_declare,
     .topic_find = host_topic_find,
     .topic_name = km_topic_name,
@@ -1047,84 +629,20 @@ const struct km_host km_host_iface = {
     .timer_del = host_timer_del,
     .http_request = host_http_request,
     .http_cancel = host_http_cancel,
-    .event_base = host_event_base,
     .rest_route = host_rest_route,
-    .rest_param = host_rest_param,
-    .rest_finish = host_rest_finish,
+    .rest_param = km_rest_param,
+    .rest_finish = km_rest_finish,
     .ws_open = host_ws_open,
     .ws_send_text = host_ws_send_text,
     .ws_close = host_ws_close,
+    .io_add = host_io_add,
+    .io_set = host_io_set,
+    .io_del = host_io_del,
 };
 
-/* ---- the context ------------------------------------------------------------ */
+/* ---- taking it all back ------------------------------------------------------ */
 
-struct km_ctx *km_ctx_new(struct km_core *core, const char *name,
-                          const struct km_plugin *desc, const struct km_conf_section *sec)
-{
-    struct km_ctx *ctx = calloc(1, sizeof *ctx);
-    size_t prefix_len = strlen(name) + sizeof "plugin ";
-
-    if (!ctx)
-        return NULL;
-    ctx->core = core;
-    ctx->desc = desc;
-    ctx->name = strdup(name);
-    ctx->log_prefix = malloc(prefix_len);
-    if (core->cfg && core->cfg->state_dir)
-        ctx->state_dir = strdup(core->cfg->state_dir);
-    for (const struct km_conf_key *k = desc->config; k && k->name; k++)
-        ctx->n_values++;
-    ctx->values = calloc(ctx->n_values + 1, sizeof *ctx->values);
-    if (!ctx->name || !ctx->log_prefix || !ctx->values ||
-        (core->cfg && core->cfg->state_dir && !ctx->state_dir) ||
-        resolve_values(ctx, sec, ctx->values) < 0) {
-        km_ctx_free(ctx);
-        return NULL;
-    }
-    snprintf(ctx->log_prefix, prefix_len, "plugin %s", name);
-    return ctx;
-}
-
-/* Keeps `old` alive until km_ctx_free: the plugin may hold it. */
-static void retire(struct km_ctx *ctx, char *old)
-{
-    char **r;
-    if (!old)
-        return;
-    r = realloc(ctx->retired, (ctx->n_retired + 1) * sizeof *r);
-    if (!r)
-        return; /* leaking one string beats a dangling one */
-    ctx->retired = r;
-    ctx->retired[ctx->n_retired++] = old;
-}
-
-void km_ctx_reconfigure(struct km_ctx *ctx, const struct km_conf_section *sec)
-{
-    char **fresh;
-
-    free_kinds(ctx); /* borrowed from the old config */
-    if (!sec || !ctx->desc || !(fresh = calloc(ctx->n_values + 1, sizeof *fresh)))
-        return;
-    if (resolve_values(ctx, sec, fresh) < 0) {
-        for (size_t i = 0; i < ctx->n_values; i++)
-            free(fresh[i]);
-        free(fresh);
-        return; /* ENOMEM: keep the old values */
-    }
-    /* Unchanged values keep their old pointer, so retired only grows with
-       actual changes. */
-    for (size_t i = 0; i < ctx->n_values; i++) {
-        if (same_text(fresh[i], ctx->values[i])) {
-            free(fresh[i]);
-        } else {
-            retire(ctx, ctx->values[i]);
-            ctx->values[i] = fresh[i];
-        }
-    }
-    free(fresh);
-}
-
-void km_ctx_release(struct km_ctx *ctx)
+void km_host_release(struct km_ctx *ctx)
 {
     if (!ctx)
         return;
@@ -1141,37 +659,14 @@ void km_ctx_release(struct km_ctx *ctx)
         free(w);
     }
     /* Never called from inside one of the plugin's own callbacks, so no
-       timer is firing here. */
+       timer or fd watch is firing here. */
     while (ctx->timers)
         timer_destroy(ctx->timers);
-    free_routes(ctx);
-    answer_pendings(ctx);
+    while (ctx->ios)
+        io_destroy(ctx->ios);
+    km_plugin_routes_drop(ctx->core->routes, ctx);
+    km_rest_pending_answer_all(ctx);
     km_bus_unsubscribe_owner(ctx->core->bus, ctx);
     km_bus_disown(ctx->core->bus, ctx);
-    free_kinds(ctx);
-    ctx->desc = NULL; /* about to be unmapped */
-}
-
-void km_ctx_free(struct km_ctx *ctx)
-{
-    if (!ctx)
-        return;
-    for (size_t i = 0; ctx->values && i < ctx->n_values; i++)
-        free(ctx->values[i]);
-    free(ctx->values);
-    for (size_t i = 0; i < ctx->n_retired; i++)
-        free(ctx->retired[i]);
-    free(ctx->retired);
-    free_kinds(ctx);
-    free_routes(ctx);
-    answer_pendings(ctx); /* none after km_ctx_release; a ctx never released */
-    free(ctx->state_dir);
-    free(ctx->log_prefix);
-    free(ctx->name);
-    free(ctx);
-}
-
-const char *km_ctx_last_error(const struct km_ctx *ctx)
-{
-    return ctx ? ctx->last_error : "";
+    km_ctx_forget(ctx);
 }

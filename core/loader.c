@@ -20,7 +20,8 @@
  * Shutdown runs in reverse load order, so a plugin that subscribed to the
  * topics of one loaded before it is stopped before that one. Per plugin:
  * its shutdown hook, then the host takes back whatever the plugin left
- * (km_ctx_release: requests, timers, subscriptions, topic ownership), and
+ * (km_host_release: requests, timers, fd watches, subscriptions, topic
+ * ownership, routes), and
  * only then is the object unmapped.
  */
 #include <dlfcn.h>
@@ -31,6 +32,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "ctx.h"
+#include "host.h"
 #include "loader.h"
 #include "log.h"
 #include "plugcheck.h"
@@ -54,10 +57,12 @@ struct km_slot {
 };
 
 struct km_loader {
-    struct km_core *core;  /* the daemon (borrowed) */
-    struct km_slot *slots; /* configured plugins in load order (owned) */
-    size_t n_slots;        /* number of slots */
-    int loaded;            /* km_loader_load_all ran */
+    struct km_core *core;            /* the daemon (borrowed) */
+    struct km_slot *slots;           /* configured plugins in load order (owned) */
+    struct km_plugin_routes *routes; /* every plugin's REST routes (owned; also
+                                 core->routes, where the host adds to it) */
+    size_t n_slots;                  /* number of slots */
+    int loaded;                      /* km_loader_load_all ran */
 };
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -225,8 +230,13 @@ fail:
 struct km_loader *km_loader_new(struct km_core *core)
 {
     struct km_loader *L = calloc(1, sizeof *L);
-    if (L)
-        L->core = core;
+
+    if (!L || !(L->routes = km_plugin_routes_new())) {
+        free(L);
+        return NULL;
+    }
+    L->core = core;
+    core->routes = L->routes;
     return L;
 }
 
@@ -252,7 +262,7 @@ static void unmap(struct km_slot *s)
 /* Takes back everything of a loaded plugin and unmaps it. */
 static void unload(struct km_slot *s)
 {
-    km_ctx_release(s->ctx);
+    km_host_release(s->ctx);
     dlclose(s->dl);
     km_ctx_free(s->ctx);
     s->ctx = NULL;
@@ -505,6 +515,9 @@ void km_loader_free(struct km_loader *L)
         free(L->slots[i].name);
     }
     free(L->slots);
+    if (L->core->routes == L->routes)
+        L->core->routes = NULL;
+    km_plugin_routes_free(L->routes);
     free(L);
 }
 
@@ -644,41 +657,13 @@ void km_loader_foreach(struct km_loader *L,
 
 /* ---- plugin REST routes --------------------------------------------------- */
 
-int km_loader_route_taken(struct km_loader *L, const char *method, const char *route)
-{
-    /* Any slot with a context: running ones, and the one in its init. */
-    for (size_t i = 0; i < L->n_slots; i++)
-        if (L->slots[i].ctx && km_ctx_has_route(L->slots[i].ctx, method, route))
-            return 1;
-    return 0;
-}
-
 int km_loader_find(struct km_loader *L, const char *method, const char *path,
                    struct km_route_hit *hit, char *allow, size_t allowlen)
 {
-    int found = 0, known = 0;
-
-    if (allow && allowlen)
-        allow[0] = '\0';
-    for (size_t i = 0; L && i < L->n_slots; i++) {
-        struct km_slot *s = &L->slots[i];
-        struct km_route_hit h = {.ctx = s->ctx};
-        int rc;
-
-        if (s->state != KM_PLUGIN_RUNNING)
-            continue;
-        rc =
-            km_ctx_route(s->ctx, method, path, &h.cb, &h.arg, &h.prefix, allow, allowlen);
-        known |= rc == 2;
-        if (rc != 1)
-            continue;
-        /* exact (prefix 0) beats any prefix, a longer prefix a shorter one;
-           on a tie the plugin loaded first keeps it */
-        if (!found || (hit->prefix && (!h.prefix || h.prefix > hit->prefix)))
-            *hit = h;
-        found = 1;
-    }
-    return found ? 1 : known ? 2 : 0;
+    /* a plugin's routes are in the table from its rest_route until its
+       release: only running plugins (or one in its init) have any */
+    return km_plugin_routes_find(L ? L->routes : NULL, method, path, hit, allow,
+                                 allowlen);
 }
 
 int km_loader_call(const struct km_route_hit *hit, const struct km_rest_call *call,
@@ -711,7 +696,7 @@ int km_loader_call(const struct km_route_hit *hit, const struct km_rest_call *ca
         return status;
     }
     snprintf(what, sizeof what, "%s %.140s", call->method, call->path);
-    return km_ctx_rest_check(hit->ctx, what, status, reply, detail);
+    return km_rest_check(hit->ctx, what, status, reply, detail);
 }
 
 int km_loader_rest(struct km_loader *L, const struct km_rest_call *call, json_t **reply,

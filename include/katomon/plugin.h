@@ -14,8 +14,8 @@
  *   - "new"       the caller owns the returned reference and must release it;
  *   - "borrowed"  valid for the stated time only; do not free or modify.
  * Everything a plugin creates through the host (topics, subscriptions,
- * timers, requests) is released by the core when the plugin is shut down or
- * disabled; a plugin may release them earlier itself.
+ * timers, fd watches, requests, WebSockets, routes) is released by the core when the
+ * plugin is shut down or disabled; a plugin may release them earlier itself.
  *
  * All host functions must be called from the event loop's thread (i.e. from
  * init, shutdown, or a callback the core invoked).
@@ -45,7 +45,14 @@ extern "C" {
    older header still loads. */
 /* 2 (issue 13): struct km_http_request gained ca_file and tls_insecure,
    which the core reads from every request (a plugin built for 1 would pass
-   a shorter struct); ws_open, ws_send_text and ws_close were appended. */
+   a shorter struct); ws_open, ws_send_text and ws_close were appended.
+   And event_base is gone (it was the member between http_cancel and
+   rest_route, so every member after it moved): no libevent type or loop
+   reaches a plugin any more. What plugins did with the base has verbs:
+   fd watching (io_add, io_set, io_del), timers (timer_add), outbound
+   HTTP(S) and WebSocket (http_request, ws_open); katomon/hiredis.h puts
+   hiredis's async client on them. ABI 2 is unreleased until this
+   release, so these changes stay in 2. */
 #define KM_PLUGIN_ABI 2
 
 /* 1 when the core's struct km_host has `member` (a plugin built against a
@@ -156,6 +163,7 @@ struct km_topic; /* opaque: a named, typed topic on the bus */
 struct km_msg;   /* opaque: an immutable, reference-counted published message */
 struct km_sub;   /* opaque: one subscription */
 struct km_timer; /* opaque: one timer */
+struct km_io;    /* opaque: one watched file descriptor */
 
 /* Topic kinds. */
 enum km_topic_kind {
@@ -188,6 +196,18 @@ typedef void (*km_timer_cb)(void *arg);
 /* Timer flags. */
 #define KM_TIMER_REPEAT (1u << 0) /* fire every interval until deleted */
 #define KM_TIMER_NOW    (1u << 1) /* also fire once as soon as the loop runs */
+
+/* What an fd watch waits for (io_add, io_set), and what its callback got. */
+#define KM_IO_READ  (1u << 0) /* readable (or EOF, or an error pending) */
+#define KM_IO_WRITE (1u << 1) /* writable (or a connect finished, or failed) */
+
+/*
+ * fd watch callback: `events` holds what the fd is ready for (KM_IO_*; a
+ * subset of what the watch waits for). Level-triggered: it is called
+ * again on the next loop turn while the fd stays ready, until the plugin
+ * reads, writes, io_sets or io_dels. It may io_set or io_del its own watch.
+ */
+typedef void (*km_io_cb)(int fd, unsigned events, void *arg);
 
 struct km_rest_pending; /* opaque: a REST request answered later (KM_REST_LATER) */
 
@@ -309,11 +329,6 @@ struct km_host {
                                         void *arg);
     void (*http_cancel)(struct km_ctx *ctx, struct km_http_req *req);
 
-    /* The daemon's libevent base (struct event_base *), for plugins doing
-       their own non-blocking I/O. Borrowed. On its way out: outbound HTTP(S)
-       and WebSocket have verbs of their own (http_request, ws_open). */
-    void *(*event_base)(struct km_ctx *ctx);
-
     /*
      * REST: serve `method` `path` (must start with "/api/v1/") from the
      * daemon's HTTP port, behind the same auth token, CORS and size limits
@@ -351,7 +366,7 @@ struct km_host {
     void (*rest_finish)(struct km_ctx *ctx, struct km_rest_pending *p, int status,
                         json_t *reply, const char *detail);
 
-    /* ---- appended in ABI 2 (issue 13): KM_HOST_HAS(host, ws_close) ------- */
+    /* ---- appended in ABI 2 (issue 13): KM_HOST_HAS(host, io_del) --------- */
 
     /*
      * Outbound WebSocket (see katomon/websocket.h: ws:// or wss://, the
@@ -369,6 +384,23 @@ struct km_host {
     int (*ws_send_text)(struct km_ctx *ctx, struct km_ws *ws, const char *text,
                         size_t len);
     void (*ws_close)(struct km_ctx *ctx, struct km_ws *ws);
+
+    /*
+     * File descriptors on the daemon's loop, for a plugin's own
+     * non-blocking I/O (a client library's socket, a FIFO). io_add watches
+     * `fd` (non-blocking, the plugin's: the core never closes it) for
+     * `events` (KM_IO_READ | KM_IO_WRITE; 0: watch nothing for now) and
+     * returns a handle owned by the core, or NULL (fd < 0, no cb, an
+     * unknown flag, ENOMEM). io_set changes what it waits for (KM_OK, or
+     * KM_EINVAL: a bad flag or handle). io_del stops the watch; the handle
+     * is invalid afterwards (safe inside its own callback). Watches left at
+     * shutdown are stopped by the core, before it unmaps the plugin; close
+     * the fd only after io_del (or in shutdown).
+     */
+    struct km_io *(*io_add)(struct km_ctx *ctx, int fd, unsigned events, km_io_cb cb,
+                            void *arg);
+    int (*io_set)(struct km_ctx *ctx, struct km_io *io, unsigned events);
+    void (*io_del)(struct km_ctx *ctx, struct km_io *io);
 };
 
 /* ---- the descriptor a plugin exports ------------------------------------ */

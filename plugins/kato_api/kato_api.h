@@ -5,7 +5,7 @@
  *                query validation (FastAPI-style 422s)
  *   kato.c       GET requests to KATO, their errors, the pass-through cache
  *   redis.c      one non-blocking connection to KATO's Redis (hiredis on
- *                the daemon's libevent loop), read-only, with timeouts
+ *                the host's fd verbs and timers), read-only, with timeouts
  *   session.c    one session as KATO stores it (decoding its small fields)
  *   sessions.c   /sessions, /sessions/statistics/overview (the listing)
  *   session_one.c  /sessions/{id}, /sessions/{id}/stm

@@ -1,6 +1,7 @@
 /*
  * redis.c - one non-blocking, read-only connection to KATO's Redis
- * (kato_api), on the daemon's libevent loop through hiredis's adapter.
+ * (kato_api), on the daemon's loop through the host's fd verbs
+ * (katomon/hiredis.h, the adapter) and its timers.
  *
  * Connected lazily by the first command; AUTH and SELECT (from the url)
  * go first on the new connection, pipelined with it. hiredis 0.14 has no
@@ -29,10 +30,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
-#include <hiredis/adapters/libevent.h>
+#include <katomon/hiredis.h>
+#include <katomon/url.h>
 
 #include "kato_api.h"
 
@@ -53,7 +54,8 @@ struct ka_redis {
     char error[400];                   /* why the last connection failed */
     char why[480];                     /* error + when the next try is */
     size_t inflight;                   /* commands sent, not answered */
-    struct event *stall;               /* fires when no progress in time */
+    struct km_timer *stall;            /* fires when no progress in time; NULL:
+                                          not armed (a host timer, one-shot) */
     int freeing;                       /* in ka_redis_free */
 };
 
@@ -67,48 +69,34 @@ struct ka_rcmd {
 
 /* ---- url ---- */
 
-static int hexval(char c)
+/* Percent-decodes [s, s + n) into a new string (*out), by the path rule
+   ('+' is itself); 0, -1 on ENOMEM, -2 on a bad escape or %00. */
+static int decode_part(const char *s, size_t n, char **out)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    long len;
+
+    if (!(*out = malloc(n + 1)))
+        return -1;
+    len = km_pct_decode(s, n, *out, n + 1, KM_PCT_PATH);
+    if (len >= 0)
+        return 0;
+    free(*out);
+    *out = NULL;
+    return -2;
 }
 
-/* Percent-decodes [s, s + n) into a new string (%00 and bad escapes stay
-   as written). */
-static char *decode_part(const char *s, size_t n)
-{
-    char *out = malloc(n + 1), *o = out;
-
-    for (size_t i = 0; out && i < n; i++) {
-        int hi = i + 2 < n && s[i] == '%' ? hexval(s[i + 1]) : -1;
-        int lo = hi >= 0 ? hexval(s[i + 2]) : -1;
-        if (lo >= 0 && (hi || lo)) {
-            *o++ = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            *o++ = s[i];
-        }
-    }
-    if (out)
-        *o = '\0';
-    return out;
-}
-
-/* user:password@ -> r->user, r->password ("secret@" alone: a password). */
+/* user:password@ -> r->user, r->password ("secret@" alone: a password).
+   0, -1 on ENOMEM, -2 on a bad escape. */
 static int parse_userinfo(struct ka_redis *r, const char *s, size_t n)
 {
     const char *colon = memchr(s, ':', n);
+    int rc;
 
     if (!colon)
-        return (r->password = decode_part(s, n)) ? 0 : -1;
-    if (colon > s && !(r->user = decode_part(s, (size_t)(colon - s))))
-        return -1;
-    return (r->password = decode_part(colon + 1, n - (size_t)(colon - s) - 1)) ? 0 : -1;
+        return decode_part(s, n, &r->password);
+    if (colon > s && (rc = decode_part(s, (size_t)(colon - s), &r->user)) < 0)
+        return rc;
+    return decode_part(colon + 1, n - (size_t)(colon - s) - 1, &r->password);
 }
 
 /* host[:port], host numeric or localhost. */
@@ -168,6 +156,7 @@ static int parse_url(struct ka_redis *r, const char *url, char *err, size_t errl
 {
     const char *s = url + 8, *at, *slash, *hp;
     size_t n;
+    int rc;
 
     if (strncmp(url, "redis://", 8) != 0) {
         snprintf(err, errlen, "'%s' must start with redis:// (TLS is not supported)",
@@ -181,8 +170,13 @@ static int parse_url(struct ka_redis *r, const char *url, char *err, size_t errl
     slash = strchr(s, '/');
     n = slash ? (size_t)(slash - s) : strlen(s);
     at = memrchr(s, '@', n);
-    if (at && parse_userinfo(r, s, (size_t)(at - s)) < 0) {
-        snprintf(err, errlen, "out of memory");
+    if (at && (rc = parse_userinfo(r, s, (size_t)(at - s))) < 0) {
+        if (rc == -1)
+            snprintf(err, errlen, "out of memory");
+        else
+            snprintf(err, errlen,
+                     "bad %%-escape in the user or password of the url: write a "
+                     "'%%' as %%25, and no %%00");
         return -1;
     }
     hp = at ? at + 1 : s;
@@ -212,6 +206,13 @@ static double backoff(unsigned failures)
     return s < KA_BACKOFF_MAX ? s : KA_BACKOFF_MAX;
 }
 
+static void stall_stop(struct ka_redis *r)
+{
+    if (r->stall)
+        ka.host->timer_del(ka.ctx, r->stall);
+    r->stall = NULL;
+}
+
 /* The connection failed: remember why, and when to try again. */
 static void failed(struct ka_redis *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -228,8 +229,7 @@ static void failed(struct ka_redis *r, const char *fmt, ...)
     r->retry_at = ka_now() + backoff(r->failures);
     if (r->failures == 1 && !r->freeing)
         ka.host->log(ka.ctx, KM_LOG_WARNING, "%s", r->error);
-    if (r->stall)
-        evtimer_del(r->stall);
+    stall_stop(r);
 }
 
 /* Drops the connection (from anywhere, hiredis callbacks included):
@@ -244,26 +244,25 @@ static void drop(struct ka_redis *r, const char *why)
     redisAsyncFree(ac); /* inside a hiredis callback: once it returns */
 }
 
-/* Redis answered something, or accepted the connection: more time. */
-static void progress(struct ka_redis *r)
-{
-    struct timeval tv = {(time_t)r->timeout_s,
-                         (suseconds_t)((r->timeout_s - (time_t)r->timeout_s) * 1e6)};
-
-    if (r->inflight && r->ac)
-        evtimer_add(r->stall, &tv);
-    else
-        evtimer_del(r->stall);
-}
-
-static void on_stall(evutil_socket_t fd, short what, void *arg)
+static void on_stall(void *arg)
 {
     struct ka_redis *r = arg;
     char why[200];
 
+    r->stall = NULL; /* one-shot: the host frees it after this */
     snprintf(why, sizeof why, "Redis at %s did not answer within %g s", r->where,
              r->timeout_s);
     drop(r, why);
+}
+
+/* Redis answered something, or accepted the connection: more time. The
+   stall timer is one-shot and started afresh (a stale handle is harmless
+   to timer_del). */
+static void progress(struct ka_redis *r)
+{
+    stall_stop(r);
+    if (r->inflight && r->ac)
+        r->stall = ka.host->timer_add(ka.ctx, r->timeout_s, 0, on_stall, r);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -368,7 +367,7 @@ static int connect_now(struct ka_redis *r)
         return -1;
     }
     ac->data = r;
-    if (redisLibeventAttach(ac, ka.host->event_base(ka.ctx)) != REDIS_OK) {
+    if (km_redis_attach(ac, ka.host, ka.ctx) != REDIS_OK) {
         redisAsyncFree(ac);
         failed(r, "cannot connect to Redis at %s: out of memory", r->where);
         return -1;
@@ -399,8 +398,7 @@ struct ka_redis *ka_redis_new(const char *url, double timeout_s, char *err, size
         return NULL;
     }
     r->timeout_s = timeout_s;
-    if (parse_url(r, url, err, errlen) < 0 ||
-        !(r->stall = evtimer_new(ka.host->event_base(ka.ctx), on_stall, r))) {
+    if (parse_url(r, url, err, errlen) < 0) {
         if (!err[0])
             snprintf(err, errlen, "out of memory");
         ka_redis_free(r);
@@ -415,8 +413,7 @@ void ka_redis_free(struct ka_redis *r)
         return;
     r->freeing = 1;
     drop(r, "katomon is shutting down"); /* the callbacks run now */
-    if (r->stall)
-        event_free(r->stall);
+    stall_stop(r);
     free(r->user);
     free(r->password);
     free(r);

@@ -25,7 +25,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <event2/event.h>
 #include <katomon/plugin.h>
 
 static const struct km_conf_key config_keys[] = {
@@ -51,7 +50,7 @@ static struct {
     struct km_ctx *ctx;           /* our context */
     struct km_topic *t[N_TOPICS]; /* declared topics */
     int fd;                       /* the FIFO */
-    struct event *ev;             /* read event on fd */
+    struct km_io *io;             /* the host's read watch on fd */
     char line[65536];             /* partial command line */
     size_t len;                   /* bytes in line */
     long long commands;           /* lines processed */
@@ -99,7 +98,7 @@ static void command(char *line)
     g.commands++;
 }
 
-static void on_readable(evutil_socket_t fd, short what, void *arg)
+static void on_readable(int fd, unsigned events, void *arg)
 {
     for (;;) {
         ssize_t n = read(g.fd, g.line + g.len, sizeof g.line - 1 - g.len);
@@ -153,20 +152,21 @@ static int pub_init(struct km_ctx *ctx, const struct km_host *host)
             host->log(ctx, KM_LOG_ERROR, "open %s: %s", control, strerror(errno));
             return -1;
         }
-        g.ev = event_new(host->event_base(ctx), g.fd, EV_READ | EV_PERSIST, on_readable,
-                         NULL);
-        event_add(g.ev, NULL);
+        if (!(g.io = host->io_add(ctx, g.fd, KM_IO_READ, on_readable, NULL))) {
+            host->log(ctx, KM_LOG_ERROR, "watch %s: out of memory", control);
+            return -1;
+        }
     }
     return 0;
 }
 
 static void pub_shutdown(struct km_ctx *ctx)
 {
-    if (g.ev)
-        event_free(g.ev);
+    if (g.io)
+        g.host->io_del(ctx, g.io);
     if (g.fd >= 0)
         close(g.fd);
-    g.ev = NULL;
+    g.io = NULL;
     g.fd = -1;
 }
 

@@ -13,6 +13,7 @@
 #define _GNU_SOURCE /* nftw */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -29,6 +30,8 @@
 #include <jansson.h>
 
 #include "core.h"
+#include "ctx.h"
+#include "host.h"
 #include "http_client.h"
 #include "loader.h"
 #include "log.h"
@@ -1083,7 +1086,7 @@ static struct km_ctx *unit_ctx(void)
 
 static void unit_done(struct km_ctx *ctx)
 {
-    km_ctx_release(ctx);
+    km_host_release(ctx);
     km_ctx_free(ctx);
 }
 
@@ -1142,6 +1145,94 @@ START_TEST(test_host_timers)
 }
 END_TEST
 
+/* fd watch callback state. */
+struct watcher {
+    struct km_ctx *ctx; /* owner */
+    struct km_io *io;   /* its own handle */
+    int n_read;         /* calls with KM_IO_READ (one byte read each) */
+    int n_write;        /* calls with KM_IO_WRITE */
+    int del_at_write;   /* deletes itself at this write call; 0: never */
+    unsigned last;      /* events of the last call */
+};
+
+static void on_io(int fd, unsigned events, void *arg)
+{
+    struct watcher *w = arg;
+    char c;
+
+    w->last = events;
+    if (events & KM_IO_READ) {
+        w->n_read++;
+        ck_assert_int_eq(read(fd, &c, 1), 1); /* one byte: level-triggered */
+    }
+    if ((events & KM_IO_WRITE) && ++w->n_write == w->del_at_write)
+        km_host_iface.io_del(w->ctx, w->io); /* inside its own callback */
+}
+
+START_TEST(test_host_io)
+{
+    const struct km_host *h = &km_host_iface;
+    struct km_ctx *ctx = unit_ctx();
+    struct watcher r = {.ctx = ctx}, w = {.ctx = ctx, .del_at_write = 2};
+    int p[2];
+
+    ck_assert_int_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    ck_assert_ptr_null(h->io_add(ctx, -1, KM_IO_READ, on_io, &r));
+    ck_assert_ptr_null(h->io_add(ctx, p[0], KM_IO_READ, NULL, &r));
+    ck_assert_ptr_null(h->io_add(ctx, p[0], 1u << 5, on_io, &r));
+
+    /* Readable: the callback fires once per loop turn while data is left. */
+    r.io = h->io_add(ctx, p[0], KM_IO_READ, on_io, &r);
+    ck_assert_ptr_nonnull(r.io);
+    run_loop(0.02);
+    ck_assert_int_eq(r.n_read, 0);
+    ck_assert_int_eq(write(p[1], "ab", 2), 2);
+    run_loop(0.02);
+    ck_assert_int_eq(r.n_read, 2);
+    ck_assert_uint_eq(r.last, KM_IO_READ);
+
+    /* Added waiting for nothing, then io_set to write; it io_dels itself. */
+    w.io = h->io_add(ctx, p[1], 0, on_io, &w);
+    ck_assert_ptr_nonnull(w.io);
+    run_loop(0.02);
+    ck_assert_int_eq(w.n_write, 0);
+    ck_assert_int_eq(h->io_set(ctx, w.io, 1u << 5), KM_EINVAL);
+    ck_assert_int_eq(h->io_set(ctx, w.io, KM_IO_WRITE), KM_OK);
+    run_loop(0.02);
+    ck_assert_int_eq(w.n_write, 2); /* stopped inside its second call */
+    ck_assert_uint_eq(w.last, KM_IO_WRITE);
+
+    /* io_set to nothing stops the reads; back to read resumes them. */
+    ck_assert_int_eq(h->io_set(ctx, r.io, 0), KM_OK);
+    ck_assert_int_eq(write(p[1], "cd", 2), 2);
+    run_loop(0.02);
+    ck_assert_int_eq(r.n_read, 2);
+    ck_assert_int_eq(h->io_set(ctx, r.io, KM_IO_READ), KM_OK);
+    run_loop(0.02);
+    ck_assert_int_eq(r.n_read, 4);
+
+    /* io_del stops it (the handle is gone: nothing fires, nothing leaks). */
+    h->io_del(ctx, r.io);
+    ck_assert_int_eq(event_base_get_num_events(core.base, EVENT_BASE_COUNT_ADDED), 0);
+    ck_assert_int_eq(write(p[1], "e", 1), 1);
+    run_loop(0.02);
+    ck_assert_int_eq(r.n_read, 4);
+
+    /* Released with the plugin: a watch left on a readable fd never fires. */
+    r.io = h->io_add(ctx, p[0], KM_IO_READ, on_io, &r);
+    ck_assert_ptr_nonnull(r.io);
+    ck_assert_ptr_nonnull(h->io_add(ctx, p[1], KM_IO_WRITE, on_io, &w));
+    ck_assert_int_eq(event_base_get_num_events(core.base, EVENT_BASE_COUNT_ADDED), 2);
+    unit_done(ctx);
+    ck_assert_int_eq(event_base_get_num_events(core.base, EVENT_BASE_COUNT_ADDED), 0);
+    run_loop(0.02);
+    ck_assert_int_eq(r.n_read, 4);
+    ck_assert_int_eq(w.n_write, 2);
+    close(p[0]);
+    close(p[1]);
+}
+END_TEST
+
 START_TEST(test_host_config_and_log)
 {
     const struct km_host *h = &km_host_iface;
@@ -1187,7 +1278,6 @@ START_TEST(test_host_config_and_log)
 
     ck_assert_str_eq(h->strerror(KM_EOWNER), km_strerror(KM_EOWNER));
     ck_assert_str_eq(km_strerror(12345), "unknown error");
-    ck_assert_ptr_eq(h->event_base(ctx), core.base);
     ck_assert_uint_eq(h->abi, KM_PLUGIN_ABI);
     ck_assert_uint_eq(h->size, sizeof(struct km_host));
     unit_done(ctx);
@@ -1233,7 +1323,7 @@ START_TEST(test_host_topics)
     ck_assert_int_eq(km_bus_publish(lt, json_object(), NULL), KM_OK);
     ck_assert_int_eq(box.n, 1);
     ck_assert_int_eq(km_bus_publish(t, json_object(), NULL), KM_EOWNER); /* disowned */
-    km_ctx_release(other);
+    km_host_release(other);
     km_ctx_free(other);
     json_decref(box.last);
 }
@@ -1257,7 +1347,7 @@ START_TEST(test_host_rest)
         0,
         NULL};
     char buf[8], allow[32] = "";
-    km_rest_cb cb = NULL;
+    struct km_route_hit hit = {0};
 
     ck_assert_int_eq(h->rest_route(ctx, "GET", "/api/v1/x", dummy_route, NULL), KM_OK);
     ck_assert_int_eq(h->rest_route(ctx, "GET", "/api/v1/x", dummy_route, NULL),
@@ -1273,13 +1363,16 @@ START_TEST(test_host_rest)
     ck_assert_int_eq(h->rest_route(ctx, "GET", "/api/v1/a?b", dummy_route, NULL),
                      KM_EINVAL);
     ck_assert_int_eq(h->rest_route(ctx, "GET", "/api/v1/z", NULL, NULL), KM_EINVAL);
-    ck_assert_int_eq(km_ctx_route(ctx, "HEAD", "/api/v1/x", &cb, NULL, NULL, NULL, 0), 1);
-    ck_assert_ptr_eq(cb, dummy_route);
     ck_assert_int_eq(
-        km_ctx_route(ctx, "POST", "/api/v1/x", NULL, NULL, NULL, allow, sizeof allow), 2);
-    ck_assert_str_eq(allow, "PUT, GET");
-    ck_assert_int_eq(km_ctx_route(ctx, "GET", "/api/v1/xx", NULL, NULL, NULL, NULL, 0),
-                     0);
+        km_plugin_routes_find(core.routes, "HEAD", "/api/v1/x", &hit, NULL, 0), 1);
+    ck_assert_ptr_eq(hit.cb, dummy_route);
+    ck_assert_ptr_eq(hit.ctx, ctx);
+    ck_assert_int_eq(km_plugin_routes_find(core.routes, "POST", "/api/v1/x", NULL, allow,
+                                           sizeof allow),
+                     2);
+    ck_assert_str_eq(allow, "GET, PUT"); /* in registration order */
+    ck_assert_int_eq(
+        km_plugin_routes_find(core.routes, "GET", "/api/v1/xx", NULL, NULL, 0), 0);
 
     ck_assert_str_eq(h->rest_param(&call, "a", buf, sizeof buf), "1"); /* the first */
     ck_assert_str_eq(h->rest_param(&call, "b", buf, sizeof buf), "x y z");
@@ -1291,6 +1384,9 @@ START_TEST(test_host_rest)
     ck_assert_str_eq(h->rest_param(&call, "empty", buf, sizeof buf), "");
     ck_assert_ptr_null(h->rest_param(&call, "missing", buf, sizeof buf));
     unit_done(ctx);
+    /* its routes went with it */
+    ck_assert_int_eq(
+        km_plugin_routes_find(core.routes, "GET", "/api/v1/x", NULL, NULL, 0), 0);
 }
 END_TEST
 
@@ -1414,6 +1510,7 @@ static Suite *loader_suite(void)
 
     tcase_add_checked_fixture(host, setup, teardown);
     tcase_add_test(host, test_host_timers);
+    tcase_add_test(host, test_host_io);
     tcase_add_test(host, test_host_config_and_log);
     tcase_add_test(host, test_host_topics);
     tcase_add_test(host, test_host_rest);

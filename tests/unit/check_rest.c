@@ -33,6 +33,8 @@
 #include <jansson.h>
 
 #include "core.h"
+#include "ctx.h"
+#include "host.h"
 #include "http_client.h"
 #include "loader.h"
 #include "log.h"
@@ -189,8 +191,7 @@ START_TEST(test_prefix_registration)
     static const struct km_plugin desc = {.abi = KM_PLUGIN_ABI, .name = "unit"};
     const struct km_host *h = &km_host_iface;
     struct km_ctx *ctx = km_ctx_new(&core, "unit", &desc, NULL);
-    size_t prefix = 99;
-    km_rest_cb cb = NULL;
+    struct km_route_hit hit = {0};
 
     ck_assert_ptr_nonnull(ctx);
     ck_assert_int_eq(h->rest_route(ctx, "GET", "/api/v1/u/*", dummy, NULL), KM_OK);
@@ -203,15 +204,18 @@ START_TEST(test_prefix_registration)
     /* test_good (loaded) has GET /api/v1/test/ + "*" already */
     ck_assert_int_eq(h->rest_route(ctx, "GET", "/api/v1/test/*", dummy, NULL), KM_EEXIST);
     ck_assert_int_eq(h->rest_route(ctx, "PUT", "/api/v1/test/*", dummy, NULL), KM_OK);
-    ck_assert_int_eq(km_ctx_route(ctx, "GET", "/api/v1/u/7", &cb, NULL, &prefix, NULL, 0),
-                     1);
-    ck_assert_uint_eq(prefix, strlen("/api/v1/u/"));
-    ck_assert_int_eq(km_ctx_route(ctx, "GET", "/api/v1/v", &cb, NULL, &prefix, NULL, 0),
-                     1);
-    ck_assert_uint_eq(prefix, strlen("/api/v1/"));
-    ck_assert(km_ctx_has_route(ctx, "GET", "/api/v1/u/*"));
-    ck_assert(!km_ctx_has_route(ctx, "GET", "/api/v1/u/7"));
-    km_ctx_release(ctx);
+    ck_assert_int_eq(
+        km_plugin_routes_find(core.routes, "GET", "/api/v1/u/7", &hit, NULL, 0), 1);
+    ck_assert_uint_eq(hit.prefix, strlen("/api/v1/u/"));
+    ck_assert_int_eq(
+        km_plugin_routes_find(core.routes, "GET", "/api/v1/v", &hit, NULL, 0), 1);
+    ck_assert_uint_eq(hit.prefix, strlen("/api/v1/"));
+    /* an exact route below a prefix is another route, and wins */
+    ck_assert_int_eq(h->rest_route(ctx, "GET", "/api/v1/u/7", dummy, NULL), KM_OK);
+    ck_assert_int_eq(
+        km_plugin_routes_find(core.routes, "GET", "/api/v1/u/7", &hit, NULL, 0), 1);
+    ck_assert_uint_eq(hit.prefix, 0);
+    km_host_release(ctx);
     km_ctx_free(ctx);
 }
 END_TEST
