@@ -28,9 +28,20 @@
  * server (libcurl's connection cache, per CURLM). Proxies from the
  * environment (http_proxy, ...) are not used: nothing here did before.
  *
- * Connect-only transfers (km_hc_connect) share the same CURLM: libcurl
- * resolves, connects and does the TLS handshake, then hands the connection
- * over (core/ws_client.c speaks WebSocket on it).
+ * Connect-only transfers (km_hc_connect, in http_connect.h) share the same
+ * CURLM: libcurl resolves, connects and does the TLS handshake, then hands
+ * the connection over (core/ws_client.c speaks WebSocket on it).
+ *
+ * This header is the client's whole API; the work is split by concern:
+ *   curl_loop.c     the CURLM on the libevent loop, the life of a transfer
+ *                   on it (deferred while inside libcurl), the options and
+ *                   url rule every transfer shares, km_hc_stats;
+ *   http_client.c   one request (this header's km_hc_request/cancel) and
+ *                   the per-base calls (km_hc_shutdown, km_hc_set_resolve);
+ *   http_connect.c  connect-only transfers (http_connect.h);
+ *   curl_error.c    the error texts (curl_error.h).
+ * Calls go one way: http_client.c and http_connect.c call curl_loop.c
+ * and curl_error.c; the loop reaches them only through struct km_cl_ops.
  *
  * Writing to a socket the server closed never raises SIGPIPE (libcurl
  * sends with MSG_NOSIGNAL), but main.c ignores it anyway.
@@ -46,17 +57,11 @@
 #include <event2/event.h>
 #include <katomon/http.h>
 
-struct km_hc_req;  /* one request, from km_hc_request until cb or cancel */
-struct km_hc_conn; /* one connect-only transfer (km_hc_connect) */
+#include "curl_error.h"   /* km_hc_error_text */
+#include "curl_loop.h"    /* struct km_hc_stats, km_hc_stats */
+#include "http_connect.h" /* km_hc_connect and the rest of struct km_hc_conn */
 
-/* Counters for tests. */
-struct km_hc_stats {
-    unsigned long started;  /* requests started */
-    unsigned long finished; /* callbacks run */
-    unsigned long live;     /* started, not yet called back nor cancelled */
-    unsigned long conns;    /* connect-only transfers not yet freed */
-};
-extern struct km_hc_stats km_hc_stats;
+struct km_hc_req; /* one request, from km_hc_request until cb or cancel */
 
 /*
  * Starts `req` (everything in it is copied) on `base`'s CURLM. Returns a
@@ -94,43 +99,5 @@ void km_hc_shutdown(struct event_base *base);
  * NULL or an empty list clears them. 0, or -1 on ENOMEM.
  */
 int km_hc_set_resolve(struct event_base *base, const char *const *entries);
-
-/* ---- connect-only transfers (for core/ws_client.c) ------------------- */
-
-/* What km_hc_connect needs; everything is copied. */
-struct km_hc_target {
-    const char *url;     /* http:// or https://; only scheme, host and port
-                            matter (libcurl sends nothing on its own) */
-    const char *ca_file; /* PEM bundle instead of the system store, or NULL */
-    int tls_insecure;    /* 1: do not verify the server's certificate */
-    unsigned timeout_ms; /* lookup + connect + TLS; 0: 10000 */
-};
-
-/* Called once, from the loop (never inside km_hc_connect): error NULL when
-   connected (then km_hc_conn_easy/socket work), else why not. */
-typedef void (*km_hc_conn_cb)(struct km_hc_conn *c, const char *error, void *arg);
-
-/* Starts a connect-only transfer. Returns a new handle (free it with
-   km_hc_conn_free, also after a failure), or NULL with err filled. */
-struct km_hc_conn *km_hc_connect(struct event_base *base, const struct km_hc_target *t,
-                                 km_hc_conn_cb cb, void *arg, char *err, size_t errlen);
-
-/* Once connected: the easy handle for curl_easy_send/curl_easy_recv
-   (borrowed), and its socket (to watch with libevent; never close it). */
-CURL *km_hc_conn_easy(struct km_hc_conn *c);
-curl_socket_t km_hc_conn_socket(struct km_hc_conn *c);
-
-/* Closes the connection and frees c; cb does not run afterwards. The
-   caller stops watching the socket first. */
-void km_hc_conn_free(struct km_hc_conn *c);
-
-/*
- * A clear text for a failed transfer: "TLS: certificate verify failed
- * (...)", "connection refused", "cannot resolve HOST: ...", ... `what`
- * is libcurl's error buffer (may be ""), os_errno CURLINFO_OS_ERRNO,
- * unix_path the unix socket or NULL.
- */
-void km_hc_error_text(CURLcode rc, const char *what, long os_errno, const char *unix_path,
-                      char *out, size_t len);
 
 #endif /* KM_HTTP_CLIENT_H */

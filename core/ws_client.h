@@ -3,7 +3,7 @@
  * katomon/websocket.h), on the loop's one libcurl multi handle.
  *
  * libcurl resolves, connects and does the TLS handshake (a connect-only
- * transfer of core/http_client.c: CONNECT_ONLY=1, since Debian 12's 7.88
+ * transfer of core/http_connect.c: CONNECT_ONLY=1, since Debian 12's 7.88
  * has no WebSocket support of its own for CONNECT_ONLY=2); then this
  * module sends the Upgrade request with curl_easy_send, reads the 101 with
  * curl_easy_recv (checking Sec-WebSocket-Accept), watches the socket

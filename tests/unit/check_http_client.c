@@ -1,6 +1,7 @@
 /*
  * check_http_client.c - unit tests of the outbound HTTP client
- * (core/http_client.c: libcurl's multi interface on libevent).
+ * (core/http_client.c on core/curl_loop.c: libcurl's multi interface on
+ * libevent).
  *
  * Each test runs small scripted servers on its own event_base, next to the
  * client: an evconnlistener on 127.0.0.1 (ephemeral port) or on a unix
