@@ -341,7 +341,7 @@ static void publish_containers(void)
     double total_cpu = 0, total_mem = 0, total_lim = 0;
     json_t *list = json_array();
 
-    km_format_utc(km_wall_us(), when, sizeof when);
+    km_format_iso(km_wall_us(), 3, when, sizeof when);
     for (int i = 0; i < MAX_CONTAINERS; i++)
         ds.prev[i].used = 0;
     for (int i = 0; i < ds.n_slots; i++) {

@@ -105,17 +105,6 @@ static struct {
 
 /* ---- events ---- */
 
-/* UTC ISO 8601 with microseconds and a Z, e.g. "2026-11-23T02:40:00.123456Z". */
-static char *format_utc_us(int64_t us, char *buf, size_t len)
-{
-    time_t secs = (time_t)(us / 1000000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, len - n, ".%06dZ", (int)(us % 1000000));
-    return buf;
-}
-
 static void publish_event(long long current, long long previous, const char *session_id,
                           const char *source)
 {
@@ -136,7 +125,7 @@ static void publish_event(long long current, long long previous, const char *ses
     json_t *msg =
         json_pack("{s:s, s:s, s:o}", "event_type",
                   current > previous ? "session_created" : "session_destroyed",
-                  "timestamp", format_utc_us(stamp, when, sizeof when), "data", data);
+                  "timestamp", km_format_iso(stamp, 6, when, sizeof when), "data", data);
     se.last_event_us = now;
     se.host->publish(se.ctx, se.topic, msg);
 }

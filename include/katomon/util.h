@@ -130,14 +130,6 @@ static inline char *km_format_iso(int64_t us, int digits, char *buf, size_t len)
     return buf;
 }
 
-/* km_format_iso with milliseconds: the older name, kept so plugins built
-   against it (plugins/docker_stats.c, out-of-tree ones) still compile. New
-   code calls km_format_iso. */
-static inline char *km_format_utc(int64_t us, char *buf, size_t len)
-{
-    return km_format_iso(us, 3, buf, len);
-}
-
 /*
  * Parses ISO 8601 "2026-11-23T02:40:00[.fff][Z|+HH:MM|-HH:MM]" (a space may
  * stand for the T; no zone: UTC; fraction digits past the sixth are

@@ -121,15 +121,15 @@ static json_t *answer_list(const struct ka_snapshot *snap, const struct ka_swait
             json_array_append_new(page, ka_session_json(&snap->items[i]));
         total++;
     }
-    out = json_pack("{s:o, s:I, s:I, s:I, s:I, s:I, s:s, s:s, s:I, s:I, s:I, s:b, s:s}",
-                    "sessions", page, "total", (json_int_t)total, "skip",
-                    (json_int_t)skip, "limit", (json_int_t)limit, "page",
-                    (json_int_t)(skip / limit + 1), "pages",
-                    (json_int_t)((total + limit - 1) / limit), "source", "redis", "sort",
-                    "created_at desc", "index_members", (json_int_t)snap->index_size,
-                    "scanned", (json_int_t)snap->scanned, "expired_index_members",
-                    (json_int_t)snap->expired, "truncated", snap->truncated,
-                    "generated_at", km_format_utc(snap->built_wall, when, sizeof when));
+    out = json_pack(
+        "{s:o, s:I, s:I, s:I, s:I, s:I, s:s, s:s, s:I, s:I, s:I, s:b, s:s}", "sessions",
+        page, "total", (json_int_t)total, "skip", (json_int_t)skip, "limit",
+        (json_int_t)limit, "page", (json_int_t)(skip / limit + 1), "pages",
+        (json_int_t)((total + limit - 1) / limit), "source", "redis", "sort",
+        "created_at desc", "index_members", (json_int_t)snap->index_size, "scanned",
+        (json_int_t)snap->scanned, "expired_index_members", (json_int_t)snap->expired,
+        "truncated", snap->truncated, "generated_at",
+        km_format_iso(snap->built_wall, 3, when, sizeof when));
     if (out && snap->invalid)
         json_object_set_new(out, "invalid_index_members",
                             json_integer((json_int_t)snap->invalid));
@@ -157,7 +157,7 @@ static json_t *answer_stats(const struct ka_snapshot *snap)
         "key exists, redis_expired the index members whose key has expired (KATO drops "
         "them lazily); KATO has no idle state. The live count is GET "
         "/api/v1/sessions/count.",
-        "timestamp", km_format_utc(km_wall_us(), when, sizeof when), "index_members",
+        "timestamp", km_format_iso(km_wall_us(), 3, when, sizeof when), "index_members",
         (json_int_t)snap->index_size, "truncated", snap->truncated);
 }
 
