@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include <event2/event.h>
+#include <katomon/util.h>
 
 #include "ctx.h"
 #include "host.h"
@@ -135,18 +136,6 @@ static double mono_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static struct timeval to_timeval(double s)
-{
-    struct timeval tv;
-    if (s < 0)
-        s = 0;
-    tv.tv_sec = (time_t)s;
-    tv.tv_usec = (suseconds_t)((s - (double)tv.tv_sec) * 1e6);
-    if (tv.tv_usec >= 1000000)
-        tv.tv_usec = 999999;
-    return tv;
-}
-
 /* ---- topics and messages ---------------------------------------------------- */
 
 static struct km_topic *host_topic_declare(struct km_ctx *ctx,
@@ -236,7 +225,7 @@ static void timer_schedule_next(struct km_timer_slot *t, int advance)
         t->due += t->interval;
     if (t->due < now)
         t->due = now + t->interval;
-    tv = to_timeval(t->due - now);
+    tv = km_timeval(t->due - now);
     event_add(t->ev, &tv);
 }
 
@@ -292,7 +281,7 @@ static struct km_timer *host_timer_add(struct km_ctx *ctx, double interval_s,
         t->now_pending = 1;
         event_add(t->ev, &zero);
     } else {
-        struct timeval tv = to_timeval(interval_s);
+        struct timeval tv = km_timeval(interval_s);
         event_add(t->ev, &tv);
     }
     t->next = ctx->timers;

@@ -435,10 +435,23 @@ static int stop_loading(struct km_loader *L, char *err, size_t errlen, const cha
     return -1;
 }
 
+/* Stops start-up after plugin s failed while [core] plugin_failure_fatal is
+   set. Not the reason again (it was just logged): what follows. */
+static int stop_fatal(struct km_loader *L, const struct km_slot *s, char *err,
+                      size_t errlen)
+{
+    char why[400];
+    snprintf(why, sizeof why,
+             "plugin %s failed to load and [core] plugin_failure_fatal is set; "
+             "not starting (fix it, or set plugin_failure_fatal = false)",
+             s->name);
+    return stop_loading(L, err, errlen, why);
+}
+
 int km_loader_load_all(struct km_loader *L, char *err, size_t errlen)
 {
     const struct km_config *cfg = L->core->cfg;
-    char reason[1600], why[400];
+    char reason[1600];
 
     if (err && errlen)
         err[0] = '\0';
@@ -458,14 +471,8 @@ int km_loader_load_all(struct km_loader *L, char *err, size_t errlen)
         if (prepare_one(L, s, sec, reason, sizeof reason) == 0)
             continue;
         disable(s, reason);
-        if (cfg->plugin_failure_fatal) {
-            /* Not the reason again (it was just logged): what follows. */
-            snprintf(why, sizeof why,
-                     "plugin %s failed to load and [core] plugin_failure_fatal is set; "
-                     "not starting (fix it, or set plugin_failure_fatal = false)",
-                     s->name);
-            return stop_loading(L, err, errlen, why);
-        }
+        if (cfg->plugin_failure_fatal)
+            return stop_fatal(L, s, err, errlen);
     }
     /* pass 2: every plugin's section has its plugin */
     if (check_slot_owners(L, cfg) > 0)
@@ -482,13 +489,8 @@ int km_loader_load_all(struct km_loader *L, char *err, size_t errlen)
         if (start_one(L, s, slot_section(cfg, i), reason, sizeof reason) == 0)
             continue;
         disable(s, reason);
-        if (cfg->plugin_failure_fatal) {
-            snprintf(why, sizeof why,
-                     "plugin %s failed to load and [core] plugin_failure_fatal is set; "
-                     "not starting (fix it, or set plugin_failure_fatal = false)",
-                     s->name);
-            return stop_loading(L, err, errlen, why);
-        }
+        if (cfg->plugin_failure_fatal)
+            return stop_fatal(L, s, err, errlen);
     }
     return 0;
 }

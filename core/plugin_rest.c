@@ -13,6 +13,7 @@
 #include <sys/time.h>
 
 #include <event2/event.h>
+#include <katomon/util.h>
 
 #include "ctx.h"
 #include "log.h"
@@ -41,18 +42,6 @@ struct km_rest_pending {
 
 /* Seconds a plugin gets to answer a KM_REST_LATER request. */
 double km_rest_deadline_s = KM_REST_DEADLINE_S;
-
-static struct timeval to_timeval(double s)
-{
-    struct timeval tv;
-    if (s < 0)
-        s = 0;
-    tv.tv_sec = (time_t)s;
-    tv.tv_usec = (suseconds_t)((s - (double)tv.tv_sec) * 1e6);
-    if (tv.tv_usec >= 1000000)
-        tv.tv_usec = 999999;
-    return tv;
-}
 
 /* ---- query parameters ---------------------------------------------------- */
 
@@ -174,7 +163,7 @@ struct km_rest_pending *km_rest_pending_new(struct km_ctx *ctx,
 
 int km_rest_pending_settle(struct km_rest_pending *p, int status, json_t **reply)
 {
-    struct timeval tv = to_timeval(km_rest_deadline_s);
+    struct timeval tv = km_timeval(km_rest_deadline_s);
 
     p->in_handler = 0;
     if (status != KM_REST_LATER) {

@@ -70,16 +70,6 @@ struct km_ws {
     struct km_ws_stats stats; /* the hub's counters (the connections' are in conns) */
 };
 
-static struct timeval km_tv(double seconds)
-{
-    struct timeval tv;
-    if (seconds < 0.001)
-        seconds = 0.001;
-    tv.tv_sec = (time_t)seconds;
-    tv.tv_usec = (suseconds_t)((seconds - (double)tv.tv_sec) * 1e6);
-    return tv;
-}
-
 /* ======================================================================
  * Subscription sets
  * ====================================================================== */
@@ -585,7 +575,8 @@ static void km_ws_hk_cb(evutil_socket_t fd, short what, void *arg)
 
 static void km_ws_arm(struct km_ws *ws)
 {
-    struct timeval tv = km_tv(ws->lim.update_interval);
+    struct timeval tv =
+        km_timeval(ws->lim.update_interval < 0.001 ? 0.001 : ws->lim.update_interval);
     double hk = 1.0;
 
     evtimer_add(ws->tick_ev, &tv);
@@ -597,7 +588,7 @@ static void km_ws_arm(struct km_ws *ws)
         hk = ws->lim.close_wait / 4;
     if (hk < 0.05)
         hk = 0.05;
-    tv = km_tv(hk);
+    tv = km_timeval(hk); /* hk >= 0.05 */
     evtimer_add(ws->hk_ev, &tv);
 }
 

@@ -121,7 +121,21 @@ static int km_client_q_grow(struct km_ws_client *c)
     return 0;
 }
 
-/* Moves frames from the FIFO into the socket's output while it is short. */
+/* Takes the FIFO's oldest entry and its byte count out of the queue; the
+   FIFO's reference goes to the caller. NULL: a dropped realtime_update. */
+static struct km_frame *km_q_pop(struct km_ws_client *c)
+{
+    uint64_t pos = c->q_head++;
+    struct km_frame *f = c->q[pos & (c->q_cap - 1)];
+
+    c->q[pos & (c->q_cap - 1)] = NULL;
+    if (c->state_pending && c->state_pos == pos)
+        c->state_pending = 0;
+    if (f)
+        c->q_bytes -= f->len;
+    return f;
+}
+
 /* Moves frames from the FIFO into the socket's output while it is short. */
 static void km_client_pump(struct km_ws_client *c)
 {
@@ -157,14 +171,9 @@ static void km_client_pump(struct km_ws_client *c)
         if (n > 0) {
             size_t left = (size_t)n;
             while (c->q_head < c->q_tail && left > 0) {
-                uint64_t pos = c->q_head++;
-                struct km_frame *f = c->q[pos & (c->q_cap - 1)];
-                c->q[pos & (c->q_cap - 1)] = NULL;
-                if (c->state_pending && c->state_pos == pos)
-                    c->state_pending = 0;
+                struct km_frame *f = km_q_pop(c);
                 if (!f)
                     continue;
-                c->q_bytes -= f->len;
                 if (left >= f->len) {
                     left -= f->len;
                     km_frame_unref(f);
@@ -182,14 +191,9 @@ static void km_client_pump(struct km_ws_client *c)
         /* n < 0 (EAGAIN, or an error libevent will report): the path below */
     }
     while (c->q_head < c->q_tail && evbuffer_get_length(out) < KM_WS_PUMP_BYTES) {
-        uint64_t pos = c->q_head++;
-        struct km_frame *f = c->q[pos & (c->q_cap - 1)];
-        c->q[pos & (c->q_cap - 1)] = NULL;
-        if (c->state_pending && c->state_pos == pos)
-            c->state_pending = 0;
+        struct km_frame *f = km_q_pop(c);
         if (!f)
             continue; /* a dropped realtime_update */
-        c->q_bytes -= f->len;
         /* the FIFO's reference moves to the evbuffer chain */
         if (evbuffer_add_reference(out, f->data, f->len, km_frame_evb_cleanup, f) != 0) {
             km_frame_unref(f);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/time.h>
 #include <time.h>
 
 #ifdef __cplusplus
@@ -20,6 +21,19 @@ static inline int64_t km_wall_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* A duration in seconds as a struct timeval (negative: 0), for timers. */
+static inline struct timeval km_timeval(double seconds)
+{
+    struct timeval tv;
+    if (seconds < 0)
+        seconds = 0;
+    tv.tv_sec = (time_t)seconds;
+    tv.tv_usec = (suseconds_t)((seconds - (double)tv.tv_sec) * 1e6);
+    if (tv.tv_usec >= 1000000)
+        tv.tv_usec = 999999;
+    return tv;
 }
 
 /* Microseconds of CLOCK_MONOTONIC. */
