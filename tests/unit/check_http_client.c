@@ -32,6 +32,7 @@
 #include <event2/listener.h>
 
 #include "http_client.h"
+#include "wsclient.h"
 
 /* ---- scripted test server ----------------------------------------------- */
 
@@ -309,39 +310,28 @@ static struct km_hc_req *start(const struct km_http_request *req, struct result 
     return start_cb(req, on_done, res);
 }
 
-static int expired;
+/* The loop helpers of tests/integration/wsclient.c, for a counter. */
+struct reach {
+    const int *counter; /* what to watch */
+    int target;         /* until it reaches this */
+};
 
-static void on_expire(evutil_socket_t fd, short what, void *arg)
+static int reached(void *arg)
 {
-    expired = 1;
+    const struct reach *r = arg;
+    return *r->counter >= r->target;
 }
 
-/* Runs the loop until *counter reaches target, or fails after ms. */
 static void run_until(const int *counter, int target, unsigned ms)
 {
-    struct event *t = evtimer_new(base, on_expire, NULL);
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-
-    expired = 0;
-    evtimer_add(t, &tv);
-    while (*counter < target && !expired)
-        event_base_loop(base, EVLOOP_ONCE);
-    event_free(t);
-    ck_assert_msg(*counter >= target, "gave up after %u ms (%d of %d)", ms, *counter,
-                  target);
+    struct reach r = {counter, target};
+    ck_assert_msg(wsc_run_until(base, reached, &r, (int)ms),
+                  "gave up after %u ms (%d of %d)", ms, *counter, target);
 }
 
-/* Runs the loop for ms. */
 static void run_for(unsigned ms)
 {
-    struct event *t = evtimer_new(base, on_expire, NULL);
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-
-    expired = 0;
-    evtimer_add(t, &tv);
-    while (!expired)
-        event_base_loop(base, EVLOOP_ONCE);
-    event_free(t);
+    wsc_run_for(base, (int)ms);
 }
 
 static double now_ms(void)
