@@ -85,6 +85,7 @@ struct km_topic {
     bool orphan;                      /* owner unloaded: nobody may publish */
     enum km_topic_kind kind;          /* state or event */
     const struct km_field *schema;    /* borrowed from the owner; NULL: any object */
+    const struct km_metric *metrics;  /* borrowed from the owner; NULL: derived */
     char *description;                /* owned copy; may be NULL */
     const void *owner;                /* the only allowed publisher; NULL: the core */
     struct km_sublist subs;           /* its own subscriptions */
@@ -489,6 +490,7 @@ static struct km_topic *km_topic_adopt(struct km_topic *t, const struct km_topic
     free(t->description);
     t->description = desc;
     t->schema = def->schema;
+    t->metrics = def->metrics;
     t->owner = owner;
     t->orphan = false;
     return t;
@@ -531,6 +533,7 @@ struct km_topic *km_bus_declare(struct km_bus *bus, const struct km_topic_def *d
     t->declared = true;
     t->kind = def->kind;
     t->schema = def->schema;
+    t->metrics = def->metrics;
     t->description = desc;
     t->owner = owner;
     t->ring = ring;
@@ -568,6 +571,7 @@ void km_bus_disown(struct km_bus *bus, const void *owner)
         t->orphan = true;
         t->owner = NULL;
         t->schema = NULL; /* it pointed into the unloaded object */
+        t->metrics = NULL;
     }
 }
 
@@ -764,6 +768,11 @@ enum km_topic_kind km_topic_kind(const struct km_topic *t)
 const struct km_field *km_topic_schema(const struct km_topic *t)
 {
     return t->schema;
+}
+
+const struct km_metric *km_topic_metrics(const struct km_topic *t)
+{
+    return t->metrics;
 }
 
 const char *km_topic_description(const struct km_topic *t)

@@ -11,6 +11,8 @@
 struct km_loader;
 struct km_plugin_routes;
 struct km_server;
+struct km_series_reg;
+struct km_history;
 
 struct km_core {
     struct event_base *base;         /* the one event loop */
@@ -21,6 +23,10 @@ struct km_core {
                                         the loader's; NULL without a loader */
     struct km_server *server;        /* HTTP + WebSocket listener; NULL when not
                                         started */
+    struct km_series_reg *series;    /* every number of every state topic
+                                        (series.h); NULL in some tests */
+    struct km_history *history;      /* history store (history.h); NULL when
+                                        [history] enabled = false */
 };
 
 #endif /* KM_CORE_H */

@@ -52,7 +52,8 @@ extern "C" {
    fd watching (io_add, io_set, io_del), timers (timer_add), outbound
    HTTP(S) and WebSocket (http_request, ws_open); katomon/hiredis.h puts
    hiredis's async client on them. ABI 2 is unreleased until this
-   release, so these changes stay in 2. */
+   release, so these changes stay in 2. (issue 14: struct km_topic_def
+   gained .metrics, also within 2.) */
 #define KM_PLUGIN_ABI 2
 
 /* 1 when the core's struct km_host has `member` (a plugin built against a
@@ -171,7 +172,51 @@ enum km_topic_kind {
     KM_TOPIC_EVENT = 2, /* numbers messages (seq 1, 2, ...) and keeps a replay ring */
 };
 
-/* What declare needs to know about a topic. Copied, except .schema. */
+/* km_metric flags. */
+#define KM_METRIC_COUNTER (1u << 0) /* only ever grows (a Prometheus counter): the
+                                       name gets "_total" when it lacks it */
+#define KM_METRIC_IGNORE  (1u << 1) /* not a series (a copy in other units, a
+                                       clock, an id); for an array or object: its
+                                       whole subtree */
+
+/*
+ * How the numbers of a state topic become series (history, GET /metrics).
+ * Every number (and boolean in "_source") of every message of a state
+ * topic is a series, named "katomon_" + the topic + its path ("host" topic,
+ * "memory.used_bytes" -> katomon_host_memory_used_bytes), typed a gauge,
+ * labelled per array item. An entry of the topic's .metrics table changes
+ * that for one path:
+ *
+ *   path    the field, from the message's top: "cpu_percent",
+ *           "memory.used_bytes"; "containers[].cpu" for a field of every item
+ *           of an array; "containers[]" for the array itself (only .labels
+ *           and KM_METRIC_IGNORE apply); "_source" for the source's health
+ *           (.name is then the source's name: katomon_source_up{source=NAME,
+ *           topic=TOPIC} and katomon_source_failures{...}).
+ *   name    the series name without "katomon_" ("container_cpu_percent");
+ *           Prometheus conventions: snake_case, base units (bytes, seconds),
+ *           a unit suffix, "_ratio" for a 0..1 fraction. NULL: derived.
+ *   help    the HELP line. NULL: "<topic> <path>".
+ *   flags   KM_METRIC_*.
+ *   scale   multiplies every value (1048576 turns MiB into bytes); 0 means 1.
+ *   labels  an array ("x[]"): "LABEL=FIELD,..." naming each item by its
+ *           fields ("container=name"). Default: the array's name without a
+ *           final "s" = the item's "name" (else "id", else its index).
+ *
+ * Paths with no entry are derived as said; a table ends with {NULL}.
+ * Borrowed like the schema: must outlive the plugin.
+ */
+struct km_metric {
+    const char *path;   /* field path, see above */
+    const char *name;   /* series name without "katomon_"; NULL: derived */
+    const char *help;   /* HELP text; NULL: derived */
+    unsigned flags;     /* KM_METRIC_* */
+    double scale;       /* value multiplier; 0: 1 */
+    const char *labels; /* arrays: "LABEL=FIELD,..."; NULL: default */
+};
+
+/* What declare needs to know about a topic. Copied, except .schema and
+   .metrics. */
 struct km_topic_def {
     const char *name;        /* [a-z0-9_.-]+, at most 64 bytes */
     enum km_topic_kind kind; /* state or event */
@@ -180,6 +225,9 @@ struct km_topic_def {
                                 borrowed: must outlive the plugin. NULL: any object */
     unsigned ring_size;      /* event topics: messages kept for replay; 0: 256 */
     const char *description; /* one line for GET /api/v1/topics; may be NULL */
+    const struct km_metric *metrics; /* state topics: names, units and help of
+                                        its series (see struct km_metric);
+                                        borrowed like .schema. NULL: derived */
 };
 
 /*
