@@ -99,8 +99,8 @@ struct km_history;
 
 /*
  * New store over `reg` on `base` (NULL: no timers, for tests): loads
- * opts->path when it exists, then
- * starts the sample timer (and the flush timer). NULL with a reason in err
+ * opts->path when it exists, then starts the sample timer (and the flush
+ * timer). NULL with a reason in err
  * on bad opts or ENOMEM; a bad file is not an error (see above).
  */
 struct km_history *km_history_new(struct event_base *base, struct km_series_reg *reg,
