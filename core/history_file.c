@@ -155,8 +155,11 @@ static size_t km_hist_reclen(const struct km_history *h, const struct km_series 
                  km_hist_strlen(s->family->help, KM_HIST_HELP_MAX) + 1 + 8;
     for (unsigned i = 0; i < h->ntiers; i++) {
         len += 4 + 1 + (hs->acc[i].count > 0 ? 40 : 0);
-        for (unsigned k = 0; k < hs->ring[i].used; k++)
-            len += 4 + km_tsz_used(km_hist_at(h, hs, i, k));
+        for (unsigned k = 0; k < hs->ring[i].used; k++) {
+            size_t n;
+            km_tsz_bytes(km_hist_at(h, hs, i, k), &n);
+            len += 4 + n;
+        }
     }
     return len;
 }
@@ -431,9 +434,9 @@ static const uint8_t *km_hr_take(struct km_hr *r, size_t n)
 static int km_hr_int(struct km_hr *r, unsigned size, uint64_t *v, const char *what)
 {
     const uint8_t *p = km_hr_take(r, size);
+    *v = 0;
     if (!p)
         return km_hr_fail(r, "%s cut short", what);
-    *v = 0;
     for (unsigned i = 0; i < size; i++)
         *v |= (uint64_t)p[i] << (8 * i);
     return 0;
@@ -442,10 +445,9 @@ static int km_hr_int(struct km_hr *r, unsigned size, uint64_t *v, const char *wh
 static int km_hr_f64(struct km_hr *r, double *d, const char *what)
 {
     uint64_t v;
-    if (km_hr_int(r, 8, &v, what) < 0)
-        return -1;
+    int rc = km_hr_int(r, 8, &v, what);
     memcpy(d, &v, sizeof v);
-    return 0;
+    return rc;
 }
 
 /* A u16-counted string of at most max bytes, no NUL in it, into out[max + 1]. */
