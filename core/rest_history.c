@@ -530,17 +530,34 @@ static int km_rh_multiple(double a, double b)
     return k >= 1 && fabs(a - k * b) <= 1e-9 * a;
 }
 
-/* The default step: the smallest round multiple of tier_step >= need. */
+/* Round numbers: of seconds for a step, of tier steps for a multiple. */
+static const double km_rh_nice[] = {1,     2,     5,     10,    15,     30,    60,
+                                    120,   300,   600,   900,   1800,   3600,  7200,
+                                    10800, 21600, 43200, 86400, 172800, 604800};
+#define KM_RH_NNICE (sizeof km_rh_nice / sizeof km_rh_nice[0])
+
+/* The default step: the smaller of the first round number of seconds >=
+   need that is a multiple of tier_step, and tier_step times the first round
+   number that reaches need (600 s for 1 m, 1200 s for 10 m tiers). */
 static double km_rh_auto_step(double need, double tier_step)
 {
-    static const double nice[] = {1,     2,     5,     10,    15,     30,    60,
-                                  120,   300,   600,   900,   1800,   3600,  7200,
-                                  10800, 21600, 43200, 86400, 172800, 604800};
+    double best = INFINITY;
+    size_t i;
 
-    for (size_t i = 0; i < sizeof nice / sizeof nice[0]; i++)
-        if (nice[i] >= need && nice[i] >= tier_step && km_rh_multiple(nice[i], tier_step))
-            return nice[i];
-    return fmax(1, ceil(need / tier_step - 1e-9)) * tier_step;
+    for (i = 0; i < KM_RH_NNICE; i++)
+        if (km_rh_nice[i] >= need && km_rh_nice[i] >= tier_step &&
+            km_rh_multiple(km_rh_nice[i], tier_step)) {
+            best = km_rh_nice[i];
+            break;
+        }
+    for (i = 0; i < KM_RH_NNICE; i++)
+        if (km_rh_nice[i] * tier_step >= need) {
+            best = fmin(best, km_rh_nice[i] * tier_step);
+            break;
+        }
+    if (isinf(best)) /* a range of more than 604800 tier steps of 1000 */
+        best = ceil(need / tier_step - 1e-9) * tier_step;
+    return best;
 }
 
 int km_rh_step(double from, double to, double tier_step, double want, double *step,
@@ -800,6 +817,8 @@ int km_rest_history(struct km_core *core, const char *path, const char *query, d
                            "history is disabled: set [history] enabled = true in "
                            "katomon.conf to keep and query it",
                            body);
+    /* the series' live flags and latest values as of now */
+    km_series_collect(core->series);
     /* ~85 KiB: on the heap, not on the loop's stack */
     q = malloc(sizeof *q);
     if (!q)
