@@ -318,11 +318,16 @@ static int km_rh_iso_shape(const char *s)
 int km_rh_time(const char *text, double *t, char *err, size_t errlen)
 {
     size_t n = km_rh_number_len(text);
+    char iso[64];
     int64_t us;
 
     if (n && text[n] == '\0') {
         *t = strtod(text, NULL);
-    } else if (km_rh_iso_shape(text) && km_parse_iso(text, &us) == 0) {
+    } else if (strlen(text) < sizeof iso && km_rh_iso_shape(text)) {
+        strcpy(iso, text);
+        iso[10] = 'T'; /* km_parse_iso takes no lower-case t (RFC 3339 does) */
+        if (km_parse_iso(iso, &us) < 0)
+            return km_rh_fail(err, errlen, "not a time: '%s'", iso);
         *t = (double)us / 1e6;
     } else {
         return km_rh_fail(err, errlen,
