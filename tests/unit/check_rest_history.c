@@ -79,48 +79,63 @@ START_TEST(test_selector_good)
 }
 END_TEST
 
-/* Selector text that must be refused, with a word its error must hold. */
+/* Input that must be refused, with a word its error must hold. */
 struct bad {
     const char *text; /* input */
     const char *word; /* in the error */
 };
 
-START_TEST(test_selector_bad)
-{
-    static const struct bad bad[] = {
-        {"", "empty"},
-        {"   ", "empty"},
-        {"{a=\"b\"}", "series name"},
-        {"1abc", "series name"},
-        {"-x", "series name"},
-        {"name{", "label name"},
-        {"name{a}", "'='"},
-        {"name{a=b}", "double quotes"},
-        {"name{a='b'}", "double quotes"},
-        {"name{a=\"b\"", "'}'"},
-        {"name{a=\"b", "closing quote"},
-        {"name{a!=\"b\"}", "'!='"},
-        {"name{a=~\"b\"}", "'=~'"},
-        {"name{a!~\"b\"}", "'!~'"},
-        {"name{a=\"b\" c=\"d\"}", "','"},
-        {"name{a=\"b\",a=\"c\"}", "twice"},
-        {"name{a=\"\\x\"}", "escape"},
-        {"name{1a=\"b\"}", "label name"},
-        {"name{a:b=\"c\"}", "'='"},
-        {"name}", "unexpected"},
-        {"name x", "unexpected"},
-        {"name{a=\"b\"}x", "after '}'"},
-        {"name{a=\"b\"}{c=\"d\"}", "after '}'"},
-    };
-    struct km_rh_selector s;
+/* One of the parsers, on text alone. */
+typedef int (*parser)(const char *text, char *e, size_t elen);
 
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+static int try_selector(const char *text, char *e, size_t elen)
+{
+    struct km_rh_selector s;
+    return km_rh_selector(text, &s, e, elen);
+}
+
+static int try_time(const char *text, char *e, size_t elen)
+{
+    double t;
+    return km_rh_time(text, &t, e, elen);
+}
+
+static int try_duration(const char *text, char *e, size_t elen)
+{
+    double d;
+    return km_rh_duration(text, &d, e, elen);
+}
+
+/* Every entry of bad[n] refused by fn with its word in the error. */
+static void refuse_all(parser fn, const struct bad *bad, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
         err[0] = '\0';
-        ck_assert_msg(km_rh_selector(bad[i].text, &s, err, sizeof err) == -1,
-                      "accepted '%s'", bad[i].text);
+        ck_assert_msg(fn(bad[i].text, err, sizeof err) == -1, "accepted '%s'",
+                      bad[i].text);
         ck_assert_msg(strstr(err, bad[i].word), "'%s': error '%s' lacks '%s'",
                       bad[i].text, err, bad[i].word);
     }
+}
+
+START_TEST(test_selector_bad)
+{
+    // clang-format off
+    static const struct bad bad[] = {
+        {"", "empty"}, {"   ", "empty"}, {"{a=\"b\"}", "series name"},
+        {"1abc", "series name"}, {"-x", "series name"}, {"name{", "label name"},
+        {"name{a}", "'='"}, {"name{a=b}", "double quotes"},
+        {"name{a='b'}", "double quotes"}, {"name{a=\"b\"", "'}'"},
+        {"name{a=\"b", "closing quote"}, {"name{a!=\"b\"}", "'!='"},
+        {"name{a=~\"b\"}", "'=~'"}, {"name{a!~\"b\"}", "'!~'"},
+        {"name{a=\"b\" c=\"d\"}", "','"}, {"name{a=\"b\",a=\"c\"}", "twice"},
+        {"name{a=\"\\x\"}", "escape"}, {"name{1a=\"b\"}", "label name"},
+        {"name{a:b=\"c\"}", "'='"}, {"name}", "unexpected"}, {"name x", "unexpected"},
+        {"name{a=\"b\"}x", "after '}'"}, {"name{a=\"b\"}{c=\"d\"}", "after '}'"},
+    };
+    // clang-format on
+
+    refuse_all(try_selector, bad, sizeof bad / sizeof bad[0]);
 }
 END_TEST
 
@@ -196,53 +211,38 @@ END_TEST
 
 START_TEST(test_time)
 {
+    // clang-format off
     static const struct {
         const char *text; /* input */
         double t;         /* unix seconds */
     } good[] = {
-        {"0", 0},
-        {"1767261600", 1767261600},
-        {"1767261600.5", 1767261600.5},
-        {"1767261600.", 1767261600},
-        {".25", 0.25},
-        {"2026-01-01T00:00:00Z", 1767225600},
-        {"2026-01-01T00:00:00.250Z", 1767225600.25},
-        {"2026-01-01t00:00:00z", 1767225600},
-        {"2026-01-01 00:00:00Z", 1767225600},
+        {"0", 0}, {"1767261600", 1767261600}, {"1767261600.5", 1767261600.5},
+        {"1767261600.", 1767261600}, {".25", 0.25},
+        {"2026-01-01T00:00:00Z", 1767225600}, {"2026-01-01T00:00:00.250Z", 1767225600.25},
+        {"2026-01-01t00:00:00z", 1767225600}, {"2026-01-01 00:00:00Z", 1767225600},
         {"2026-01-01T02:00:00+02:00", 1767225600},
         {"2025-12-31T23:30:00-00:30", 1767225600},
-        {"2024-02-29T00:00:00Z", 1709164800},
-        {"1970-01-01T00:00:00Z", 0},
+        {"2024-02-29T00:00:00Z", 1709164800}, {"1970-01-01T00:00:00Z", 0},
     };
-    static const char *const bad[] = {
-        "",
-        "-1",
-        "+1",
-        "1e9",
-        "nan",
-        "inf",
-        "0x10",
-        "1 ",
-        " 1",
-        "1.2.3",
-        ".",
-        "now",
-        "99999999999999",
-        "2026-01-01T00:00:00",       /* no zone */
-        "2026-01-01T00:00Z",         /* no seconds */
-        "2026-1-01T00:00:00Z",       /* one-digit month */
-        "2026-02-30T00:00:00Z",      /* no such day */
-        "2025-02-29T00:00:00Z",      /* not a leap year */
-        "2026-13-01T00:00:00Z",      /* no such month */
-        "2026-01-01T24:00:00Z",      /* no such hour */
-        "2026-01-01T-1:00:00Z",      /* km_parse_iso takes it */
-        "2026-01-01T00:00:00+-1:00", /* km_parse_iso takes it */
-        "2026-01-01T00:00:00+24:00",
-        "2026-01-01T00:00:00+0200",
-        " 2026-01-01T00:00:00Z",
-        "2026-01-01T00:00:00.Z",
-        "2026-01-01T00:00:00Zjunk",
+    /* no zone, no seconds, a one-digit month, no such day (twice), month
+       or hour; two km_parse_iso takes (a negative hour, a signed offset) */
+    static const struct bad bad[] = {
+        {"", "not a time"}, {"-1", "not a time"}, {"+1", "not a time"},
+        {"1e9", "not a time"}, {"nan", "not a time"}, {"inf", "not a time"},
+        {"0x10", "not a time"}, {"1 ", "not a time"}, {" 1", "not a time"},
+        {"1.2.3", "not a time"}, {".", "not a time"}, {"now", "not a time"},
+        {"99999999999999", "out of range"},
+        {"2026-01-01T00:00:00", "not a time"}, {"2026-01-01T00:00Z", "not a time"},
+        {"2026-1-01T00:00:00Z", "not a time"}, {"2026-02-30T00:00:00Z", "not a time"},
+        {"2025-02-29T00:00:00Z", "not a time"}, {"2026-13-01T00:00:00Z", "not a time"},
+        {"2026-01-01T24:00:00Z", "not a time"}, {"2026-01-01T-1:00:00Z", "not a time"},
+        {"2026-01-01T00:00:00+-1:00", "not a time"},
+        {"2026-01-01T00:00:00+24:00", "not a time"},
+        {"2026-01-01T00:00:00+0200", "not a time"},
+        {" 2026-01-01T00:00:00Z", "not a time"}, {"2026-01-01T00:00:00.Z", "not a time"},
+        {"2026-01-01T00:00:00Zjunk", "not a time"},
     };
+    // clang-format on
     double t;
 
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
@@ -250,12 +250,7 @@ START_TEST(test_time)
                       good[i].text, err);
         ck_assert_msg(fabs(t - good[i].t) < 1e-6, "'%s': %f", good[i].text, t);
     }
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        err[0] = '\0';
-        ck_assert_msg(km_rh_time(bad[i], &t, err, sizeof err) == -1, "accepted '%s'",
-                      bad[i]);
-        ck_assert_msg(err[0], "'%s': no error text", bad[i]);
-    }
+    refuse_all(try_time, bad, sizeof bad / sizeof bad[0]);
 }
 END_TEST
 
@@ -290,13 +285,7 @@ START_TEST(test_duration)
                       good[i].text, err);
         ck_assert_msg(fabs(d - good[i].secs) < 1e-9, "'%s': %f", good[i].text, d);
     }
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        err[0] = '\0';
-        ck_assert_msg(km_rh_duration(bad[i].text, &d, err, sizeof err) == -1,
-                      "accepted '%s'", bad[i].text);
-        ck_assert_msg(strstr(err, bad[i].word), "'%s': error '%s' lacks '%s'",
-                      bad[i].text, err, bad[i].word);
-    }
+    refuse_all(try_duration, bad, sizeof bad / sizeof bad[0]);
 }
 END_TEST
 
@@ -397,20 +386,7 @@ START_TEST(test_parse_limits)
     ck_assert_int_eq(km_rh_parse(s, KM_RH_RANGE, q, err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "more than 64"));
 
-    /* 10,000 series in one request */
-    n = 0;
-    for (int i = 0; i < 10000; i++)
-        n += (size_t)snprintf(s + n, len - n, "series=a&");
-    ck_assert_int_eq(km_rh_parse(s, KM_RH_RANGE, q, err, sizeof err), -1);
-    ck_assert_ptr_nonnull(strstr(err, "more than 64"));
-
-    /* series= with 10 KiB of labels, URL-encoded */
-    n = (size_t)snprintf(s, len, "series=m%%7Ba%%3D%%22");
-    memset(s + n, 'x', 10240);
-    strcpy(s + n + 10240, "%22%7D");
-    ck_assert_int_eq(km_rh_parse(s, KM_RH_RANGE, q, err, sizeof err), -1);
-    ck_assert_ptr_nonnull(strstr(err, "series: longer than 1024 bytes"));
-
+    /* 10,000 series and 10 KiB of labels: test_bad_input */
     /* a token of 10 KiB is the server's business, not an error here */
     n = (size_t)snprintf(s, len, "series=a&token=");
     memset(s + n, 't', 10240);
@@ -428,43 +404,32 @@ START_TEST(test_parse_limits)
 }
 END_TEST
 
+/* km_rh_range of query at now: its return, from and to in *from, *to. */
+static int range_of(const char *query, double now, double *from, double *to)
+{
+    ck_assert_int_eq(km_rh_parse(query, KM_RH_RANGE, q, err, sizeof err), 0);
+    return km_rh_range(q, now, from, to, err, sizeof err);
+}
+
 START_TEST(test_range)
 {
     double from, to;
     const double now = 1767225600;
 
-    ck_assert_int_eq(km_rh_parse("series=a", KM_RH_RANGE, q, err, sizeof err), 0);
-    ck_assert_int_eq(km_rh_range(q, now, &from, &to, err, sizeof err), 0);
+    ck_assert_int_eq(range_of("series=a", now, &from, &to), 0);
     ck_assert(to == now && from == now - 3600);
-
-    ck_assert_int_eq(km_rh_parse("series=a&since=15m", KM_RH_RANGE, q, err, sizeof err),
-                     0);
-    ck_assert_int_eq(km_rh_range(q, now, &from, &to, err, sizeof err), 0);
+    ck_assert_int_eq(range_of("series=a&since=15m", now, &from, &to), 0);
     ck_assert(to == now && from == now - 900);
-
-    ck_assert_int_eq(
-        km_rh_parse("series=a&since=1h&to=1000000", KM_RH_RANGE, q, err, sizeof err), 0);
-    ck_assert_int_eq(km_rh_range(q, now, &from, &to, err, sizeof err), 0);
+    ck_assert_int_eq(range_of("series=a&since=1h&to=1000000", now, &from, &to), 0);
     ck_assert(to == 1000000 && from == 1000000 - 3600);
-
     /* from == to is a single instant */
-    ck_assert_int_eq(km_rh_parse("series=a&from=5&to=5", KM_RH_RANGE, q, err, sizeof err),
-                     0);
-    ck_assert_int_eq(km_rh_range(q, now, &from, &to, err, sizeof err), 0);
-
-    /* from after to */
-    ck_assert_int_eq(
-        km_rh_parse("series=a&from=2000&to=1000", KM_RH_RANGE, q, err, sizeof err), 0);
-    ck_assert_int_eq(km_rh_range(q, now, &from, &to, err, sizeof err), -1);
+    ck_assert_int_eq(range_of("series=a&from=5&to=5", now, &from, &to), 0);
+    /* from after to, or after the default to (now) */
+    ck_assert_int_eq(range_of("series=a&from=2000&to=1000", now, &from, &to), -1);
     ck_assert_ptr_nonnull(strstr(err, "from (2000.000) is after to (1000.000)"));
-    /* from after the default to (now) */
-    ck_assert_int_eq(
-        km_rh_parse("series=a&from=1867225600", KM_RH_RANGE, q, err, sizeof err), 0);
-    ck_assert_int_eq(km_rh_range(q, now, &from, &to, err, sizeof err), -1);
+    ck_assert_int_eq(range_of("series=a&from=1867225600", now, &from, &to), -1);
     /* since past 1970 starts at 0 */
-    ck_assert_int_eq(
-        km_rh_parse("series=a&since=520w&to=100", KM_RH_RANGE, q, err, sizeof err), 0);
-    ck_assert_int_eq(km_rh_range(q, now, &from, &to, err, sizeof err), 0);
+    ck_assert_int_eq(range_of("series=a&since=520w&to=100", now, &from, &to), 0);
     ck_assert(from == 0);
 }
 END_TEST
@@ -473,23 +438,20 @@ END_TEST
 
 START_TEST(test_step)
 {
+    // clang-format off
     static const struct {
         double range, tier, want; /* input (want 0: default) */
         double step;              /* expected */
     } cases[] = {
-        {3600, 1, 0, 5},           /* 1 h on the 1 s tier: 721 points */
-        {900, 1, 0, 1},            /* 15 m: every sample */
-        {6 * 3600, 60, 0, 60},     /* 6 h on the 1 m tier */
-        {86400, 60, 0, 120},       /* 24 h on the 1 m tier */
-        {7 * 86400, 600, 0, 1200}, /* 7 d on the 10 m tier */
-        {0, 1, 0, 1},              /* one instant */
-        {3600, 1, 1, 1},           /* explicit, as given */
-        {3600, 1, 0.5, 1},         /* below the tier's step: raised */
-        {86400, 60, 90, 120},      /* rounded up to whole tier steps */
-        {86400, 60, 3600, 3600},
-        {3600, 0.5, 0, 5},  /* a tier step below 1 s */
-        {1e7, 7, 0, 12600}, /* 1800 tier steps */
+        /* defaults: 1 h, 15 m on 1 s; 6 h, 24 h on 1 m; 7 d on 10 m; an instant */
+        {3600, 1, 0, 5}, {900, 1, 0, 1}, {6 * 3600, 60, 0, 60}, {86400, 60, 0, 120},
+        {7 * 86400, 600, 0, 1200}, {0, 1, 0, 1},
+        /* explicit: as given, raised to the tier's, rounded to whole tier steps */
+        {3600, 1, 1, 1}, {3600, 1, 0.5, 1}, {86400, 60, 90, 120}, {86400, 60, 3600, 3600},
+        /* a tier step below 1 s; 1800 tier steps */
+        {3600, 0.5, 0, 5}, {1e7, 7, 0, 12600},
     };
+    // clang-format on
     double step, base = 1767225600;
     size_t points;
 
@@ -529,7 +491,8 @@ END_TEST
 
 /* ---- the handlers over a registry and a store ---------------------------------- */
 
-#define T0 1767225600.0 /* 2026-01-01T00:00:00Z, aligned to every tier */
+#define T0 1767225600.0    /* 2026-01-01T00:00:00Z, aligned to every tier */
+#define J  json_object_get /* short: the tests below read a lot of JSON */
 
 static struct km_core core;
 static struct km_series *cpu_kato, *cpu_redis, *mem;
@@ -578,25 +541,40 @@ static void store_teardown(void)
     km_series_reg_free(core.series);
 }
 
-/* GET path?query at `now`; the status, the body in *body (owned by caller). */
-static int get(const char *path, const char *query, double now, json_t **body)
+/* GET path?query at `now`, expecting `status`; the body (the caller's). */
+static json_t *ask(const char *path, const char *query, double now, int status)
 {
-    int status = km_rest_history(&core, path, query, now, body);
-    ck_assert_ptr_nonnull(*body);
-    return status;
+    json_t *body = NULL;
+    int got = km_rest_history(&core, path, query, now, &body);
+
+    ck_assert_ptr_nonnull(body);
+    ck_assert_msg(got == status, "'%.80s': %d, not %d", query, got, status);
+    return body;
 }
 
-/* The detail of a 400, checked to hold `word`. */
+/* A 400 whose detail holds `word`. */
 static void expect_400(const char *query, const char *word)
 {
-    json_t *body;
-    int status = get(KM_RH_PATH, query, T0 + 600, &body);
-    const char *detail = json_string_value(json_object_get(body, "detail"));
+    json_t *body = ask(KM_RH_PATH, query, T0 + 600, 400);
+    const char *detail = json_string_value(J(body, "detail"));
 
-    ck_assert_msg(status == 400, "'%.80s': %d", query, status);
     ck_assert_msg(detail && strstr(detail, word), "'%.80s': '%s' lacks '%s'", query,
                   detail ? detail : "(none)", word);
     json_decref(body);
+}
+
+/* A range query for sel on [from, to] (and more parameters) at now. */
+static json_t *range(const char *sel, double from, double to, const char *more,
+                     double now)
+{
+    char query[1024];
+    snprintf(query, sizeof query, "series=%s&from=%.0f&to=%.0f%s", sel, from, to, more);
+    return ask(KM_RH_PATH, query, now, 200);
+}
+
+static size_t nseries(json_t *body)
+{
+    return json_array_size(J(body, "series"));
 }
 
 static double num(json_t *v)
@@ -605,53 +583,52 @@ static double num(json_t *v)
     return json_number_value(v);
 }
 
-/* The series of an answer whose label `container` is name (or with no
-   labels when name is NULL). */
+/* Value i of point p. */
+static double pv(json_t *p, size_t i)
+{
+    return num(json_array_get(p, i));
+}
+
+/* The series of an answer in family fam whose label `container` is
+   container (or with no labels when it is NULL). */
 static json_t *series_of(json_t *body, const char *fam, const char *container)
 {
-    json_t *list = json_object_get(body, "series"), *s;
+    json_t *s;
     size_t i;
 
-    json_array_foreach(list, i, s)
+    json_array_foreach(J(body, "series"), i, s)
     {
-        const char *c =
-            json_string_value(json_object_get(json_object_get(s, "labels"), "container"));
-        if (strcmp(json_string_value(json_object_get(s, "name")), fam) == 0 &&
+        const char *c = json_string_value(J(J(s, "labels"), "container"));
+        if (strcmp(json_string_value(J(s, "name")), fam) == 0 &&
             (container ? c && strcmp(c, container) == 0 : !c))
             return s;
     }
     return NULL;
 }
 
+#define CPU "katomon_container_cpu_percent"
+#define MEM "katomon_host_memory_used_bytes"
+
 START_TEST(test_raw)
 {
     json_t *body, *s, *pts;
-    char query[256];
 
     fill(120);
-    snprintf(query, sizeof query,
-             "series=katomon_container_cpu_percent%%7Bcontainer%%3D%%22kato%%22%%7D"
-             "&from=%.0f&to=%.0f&step=1s",
-             T0, T0 + 59);
-    ck_assert_int_eq(get(KM_RH_PATH, query, T0 + 120, &body), 200);
-    ck_assert(num(json_object_get(body, "from")) == T0);
-    ck_assert(num(json_object_get(body, "to")) == T0 + 59);
-    ck_assert(num(json_object_get(body, "step")) == 1);
-    ck_assert_int_eq(
-        json_integer_value(json_object_get(json_object_get(body, "tier"), "index")), 0);
-    ck_assert(json_is_false(json_object_get(body, "downsampled")));
-    ck_assert_uint_eq(json_array_size(json_object_get(body, "series")), 1);
-    s = series_of(body, "katomon_container_cpu_percent", "kato");
-    ck_assert_ptr_nonnull(s);
-    ck_assert_str_eq(json_string_value(json_object_get(s, "type")), "gauge");
-    ck_assert(json_is_true(json_object_get(s, "live")));
-    pts = json_object_get(s, "points");
+    body = range(CPU "%7Bcontainer%3D%22kato%22%7D", T0, T0 + 59, "&step=1s", T0 + 120);
+    ck_assert(num(J(body, "from")) == T0 && num(J(body, "to")) == T0 + 59);
+    ck_assert(num(J(body, "step")) == 1);
+    ck_assert_int_eq(json_integer_value(J(J(body, "tier"), "index")), 0);
+    ck_assert(json_is_false(J(body, "downsampled")));
+    ck_assert_uint_eq(nseries(body), 1);
+    ck_assert_ptr_nonnull(s = series_of(body, CPU, "kato"));
+    ck_assert_str_eq(json_string_value(J(s, "type")), "gauge");
+    ck_assert(json_is_true(J(s, "live")));
+    pts = J(s, "points");
     ck_assert_uint_eq(json_array_size(pts), 60);
     for (size_t i = 0; i < 60; i++) {
         json_t *p = json_array_get(pts, i);
         ck_assert_uint_eq(json_array_size(p), 2);
-        ck_assert(num(json_array_get(p, 0)) == T0 + (double)i);
-        ck_assert(num(json_array_get(p, 1)) == (double)i);
+        ck_assert(pv(p, 0) == T0 + (double)i && pv(p, 1) == (double)i);
     }
     json_decref(body);
 }
@@ -660,26 +637,20 @@ END_TEST
 START_TEST(test_downsampled)
 {
     json_t *body, *pts, *p;
-    char query[256];
 
     fill(120);
-    snprintf(query, sizeof query,
-             "series=katomon_host_memory_used_bytes&from=%.0f&to=%.0f&step=10", T0,
-             T0 + 59);
-    ck_assert_int_eq(get(KM_RH_PATH, query, T0 + 120, &body), 200);
-    ck_assert(json_is_true(json_object_get(body, "downsampled")));
-    ck_assert(num(json_object_get(body, "step")) == 10);
-    pts = json_object_get(series_of(body, "katomon_host_memory_used_bytes", NULL),
-                          "points");
+    body = range(MEM, T0, T0 + 59, "&step=10", T0 + 120);
+    ck_assert(json_is_true(J(body, "downsampled")));
+    ck_assert(num(J(body, "step")) == 10);
+    pts = J(series_of(body, MEM, NULL), "points");
     ck_assert_uint_eq(json_array_size(pts), 6);
     for (size_t i = 0; i < 6; i++) {
+        double k = 20.0 * (double)i; /* mem = 2 i: 20 i .. 20 i + 18 */
         p = json_array_get(pts, i);
         ck_assert_uint_eq(json_array_size(p), 4);
-        ck_assert(num(json_array_get(p, 0)) == T0 + 10.0 * (double)i);
-        /* mem = 2 i: avg, min, max of 20 i .. 20 i + 18 */
-        ck_assert(fabs(num(json_array_get(p, 1)) - (20.0 * (double)i + 9)) < 1e-9);
-        ck_assert(num(json_array_get(p, 2)) == 20.0 * (double)i);
-        ck_assert(num(json_array_get(p, 3)) == 20.0 * (double)i + 18);
+        ck_assert(pv(p, 0) == T0 + 10.0 * (double)i);
+        ck_assert(fabs(pv(p, 1) - (k + 9)) < 1e-9);
+        ck_assert(pv(p, 2) == k && pv(p, 3) == k + 18);
     }
     json_decref(body);
 }
@@ -688,28 +659,22 @@ END_TEST
 START_TEST(test_coarse_tier)
 {
     json_t *body, *tier, *pts, *p;
-    char query[256];
 
     fill(7200);
     /* two hours ago is past tier 0's hour: tier 1 (1 m) answers */
-    snprintf(query, sizeof query,
-             "series=katomon_container_cpu_percent&from=%.0f&to=%.0f", T0, T0 + 3599);
-    ck_assert_int_eq(get(KM_RH_PATH, query, T0 + 7200, &body), 200);
-    tier = json_object_get(body, "tier");
-    ck_assert_int_eq(json_integer_value(json_object_get(tier, "index")), 1);
-    ck_assert(num(json_object_get(tier, "step")) == 60);
-    ck_assert(num(json_object_get(tier, "retention")) == 86400);
-    ck_assert(json_is_true(json_object_get(body, "downsampled")));
-    ck_assert(num(json_object_get(body, "step")) == 60);
-    ck_assert_uint_eq(json_array_size(json_object_get(body, "series")), 2);
-    pts = json_object_get(series_of(body, "katomon_container_cpu_percent", "redis"),
-                          "points");
+    body = range(CPU, T0, T0 + 3599, "", T0 + 7200);
+    tier = J(body, "tier");
+    ck_assert_int_eq(json_integer_value(J(tier, "index")), 1);
+    ck_assert(num(J(tier, "step")) == 60 && num(J(tier, "retention")) == 86400);
+    ck_assert(json_is_true(J(body, "downsampled")));
+    ck_assert(num(J(body, "step")) == 60);
+    ck_assert_uint_eq(nseries(body), 2);
+    pts = J(series_of(body, CPU, "redis"), "points");
     ck_assert_uint_eq(json_array_size(pts), 60);
-    p = json_array_get(pts, 1);
-    ck_assert(num(json_array_get(p, 0)) == T0 + 60);
-    ck_assert(fabs(num(json_array_get(p, 1)) - (100 + 60 + 29.5)) < 1e-9);
-    ck_assert(num(json_array_get(p, 2)) == 160);
-    ck_assert(num(json_array_get(p, 3)) == 219);
+    p = json_array_get(pts, 1); /* redis = 100 + i: 160 .. 219 */
+    ck_assert(pv(p, 0) == T0 + 60);
+    ck_assert(fabs(pv(p, 1) - 189.5) < 1e-9);
+    ck_assert(pv(p, 2) == 160 && pv(p, 3) == 219);
     json_decref(body);
 }
 END_TEST
@@ -717,97 +682,70 @@ END_TEST
 START_TEST(test_several_and_filters)
 {
     json_t *body;
-    char query[512];
 
     fill(60);
     /* a family by name, plus another, plus one already matched */
-    snprintf(
-        query, sizeof query,
-        "series=katomon_container_cpu_percent&series=katomon_host_memory_used_bytes"
-        "&series=katomon_container_cpu_percent{container=\"redis\"}&from=%.0f&to=%.0f",
-        T0, T0 + 59);
-    ck_assert_int_eq(get(KM_RH_PATH, query, T0 + 60, &body), 200);
-    ck_assert_uint_eq(json_array_size(json_object_get(body, "series")), 3);
-    ck_assert_ptr_nonnull(series_of(body, "katomon_container_cpu_percent", "kato"));
-    ck_assert_ptr_nonnull(series_of(body, "katomon_container_cpu_percent", "redis"));
-    ck_assert_ptr_nonnull(series_of(body, "katomon_host_memory_used_bytes", NULL));
+    body = range(CPU "&series=" MEM "&series=" CPU "{container=\"redis\"}", T0, T0 + 59,
+                 "", T0 + 60);
+    ck_assert_uint_eq(nseries(body), 3);
+    ck_assert_ptr_nonnull(series_of(body, CPU, "kato"));
+    ck_assert_ptr_nonnull(series_of(body, CPU, "redis"));
+    ck_assert_ptr_nonnull(series_of(body, MEM, NULL));
     json_decref(body);
 
     /* the label filter */
-    snprintf(
-        query, sizeof query,
-        "series=katomon_container_cpu_percent{container=\"redis\"}&from=%.0f&to=%.0f", T0,
-        T0 + 59);
-    ck_assert_int_eq(get(KM_RH_PATH, query, T0 + 60, &body), 200);
-    ck_assert_uint_eq(json_array_size(json_object_get(body, "series")), 1);
-    ck_assert_ptr_nonnull(series_of(body, "katomon_container_cpu_percent", "redis"));
+    body = range(CPU "{container=\"redis\"}", T0, T0 + 59, "", T0 + 60);
+    ck_assert_uint_eq(nseries(body), 1);
+    ck_assert_ptr_nonnull(series_of(body, CPU, "redis"));
     json_decref(body);
 
     /* nothing matches: 200 with no series */
-    ck_assert_int_eq(get(KM_RH_PATH, "series=katomon_nothing", T0 + 60, &body), 200);
-    ck_assert_uint_eq(json_array_size(json_object_get(body, "series")), 0);
+    body = ask(KM_RH_PATH, "series=katomon_nothing", T0 + 60, 200);
+    ck_assert_uint_eq(nseries(body), 0);
     json_decref(body);
-    ck_assert_int_eq(get(KM_RH_PATH,
-                         "series=katomon_container_cpu_percent{container=\"x\"}", T0 + 60,
-                         &body),
-                     200);
-    ck_assert_uint_eq(json_array_size(json_object_get(body, "series")), 0);
+    body = ask(KM_RH_PATH, "series=" CPU "{container=\"x\"}", T0 + 60, 200);
+    ck_assert_uint_eq(nseries(body), 0);
     json_decref(body);
 
     /* a range before anything was sampled: the series, no points */
-    snprintf(query, sizeof query,
-             "series=katomon_host_memory_used_bytes&from=%.0f&to=%.0f", T0 - 600, T0 - 1);
-    ck_assert_int_eq(get(KM_RH_PATH, query, T0 + 60, &body), 200);
-    ck_assert_uint_eq(
-        json_array_size(json_object_get(
-            series_of(body, "katomon_host_memory_used_bytes", NULL), "points")),
-        0);
+    body = range(MEM, T0 - 600, T0 - 1, "", T0 + 60);
+    ck_assert_uint_eq(json_array_size(J(series_of(body, MEM, NULL), "points")), 0);
     json_decref(body);
 }
 END_TEST
 
 START_TEST(test_listing)
 {
-    json_t *body, *list, *s, *tiers;
+    json_t *body, *s, *tiers;
 
     fill(30);
     km_series_stale(cpu_redis);
-    ck_assert_int_eq(get(KM_RH_PATH_SERIES, "", T0 + 30, &body), 200);
-    list = json_object_get(body, "series");
-    ck_assert_uint_eq(json_array_size(list), 3);
-    ck_assert_int_eq(json_integer_value(json_object_get(body, "count")), 3);
-    ck_assert_int_eq(json_integer_value(json_object_get(body, "max_series")), 0);
-    ck_assert_int_eq(json_integer_value(json_object_get(body, "refused")), 0);
-    tiers = json_object_get(body, "tiers");
+    body = ask(KM_RH_PATH_SERIES, "", T0 + 30, 200);
+    ck_assert_uint_eq(nseries(body), 3);
+    ck_assert_int_eq(json_integer_value(J(body, "count")), 3);
+    ck_assert_int_eq(json_integer_value(J(body, "max_series")), 0);
+    ck_assert_int_eq(json_integer_value(J(body, "refused")), 0);
+    tiers = J(body, "tiers");
     ck_assert_uint_eq(json_array_size(tiers), 3);
-    ck_assert(num(json_object_get(json_array_get(tiers, 2), "step")) == 600);
-    s = series_of(body, "katomon_container_cpu_percent", "redis");
-    ck_assert_ptr_nonnull(s);
-    ck_assert(json_is_false(json_object_get(s, "live")));
-    s = series_of(body, "katomon_host_memory_used_bytes", NULL);
-    ck_assert_str_eq(json_string_value(json_object_get(s, "help")), "Memory used");
-    ck_assert_str_eq(json_string_value(json_object_get(s, "type")), "gauge");
-    ck_assert_uint_eq(json_object_size(json_object_get(s, "labels")), 0);
-    ck_assert(num(json_object_get(s, "first")) == T0);
-    ck_assert(num(json_object_get(s, "last")) == T0 + 29);
+    ck_assert(num(J(json_array_get(tiers, 2), "step")) == 600);
+    ck_assert_ptr_nonnull(s = series_of(body, CPU, "redis"));
+    ck_assert(json_is_false(J(s, "live")));
+    s = series_of(body, MEM, NULL);
+    ck_assert_str_eq(json_string_value(J(s, "help")), "Memory used");
+    ck_assert_str_eq(json_string_value(J(s, "type")), "gauge");
+    ck_assert_uint_eq(json_object_size(J(s, "labels")), 0);
+    ck_assert(num(J(s, "first")) == T0 && num(J(s, "last")) == T0 + 29);
     json_decref(body);
 
     /* a match filter */
-    ck_assert_int_eq(
-        get(KM_RH_PATH_SERIES,
-            "match=katomon_container_cpu_percent%7Bcontainer%3D%22kato%22%7D", T0 + 30,
-            &body),
-        200);
-    ck_assert_int_eq(json_integer_value(json_object_get(body, "count")), 1);
-    s = json_array_get(json_object_get(body, "series"), 0);
-    ck_assert_str_eq(
-        json_string_value(json_object_get(json_object_get(s, "labels"), "container")),
-        "kato");
+    body = ask(KM_RH_PATH_SERIES, "match=" CPU "%7Bcontainer%3D%22kato%22%7D", T0, 200);
+    ck_assert_int_eq(json_integer_value(J(body, "count")), 1);
+    s = json_array_get(J(body, "series"), 0);
+    ck_assert_str_eq(json_string_value(J(J(s, "labels"), "container")), "kato");
     json_decref(body);
 
     /* a bad filter */
-    ck_assert_int_eq(get(KM_RH_PATH_SERIES, "match=x{", T0, &body), 400);
-    json_decref(body);
+    json_decref(ask(KM_RH_PATH_SERIES, "match=x{", T0, 400));
 }
 END_TEST
 
@@ -840,7 +778,8 @@ END_TEST
 
 START_TEST(test_too_many_series)
 {
-    char labels[64];
+    char labels[64], query[64 * 40] = "";
+    json_t *body;
 
     fill(1);
     for (int i = 0; i < KM_RH_SERIES_MAX + 1; i++) {
@@ -850,74 +789,65 @@ START_TEST(test_too_many_series)
     }
     expect_400("series=katomon_many", "more than 256 series");
     /* each alone is fine */
-    json_t *body;
-    ck_assert_int_eq(get(KM_RH_PATH, "series=katomon_many{container=\"c7\"}", T0, &body),
-                     200);
-    ck_assert_uint_eq(json_array_size(json_object_get(body, "series")), 1);
+    body = ask(KM_RH_PATH, "series=katomon_many{container=\"c7\"}", T0, 200);
+    ck_assert_uint_eq(nseries(body), 1);
     json_decref(body);
     /* 64 selectors matching the same two series: two, not 128 */
-    {
-        char query[64 * 40] = "";
-        for (int i = 0; i < 64; i++)
-            strcat(query, "series=katomon_container_cpu_percent&");
-        ck_assert_int_eq(get(KM_RH_PATH, query, T0, &body), 200);
-        ck_assert_uint_eq(json_array_size(json_object_get(body, "series")), 2);
-        json_decref(body);
-    }
+    for (int i = 0; i < 64; i++)
+        strcat(query, "series=" CPU "&");
+    body = ask(KM_RH_PATH, query, T0, 200);
+    ck_assert_uint_eq(nseries(body), 2);
+    json_decref(body);
 }
 END_TEST
 
 START_TEST(test_disabled)
 {
-    json_t *body;
     struct km_history *h = core.history;
+    json_t *body;
     const char *detail;
 
     core.history = NULL;
-    ck_assert_int_eq(get(KM_RH_PATH, "series=a", T0, &body), 503);
-    detail = json_string_value(json_object_get(body, "detail"));
+    body = ask(KM_RH_PATH, "series=a", T0, 503);
+    detail = json_string_value(J(body, "detail"));
     ck_assert_ptr_nonnull(detail);
     ck_assert_ptr_nonnull(strstr(detail, "[history] enabled"));
     json_decref(body);
-    ck_assert_int_eq(get(KM_RH_PATH_SERIES, "", T0, &body), 503);
-    json_decref(body);
+    json_decref(ask(KM_RH_PATH_SERIES, "", T0, 503));
     core.history = h;
 }
 END_TEST
 
+/* km_rest_handle for method path?query, expecting status; the body. */
+static json_t *route(const char *method, const char *path, const char *query, int status,
+                     char *allow)
+{
+    struct km_rest_call call = {
+        .method = method, .path = path, .query = query, .body = "", .body_len = 0};
+    json_t *body = NULL;
+
+    ck_assert_int_eq(km_rest_handle(&core, NULL, &call, &body, allow, 64, NULL, NULL),
+                     status);
+    ck_assert_ptr_nonnull(body);
+    return body;
+}
+
 /* Through the REST dispatcher: GET and HEAD reach the handler, the rest 405. */
 START_TEST(test_routing)
 {
-    struct km_rest_call call = {.method = "GET",
-                                .path = KM_RH_PATH,
-                                .query = "series=katomon_host_memory_used_bytes",
-                                .body = "",
-                                .body_len = 0};
-    json_t *body = NULL;
+    json_t *body;
     char allow[64];
 
     fill(10);
-    ck_assert_int_eq(
-        km_rest_handle(&core, NULL, &call, &body, allow, sizeof allow, NULL, NULL), 200);
-    ck_assert_uint_eq(json_array_size(json_object_get(body, "series")), 1);
+    body = route("GET", KM_RH_PATH, "series=" MEM, 200, allow);
+    ck_assert_uint_eq(nseries(body), 1);
     json_decref(body);
-    call.method = "HEAD";
-    call.query = "step=0";
-    ck_assert_int_eq(
-        km_rest_handle(&core, NULL, &call, &body, allow, sizeof allow, NULL, NULL), 400);
+    json_decref(route("HEAD", KM_RH_PATH, "step=0", 400, allow));
+    body = route("GET", KM_RH_PATH_SERIES, "", 200, allow);
+    ck_assert_int_eq(json_integer_value(J(body, "count")), 3);
     json_decref(body);
-    call.method = "GET";
-    call.path = KM_RH_PATH_SERIES;
-    call.query = "";
-    ck_assert_int_eq(
-        km_rest_handle(&core, NULL, &call, &body, allow, sizeof allow, NULL, NULL), 200);
-    ck_assert_int_eq(json_integer_value(json_object_get(body, "count")), 3);
-    json_decref(body);
-    call.method = "POST";
-    ck_assert_int_eq(
-        km_rest_handle(&core, NULL, &call, &body, allow, sizeof allow, NULL, NULL), 405);
+    json_decref(route("POST", KM_RH_PATH_SERIES, "", 405, allow));
     ck_assert_str_eq(allow, "GET, HEAD");
-    json_decref(body);
 }
 END_TEST
 
