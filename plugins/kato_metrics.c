@@ -26,8 +26,9 @@
  * restart with KATO), katomon_kato_error_rate_ratio,
  * _response_time_seconds, _sessions_active, _cpu_percent, _memory_percent,
  * _disk_percent, _requests_per_second, _errors_per_minute, _processors,
- * _processors_max (gauges), and the databases block under derived names
- * (katomon_metrics_databases_<db>_<field>); from `sessions`,
+ * _processors_max (gauges), katomon_kato_database_operations_total{
+ * database="clickhouse"|"qdrant"|"redis"} (the keys of "databases"); from
+ * `sessions`,
  * katomon_sessions_active and katomon_sessions_count; from each of the
  * three, katomon_source_up{source="kato",topic=...} and
  * katomon_source_failures. The error shape holds no figures: the series
@@ -129,7 +130,8 @@ static const struct km_field health_schema[] = {
  * katomon_kato_*, in base units (error_rate is a 0..1 fraction,
  * average_response_time already seconds). Left out: the clock (timestamp),
  * requests_per_minute (requests_per_second times 60), the processors list,
- * eviction_ttl_seconds (a setting) and the reduced error body's
+ * eviction_ttl_seconds (a setting), each database's errors and
+ * avg_response_time (no unit documented), and the reduced error body's
  * uptime_seconds and active_sessions (a copy of sessions.active); /health's
  * numbers (uptime, metrics_collected, last_collection, active_sessions)
  * are not series either: the health topic is for its status.
@@ -170,6 +172,11 @@ static const struct km_metric metrics_metrics[] = {
      "Processors KATO may hold in memory at most (its setting)", 0, 0, NULL},
     {"processor_manager.eviction_ttl_seconds", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
     {"processor_manager.processors[]", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
+    {"databases{}", NULL, NULL, 0, 0, "database"},
+    {"databases{}.operations", "kato_database_operations_total",
+     "Operations KATO ran on this database since it started", KM_METRIC_COUNTER, 0, NULL},
+    {"databases{}.errors", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
+    {"databases{}.avg_response_time", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
     {"uptime_seconds", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
     {"active_sessions", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
     {"_source", "kato", NULL, 0, 0, NULL},
