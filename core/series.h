@@ -2,13 +2,15 @@
  * series.h - numeric series: every number of every state topic, by name
  * and labels (DESIGN section 9; issue 14).
  *
- * The registry subscribes to every topic on the bus. Each message of a
- * state topic is walked with the topic's schema and its km_metric table
- * (katomon/plugin.h): every number becomes the latest value of one series,
- * a family name ("katomon_container_cpu_percent") plus a label set
- * (container="kato"). katomon's own figures come in through collectors,
- * called by km_series_collect before anyone reads the values (a scrape, a
- * history sample).
+ * The registry reads every state topic of the bus. km_series_collect walks
+ * the latest message of each state topic that published since the last
+ * walk, with the topic's schema and km_metric table (katomon/plugin.h):
+ * every number becomes the latest value of one series, a family name
+ * ("katomon_container_cpu_percent") plus a label set (container="kato").
+ * So the work is once per topic per reader (a scrape, a history sample),
+ * however fast a topic publishes, and publishing itself costs nothing
+ * more. katomon's own figures come in through collectors, which
+ * km_series_collect runs after the walk.
  *
  * A series is live while the latest message of its topic holds it. A
  * series the latest message no longer holds (a container that went away,
@@ -17,8 +19,8 @@
  * once its last point has aged out of every tier (km_series_drop).
  *
  * The number of series is capped (max_series): a series past the cap is
- * not created and counted in km_series_refused(), with one log line per
- * family.
+ * not created and counted in km_series_refused(), with one warning each
+ * time the cap is first hit (again only after the count fell below it).
  *
  * Label text: a series' labels are kept as the exposition format writes
  * them, sorted by label name: `container="kato",level="error"` ("" when
@@ -51,29 +53,30 @@ struct km_series_reg;
 
 /* One metric name and everything with that name. */
 struct km_family {
-    char *name;                /* "katomon_container_cpu_percent" (owned) */
-    char *help;                /* HELP text, one line (owned) */
-    enum km_series_type type;  /* gauge or counter */
-    struct km_series *first;   /* its series, in creation order */
-    struct km_series *last;    /* the last of them, for appending */
-    size_t nseries;            /* how many */
-    struct km_family *next;    /* next family, in creation order */
-    struct km_family *hnext;   /* next in its hash bucket */
+    char *name;               /* "katomon_container_cpu_percent" (owned) */
+    char *help;               /* HELP text, one line (owned) */
+    enum km_series_type type; /* gauge or counter */
+    struct km_series *first;  /* its series, in creation order */
+    struct km_series *last;   /* the last of them, for appending */
+    size_t nseries;           /* how many */
+    struct km_family *next;   /* next family, in creation order */
+    struct km_family *hnext;  /* next in its hash bucket */
 };
 
 /* One series: a family and a label set. */
 struct km_series {
-    struct km_family *family; /* its family (borrowed from the registry) */
-    char *labels;             /* canonical label text, "" when none (owned) */
-    double value;             /* latest value */
-    int64_t time_us;          /* when value was set (wall clock, µs); 0: never */
-    int live;                 /* 1: its source's latest message holds it */
+    struct km_family *family;     /* its family (borrowed from the registry) */
+    char *labels;                 /* canonical label text, "" when none (owned) */
+    double value;                 /* latest value */
+    int64_t time_us;              /* when value was set (wall clock, µs); 0: never */
+    int live;                     /* 1: its source's latest message holds it */
     const struct km_topic *topic; /* the topic that feeds it; NULL: a collector's
                                      or loaded from the history file */
-    uint64_t seen;            /* its topic's message count when last set */
-    void *hist;               /* the history store's data (history.c owns it) */
-    struct km_series *next;   /* next of its family */
-    struct km_series *hnext;  /* next in its hash bucket */
+    uint64_t seen;                /* walk number of its topic when last set */
+    struct km_series *tnext;      /* next series fed by the same topic */
+    void *hist;                   /* the history store's data (history.c owns it) */
+    struct km_series *next;       /* next of its family */
+    struct km_series *hnext;      /* next in its hash bucket */
 };
 
 /* A collector of katomon's own figures: sets series with km_series_get and
@@ -86,21 +89,21 @@ typedef void (*km_series_collector)(struct km_series_reg *reg, void *arg);
 struct km_series_reg *km_series_reg_new(size_t max_series);
 /* Frees it: every family and series (each series' drop hook runs first). */
 void km_series_reg_free(struct km_series_reg *reg);
-/* Subscribes to every topic of `bus` ("*"); 0, or -1 on ENOMEM. Ends with
-   km_series_reg_free (or km_bus_free, whichever comes first: call
+/* Reads the state topics of `bus` from now on (borrowed: call
    km_series_detach before freeing the bus). */
-int km_series_attach(struct km_series_reg *reg, struct km_bus *bus);
+void km_series_attach(struct km_series_reg *reg, struct km_bus *bus);
 void km_series_detach(struct km_series_reg *reg);
 
 /* Called for a series just before it is freed (the history store frees
    s->hist here). One hook; NULL removes it. */
-void km_series_on_drop(struct km_series_reg *reg, void (*fn)(struct km_series *s, void *arg),
-                       void *arg);
+void km_series_on_drop(struct km_series_reg *reg,
+                       void (*fn)(struct km_series *s, void *arg), void *arg);
 
 /* Adds a collector; it runs in km_series_collect, in the order added.
    0, or -1 on ENOMEM. */
 int km_series_add_collector(struct km_series_reg *reg, km_series_collector fn, void *arg);
-/* Runs every collector (before a scrape or a sample). */
+/* Walks the state topics that published since the last call, then runs
+   every collector (before a scrape, a sample or a listing). */
 void km_series_collect(struct km_series_reg *reg);
 
 /*
@@ -129,16 +132,17 @@ void km_series_stale(struct km_series *s);
    last series. */
 void km_series_drop(struct km_series_reg *reg, struct km_series *s);
 
-/* Walks a state message of `topic` (what the "*" subscription does; public
-   for tests and for the bench). */
+/* Walks one state message of `topic` now: sets the series it holds, makes
+   the topic's other series stale (what km_series_collect does per topic;
+   public for tests and for the bench). */
 void km_series_ingest(struct km_series_reg *reg, struct km_topic *topic,
                       struct km_msg *msg);
 
 /* Counts. */
-size_t km_series_count(const struct km_series_reg *reg);    /* series held */
-size_t km_series_live(const struct km_series_reg *reg);     /* of them live */
+size_t km_series_count(const struct km_series_reg *reg);     /* series held */
+size_t km_series_live(const struct km_series_reg *reg);      /* of them live */
 uint64_t km_series_refused(const struct km_series_reg *reg); /* not created: cap */
-size_t km_series_max(const struct km_series_reg *reg);      /* the cap; 0 none */
+size_t km_series_max(const struct km_series_reg *reg);       /* the cap; 0 none */
 
 /* ---- label text ---- */
 
