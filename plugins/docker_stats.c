@@ -37,7 +37,8 @@
  * from the aggregated block katomon_containers_cpu_percent,
  * katomon_containers_memory_bytes, katomon_containers_memory_limit_bytes
  * (the _mb figures times 1048576), katomon_containers_memory_percent and
- * katomon_containers_count; and katomon_source_up{source="docker",
+ * katomon_containers_watched (container_count: promtool reserves
+ * _count for histograms and summaries); and katomon_source_up{source="docker",
  * topic="containers"} with katomon_source_failures. The *_mb copies are not
  * series. A container that is not running (exited, missing) is listed
  * with zero figures, so its series stay and show 0 (memory limit 0 is the
@@ -198,7 +199,8 @@ static const struct km_metric containers_metrics[] = {
      "Memory used by the watched running containers as a share of their limits' sum, "
      "percent",
      0, 0, NULL},
-    {"aggregated.container_count", "containers_count",
+    /* not "containers_count": promtool reserves _count for histograms */
+    {"aggregated.container_count", "containers_watched",
      "Watched containers listed (running or not; a missing one included)", 0, 0, NULL},
     {"_source", "docker", NULL, 0, 0, NULL},
     {NULL, NULL, NULL, 0, 0, NULL},

@@ -27,7 +27,7 @@
  * nothing in them is trusted (lengths, numbers, NaN, UTF-8).
  *
  * Series (GET /metrics, history; names declared in host_metrics): every
- * number above as katomon_host_cpu_percent, katomon_host_cpu_count,
+ * number above as katomon_host_cpu_percent, katomon_host_cpus,
  * katomon_host_memory_{total,available,used}_bytes,
  * katomon_host_memory_used_percent, katomon_host_load{1,5,15} and
  * katomon_host_uptime_seconds, all gauges. The topic has no "_source" (a
@@ -86,7 +86,8 @@ static const struct km_metric host_metrics[] = {
     {"cpu_percent", "host_cpu_percent",
      "Busy share of all CPUs of the machine over the last interval, percent (0-100)", 0,
      0, NULL},
-    {"cpu_count", "host_cpu_count", "CPUs of the machine (online, from /proc/stat)", 0, 0,
+    /* not "host_cpu_count": promtool reserves _count for histograms and summaries */
+    {"cpu_count", "host_cpus", "CPUs of the machine (online, from /proc/stat)", 0, 0,
      NULL},
     {"memory.total_bytes", "host_memory_total_bytes",
      "Memory of the machine (MemTotal), bytes", 0, 0, NULL},

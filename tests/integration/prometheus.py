@@ -74,9 +74,9 @@ KATO = {
     "katomon_kato_database_operations_total": "counter",
 }
 HOST = {f"katomon_host_{n}": "gauge" for n in (
-    "cpu_percent", "cpu_count", "memory_total_bytes", "memory_available_bytes",
+    "cpu_percent", "cpus", "memory_total_bytes", "memory_available_bytes",
     "memory_used_bytes", "memory_used_percent", "load1", "load5", "load15", "uptime_seconds")}
-SESSIONS = {"katomon_sessions_active": "gauge", "katomon_sessions_count": "gauge"}
+SESSIONS = {"katomon_sessions_active": "gauge"}
 CONTAINER_FAMILIES = {
     "katomon_container_cpu_percent": "gauge", "katomon_container_memory_usage_bytes": "gauge",
     "katomon_container_memory_limit_bytes": "gauge",
@@ -87,7 +87,7 @@ CONTAINER_FAMILIES = {
     "katomon_container_blkio_write_bytes_total": "counter", "katomon_container_pids": "gauge",
     "katomon_containers_cpu_percent": "gauge", "katomon_containers_memory_bytes": "gauge",
     "katomon_containers_memory_limit_bytes": "gauge",
-    "katomon_containers_memory_percent": "gauge", "katomon_containers_count": "gauge",
+    "katomon_containers_memory_percent": "gauge", "katomon_containers_watched": "gauge",
 }
 OTHER = {"katomon_source_up": "gauge", "katomon_source_failures": "gauge",
          "katomon_alerts_firing": "gauge"}
