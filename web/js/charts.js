@@ -279,12 +279,13 @@ export class LiveChart {
   /** The data attributes, the "no data" message and the history note. */
   _describe(min) {
     const d = this.el.dataset;
-    let points = 0, hist = 0, first = null, last = null;
+    let points = 0, hist = 0, first = null, last = null, histFirst = null;
     for (const l of this.lines) {
       points += l.count();
       hist += l.historyCount;
       const f = l.first();
       if (f !== null && (first === null || f < first)) first = f;
+      if (l.historyCount && f !== null && (histFirst === null || f < histFirst)) histFirst = f;
       const p = l.last;
       if (p && (last === null || p.x > last)) last = p.x;
     }
@@ -300,8 +301,9 @@ export class LiveChart {
       : 'No data for this range');
     let note = '';
     if (this.error && points) note = `History unavailable (${this.error.message}): showing the live stream since this page opened.`;
-    else if (this.answer && first !== null && first - min > Math.max(3 * (this.answer.step || 1) * 1000, 60000)) {
-      note = `katomon has no history before ${whenText(first)}.`;
+    else if (this.answer && points && histFirst === null) note = 'katomon has no history for this range: showing the live stream since this page opened.';
+    else if (this.answer && histFirst !== null && histFirst - min > Math.max(3 * (this.answer.step || 1) * 1000, 60000)) {
+      note = `katomon has no history before ${whenText(histFirst)}.`;
     }
     setText(this.noteEl, note);
     this.noteEl.hidden = !note;
