@@ -6,7 +6,7 @@
 import { h, setText } from './dom.js';
 import { fmtPct, get, isNum } from './format.js';
 import { CONTAINER_CPU, fetchHistory } from './history.js';
-import { Timeline } from './timeline.js';
+import { LIVE_GAP_MS, Timeline } from './timeline.js';
 
 const W = 72;
 const H = 20;
@@ -21,6 +21,7 @@ export class Sparklines extends EventTarget {
     this.lines = new Map(); // container name -> Timeline
     this.state = 'loading';
     this._seq = 0;
+    this._refillAt = 0;
     this._onRange = () => this.reload();
     range.addEventListener('change', this._onRange);
     this.reload();
@@ -55,11 +56,20 @@ export class Sparklines extends EventTarget {
     const t = this.store.sampleTime('containers');
     const list = body && Array.isArray(body.containers) ? body.containers : [];
     const min = this.store.now() - this.range.ms;
+    let behind = false;
     for (const c of list) {
       if (!c || !c.name) continue;
       let l = this.lines.get(c.name);
       if (!l) this.lines.set(c.name, (l = new Timeline()));
-      if (t !== null) l.push(t, c.status === 'running' && isNum(get(c, 'cpu')) ? c.cpu : null);
+      if (t === null) continue;
+      const v = c.status === 'running' && isNum(get(c, 'cpu')) ? c.cpu : null;
+      if (v !== null && l.last && l.last.y !== null && t - l.last.x > LIVE_GAP_MS) behind = true;
+      l.push(t, v);
+    }
+    // updates missed meanwhile (a hidden tab, a long disconnect): history has them
+    if (behind && this.state === 'ready' && Date.now() > this._refillAt) {
+      this._refillAt = Date.now() + 30000;
+      this.reload();
     }
     for (const l of this.lines.values()) l.trim(min);
   }
