@@ -13,11 +13,12 @@ installs it): without it the test is skipped (77) and says so.
      shipped rules) and docker_stats: watching a container of its own
      (kmprom-PID: light bursts of CPU, removed at the end) when
      tests/docker/setup.sh brings up an engine as it does for docker.py,
-     else a socket where no engine answers (the Docker source then is down: source_up 0). Checked on
-     GET /metrics: the content type, `promtool check metrics` prints
-     nothing and exits 0, HELP and TYPE of every family, counters end in
-     _total, and the families the plugins declare are exactly the names
-     of the issue 14 brief (no derived name slipped through);
+     else a socket where no engine answers (the Docker source is then
+     down: source_up 0). Checked on GET /metrics: the content type,
+     `promtool check metrics` prints nothing and exits 0, HELP and TYPE of
+     every family, counters end in _total, and the families the plugins
+     declare are exactly the names of the issue 14 brief (no derived name
+     slipped through);
   3. a real prometheus on a free loopback port, configured with the shipped
      katomon.yml (target and intervals rewritten: 1 s), scrapes katomon; its
      HTTP API's katomon_kato_cpu_percent, katomon_source_up and (with
