@@ -41,8 +41,9 @@
 #define KM_WEB_ROOT "/usr/local/share/katomon/web"
 #endif
 
-#define KM_SIZE_MAX   (1024.0 * 1024 * 1024) /* 1G: more is a typo, not a need */
-#define KM_CFG(field) offsetof(struct km_config, field)
+#define KM_SIZE_MAX      (1024.0 * 1024 * 1024) /* 1G: more is a typo, not a need */
+#define KM_TIERS_DEFAULT "1s:1h 1m:1d 10m:7d"   /* [history] tiers */
+#define KM_CFG(field)    offsetof(struct km_config, field)
 
 /* ---- key tables -------------------------------------------------------- */
 
@@ -81,6 +82,7 @@ static const struct km_key http_keys[] = {
      .max = INT_MAX,
      .offset = KM_CFG(max_connections)},
     KM_SIZE("max_request_bytes", max_request_bytes),
+    KM_BOOL("metrics", metrics),
     {.name = NULL},
 };
 
@@ -91,6 +93,19 @@ static const struct km_key websocket_keys[] = {
     KM_SIZE("max_queue_bytes", max_queue_bytes),
     KM_SECS("ping_interval", ping_interval, 0, 0, 86400),
     KM_SECS("idle_timeout", idle_timeout, 0, 0, 86400),
+    {.name = NULL},
+};
+
+static const struct km_key history_keys[] = {
+    KM_BOOL("enabled", history),
+    {.name = "tiers", .type = KM_V_TIERS, .offset = KM_CFG(tiers)},
+    {.name = "max_series",
+     .type = KM_V_INT,
+     .min = 1,
+     .max = 1000000,
+     .offset = KM_CFG(max_series)},
+    KM_SECS("flush_interval", flush_interval, 0, 0, 86400),
+    KM_OPT("file", history_file),
     {.name = NULL},
 };
 
@@ -107,6 +122,7 @@ const struct km_sect_spec km_sect_specs[] = {
     {"core", 0, 0, core_keys, "[core]"},
     {"http", 0, 0, http_keys, "[http]"},
     {"websocket", 0, 0, websocket_keys, "[websocket]"},
+    {"history", 0, 0, history_keys, "[history]"},
     {"plugin", 1, 1, plugin_keys, "[plugin NAME]"},
     {NULL, 0, 0, NULL, NULL},
 };
@@ -130,7 +146,7 @@ int km_config_core_kind(const char *kind)
 
 const char *km_config_core_kinds(void)
 {
-    return "[core], [http], [websocket], [plugin NAME]";
+    return "[core], [http], [websocket], [history], [plugin NAME]";
 }
 
 const struct km_key *km_key_find(const struct km_key *keys, const char *name)
@@ -256,6 +272,15 @@ int km_key_apply(const struct km_key *k, const char *text, struct km_config *cfg
         if (field)
             *(enum km_log_level *)field = level;
         return 0;
+    case KM_V_TIERS: {
+        struct km_tiers tiers;
+        char why[160];
+        if (km_parse_tiers(text, &tiers, why, sizeof why) < 0)
+            return -1;
+        if (field)
+            *(struct km_tiers *)field = tiers;
+        return 0;
+    }
     }
     return -1;
 }
@@ -297,9 +322,107 @@ const char *km_key_describe(const struct km_key *k, char *buf, size_t n)
         return "true or false (also yes/no, on/off, 1/0)";
     case KM_V_LOGLEVEL:
         return "one of error, warning, notice, info, debug";
+    case KM_V_TIERS:
+        return "STEP:RETENTION pairs, finest first, e.g. 1s:1h 1m:1d 10m:7d (at most 4; "
+               "steps of 1 s or more, growing, each a multiple of the first; retention "
+               "a multiple of its step, at most 400d and 1,000,000 points)";
     default:
         return "a non-empty value";
     }
+}
+
+/* ---- durations and tiers ------------------------------------------------ */
+
+int km_parse_duration(const char *text, double *out)
+{
+    static const struct {
+        char unit;   /* suffix */
+        double secs; /* its length */
+    } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}, {'w', 604800}};
+    char num[32];
+    size_t n = strlen(text);
+    double mult = 1, v;
+
+    if (n == 0 || n >= sizeof num)
+        return -1;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (text[n - 1] == units[i].unit) {
+            mult = units[i].secs;
+            n--;
+            break;
+        }
+    memcpy(num, text, n);
+    num[n] = '\0';
+    if (km_parse_double(num, &v) < 0 || !isfinite(v * mult))
+        return -1;
+    *out = v * mult;
+    return 0;
+}
+
+/* Is a a whole multiple of b (both > 0), allowing for float noise? */
+static int km_multiple(double a, double b)
+{
+    double q = a / b;
+    return q >= 1 && fabs(q - round(q)) < 1e-9 * q;
+}
+
+/* Checks one tier against the ones before it; NULL or the reason. */
+static const char *km_tier_check(const struct km_tiers *t, unsigned i)
+{
+    double step = t->t[i].step, ret = t->t[i].retention;
+    if (!(step >= 1) || step > 86400)
+        return "a step must be from 1s to 1d";
+    if (!(ret >= 2 * step) || ret > 400 * 86400.0)
+        return "a retention must be at least two steps and at most 400d";
+    if (!km_multiple(ret, step))
+        return "a retention must be a whole number of its steps";
+    if (ret / step > 1e6)
+        return "a tier may hold at most 1,000,000 points";
+    if (i > 0 && !(step > t->t[i - 1].step))
+        return "each step must be longer than the one before";
+    if (i > 0 && !km_multiple(step, t->t[0].step))
+        return "each step must be a multiple of the first tier's";
+    return NULL;
+}
+
+int km_parse_tiers(const char *text, struct km_tiers *out, char *why, size_t whylen)
+{
+    struct km_tiers t = {0};
+    const char *p = text, *reason = NULL;
+    char item[64];
+
+    while (!reason) {
+        p += strspn(p, " \t,");
+        size_t n = strcspn(p, " \t,");
+        if (n == 0)
+            break;
+        char *colon;
+        if (t.n == KM_TIERS_MAX)
+            reason = "at most 4 tiers";
+        else if (n >= sizeof item)
+            reason = "a tier is STEP:RETENTION, e.g. 1m:1d";
+        if (reason)
+            break;
+        memcpy(item, p, n);
+        item[n] = '\0';
+        p += n;
+        if ((colon = strchr(item, ':')) != NULL)
+            *colon = '\0';
+        if (!colon || km_parse_duration(item, &t.t[t.n].step) < 0 ||
+            km_parse_duration(colon + 1, &t.t[t.n].retention) < 0)
+            reason = "a tier is STEP:RETENTION, e.g. 1m:1d (units s, m, h, d, w)";
+        else
+            reason = km_tier_check(&t, t.n++);
+    }
+    if (!reason && t.n == 0)
+        reason = "at least one tier";
+    if (reason) {
+        if (why)
+            snprintf(why, whylen, "%s", reason);
+        return -1;
+    }
+    *out = t;
+    return 0;
 }
 
 /* ---- the config as a whole ------------------------------------------------ */
@@ -343,6 +466,11 @@ struct km_config *km_config_defaults(void)
     cfg->max_queue_bytes = 1024 * 1024;
     cfg->ping_interval = 30;
     cfg->idle_timeout = 120;
+    cfg->metrics = 1;
+    cfg->history = 1;
+    km_parse_tiers(KM_TIERS_DEFAULT, &cfg->tiers, NULL, 0);
+    cfg->max_series = 4096;
+    cfg->flush_interval = 60;
     return cfg;
 }
 
@@ -362,6 +490,7 @@ void km_config_free(struct km_config *cfg)
     free(cfg->vendor_root);
     free(cfg->allowed_origins);
     free(cfg->auth_token);
+    free(cfg->history_file);
     free(cfg);
 }
 

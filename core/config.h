@@ -20,6 +20,16 @@
 #include <stddef.h>
 #include <katomon/plugin.h>
 
+/* History tiers ([history] tiers): at most KM_TIERS_MAX, finest first. */
+#define KM_TIERS_MAX 4
+struct km_tiers {
+    unsigned n; /* tiers given */
+    struct {
+        double step;      /* seconds between points */
+        double retention; /* seconds kept, a multiple of step */
+    } t[KM_TIERS_MAX];
+};
+
 struct km_config {
     char *path; /* file it was read from */
 
@@ -41,6 +51,7 @@ struct km_config {
     char *auth_token;     /* when set, required on REST and /ws; NULL: none */
     int max_connections;  /* HTTP + WebSocket connections at once */
     size_t max_request_bytes; /* request line + headers + body */
+    int metrics;              /* serve GET /metrics (Prometheus text format) */
 
     /* [websocket] */
     int enabled;              /* serve /ws at all */
@@ -49,6 +60,13 @@ struct km_config {
     size_t max_queue_bytes;   /* unsent bytes per client before backpressure acts */
     double ping_interval;     /* seconds between server pings; 0: none */
     double idle_timeout; /* seconds without any client frame before closing; 0: never */
+
+    /* [history] */
+    int history;           /* keep history of every series at all */
+    struct km_tiers tiers; /* its tiers */
+    int max_series;        /* series kept at most (history and /metrics) */
+    double flush_interval; /* seconds between writes of the history file; 0: never */
+    char *history_file;    /* the file; NULL: STATE_DIR/history.db */
 
     /* [plugin NAME] and plugins' [KIND NAME] sections, in file order */
     struct km_conf_section **sections; /* owned */
@@ -95,7 +113,7 @@ const struct km_conf_entry *km_conf_entry(const struct km_conf_section *sec,
 /* 1 when [KIND ...] is one of the core's own kinds (core, http, websocket,
    plugin): a plugin cannot declare it. */
 int km_config_core_kind(const char *kind);
-/* "[core], [http], [websocket], [plugin NAME]", for messages. Static. */
+/* "[core], [http], [websocket], [history], [plugin NAME]", for messages. Static. */
 const char *km_config_core_kinds(void);
 /* The name in `names` (NULL-terminated) close enough to `word` to be a
    typo of it, or NULL. */
@@ -115,6 +133,12 @@ size_t km_config_check_keys(const struct km_conf_section *sec,
 int km_parse_bool(const char *text, int *out);
 int km_parse_int(const char *text, long long *out);
 int km_parse_double(const char *text, double *out);
+/* A duration: seconds, fractions allowed, with an optional unit s, m, h, d
+   or w ("90", "1.5s", "15m", "7d"). 0 and *out (seconds), or -1. */
+int km_parse_duration(const char *text, double *out);
+/* "STEP:RETENTION ..." (durations, space- or comma-separated, finest first:
+   "1s:1h 1m:1d 10m:7d"). 0, or -1 with the reason in why. */
+int km_parse_tiers(const char *text, struct km_tiers *out, char *why, size_t whylen);
 
 /* ---- a list of problems, in the order reported --------------------------- */
 

@@ -31,6 +31,7 @@ enum km_vtype {
     KM_V_DOUBLE,   /* number within [min, max] */
     KM_V_SIZE,     /* bytes within [min, max], k/K, M or G suffix allowed */
     KM_V_LOGLEVEL, /* error|warning|notice|info|debug */
+    KM_V_TIERS,    /* history tiers, see km_parse_tiers */
 };
 
 /* One key of a core section. */

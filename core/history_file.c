@@ -269,8 +269,11 @@ int km_hist_write(struct km_history *h, char *err, size_t errlen)
         if (close(w->fd) < 0 && !w->err && (what = "close"))
             w->err = errno;
     }
+    int renamed = 0; /* after the rename there is no .tmp left to remove */
     if (!w->err && rename(tmp, h->path) < 0 && (what = "rename over the file"))
         w->err = errno;
+    else if (!w->err)
+        renamed = 1;
     if (!w->err && km_hist_sync_dir(h->path) < 0 && (what = "fsync of its directory"))
         w->err = errno;
     int e = w->err;
@@ -278,7 +281,7 @@ int km_hist_write(struct km_history *h, char *err, size_t errlen)
     if (!e)
         return 0;
     snprintf(err, errlen, "%s: %s: %s", tmp, what, strerror(e));
-    if (strcmp(what, "fsync of its directory") != 0)
+    if (!renamed)
         unlink(tmp);
     return -1;
 }

@@ -24,6 +24,9 @@
 #include "http_client.h"
 #include "loader.h"
 #include "log.h"
+#include "history.h"
+#include "selfstats.h"
+#include "series.h"
 #if __has_include("server.h")
 #include "server.h"
 #define KM_HAVE_SERVER 1
@@ -282,6 +285,12 @@ static void log_restart_needed(const struct km_config *old, const struct km_conf
                       old->ping_interval != new->ping_interval ||
                       old->idle_timeout != new->idle_timeout,
                   "[websocket] limits");
+    KM_RESTART_IF(old->metrics != new->metrics, "[http] metrics");
+    KM_RESTART_IF(old->history != new->history || old->max_series != new->max_series ||
+                      old->flush_interval != new->flush_interval ||
+                      memcmp(&old->tiers, &new->tiers, sizeof old->tiers) != 0 ||
+                      str_differs(old->history_file, new->history_file),
+                  "[history]");
     KM_RESTART_IF(plugins_differ(old, new), "a [plugin] section");
 #undef KM_RESTART_IF
 }
@@ -357,16 +366,46 @@ static int add_signals(struct km_daemon *d)
 
 /* ---- start and stop -------------------------------------------------------- */
 
+/* The history store of [history], over the series registry. 0, or -1
+   (logged): only bad options or no memory fail; a bad file does not. */
+static int start_history(struct km_core *core)
+{
+    const struct km_config *cfg = core->cfg;
+    struct km_history_opts opts = {.ntiers = cfg->tiers.n,
+                                   .flush_interval = cfg->flush_interval};
+    char path[4096], err[512];
+
+    if (!cfg->history)
+        return 0;
+    for (unsigned i = 0; i < cfg->tiers.n && i < KM_HISTORY_TIERS_MAX; i++) {
+        opts.tier[i].step = cfg->tiers.t[i].step;
+        opts.tier[i].retention = cfg->tiers.t[i].retention;
+    }
+    if (cfg->history_file)
+        opts.path = cfg->history_file;
+    else if (snprintf(path, sizeof path, "%s/history.db", cfg->state_dir) <
+             (int)sizeof path)
+        opts.path = path;
+    core->history = km_history_new(core->base, core->series, &opts, err, sizeof err);
+    if (!core->history)
+        km_log(KM_LOG_ERROR, "history: %s", err);
+    return core->history ? 0 : -1;
+}
+
 static int start(struct km_daemon *d)
 {
     char err[1024];
 
     d->core.base = event_base_new();
     d->core.bus = km_bus_new();
-    if (!d->core.base || !d->core.bus || add_signals(d) < 0) {
+    d->core.series = km_series_reg_new((size_t)d->core.cfg->max_series);
+    if (!d->core.base || !d->core.bus || !d->core.series || add_signals(d) < 0) {
         km_log(KM_LOG_ERROR, "cannot set up the event loop: out of memory?");
         return -1;
     }
+    km_series_attach(d->core.series, d->core.bus);
+    if (km_selfstats_add(&d->core) < 0 || start_history(&d->core) < 0)
+        return -1;
     d->core.loader = km_loader_new(&d->core);
     if (!d->core.loader || km_loader_load_all(d->core.loader, err, sizeof err) < 0) {
         km_log(KM_LOG_ERROR, "%s", d->core.loader ? err : "out of memory");
@@ -392,6 +431,12 @@ static void stop(struct km_daemon *d)
         km_loader_free(d->core.loader);
     if (d->core.base)
         km_hc_shutdown(d->core.base); /* the CURLM outlives no loop */
+    km_history_free(d->core.history); /* the last write of the file */
+    d->core.history = NULL;
+    if (d->core.series) {
+        km_series_detach(d->core.series);
+        km_series_reg_free(d->core.series);
+    }
     km_bus_free(d->core.bus);
     if (d->sig_term)
         event_free(d->sig_term);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "metrics.h"
 #include "rest.h"
 #include "server_route.h"
 #include "url.h"
@@ -143,6 +144,41 @@ static int km_router_rest(const struct km_router *r, struct km_conn *c,
     return 0;
 }
 
+/* ---- /metrics: Prometheus ---- */
+
+/* GET /metrics (metrics.h): behind the token like REST (Prometheus sends
+   it as a bearer token), rendered whole now: 10,000 series take well
+   under the 3 ms a scrape may hold the loop, and nothing can free the
+   registry or c while it runs. */
+static int km_router_metrics(const struct km_router *r, struct km_conn *c,
+                             struct km_req *req)
+{
+    struct km_metrics_text text;
+
+    if (!r->core->series || (r->core->cfg && !r->core->cfg->metrics)) {
+        km_conn_detail(c, req, 404, NULL, "GET /metrics is off ([http] metrics = false)");
+        return 0;
+    }
+    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+        km_conn_detail(c, req, 405, "Allow: GET, HEAD\r\n",
+                       "GET /metrics only (or HEAD)");
+        return 0;
+    }
+    if (!km_access_authorized(r->access, km_conn_header(c, "Authorization"),
+                              req->query)) {
+        km_conn_detail(c, req, 401, KM_ACCESS_CHALLENGE, KM_ACCESS_DENIED);
+        return 0;
+    }
+    if (km_metrics_scrape(r->core->series, &text) != 0) {
+        km_conn_detail(c, req, 500, NULL, "out of memory rendering /metrics");
+        return 0;
+    }
+    km_conn_send(c, req, 200, KM_METRICS_CTYPE, "Cache-Control: no-store\r\n", text.data,
+                 text.len);
+    km_metrics_text_free(&text);
+    return 0;
+}
+
 /* ---- everything else: static files ---- */
 
 static int km_router_static(const struct km_router *r, struct km_conn *c,
@@ -164,6 +200,12 @@ static int km_router_is_upgrade(const struct km_req *req)
     return req->upgrade;
 }
 
+/* exactly /metrics: one with %00 in it is a static file's (404) */
+static int km_router_is_metrics(const struct km_req *req)
+{
+    return !req->path_nul && strcmp(req->path, "/metrics") == 0;
+}
+
 static int km_router_is_rest(const struct km_req *req)
 {
     return km_rest_owns(req->path);
@@ -177,11 +219,12 @@ struct km_route {
 };
 
 /* In this order: an upgrade is only ever /ws's, and the dashboard's files
-   are whatever no other route claims. */
+   are whatever no other route claims (/metrics included). */
 static const struct km_route km_routes[] = {
     {km_router_is_ws, km_router_ws},
     {km_router_is_upgrade, km_router_no_upgrade},
     {km_router_is_rest, km_router_rest},
+    {km_router_is_metrics, km_router_metrics},
     {NULL, km_router_static},
 };
 

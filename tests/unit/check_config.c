@@ -341,10 +341,11 @@ END_TEST
 
 START_TEST(test_err_unknown_section)
 {
-    expect_error("[core]\n\n[webscoket]\n", 3, "unknown section [webscoket];",
-                 "did you mean [websocket]?",
-                 "the core's sections are [core], [http], [websocket], [plugin NAME]",
-                 NULL);
+    expect_error(
+        "[core]\n\n[webscoket]\n", 3, "unknown section [webscoket];",
+        "did you mean [websocket]?",
+        "the core's sections are [core], [http], [websocket], [history], [plugin NAME]",
+        NULL);
     /* an unnamed kind the core does not know cannot be a plugin's either */
     expect_error("[alert]\n", 1, "unknown section [alert]:",
                  "a plugin's own sections take a name: [alert NAME]", NULL);
@@ -838,6 +839,88 @@ START_TEST(test_parse_double)
         ck_assert_msg(km_parse_double(bad[i], &v) == -1, "'%s' accepted", bad[i]);
     ck_assert_double_eq(v, 3);
     ck_assert_int_eq(km_parse_double(NULL, &v), -1);
+}
+END_TEST
+
+START_TEST(test_parse_duration)
+{
+    static const char *const bad[] = {"", "m", "1x", "1 m", "5mm", "nan", "1e400h"};
+    double v;
+    ck_assert_int_eq(km_parse_duration("90", &v), 0);
+    ck_assert_double_eq(v, 90);
+    ck_assert_int_eq(km_parse_duration("1.5s", &v), 0);
+    ck_assert_double_eq(v, 1.5);
+    ck_assert_int_eq(km_parse_duration("15m", &v), 0);
+    ck_assert_double_eq(v, 900);
+    ck_assert_int_eq(km_parse_duration("7d", &v), 0);
+    ck_assert_double_eq(v, 604800);
+    ck_assert_int_eq(km_parse_duration("2w", &v), 0);
+    ck_assert_double_eq(v, 1209600);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(km_parse_duration(bad[i], &v) == -1, "'%s' accepted", bad[i]);
+}
+END_TEST
+
+START_TEST(test_parse_tiers)
+{
+    static const char *const bad[] = {
+        "",                                /* none */
+        "1s",                              /* no retention */
+        "0s:1h",                           /* step below 1 s */
+        "1s:1s",                           /* retention under two steps */
+        "7s:1d",                           /* not a whole number of steps */
+        "1m:1h 1s:1d",                     /* steps must grow */
+        "2s:1h 3s:1d",                     /* 3 s is no multiple of 2 s */
+        "1s:1h 1m:1d 5m:2d 10m:7d 1h:30d", /* five tiers */
+        "1s:401d",                         /* too long */
+        "1s:30d",                          /* 2,592,000 points */
+    };
+    struct km_tiers t;
+    char why[160];
+    ck_assert_int_eq(km_parse_tiers("1s:1h 1m:1d 10m:7d", &t, why, sizeof why), 0);
+    ck_assert_uint_eq(t.n, 3);
+    ck_assert_double_eq(t.t[0].step, 1);
+    ck_assert_double_eq(t.t[0].retention, 3600);
+    ck_assert_double_eq(t.t[2].step, 600);
+    ck_assert_double_eq(t.t[2].retention, 604800);
+    ck_assert_int_eq(km_parse_tiers("5:300,60:86400", &t, why, sizeof why), 0);
+    ck_assert_uint_eq(t.n, 2);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why[0] = '\0';
+        ck_assert_msg(km_parse_tiers(bad[i], &t, why, sizeof why) == -1, "'%s' accepted",
+                      bad[i]);
+        ck_assert_msg(why[0] != '\0', "'%s': no reason", bad[i]);
+    }
+}
+END_TEST
+
+START_TEST(test_history_section)
+{
+    write_conf("[history]\nenabled = false\ntiers = 10s:1d 5m:30d\nmax_series = 100\n"
+               "flush_interval = 0\nfile = /tmp/h.db\n[http]\nmetrics = no\n");
+    load_ok(path);
+    ck_assert_int_eq(cfg->history, 0);
+    ck_assert_uint_eq(cfg->tiers.n, 2);
+    ck_assert_double_eq(cfg->tiers.t[1].step, 300);
+    ck_assert_int_eq(cfg->max_series, 100);
+    ck_assert_double_eq(cfg->flush_interval, 0);
+    ck_assert_str_eq(cfg->history_file, "/tmp/h.db");
+    ck_assert_int_eq(cfg->metrics, 0);
+    expect_error("[history]\ntiers = 1s:1h 1m\n", 2, "bad value", "tiers",
+                 "STEP:RETENTION", NULL);
+}
+END_TEST
+
+START_TEST(test_history_defaults)
+{
+    write_conf("[core]\n");
+    load_ok(path);
+    ck_assert_int_eq(cfg->history, 1);
+    ck_assert_uint_eq(cfg->tiers.n, 3);
+    ck_assert_int_eq(cfg->max_series, 4096);
+    ck_assert_double_eq(cfg->flush_interval, 60);
+    ck_assert_ptr_null(cfg->history_file);
+    ck_assert_int_eq(cfg->metrics, 1);
 }
 END_TEST
 
