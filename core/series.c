@@ -853,7 +853,12 @@ static void km_walk_value(struct km_walk *w, json_t *v, size_t len, int depth)
     case JSON_ARRAY:
         km_walk_array(w, v, len, depth);
         break;
-    default: /* strings, booleans and nulls are not series */
+    case JSON_TRUE:
+    case JSON_FALSE:
+        if (m) /* a boolean is a 0/1 series only when the table names it */
+            km_walk_number(w, m, json_is_true(v));
+        break;
+    default: /* strings, nulls and unnamed booleans are not series */
         break;
     }
     w->path[len] = '\0';

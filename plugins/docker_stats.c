@@ -7,8 +7,9 @@
  * is in, it publishes the `containers` state topic in the original
  * dashboard's shape:
  *
- *   {"containers": [{"name", "id", "status", "health", "cpu", "memory": {...},
- *                    "network": {...}, "block_io": {...}, "pids", "timestamp"}],
+ *   {"containers": [{"name", "id", "status", "running", "health", "cpu",
+ *                    "memory": {...}, "network": {...}, "block_io": {...}, "pids",
+ *                    "timestamp"}],
  *    "aggregated": {"total_cpu_percent", "total_memory_mb",
  *                   "total_memory_limit_mb", "total_memory_percent",
  *                   "container_count", "timestamp"},
@@ -125,6 +126,7 @@ static const struct km_field container_fields[] = {
     KM_FIELD("name", KM_STRING, KM_F_REQUIRED),
     KM_FIELD("status", KM_STRING, KM_F_REQUIRED),
     KM_FIELD("health", KM_STRING, KM_F_NULLABLE),
+    KM_FIELD("running", KM_BOOL, 0),
     KM_FIELD("cpu", KM_NUMBER, KM_F_REQUIRED),
     KM_FIELD_OBJECT("memory", KM_F_REQUIRED, mem_fields),
     KM_FIELD_OBJECT("network", KM_F_REQUIRED, net_fields),
@@ -159,6 +161,10 @@ static const struct km_field containers_schema[] = {
  */
 static const struct km_metric containers_metrics[] = {
     {"containers[]", NULL, NULL, 0, 0, "container=name"},
+    {"containers[].running", "container_up",
+     "1 when the watched container is running, 0 when it is not (exited, restarting, "
+     "missing)",
+     0, 0, NULL},
     {"containers[].cpu", "container_cpu_percent",
      "CPU used by the container over the last poll, percent of one CPU (a container "
      "busy on 2 CPUs shows 200)",
@@ -419,6 +425,11 @@ static void publish_containers(void)
         json_t *c = container_json(&ds.slots[i], when, &cpu, &used, &lim);
         if (!c)
             continue;
+        /* katomon's own field (the original has none): what
+           katomon_container_up is made of, so an alert on a stopped
+           container needs no string match */
+        json_object_set_new(c, "running",
+                            json_boolean(strcmp(ds.slots[i].state, "running") == 0));
         json_array_append_new(list, c);
         if (strcmp(ds.slots[i].state, "running") == 0) {
             total_cpu += cpu;

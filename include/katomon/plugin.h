@@ -181,8 +181,9 @@ enum km_topic_kind {
 
 /*
  * How the numbers of a state topic become series (history, GET /metrics).
- * Every number (and boolean in "_source") of every message of a state
- * topic is a series, named "katomon_" + the topic + its path ("host" topic,
+ * Every number of every message of a state topic (a boolean too when an
+ * entry names its path: 1 true, 0 false) is a series, named "katomon_" +
+ * the topic + its path ("host" topic,
  * "memory.used_bytes" -> katomon_host_memory_used_bytes), typed a gauge,
  * labelled per array item. An entry of the topic's .metrics table changes
  * that for one path:
@@ -190,8 +191,10 @@ enum km_topic_kind {
  *   path    the field, from the message's top: "cpu_percent",
  *           "memory.used_bytes"; "containers[].cpu" for a field of every item
  *           of an array; "containers[]" for the array itself (only .labels
- *           and KM_METRIC_IGNORE apply); "_source" for the source's health
- *           (.name is then the source's name: katomon_source_up{source=NAME,
+ *           and KM_METRIC_IGNORE apply); "databases{}" for an object whose
+ *           keys are items (.labels is then the label its keys go in,
+ *           "database"; its fields are "databases{}.operations");
+ *           "_source" for the source's health (.name is then the source's name: katomon_source_up{source=NAME,
  *           topic=TOPIC} and katomon_source_failures{...}).
  *   name    the series name without "katomon_" ("container_cpu_percent");
  *           Prometheus conventions: snake_case, base units (bytes, seconds),

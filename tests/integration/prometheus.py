@@ -79,6 +79,7 @@ HOST = {f"katomon_host_{n}": "gauge" for n in (
     "memory_used_bytes", "memory_used_percent", "load1", "load5", "load15", "uptime_seconds")}
 SESSIONS = {"katomon_sessions_active": "gauge"}
 CONTAINER_FAMILIES = {
+    "katomon_container_up": "gauge",
     "katomon_container_cpu_percent": "gauge", "katomon_container_memory_usage_bytes": "gauge",
     "katomon_container_memory_limit_bytes": "gauge",
     "katomon_container_memory_usage_percent": "gauge",

@@ -62,6 +62,7 @@ static const struct km_metric host_metrics[] = {
     {"mem_mb", "host_mem_bytes", NULL, 0, 1048576, NULL},
     {"dbs{}", NULL, NULL, 0, 0, "database"},
     {"_source", "docker", NULL, 0, 0, NULL},
+    {"up", "host_up", "1 up, 0 down", 0, 0, NULL},
     {NULL, NULL, NULL, 0, 0, NULL},
 };
 
@@ -80,7 +81,7 @@ START_TEST(test_walk_names_labels)
         km_bus_publish(
             t,
             js("{\"memory\":{\"used_bytes\":1024,\"free\":5.5},"
-               "\"load\":{\"1m\":0.25},\"name\":\"x\",\"ok\":true,"
+               "\"load\":{\"1m\":0.25},\"name\":\"x\",\"ok\":true,\"up\":false,"
                "\"containers\":[{\"name\":\"kato\",\"cpu\":12.5,\"rx\":7,\"mb\":1},"
                "{\"name\":\"redis\",\"cpu\":1}],\"mem_mb\":2,"
                "\"dbs\":{\"redis\":{\"ops\":3}},"
@@ -112,7 +113,9 @@ START_TEST(test_walk_names_labels)
                      "Memory in use, bytes");
     /* strings and booleans outside _source are not series */
     ck_assert_ptr_null(km_series_family(reg, "katomon_host_ok"));
-    ck_assert_int_eq(km_series_count(reg), 10);
+    /* a boolean the table names is 0/1 */
+    ck_assert_double_eq(value_of("katomon_host_up", ""), 0);
+    ck_assert_int_eq(km_series_count(reg), 11);
 }
 END_TEST
 
