@@ -87,7 +87,7 @@ static int km_hist_geometry(struct km_history *h, const struct km_history_opts *
         return -1;
     }
     size_t off = 0;
-    size_t slot = (km_tsz_size(KM_HIST_CHUNK_CAP) + 15) & ~(size_t)15;
+    size_t slot = (km_tsz_size(KM_HIST_CHUNK_CAP) + 7) & ~(size_t)7;
     for (unsigned i = 0; i < o->ntiers; i++) {
         const struct km_history_tier *t = &o->tier[i];
         struct km_hist_geom *g = &h->geom[i];

@@ -14,18 +14,23 @@
  *
  * Memory per series (history_int.h has the constants): one block of
  *     sizeof(struct km_hist) + sum over tiers i of n_i * slot
- *     n_i  = ceil(retention_i / step_i * B_i / 256) + 1 chunks
- *     slot = km_tsz_size(256) rounded up to 16 bytes
- * where 256 is a chunk's data bytes and B_i the bytes budgeted per sample:
- * 3 for tier 0 (one value), 8 for coarser tiers (min, max, sum, count).
- * The one chunk more than the budget keeps a full retention when the
- * oldest chunk is reused. The budget is what retention is sized for: data
- * that compresses better is kept longer, worse (random doubles) shorter;
- * memory never changes. The block is allocated at a series' first sample
- * and freed when the series is dropped; a failed allocation is counted
- * (alloc_failed) and the series goes without history. With the default
- * tiers "1s:1h 1m:1d 10m:7d": n = 44 + 46 + 33 chunks, about 36 KB per
- * series (km_history_get_stats: bytes_per_series), 4096 series 147 MB.
+ *     n_i  = ceil(retention_i / step_i * B_i / 512) + 1 chunks
+ *     slot = km_tsz_size(512) rounded up to 8 bytes (632 today: the
+ *            chunk's 120-byte header and its 512 data bytes)
+ * where B_i is the bytes budgeted per sample: 3 for tier 0 (one value), 8
+ * for coarser tiers (min, max, sum, count). The one chunk more than the
+ * budget keeps a full retention when the oldest chunk is reused. The
+ * budget is what retention is sized for: data that compresses better is
+ * kept longer, worse (random doubles) shorter; memory never changes. The
+ * block (208 bytes of ring state and open buckets + the chunks) is
+ * allocated at a series' first sample and freed when the series is
+ * dropped; a failed allocation is counted (alloc_failed) and the series
+ * goes without history. With the default tiers "1s:1h 1m:1d 10m:7d":
+ * n = 23 + 24 + 17 chunks, 40,656 bytes per series (km_history_get_stats:
+ * bytes_per_series), 4096 series 167 MB; tier 0 reserves 14,536 bytes,
+ * 2.3 bytes per stored sample on a CPU-like series (check_history prints
+ * the figure).
+ *
  * Stale series (series.h) whose newest point is older than the longest
  * retention are dropped from the registry while sampling, 16 per sample.
  *
@@ -36,7 +41,12 @@
  * file is read back, every record checked (CRC32, chunk decode); a file
  * that does not check is logged, renamed to PATH.corrupt-TIME and set
  * aside, and the store starts empty (never fatal). A kill -9 loses at most
- * the samples since the last flush.
+ * the samples since the last flush. A tier of the file whose step is no
+ * longer configured is dropped (one warning); a changed retention keeps
+ * the newest chunks that fit. Series read back are created in the
+ * registry stale, until their topic publishes them again; past max_series
+ * they are skipped and counted (load_skipped). The format is described in
+ * history_file.c.
  *
  * Ownership: the store owns every series' s->hist; a series dropped from
  * the registry frees it through the registry's drop hook.

@@ -269,8 +269,11 @@ int km_hist_write(struct km_history *h, char *err, size_t errlen)
         if (close(w->fd) < 0 && !w->err && (what = "close"))
             w->err = errno;
     }
+    int renamed = 0; /* after the rename there is no .tmp left to remove */
     if (!w->err && rename(tmp, h->path) < 0 && (what = "rename over the file"))
         w->err = errno;
+    else if (!w->err)
+        renamed = 1;
     if (!w->err && km_hist_sync_dir(h->path) < 0 && (what = "fsync of its directory"))
         w->err = errno;
     int e = w->err;
@@ -278,7 +281,7 @@ int km_hist_write(struct km_history *h, char *err, size_t errlen)
     if (!e)
         return 0;
     snprintf(err, errlen, "%s: %s: %s", tmp, what, strerror(e));
-    if (strcmp(what, "fsync of its directory") != 0)
+    if (!renamed)
         unlink(tmp);
     return -1;
 }
@@ -692,7 +695,8 @@ static void km_hist_set_aside(struct km_history *h, const char *why)
                h->path, why, strerror(errno));
 }
 
-/* Reads the whole file into *buf: its size, or -1 with why. */
+/* Reads the whole file into *buf: its size, or -1 with why (-2: not a
+   regular file). */
 static ssize_t km_hist_slurp(const char *path, uint8_t **buf, char *why, size_t len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -705,6 +709,11 @@ static ssize_t km_hist_slurp(const char *path, uint8_t **buf, char *why, size_t 
         snprintf(why, len, "fstat: %s", strerror(errno));
         close(fd);
         return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(why, len, "not a regular file");
+        close(fd);
+        return -2;
     }
     if (st.st_size > KM_HIST_FILE_MAX) {
         snprintf(why, len, "%lld bytes, larger than 1 GiB", (long long)st.st_size);
@@ -747,6 +756,10 @@ void km_hist_load(struct km_history *h)
         return;
     }
     ssize_t size = km_hist_slurp(h->path, &buf, r.why, sizeof r.why);
+    if (size == -2) { /* not ours to move: a directory, a device */
+        km_log(KM_LOG_ERROR, "history: %s: %s; starting empty", h->path, r.why);
+        return;
+    }
     if (size < 0) {
         km_hist_set_aside(h, r.why);
         free(buf);

@@ -155,9 +155,8 @@ static int km_router_metrics(const struct km_router *r, struct km_conn *c,
 {
     struct km_metrics_text text;
 
-    /* [http] metrics = false: the lead's key; until then always served */
-    if (!r->core || !r->core->series) {
-        km_conn_detail(c, req, 404, NULL, "GET /metrics is off ([http] metrics)");
+    if (!r->core->series || (r->core->cfg && !r->core->cfg->metrics)) {
+        km_conn_detail(c, req, 404, NULL, "GET /metrics is off ([http] metrics = false)");
         return 0;
     }
     if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {

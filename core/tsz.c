@@ -153,7 +153,7 @@ static void wr(struct km_tsz_wr *w, uint64_t val, unsigned n)
     unsigned b = w->pos >> 3, o = w->pos & 7;
     uint64_t x = load_be64(w->buf + b);
 
-    val &= (n == 64) ? ~0ULL : (1ULL << n) - 1;
+    val &= (1ULL << n) - 1;
     store_be64(w->buf + b, x | ((val << (64 - n)) >> o));
     w->pos += n;
 }
@@ -636,30 +636,37 @@ int km_tsz_load(struct km_tsz *c, unsigned cap, unsigned ncols, unsigned count,
     struct km_tsz_rd r;
     struct km_tsz_state st;
     unsigned pad;
-    int rc = km_tsz_init(c, cap, ncols);
+    int rc = KM_TSZ_OK;
 
-    if (rc != KM_TSZ_OK)
-        return rc;
-    if ((!buf && len) || len > cap || count > KM_TSZ_COUNT_MAX)
+    if (!c || cap < KM_TSZ_CAP_MIN || cap > KM_TSZ_CAP_MAX || ncols < 1 ||
+        ncols > KM_TSZ_COLS_MAX)
+        return KM_TSZ_EINVAL;
+    if ((!buf && len) || len > cap || count > KM_TSZ_COUNT_MAX) {
+        km_tsz_init(c, cap, ncols);
         return KM_TSZ_CORRUPT;
-    if (len)
-        memcpy(c->data, buf, len);
+    }
+    if (len) /* memmove: buf may be this chunk's own bytes */
+        memmove(c->data, buf, len);
+    memset(c->data + len, 0, cap - len);
     rd_init(&r, c->data, cap, 0);
     state_init(&st);
     for (unsigned k = 0; k < count && rc == KM_TSZ_OK; k++)
         rc = dec_sample(&r, (uint64_t)len * 8, &st, ncols, k == 0);
     /* exactly len bytes, the padding bits of the last one ones */
     pad = (r.pos & 7) ? 0xffu >> (r.pos & 7) : 0;
-    if (rc == KM_TSZ_OK && ((r.pos + 7) >> 3 != len || (c->data[len - 1] & pad) != pad))
+    if (rc == KM_TSZ_OK &&
+        ((r.pos + 7) >> 3 != len || (pad && (c->data[len - 1] & pad) != pad)))
         rc = KM_TSZ_CORRUPT;
     if (rc != KM_TSZ_OK) {
         km_tsz_init(c, cap, ncols);
         return KM_TSZ_CORRUPT;
     }
+    c->cap = cap;
+    c->ncols = ncols;
     c->nbits = (uint32_t)r.pos;
     c->count = count;
-    c->first = 0;
     c->st = st;
+    c->first = 0;
     if (count) { /* the first time is the stream's first 64 bits */
         rd_init(&r, c->data, cap, 0);
         c->first = (int64_t)rd64(&r);

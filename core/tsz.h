@@ -34,7 +34,8 @@ struct km_tsz;
 /* Bytes to allocate for a chunk of `cap` data bytes. */
 size_t km_tsz_size(unsigned cap);
 /* Makes *c an empty chunk of `cap` data bytes (16..65535) and `ncols`
-   values per sample (1..KM_TSZ_COLS_MAX). KM_TSZ_OK or KM_TSZ_EINVAL. */
+   values per sample (1..KM_TSZ_COLS_MAX). KM_TSZ_OK or KM_TSZ_EINVAL.
+   One sample takes at most 9 + 10 * ncols bytes (see tsz.c). */
 int km_tsz_init(struct km_tsz *c, unsigned cap, unsigned ncols);
 /* Appends a sample: KM_TSZ_OK, KM_TSZ_FULL or KM_TSZ_ORDER. */
 int km_tsz_append(struct km_tsz *c, int64_t t_ms, const double *v);
@@ -52,7 +53,9 @@ const uint8_t *km_tsz_bytes(const struct km_tsz *c, size_t *len);
  * holding `count` samples of `ncols` values: decodes all of it to check it
  * and to restore the state appends continue from. KM_TSZ_OK, KM_TSZ_CORRUPT
  * (anything that does not decode to exactly `count` ordered samples within
- * len bytes; *c is then empty) or KM_TSZ_EINVAL.
+ * len bytes; *c is then empty) or KM_TSZ_EINVAL. buf may be c's own bytes.
+ * The codec has no checksum: a flipped payload bit can decode to other
+ * valid samples, so a stored chunk needs the caller's CRC.
  */
 int km_tsz_load(struct km_tsz *c, unsigned cap, unsigned ncols, unsigned count,
                 const uint8_t *buf, size_t len);

@@ -15,6 +15,7 @@
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/event.h>
 #include <math.h>
 #include <stdio.h>
@@ -28,7 +29,7 @@
 #include "log.h"
 #include "series.h"
 
-#define T0     1700000000.0 /* first sample time of most tests (a multiple of 600) */
+#define T0     1700000400.0 /* first sample time of most tests (a multiple of 600 and 7) */
 #define PMAX   20000        /* points a test query may return */
 #define BIG_TO 4e12         /* a `to` after everything */
 
@@ -52,12 +53,15 @@ static void setup(void)
 {
     reg = km_series_reg_new(0);
     ck_assert_ptr_nonnull(reg);
-    snprintf(dir, sizeof dir, "/tmp/check_history.XXXXXX");
+    /* tmpfs when there is one: the file tests fsync a few thousand times */
+    snprintf(dir, sizeof dir, "%s/check_history.XXXXXX",
+             access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
     ck_assert_ptr_nonnull(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/history.db", dir);
     log_errors = 0;
     log_last[0] = '\0';
     km_log_set_hook(log_hook, NULL);
+    km_log_set_level(KM_LOG_WARNING);
 }
 
 /* Removes every file of dir. */
@@ -81,6 +85,13 @@ static void teardown(void)
     clean_dir();
     rmdir(dir);
     km_log_set_hook(NULL, NULL);
+}
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* ---- helpers ---------------------------------------------------------------------- */
@@ -289,7 +300,7 @@ END_TEST
 
 START_TEST(test_ring_wrap)
 {
-    struct km_history *h = store("1:120 10:600", NULL);
+    struct km_history *h = store("1:120", NULL);
     struct km_series *s = series("km_test_cpu", "container=\"a\"");
     struct km_history_stats st0, st;
     double v = 50;
@@ -347,11 +358,16 @@ START_TEST(test_query_bounds)
     ck_assert(isnan(p1[50].v)); /* a raw NaN stays */
     /* buckets aligned to multiples of the step, the NaN left out */
     long n = query(h, s, 0, T0, T0 + 99, 7, p1);
-    ck_assert_int_eq(n, 16); /* T0 is 1700000000 = 7 * 242857142 + 6 */
+    ck_assert_int_eq(n, 15); /* T0 is a multiple of 7 */
     for (long b = 0; b < n; b++)
         ck_assert_double_eq(fmod(p1[b].t, 7), 0);
-    ck_assert_double_eq(p1[0].t, T0 - 6);
-    ck_assert_double_eq(p1[0].v, val(0)); /* only T0 itself falls in [from, to] */
+    ck_assert_double_eq(p1[0].t, T0);
+    ck_assert_double_eq(p1[14].t, T0 + 98);
+    ck_assert_double_eq(p1[14].v, (val(98) + val(99)) / 2); /* cut by `to` */
+    /* a bucket that starts before `from` holds only what is after it */
+    ck_assert_int_eq(query(h, s, 0, T0 + 5, T0 + 99, 7, p1), 15);
+    ck_assert_double_eq(p1[0].t, T0);
+    ck_assert_double_eq(p1[0].v, (val(5) + val(6)) / 2);
     for (long b = 0; b < n; b++)
         if (p1[b].t <= T0 + 50 && T0 + 50 < p1[b].t + 7) {
             double sum = 0, k = 0;
@@ -463,6 +479,17 @@ START_TEST(test_missing_file)
     h = store("1:600 10:3600", path);
     ck_assert_int_eq(log_errors, 0);
     km_history_free(h);
+
+    /* a directory in its place: logged, left alone, the store starts */
+    unlink(path);
+    ck_assert_int_eq(mkdir(path, 0700), 0);
+    h = store("1:600 10:3600", path);
+    ck_assert_int_eq(log_errors, 1);
+    ck_assert_ptr_nonnull(strstr(log_last, "not a regular file"));
+    ck_assert_int_eq(km_history_flush(h), -1); /* rename over a directory */
+    km_history_free(h);
+    ck_assert_int_eq(rmdir(path), 0);
+    ck_assert_int_eq(corrupt_files(0), 0);
 }
 END_TEST
 
@@ -496,6 +523,10 @@ START_TEST(test_truncated_and_flipped)
     unsigned char *buf = read_all(path, &len);
     ck_assert_uint_gt(len, 100);
     ck_assert_uint_lt(len, 4096);
+    /* ~2 lines a refusal: to stderr only with CHECK_VERBOSE (the hook sees them) */
+    int saved = dup(2), null = open("/dev/null", O_WRONLY);
+    if (!getenv("CHECK_VERBOSE"))
+        dup2(null, 2);
     for (size_t cut = 0; cut < len; cut++)
         refused(buf, cut, "truncated", cut);
     for (size_t at = 0; at < len; at++) {
@@ -503,6 +534,9 @@ START_TEST(test_truncated_and_flipped)
         refused(buf, len, "bit flipped", at);
         buf[at] ^= (unsigned char)(1u << (at % 8));
     }
+    dup2(saved, 2);
+    close(saved);
+    close(null);
     /* junk appended, and the intact file still loads */
     unsigned char *more = malloc(len + 1);
     ck_assert_ptr_nonnull(more);
@@ -606,13 +640,6 @@ END_TEST
 /* ---- timers and the forked writer ----------------------------------------------------
  */
 
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int ticks;
 static void tick_collector(struct km_series_reg *r, void *arg)
 {
@@ -692,6 +719,13 @@ START_TEST(test_bytes_per_sample)
            (double)st.samples, per, (double)st.bytes_used / (double)st.samples);
     ck_assert_uint_ge(st.samples, 3600);
     ck_assert_double_le(per, 4.0);
+    /* the bench's query: 1 h at 1 s, here 10 times over one series (a
+       figure, not asserted) */
+    double t = mono();
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(query(h, s, 0, T0 + 3 * 3600 - 3600, BIG_TO, 1, p1), 3600);
+    printf("check_history: 10 queries of 1 h at 1 s (3600 points each): %.2f ms\n",
+           (mono() - t) * 1e3);
     km_history_free(h);
 }
 END_TEST

@@ -637,18 +637,28 @@ START_TEST(test_route_methods)
 }
 END_TEST
 
-/* No registry (the daemon always has one; some embedders not): 404. */
-START_TEST(test_route_no_registry)
+/* [http] metrics = false: 404, token or not; so without a registry. */
+START_TEST(test_route_off)
 {
-    km_series_detach(core.series);
-    km_series_reg_free(core.series);
-    core.series = NULL;
-    int port = start_server(NULL);
+    core.cfg->metrics = 0;
+    int port = start_server("s3cret");
     char *resp;
     const char *body;
 
+    ck_assert_int_eq(wsc_get(core.base, port, "/metrics",
+                             "Authorization: Bearer s3cret\r\n", &resp, &body, 3000),
+                     404);
+    ck_assert_ptr_nonnull(strstr(body, "[http] metrics = false"));
+    free(resp);
     ck_assert_int_eq(wsc_get(core.base, port, "/metrics", NULL, &resp, &body, 3000), 404);
-    ck_assert_ptr_nonnull(strstr(body, "[http] metrics"));
+    free(resp);
+    core.cfg->metrics = 1;
+    km_series_detach(core.series);
+    km_series_reg_free(core.series);
+    core.series = NULL;
+    ck_assert_int_eq(wsc_get(core.base, port, "/metrics",
+                             "Authorization: Bearer s3cret\r\n", &resp, &body, 3000),
+                     404);
     free(resp);
 }
 END_TEST
@@ -725,7 +735,7 @@ static Suite *metrics_suite(void)
     tcase_add_checked_fixture(tc, core_setup, core_teardown);
     tcase_add_test(tc, test_route_token);
     tcase_add_test(tc, test_route_methods);
-    tcase_add_test(tc, test_route_no_registry);
+    tcase_add_test(tc, test_route_off);
     tcase_add_test(tc, test_route_client_leaves);
     suite_add_tcase(s, tc);
     return s;

@@ -78,13 +78,22 @@ static void gen_init(struct gen *g, uint64_t seed, enum shape sh, enum tshape ts
     g->t = ts == TS_EXTREME ? INT64_MIN + 5 : 1765000000000LL;
 }
 
+static double from_bits(uint64_t b)
+{
+    double v;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+
 static double special(struct gen *g)
 {
     static const double v[] = {0.0, -0.0, 1.0, -1.0, DBL_MIN, 4.9e-324, -4.9e-324};
+    static const uint64_t nan[] = {0x7ff8000000000000ULL, 0xfff8000000000000ULL,
+                                   0x7ff8000000000001ULL, 0x7ff4000000000abcULL};
     uint64_t k = rnd(g) % 10;
 
     if (k == 7)
-        return NAN;
+        return from_bits(nan[rnd(g) % 4]); /* quiet, negative, with payloads */
     if (k == 8)
         return INFINITY;
     if (k == 9)
@@ -395,6 +404,7 @@ START_TEST(test_load_prefix)
     struct km_tsz *d;
     uint8_t *buf;
     unsigned n;
+    size_t len;
 
     sample_chunk(&sc, SH_MIXED, 120);
     d = malloc(km_tsz_size(sc.cap + 1));
@@ -402,7 +412,7 @@ START_TEST(test_load_prefix)
     memcpy(buf, sc.b, sc.len);
     n = km_tsz_count(sc.c);
     /* every truncation, with the full count */
-    for (size_t len = 0; len < sc.len; len++) {
+    for (len = 0; len < sc.len; len++) {
         uint8_t *p = malloc(len ? len : 1); /* exact size: ASan sees overreads */
         memcpy(p, sc.b, len);
         ck_assert_int_eq(km_tsz_load(d, sc.cap, 2, n, p, len), KM_TSZ_CORRUPT);
@@ -424,9 +434,14 @@ START_TEST(test_load_prefix)
     ck_assert_int_eq(km_tsz_load(d, sc.cap, 1, n, sc.b, sc.len), KM_TSZ_CORRUPT);
     ck_assert_int_eq(km_tsz_load(d, sc.cap, 2, 65536, sc.b, sc.len), KM_TSZ_CORRUPT);
     ck_assert_int_eq(km_tsz_load(d, sc.cap, 2, 1, NULL, 5), KM_TSZ_CORRUPT);
-    /* and the whole of it loads */
+    /* and the whole of it loads, from a copy and from its own bytes */
     ck_assert_int_eq(km_tsz_load(d, sc.cap, 2, n, sc.b, sc.len), KM_TSZ_OK);
     expect_samples(d, sc.s, n);
+    ck_assert_int_eq(km_tsz_load(d, sc.cap, 2, n, km_tsz_bytes(d, &len), sc.len),
+                     KM_TSZ_OK);
+    expect_samples(d, sc.s, n);
+    ck_assert_int_eq(km_tsz_load(d, sc.cap, 2, 0, NULL, 0), KM_TSZ_OK);
+    expect_empty(d);
     free(buf);
     free(d);
     free(sc.c);
@@ -434,9 +449,10 @@ START_TEST(test_load_prefix)
 }
 END_TEST
 
-/* Loads buf; when it loads, every sample must read back and appends work. */
-static void load_any(struct km_tsz *d, unsigned cap, unsigned ncols, unsigned count,
-                     const uint8_t *buf, size_t len)
+/* Loads buf; when it loads, every sample must read back and appends work.
+   Returns km_tsz_load's answer. */
+static int load_any(struct km_tsz *d, unsigned cap, unsigned ncols, unsigned count,
+                    const uint8_t *buf, size_t len)
 {
     struct km_tsz_iter it;
     int64_t t, last = 0;
@@ -446,7 +462,7 @@ static void load_any(struct km_tsz *d, unsigned cap, unsigned ncols, unsigned co
 
     if (rc == KM_TSZ_CORRUPT) {
         expect_empty(d);
-        return;
+        return rc;
     }
     ck_assert_int_eq(rc, KM_TSZ_OK);
     ck_assert_uint_eq(km_tsz_used(d), len);
@@ -459,9 +475,10 @@ static void load_any(struct km_tsz *d, unsigned cap, unsigned ncols, unsigned co
     ck_assert_int_eq(rc, 0);
     ck_assert_uint_eq(k, count);
     if (count && last < INT64_MAX) {
-        rc = km_tsz_append(d, last + 1, v);
-        ck_assert(rc == KM_TSZ_OK || rc == KM_TSZ_FULL);
+        int arc = km_tsz_append(d, last + 1, v);
+        ck_assert(arc == KM_TSZ_OK || arc == KM_TSZ_FULL);
     }
+    return rc;
 }
 
 START_TEST(test_load_bitflip)
@@ -470,15 +487,20 @@ START_TEST(test_load_bitflip)
         struct sample_chunk sc;
         struct km_tsz *d;
         uint8_t *p;
+        unsigned corrupt = 0, flips;
 
         sample_chunk(&sc, sh, 150);
         d = malloc(km_tsz_size(sc.cap));
         p = malloc(sc.len);
-        for (size_t bit = 0; bit < sc.len * 8; bit++) {
+        flips = (unsigned)sc.len * 8;
+        for (size_t bit = 0; bit < flips; bit++) {
             memcpy(p, sc.b, sc.len);
             p[bit >> 3] ^= (uint8_t)(0x80 >> (bit & 7));
-            load_any(d, sc.cap, 2, km_tsz_count(sc.c), p, sc.len);
+            corrupt += load_any(d, sc.cap, 2, km_tsz_count(sc.c), p, sc.len) != KM_TSZ_OK;
         }
+        /* a flip in a payload gives another valid chunk (the history
+           file's CRC catches those); a flip in a code mostly does not */
+        ck_assert_uint_gt(corrupt, flips / 10);
         free(p);
         free(d);
         free(sc.c);
