@@ -217,7 +217,7 @@ describe('katomon dashboard', { concurrency: false }, () => {
   const historyWith = (series, n, since = '15m') => until(async () => {
     const a = await km.api(`/api/v1/history?series=${encodeURIComponent(series)}&since=${since}`);
     return a.series.length && a.series[0].points.length >= n ? a : null;
-  }, `${n} points of ${series} in katomon's history`, 60000, 250);
+  }, `${n} points of ${series} in katomon's history`, 120000, 250);
 
   /** What a chart shows: its data attributes and line i's timestamps (ms). */
   const chartData = (page, id, i = 0) => page.locator(`#${id}`).evaluate((el, line) => ({
@@ -225,22 +225,18 @@ describe('katomon dashboard', { concurrency: false }, () => {
     historyLast: el.kmChart.lines[line].historyLast,
   }), i);
 
-  /** Records the page's history requests (URL objects). */
-  const historyRequests = (page) => {
-    const seen = [];
-    page.on('request', (r) => { if (r.url().includes('/api/v1/history?')) seen.push(new URL(r.url())); });
-    return seen;
-  };
+  /** The history requests the page has made so far (URL objects), from its resource timing. */
+  const historyRequests = async (page) => (await page.evaluate(() => performance.getEntriesByType('resource')
+    .map((e) => e.name).filter((n) => n.includes('/api/v1/history?')))).map((u) => new URL(u));
 
   const CHARTS = ['chart-cpu', 'chart-memory', 'chart-rps', 'chart-errors'];
 
-  it('loads the charts with the points katomon recorded before the page was opened', { timeout: 90000 }, async () => {
+  it('loads the charts with the points katomon recorded before the page was opened', { timeout: 150000 }, async () => {
     // the page asks for the last hour (its default range): so do we, before it exists
-    const N = 20;
+    const N = 10;
     const hist = await historyWith('katomon_kato_cpu_percent', N, '1h');
-    const before = hist.series[0].points;
+    const before = hist.series[0].points.slice(0, -1); // the last bucket may still be filling
     const { page, problems } = await open();
-    const reqs = historyRequests(page);
     await realtime(page);
     for (const id of CHARTS) await page.locator(`#${id}[data-state="ready"]`).waitFor({ timeout: 15000 });
     // the KATO CPU line starts with the very points the API gave before the page existed
@@ -248,15 +244,16 @@ describe('katomon dashboard', { concurrency: false }, () => {
     assert.equal(cpu.range, '1h', 'the default range');
     assert.ok(Number(cpu.historyPoints) >= N, `history points in the CPU chart: ${cpu.historyPoints}`);
     assert.ok(Number(cpu.first) <= before[0][0], `chart starts at ${cpu.first}, katomon's history at ${before[0][0]}`);
-    const head = cpu.ts.slice(0, N);
-    assert.deepEqual(head, before.slice(0, N).map((p) => p[0] * 1000), 'the chart holds the earlier points, at their times');
-    assert.deepEqual(cpu.ys.slice(0, N), before.slice(0, N).map((p) => p[1]), 'with their values');
+    // (gap markers left out: KATO was down for a while in an earlier test)
+    const held = cpu.ts.map((x, k) => [x, cpu.ys[k]]).filter((p) => p[1] !== null).slice(0, before.length);
+    assert.deepEqual(held.map((p) => p[0]), before.map((p) => p[0] * 1000), 'the chart holds the earlier points, at their times');
+    assert.deepEqual(held.map((p) => p[1]), before.map((p) => p[1]), 'with their values');
     for (const id of CHARTS.slice(1)) {
       const d = await chartData(page, id);
       assert.ok(Number(d.historyPoints) > 0, `${id} has history points`);
     }
     // one request per chart, each naming its series, with the picked range (+1 for the sparklines)
-    const charts = reqs.filter((u) => !u.searchParams.getAll('series').includes('katomon_container_cpu_percent'));
+    const charts = (await historyRequests(page)).filter((u) => !u.searchParams.getAll('series').includes('katomon_container_cpu_percent'));
     assert.equal(charts.length, CHARTS.length, charts.map(String).join('\n'));
     assert.ok(charts.every((u) => u.searchParams.get('since') === '1h'));
     assert.deepEqual(charts.find((u) => u.searchParams.getAll('series').includes('katomon_host_cpu_percent')).searchParams.getAll('series'),
@@ -272,14 +269,13 @@ describe('katomon dashboard', { concurrency: false }, () => {
 
   it('changes every chart with the time range picker, by mouse and by keyboard, and remembers it', { timeout: 60000 }, async () => {
     const { page, problems } = await open();
-    const reqs = historyRequests(page);
     await realtime(page);
     for (const id of CHARTS) await page.locator(`#${id}[data-state="ready"][data-range="1h"]`).waitFor({ timeout: 15000 });
     const hour = await chartData(page, 'chart-cpu');
-    const n0 = reqs.length;
+    const n0 = (await historyRequests(page)).length;
     await page.locator('#charts .range-opt', { hasText: '7 d' }).click();
     for (const id of CHARTS) await page.locator(`#${id}[data-state="ready"][data-range="7d"]`).waitFor({ timeout: 15000 });
-    const week = reqs.slice(n0);
+    const week = (await historyRequests(page)).slice(n0);
     assert.ok(week.length >= CHARTS.length && week.every((u) => u.searchParams.get('since') === '7d'), week.map(String).join('\n'));
     const wk = await chartData(page, 'chart-cpu');
     // the 7-day answer comes from a coarser tier: other steps, other (fewer) points
@@ -343,10 +339,9 @@ describe('katomon dashboard', { concurrency: false }, () => {
     const running = docker.containers.filter((c) => c.status === 'running');
     if (running.length) await historyWith('katomon_container_cpu_percent', 5);
     const { page, problems } = await open();
-    const reqs = historyRequests(page);
     await realtime(page);
     await page.locator('#containers tbody tr').first().waitFor();
-    await until(async () => reqs.some((u) => u.searchParams.getAll('series').join() === 'katomon_container_cpu_percent'),
+    await until(async () => (await historyRequests(page)).some((u) => u.searchParams.getAll('series').join() === 'katomon_container_cpu_percent'),
       'one history request for every container');
     for (const c of docker.containers) {
       const spark = page.locator(`#containers tbody tr[data-name="${c.name}"] .spark svg.sparkline`);
@@ -393,7 +388,6 @@ describe('katomon dashboard', { concurrency: false }, () => {
     // the labels of every column are there, next to their values
     const labels = await page.locator('#containers tbody tr').first().locator('td').evaluateAll((els) => els.map((e) => getComputedStyle(e, '::before').content));
     assert.deepEqual(labels, ['"Status"', '"CPU"', '"CPU trend"', '"Memory"', '"Mem %"', '"Net rx / tx"', '"Block I/O r / w"', '"PIDs"']);
-    await page.locator('#containers').scrollIntoViewIfNeeded();
     await screenshot(page, 'overview-history-phone');
     assert.deepEqual(problems, []);
   });
