@@ -12,6 +12,28 @@
  * overwritten when the ring is full. See README, "History", for the
  * figures.
  *
+ * Memory per series (history_int.h has the constants): one block of
+ *     sizeof(struct km_hist) + sum over tiers i of n_i * slot
+ *     n_i  = ceil(retention_i / step_i * B_i / 512) + 1 chunks
+ *     slot = km_tsz_size(512) rounded up to 8 bytes (632 today: the
+ *            chunk's 120-byte header and its 512 data bytes)
+ * where B_i is the bytes budgeted per sample: 3 for tier 0 (one value), 8
+ * for coarser tiers (min, max, sum, count). The one chunk more than the
+ * budget keeps a full retention when the oldest chunk is reused. The
+ * budget is what retention is sized for: data that compresses better is
+ * kept longer, worse (random doubles) shorter; memory never changes. The
+ * block (208 bytes of ring state and open buckets + the chunks) is
+ * allocated at a series' first sample and freed when the series is
+ * dropped; a failed allocation is counted (alloc_failed) and the series
+ * goes without history. With the default tiers "1s:1h 1m:1d 10m:7d":
+ * n = 23 + 24 + 17 chunks, 40,656 bytes per series (km_history_get_stats:
+ * bytes_per_series), 4096 series 167 MB; tier 0 reserves 14,536 bytes,
+ * 2.3 bytes per stored sample on a CPU-like series (check_history prints
+ * the figure).
+ *
+ * Stale series (series.h) whose newest point is older than the longest
+ * retention are dropped from the registry while sampling, 16 per sample.
+ *
  * Persistence: every flush_interval the store is written to `path` by a
  * forked child (write, fsync, rename, fsync of the directory: the file is
  * the old one or the new one, never a torn one), so the loop never waits
@@ -19,7 +41,12 @@
  * file is read back, every record checked (CRC32, chunk decode); a file
  * that does not check is logged, renamed to PATH.corrupt-TIME and set
  * aside, and the store starts empty (never fatal). A kill -9 loses at most
- * the samples since the last flush.
+ * the samples since the last flush. A tier of the file whose step is no
+ * longer configured is dropped (one warning); a changed retention keeps
+ * the newest chunks that fit. Series read back are created in the
+ * registry stale, until their topic publishes them again; past max_series
+ * they are skipped and counted (load_skipped). The format is described in
+ * history_file.c.
  *
  * Ownership: the store owns every series' s->hist; a series dropped from
  * the registry frees it through the registry's drop hook.
@@ -43,11 +70,11 @@ struct km_history_tier {
 
 /* What the store is built with ([history] in katomon.conf). */
 struct km_history_opts {
-    unsigned ntiers;                                    /* 1..KM_HISTORY_TIERS_MAX */
-    struct km_history_tier tier[KM_HISTORY_TIERS_MAX];  /* finest first; each step a
-                                                           multiple of tier 0's */
-    double flush_interval;                              /* seconds; 0: never written */
-    const char *path;                                   /* file; NULL: memory only */
+    unsigned ntiers;                                   /* 1..KM_HISTORY_TIERS_MAX */
+    struct km_history_tier tier[KM_HISTORY_TIERS_MAX]; /* finest first; each step a
+                                                          multiple of tier 0's */
+    double flush_interval; /* seconds; 0: only by km_history_free/flush */
+    const char *path;      /* file; NULL: memory only */
 };
 
 /* One point of a range answer. Raw tier-0 points have min == max == v. */
@@ -60,21 +87,30 @@ struct km_history_point {
 
 /* Figures for GET /api/v1/history/series, /metrics and the bench. */
 struct km_history_stats {
-    size_t series;            /* series with history */
-    uint64_t samples;         /* tier-0 samples held, all series */
-    size_t bytes_reserved;    /* memory reserved for chunks, all tiers */
-    size_t bytes_used;        /* of it holding data */
-    uint64_t flushes;         /* files written */
-    uint64_t flush_errors;    /* writes that failed (logged) */
-    double last_flush_secs;   /* how long the last write took */
-    uint64_t loaded_series;   /* read back from the file at start */
+    size_t series;                 /* series with history */
+    uint64_t samples;              /* tier-0 samples held, all series */
+    size_t bytes_reserved;         /* memory reserved for chunks, all tiers */
+    size_t bytes_used;             /* of it holding data */
+    uint64_t flushes;              /* files written */
+    uint64_t flush_errors;         /* writes that failed (logged) */
+    double last_flush_secs;        /* how long the last write took */
+    uint64_t loaded_series;        /* read back from the file at start */
+    size_t bytes_per_series;       /* one series' block (the formula above) */
+    size_t tier0_bytes_per_series; /* of it tier 0's chunks */
+    uint64_t alloc_failed;         /* series not given history: ENOMEM */
+    uint64_t samples_skipped;      /* samples not stored: time not after the last */
+    uint64_t dropped;              /* stale series dropped (aged out) */
+    uint64_t flush_skipped;        /* flushes skipped: the last writer still ran */
+    uint64_t load_skipped;         /* series in the file not loaded (max_series,
+                                      bad name, duplicate) */
 };
 
 struct km_history;
 
 /*
- * New store over `reg` on `base`: loads opts->path when it exists, then
- * starts the sample timer (and the flush timer). NULL with a reason in err
+ * New store over `reg` on `base` (NULL: no timers, for tests): loads
+ * opts->path when it exists, then starts the sample timer (and the flush
+ * timer). NULL with a reason in err
  * on bad opts or ENOMEM; a bad file is not an error (see above).
  */
 struct km_history *km_history_new(struct event_base *base, struct km_series_reg *reg,

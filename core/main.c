@@ -24,6 +24,8 @@
 #include "http_client.h"
 #include "loader.h"
 #include "log.h"
+#include "history.h"
+#include "selfstats.h"
 #include "series.h"
 #if __has_include("server.h")
 #include "server.h"
@@ -364,6 +366,32 @@ static int add_signals(struct km_daemon *d)
 
 /* ---- start and stop -------------------------------------------------------- */
 
+/* The history store of [history], over the series registry. 0, or -1
+   (logged): only bad options or no memory fail; a bad file does not. */
+static int start_history(struct km_core *core)
+{
+    const struct km_config *cfg = core->cfg;
+    struct km_history_opts opts = {.ntiers = cfg->tiers.n,
+                                   .flush_interval = cfg->flush_interval};
+    char path[4096], err[512];
+
+    if (!cfg->history)
+        return 0;
+    for (unsigned i = 0; i < cfg->tiers.n && i < KM_HISTORY_TIERS_MAX; i++) {
+        opts.tier[i].step = cfg->tiers.t[i].step;
+        opts.tier[i].retention = cfg->tiers.t[i].retention;
+    }
+    if (cfg->history_file)
+        opts.path = cfg->history_file;
+    else if (snprintf(path, sizeof path, "%s/history.db", cfg->state_dir) <
+             (int)sizeof path)
+        opts.path = path;
+    core->history = km_history_new(core->base, core->series, &opts, err, sizeof err);
+    if (!core->history)
+        km_log(KM_LOG_ERROR, "history: %s", err);
+    return core->history ? 0 : -1;
+}
+
 static int start(struct km_daemon *d)
 {
     char err[1024];
@@ -376,6 +404,8 @@ static int start(struct km_daemon *d)
         return -1;
     }
     km_series_attach(d->core.series, d->core.bus);
+    if (km_selfstats_add(&d->core) < 0 || start_history(&d->core) < 0)
+        return -1;
     d->core.loader = km_loader_new(&d->core);
     if (!d->core.loader || km_loader_load_all(d->core.loader, err, sizeof err) < 0) {
         km_log(KM_LOG_ERROR, "%s", d->core.loader ? err : "out of memory");
@@ -401,6 +431,8 @@ static void stop(struct km_daemon *d)
         km_loader_free(d->core.loader);
     if (d->core.base)
         km_hc_shutdown(d->core.base); /* the CURLM outlives no loop */
+    km_history_free(d->core.history); /* the last write of the file */
+    d->core.history = NULL;
     if (d->core.series) {
         km_series_detach(d->core.series);
         km_series_reg_free(d->core.series);

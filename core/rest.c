@@ -6,9 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <katomon/util.h>
+
 #include "bus.h"
 #include "loader.h"
 #include "rest.h"
+#include "rest_history.h"
 #include "ws.h"
 
 json_t *km_rest_detail(const char *text)
@@ -210,6 +213,8 @@ static int km_rest_builtin(const char *path)
         "/api/v1/topics",
         "/api/v1/plugins",
         "/api/v1/ws/subscriptions",
+        KM_RH_PATH,
+        KM_RH_PATH_SERIES,
     };
     static const char cs[] = "/api/v1/system/container-stats/";
     static const char tl[] = "/api/v1/topics/";
@@ -257,6 +262,8 @@ int km_rest_get(struct km_core *core, struct km_ws *ws, const char *path, json_t
                      : km_rest_no_topic(name, body);
     else if (strcmp(path, "/api/v1/plugins") == 0)
         status = km_rest_plugins(core, body);
+    else if (km_rest_history_owns(path)) /* without a query: the defaults */
+        status = km_rest_history(core, path, "", (double)km_wall_us() / 1e6, body);
     else if (strcmp(path, "/api/v1/ws/subscriptions") == 0) {
         *body =
             ws ? km_ws_clients_json(ws) : json_pack("{s:i, s:[]}", "count", 0, "clients");
@@ -491,6 +498,10 @@ int km_rest_handle(struct km_core *core, struct km_ws *ws,
     if (pending)
         *pending = NULL;
     if (km_rest_builtin(call->path)) {
+        /* the history routes read their query (rest_history.c) */
+        if (strcmp(method, "GET") == 0 && km_rest_history_owns(call->path))
+            return km_rest_history(core, call->path, call->query,
+                                   (double)km_wall_us() / 1e6, body);
         if (strcmp(method, "GET") == 0)
             return km_rest_get(core, ws, call->path, body);
         snprintf(allow, allowlen, "GET, HEAD");

@@ -12,6 +12,8 @@
  *   GET /api/v1/topics              every topic: name, kind, type, last seq, ...
  *   GET /api/v1/ws/subscriptions    WebSocket clients, their topics, queued bytes
  *   GET /api/v1/plugins             loaded and disabled plugins, with the reason
+ *   GET /api/v1/history?series=SEL&from=&to=&step=  points of the matched series
+ *   GET /api/v1/history/series?match=SEL  series with history, tiers, counts
  *
  * Everything is served from the bus's latest state, never by asking KATO
  * or Docker. A state topic with no value yet answers 503 {"detail":...};

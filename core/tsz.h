@@ -34,16 +34,17 @@ struct km_tsz;
 /* Bytes to allocate for a chunk of `cap` data bytes. */
 size_t km_tsz_size(unsigned cap);
 /* Makes *c an empty chunk of `cap` data bytes (16..65535) and `ncols`
-   values per sample (1..KM_TSZ_COLS_MAX). KM_TSZ_OK or KM_TSZ_EINVAL. */
+   values per sample (1..KM_TSZ_COLS_MAX). KM_TSZ_OK or KM_TSZ_EINVAL.
+   One sample takes at most 9 + 10 * ncols bytes (see tsz.c). */
 int km_tsz_init(struct km_tsz *c, unsigned cap, unsigned ncols);
 /* Appends a sample: KM_TSZ_OK, KM_TSZ_FULL or KM_TSZ_ORDER. */
 int km_tsz_append(struct km_tsz *c, int64_t t_ms, const double *v);
 
-unsigned km_tsz_count(const struct km_tsz *c);   /* samples held */
-unsigned km_tsz_ncols(const struct km_tsz *c);   /* values per sample */
-int64_t km_tsz_first(const struct km_tsz *c);    /* first sample's time; 0 empty */
-int64_t km_tsz_last(const struct km_tsz *c);     /* last sample's time; 0 empty */
-size_t km_tsz_used(const struct km_tsz *c);      /* data bytes in use */
+unsigned km_tsz_count(const struct km_tsz *c); /* samples held */
+unsigned km_tsz_ncols(const struct km_tsz *c); /* values per sample */
+int64_t km_tsz_first(const struct km_tsz *c);  /* first sample's time; 0 empty */
+int64_t km_tsz_last(const struct km_tsz *c);   /* last sample's time; 0 empty */
+size_t km_tsz_used(const struct km_tsz *c);    /* data bytes in use */
 
 /* The chunk's data bytes (borrowed) and their count in *len, to store. */
 const uint8_t *km_tsz_bytes(const struct km_tsz *c, size_t *len);
@@ -52,23 +53,36 @@ const uint8_t *km_tsz_bytes(const struct km_tsz *c, size_t *len);
  * holding `count` samples of `ncols` values: decodes all of it to check it
  * and to restore the state appends continue from. KM_TSZ_OK, KM_TSZ_CORRUPT
  * (anything that does not decode to exactly `count` ordered samples within
- * len bytes; *c is then empty) or KM_TSZ_EINVAL.
+ * len bytes; *c is then empty) or KM_TSZ_EINVAL. buf may be c's own bytes.
+ * The codec has no checksum: a flipped payload bit can decode to other
+ * valid samples, so a stored chunk needs the caller's CRC.
  */
 int km_tsz_load(struct km_tsz *c, unsigned cap, unsigned ncols, unsigned count,
                 const uint8_t *buf, size_t len);
+
+/* The codec's running state after a sample: what the next sample is coded
+   against. The encoder keeps one in the chunk; the decoder rebuilds it. */
+struct km_tsz_state {
+    int64_t t;                       /* last time (ms) */
+    uint64_t delta;                  /* last time delta (ms, modulo 2^64) */
+    uint64_t bits[KM_TSZ_COLS_MAX];  /* last values, as bits */
+    int64_t scaled[KM_TSZ_COLS_MAX]; /* last values as scaled integers */
+    int8_t exp[KM_TSZ_COLS_MAX];     /* their decimal exponent; -1: none */
+    uint8_t lead[KM_TSZ_COLS_MAX];   /* XOR window: leading zeros */
+    uint8_t sig[KM_TSZ_COLS_MAX];    /* XOR window: meaningful bits; 0: none yet */
+};
 
 /* Reads a chunk's samples in order. Not invalidated by appends made after
    km_tsz_iter_init, which it does not see. */
 struct km_tsz_iter {
     const struct km_tsz *c; /* the chunk */
     unsigned left;          /* samples still to read */
+    unsigned done;          /* samples read */
     uint64_t pos;           /* bit position */
-    int64_t t, delta;       /* last time and time delta */
-    uint64_t bits[KM_TSZ_COLS_MAX];    /* last values, as bits */
-    int64_t scaled[KM_TSZ_COLS_MAX];   /* last values as scaled integers */
-    int8_t exp[KM_TSZ_COLS_MAX];       /* their decimal exponent; -1: none */
-    uint8_t lead[KM_TSZ_COLS_MAX];     /* XOR window: leading zeros */
-    uint8_t sig[KM_TSZ_COLS_MAX];      /* XOR window: meaningful bits */
+    uint64_t end;           /* bits in use at km_tsz_iter_init */
+    uint64_t win;           /* the bits from pos on, read ahead */
+    unsigned avail;         /* of them valid */
+    struct km_tsz_state st; /* the state after the last sample read */
 };
 void km_tsz_iter_init(struct km_tsz_iter *it, const struct km_tsz *c);
 /* 1 and the next sample in *t_ms, v[0..ncols-1]; 0 at the end;

@@ -704,6 +704,7 @@ void km_ws_get_stats(const struct km_ws *ws, struct km_ws_stats *out)
 
     *out = ws->stats;
     out->frames_queued = cs->frames_queued;
+    out->bytes_sent = cs->bytes_sent;
     out->private_frames = cs->private_frames;
     out->state_conflated = cs->state_conflated;
     out->state_skipped = cs->state_skipped;
@@ -755,17 +756,18 @@ json_t *km_ws_clients_json(struct km_ws *ws)
     }
     o = json_pack(
         "{s:I, s:b, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-        "s:I, s:I, s:I, s:I}, s:{s:f, s:I, s:I, s:f, s:f}}",
+        "s:I, s:I, s:I, s:I, s:I}, s:{s:f, s:I, s:I, s:f, s:f}}",
         "count", (json_int_t)st.clients, "clients_truncated", st.clients > listed,
         "subscription_sets", (json_int_t)st.sets, "clients", clients, "stats",
         "json_encodes", (json_int_t)st.json_encodes, "frames_built",
         (json_int_t)st.frames_built, "frames_queued", (json_int_t)st.frames_queued,
-        "private_frames", (json_int_t)st.private_frames, "state_conflated",
-        (json_int_t)st.state_conflated, "state_skipped", (json_int_t)st.state_skipped,
-        "closed_slow", (json_int_t)st.closed_slow, "closed_protocol",
-        (json_int_t)st.closed_protocol, "accepted", (json_int_t)st.accepted, "ticks",
-        (json_int_t)st.ticks, "subscribes", (json_int_t)st.subscribes,
-        "subscribes_unchanged", (json_int_t)st.subscribes_unchanged, "compat_ignored",
+        "bytes_sent", (json_int_t)st.bytes_sent, "private_frames",
+        (json_int_t)st.private_frames, "state_conflated", (json_int_t)st.state_conflated,
+        "state_skipped", (json_int_t)st.state_skipped, "closed_slow",
+        (json_int_t)st.closed_slow, "closed_protocol", (json_int_t)st.closed_protocol,
+        "accepted", (json_int_t)st.accepted, "ticks", (json_int_t)st.ticks, "subscribes",
+        (json_int_t)st.subscribes, "subscribes_unchanged",
+        (json_int_t)st.subscribes_unchanged, "compat_ignored",
         (json_int_t)st.compat_ignored, "union_capped", (json_int_t)st.union_capped,
         "bus_json_encodes", (json_int_t)km_bus_stats.json_encodes, "limits",
         "update_interval", ws->lim.update_interval, "max_message_bytes",

@@ -53,6 +53,7 @@ struct km_ws_stats {
                                       1 per realtime_update per distinct set) */
     uint64_t frames_built;         /* broadcast frames built (shared by receivers) */
     uint64_t frames_queued;        /* references to shared frames put in client queues */
+    uint64_t bytes_sent;           /* bytes of every frame handed to a client */
     uint64_t private_frames;       /* one-client frames: ack, error, heartbeat, gap */
     uint64_t state_conflated;      /* queued realtime_update replaced by a newer one */
     uint64_t state_skipped;        /* realtime_update not queued: client at its bound */

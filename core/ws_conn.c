@@ -204,7 +204,7 @@ static void km_client_pump(struct km_ws_client *c)
 }
 
 /* The bound is applied here: see "Backpressure" at the top. */
-int km_ws_client_send(struct km_ws_client *c, struct km_frame *f)
+static int km_client_send_frame(struct km_ws_client *c, struct km_frame *f)
 {
     struct km_ws_conns *cs = c->conns;
     size_t queued;
@@ -241,6 +241,7 @@ int km_ws_client_send(struct km_ws_client *c, struct km_frame *f)
         km_frame_unref(*slot);
         *slot = NULL;
         c->q_bytes -= old;
+        cs->stats.bytes_sent -= old; /* counted when it was queued; never sent */
         cs->stats.state_conflated++;
         if (queued - old + f->len > cs->lim.max_queue_bytes) {
             cs->stats.state_skipped++;
@@ -278,6 +279,16 @@ int km_ws_client_send(struct km_ws_client *c, struct km_frame *f)
     c->frames_out++;
     km_client_pump(c);
     return 0;
+}
+
+int km_ws_client_send(struct km_ws_client *c, struct km_frame *f)
+{
+    size_t len = f->len; /* f may be gone once sent */
+    int rc = km_client_send_frame(c, f);
+
+    if (rc == 0)
+        c->conns->stats.bytes_sent += len;
+    return rc;
 }
 
 void km_ws_client_reply(struct km_ws_client *c, json_t *o)

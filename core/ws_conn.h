@@ -72,6 +72,9 @@ struct km_ws_conn_limits {
 /* Counters of one owner's connections (the hub reports them in its stats). */
 struct km_ws_conn_stats {
     uint64_t frames_queued;        /* references to shared frames put in client queues */
+    uint64_t bytes_sent;           /* bytes of every frame handed to a client (shared and
+                                      private; a realtime_update replaced unsent is
+                                      taken back) */
     uint64_t private_frames;       /* one-client frames built: replies */
     uint64_t state_conflated;      /* queued realtime_update replaced by a newer one */
     uint64_t state_skipped;        /* realtime_update not queued: client at its bound */

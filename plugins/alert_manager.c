@@ -14,22 +14,27 @@
  *              `match` ("status != running || health == unhealthy") is
  *              tested on each item; `name_field` names the item.
  *
- * Per alert key (the rule's type, or TYPE_NAME per item) the state machine:
- *   - fires when the condition held for `for` consecutive samples;
- *   - escalates warning -> error at once;
- *   - while firing, reminds every `cooldown` seconds (the original re-sent
- *     an alert each 60 s while it held; the cooldown is that period);
- *   - resolves (a message with "state": "resolved") when the value comes
- *     back past `clear` (hysteresis; default: the warning threshold) or the
- *     item stops matching or disappears.
- * A message whose source is unhealthy (it has an "error" member) is not
- * evaluated: unknown is not recovered.
+ * Per alert key (the rule's type, or TYPE_NAME per item) a state machine
+ * (alert_eval.c) fires after `for` samples, escalates, reminds every
+ * `cooldown` and resolves past `clear`. A message whose source is
+ * unhealthy (it has an "error" member) is not evaluated: unknown is not
+ * recovered.
  *
  * Alerts of one evaluation (one message of a topic) go out as one batch on
  * the `system_alerts` event topic: {"id", "timestamp", "alerts": [...]}.
  * The batch id is "alert_<ms>" as in the original, made unique (the next
  * millisecond when two batches fall in one): the original frontend keys
  * its toasts by it.
+ *
+ * What is firing now goes on the `alerts_firing` state topic, published at
+ * start, after a reload and whenever the counts change:
+ *   {"alerts": [{"type": "high_cpu", "level": "warning", "firing": 0}, ...]}
+ * one item per (type, level) pair the rules can raise, 0 included, so
+ * GET /metrics has katomon_alerts_firing{type="high_cpu",level="warning"}
+ * from the start (a Prometheus rule on it never sees the series appear
+ * only when something fires). A compatible WebSocket client never receives
+ * it: it is not one of the original's topics (see the report on issue 14
+ * for a client that never subscribed).
  *
  * History: every alert is appended to STATE_DIR/alerts.jsonl, one JSON
  * object per line, and kept in memory (at most max_entries). "read" and
@@ -66,9 +71,9 @@
 #include <katomon/plugin.h>
 #include <katomon/util.h>
 
+#include "alert_eval.h"
 #include "alert_rules.h"
 
-#define MAX_TRACKS   512   /* alert keys tracked per rule (items) */
 #define LINE_MAX_LEN 65536 /* longest history line read back */
 
 static const struct km_conf_key am_keys[] = {
@@ -99,17 +104,28 @@ static const struct km_field batch_schema[] = {
     KM_FIELD_END,
 };
 
-/* ---- rules ---- */
-
-/* The state of one alert key. */
-struct am_track {
-    char key[160];     /* TYPE or TYPE_ITEMNAME */
-    char item[96];     /* item name (match rules); "" otherwise */
-    int level;         /* 0 clear, 1 warning, 2 error */
-    unsigned streak;   /* consecutive samples the condition held */
-    int64_t last_sent; /* monotonic µs of the last firing/reminder sent */
-    int seen;          /* match rules: present in this evaluation */
+static const struct km_field firing_item[] = {
+    KM_FIELD("type", KM_STRING, KM_F_REQUIRED),
+    KM_FIELD("level", KM_STRING, KM_F_REQUIRED),
+    KM_FIELD("firing", KM_INTEGER, KM_F_REQUIRED),
+    KM_FIELD_END,
 };
+static const struct km_field firing_array_item = KM_FIELD_OBJECT(NULL, 0, firing_item);
+static const struct km_field firing_schema[] = {
+    KM_FIELD_ARRAY("alerts", KM_F_REQUIRED, &firing_array_item),
+    KM_FIELD_END,
+};
+/* alerts_firing's series: katomon_alerts_firing{type=...,level=...}. */
+static const struct km_metric firing_metrics[] = {
+    {"alerts[]", NULL, NULL, 0, 0, "type=type,level=level"},
+    {"alerts[].firing", "alerts_firing",
+     "Alerts of katomon's [alert] rules firing now, by alert type and level (warning, "
+     "error)",
+     0, 0, NULL},
+    {NULL, NULL, NULL, 0, 0, NULL},
+};
+
+/* ---- rules ---- */
 
 /* One subscribed topic with the rules reading it. */
 struct watched {
@@ -121,6 +137,8 @@ static struct {
     const struct km_host *host; /* the core */
     struct km_ctx *ctx;         /* our handle */
     struct km_topic *out;       /* system_alerts */
+    struct km_topic *firing;    /* alerts_firing */
+    json_t *firing_last;        /* its last body (a reference kept to compare) */
     struct am_rule *rules;      /* parsed [alert] sections */
     int n_rules;                /* count */
     struct watched *watched;    /* one subscription per source topic */
@@ -137,223 +155,6 @@ static struct {
     double max_age_s;      /* config */
     struct km_timer *sync; /* fdatasync timer */
 } am;
-
-/* ---- evaluation ---- */
-
-/* Follows "a.b.c" (an optional trailing "[*]" is left to the caller). Borrowed. */
-static json_t *lookup(json_t *root, const char *path)
-{
-    char buf[128];
-    char *save = NULL;
-
-    snprintf(buf, sizeof buf, "%s", path);
-    char *star = strstr(buf, "[*]");
-    if (star)
-        *star = '\0';
-    json_t *cur = root;
-    for (char *k = strtok_r(buf, ".", &save); k && cur; k = strtok_r(NULL, ".", &save))
-        cur = json_object_get(cur, k);
-    return cur;
-}
-
-static int compare(enum am_op op, double v, double t, int inclusive)
-{
-    switch (op) {
-    case AM_GT:
-        return inclusive ? v >= t : v > t;
-    case AM_GE:
-        return v >= t;
-    case AM_LT:
-        return inclusive ? v <= t : v < t;
-    case AM_LE:
-        return v <= t;
-    }
-    return 0;
-}
-
-/* Sets "message"; a resolved alert says so. */
-static void set_message(json_t *alert, const char *msg, const char *state)
-{
-    char text[420];
-
-    snprintf(text, sizeof text, state[0] == 'r' ? "%s (resolved)" : "%s", msg);
-    json_object_set_new(alert, "message", json_string(text));
-}
-
-static json_t *new_alert(const struct am_rule *r, struct am_track *t, int level,
-                         const char *state)
-{
-    char id[48];
-
-    snprintf(id, sizeof id, "a%llu", (unsigned long long)++am.next_id);
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", id, "level",
-                     am_level_name(level), "type", r->type, "state", state, "rule",
-                     r->name, "key", t->key);
-}
-
-/* Decides what one track does with this sample; appends alerts to batch. */
-static void step(const struct am_rule *r, struct am_track *t, int cond, int hold,
-                 json_t *batch,
-                 json_t *(*describe)(const struct am_rule *, struct am_track *, int,
-                                     const char *, void *),
-                 void *arg)
-{
-    int64_t now = km_mono_us();
-    int level = cond;
-
-    if (!level && t->level && hold) /* hysteresis: not back past `clear` yet */
-        level = t->level;
-    t->streak = level ? t->streak + 1 : 0;
-    if (level && t->streak < r->for_n)
-        return;
-    const char *state = NULL;
-    if (level > t->level)
-        state = "firing"; /* new, or escalated */
-    else if (level && now - t->last_sent >= (int64_t)(r->cooldown * 1e6))
-        state = "firing"; /* reminder */
-    else if (!level && t->level)
-        state = "resolved";
-    if (level && level < t->level)
-        t->level = level; /* calmer but still firing: no message */
-    if (!state)
-        return;
-    json_t *a = describe(r, t, state[0] == 'r' ? t->level : level, state, arg);
-    if (a)
-        json_array_append_new(batch, a);
-    if (state[0] == 'f')
-        t->last_sent = now;
-    t->level = level;
-}
-
-struct threshold_arg {
-    double value;     /* sample */
-    double threshold; /* threshold crossed */
-};
-
-static json_t *describe_threshold(const struct am_rule *r, struct am_track *t, int level,
-                                  const char *state, void *argp)
-{
-    struct threshold_arg *a = argp;
-    char msg[400];
-    json_t *alert = new_alert(r, t, level, state);
-
-    am_render(msg, sizeof msg, r, a->value, a->threshold, NULL, NULL, level);
-    set_message(alert, msg, state);
-    json_object_set_new(alert, "value", json_real(a->value));
-    json_object_set_new(alert, "threshold", json_real(a->threshold));
-    return alert;
-}
-
-static void eval_threshold(struct am_rule *r, json_t *msg, json_t *batch)
-{
-    json_t *v = lookup(msg, r->path);
-
-    if (!json_is_number(v))
-        return; /* source failing or field absent: no verdict */
-    double x = json_number_value(v);
-    struct am_track *t = &r->tracks[0];
-    int cond = 0;
-    if (r->has_critical && compare(r->op, x, r->critical, 1))
-        cond = 2;
-    else if (r->has_warning && compare(r->op, x, r->warning, 0))
-        cond = 1;
-    int hold = compare(r->op, x, r->clear, 0);
-    int level_now = cond ? cond : (t->level && hold ? t->level : 0);
-    struct threshold_arg a = {x, level_now >= 2 && r->has_critical ? r->critical
-                                 : r->has_warning                  ? r->warning
-                                                                   : r->critical};
-    step(r, t, cond, hold, batch, describe_threshold, &a);
-}
-
-struct match_arg {
-    const char *matched; /* value that matched (or the last value seen) */
-};
-
-static json_t *describe_match(const struct am_rule *r, struct am_track *t, int level,
-                              const char *state, void *argp)
-{
-    struct match_arg *a = argp;
-    char msg[400];
-    json_t *alert = new_alert(r, t, level, state);
-
-    am_render(msg, sizeof msg, r, 0, 0, t->item, a->matched, level);
-    set_message(alert, msg, state);
-    json_object_set_new(alert, "item", json_string(t->item));
-    if (strcmp(r->topic, "containers") == 0)
-        json_object_set_new(alert, "container_name", json_string(t->item));
-    if (a->matched)
-        json_object_set_new(alert, "status", json_string(a->matched));
-    return alert;
-}
-
-/* The item member as text ("" when absent). */
-static void member_text(json_t *item, const char *field, char *buf, size_t len)
-{
-    json_t *v = lookup(item, field);
-
-    if (json_is_string(v))
-        snprintf(buf, len, "%s", json_string_value(v));
-    else if (json_is_integer(v))
-        snprintf(buf, len, "%lld", (long long)json_integer_value(v));
-    else if (json_is_boolean(v))
-        snprintf(buf, len, "%s", json_is_true(v) ? "true" : "false");
-    else
-        buf[0] = '\0';
-}
-
-static struct am_track *track_for(struct am_rule *r, const char *item)
-{
-    for (int i = 0; i < r->n_tracks; i++)
-        if (strcmp(r->tracks[i].item, item) == 0)
-            return &r->tracks[i];
-    if (r->n_tracks == MAX_TRACKS)
-        return NULL;
-    struct am_track *t = &r->tracks[r->n_tracks++];
-    memset(t, 0, sizeof *t);
-    snprintf(t->item, sizeof t->item, "%s", item);
-    snprintf(t->key, sizeof t->key, "%s_%s", r->type, item);
-    return t;
-}
-
-static void eval_match(struct am_rule *r, json_t *msg, json_t *batch)
-{
-    json_t *items = lookup(msg, r->path);
-    size_t i;
-    json_t *item;
-
-    if (!json_is_array(items))
-        return;
-    for (int k = 0; k < r->n_tracks; k++)
-        r->tracks[k].seen = 0;
-    json_array_foreach(items, i, item)
-    {
-        char name[96], value[64];
-        member_text(item, r->name_field, name, sizeof name);
-        struct am_track *t = name[0] ? track_for(r, name) : NULL;
-        if (!t)
-            continue;
-        t->seen = 1;
-        const char *matched = NULL;
-        for (int c = 0; c < r->n_clauses && !matched; c++) {
-            member_text(item, r->clauses[c].field, value, sizeof value);
-            int eq = strcmp(value, r->clauses[c].value) == 0;
-            if (eq != r->clauses[c].negate && (value[0] || r->clauses[c].negate))
-                matched = value;
-        }
-        char first[64];
-        member_text(item, r->clauses[0].field, first, sizeof first);
-        struct match_arg a = {matched ? matched : first};
-        step(r, t, matched ? r->match_level : 0, 0, batch, describe_match, &a);
-    }
-    for (int k = 0; k < r->n_tracks; k++) { /* gone from the list: resolved */
-        struct am_track *t = &r->tracks[k];
-        if (!t->seen && t->level) {
-            struct match_arg a = {"gone"};
-            t->streak = 0;
-            step(r, t, 0, 0, batch, describe_match, &a);
-        }
-    }
-}
 
 /* ---- history ---- */
 
@@ -578,6 +379,20 @@ static void on_sync(void *arg)
 
 /* ---- publishing ---- */
 
+/* Publishes what is firing now when it differs from what was published. */
+static void publish_firing(void)
+{
+    json_t *now = am_firing(am.rules, am.n_rules);
+
+    if (!now || (am.firing_last && json_equal(now, am.firing_last))) {
+        json_decref(now);
+        return;
+    }
+    json_decref(am.firing_last);
+    am.firing_last = json_incref(now); /* read only from here on, as the bus wants */
+    am.host->publish(am.ctx, am.firing, now);
+}
+
 static void publish_batch(json_t *alerts)
 {
     char when[32], id[48];
@@ -622,16 +437,14 @@ static void on_message(struct km_topic *topic, struct km_msg *msg, void *arg)
             struct am_rule *r = &am.rules[i];
             if (strcmp(r->topic, name) != 0)
                 continue;
-            if (r->is_match)
-                eval_match(r, body, batch);
-            else
-                eval_threshold(r, body, batch);
+            am_eval(r, body, batch, &am.next_id);
         }
     }
     if (json_array_size(batch) > 0)
         publish_batch(batch);
     else
         json_decref(batch);
+    publish_firing();
 }
 
 /* ---- REST ---- */
@@ -823,19 +636,6 @@ log_problem(void *arg, const struct km_conf_section *sec, int line, const char *
                  line > 0 ? line : sec->line, text);
 }
 
-/* Its alert keys: one per item of a match rule, else the rule's own. */
-static int make_tracks(struct am_rule *r)
-{
-    r->tracks = calloc(r->is_match ? MAX_TRACKS : 1, sizeof *r->tracks);
-    if (!r->tracks)
-        return -1;
-    if (!r->is_match) {
-        r->n_tracks = 1;
-        snprintf(r->tracks[0].key, sizeof r->tracks[0].key, "%s", r->type);
-    }
-    return 0;
-}
-
 /* (Re)reads the [alert] sections with the grammar the check used; on error
    keeps nothing half-made. */
 static int load_rules(void)
@@ -854,7 +654,7 @@ static int load_rules(void)
         if (!am_rule_enabled(secs[i]))
             continue;
         if (am_rule_parse(secs[i], &rules[count], log_problem, NULL) != 0 ||
-            make_tracks(&rules[count]) < 0) {
+            am_make_tracks(&rules[count]) < 0) {
             for (int k = 0; k < count; k++)
                 free(rules[k].tracks);
             free(rules);
@@ -884,16 +684,32 @@ static int am_init(struct km_ctx *ctx, const struct km_host *host)
     am.max_bytes = host->config_int(ctx, "max_bytes");
     am.max_age_s = host->config_double(ctx, "max_age_days") * 86400;
     am.history = json_array();
-    struct km_topic_def def = {"system_alerts", KM_TOPIC_EVENT, batch_schema, 512,
-                               "alert batches (firing and resolved)"};
+    struct km_topic_def def = {"system_alerts",
+                               KM_TOPIC_EVENT,
+                               batch_schema,
+                               512,
+                               "alert batches (firing and resolved)",
+                               NULL};
+    struct km_topic_def fdef = {"alerts_firing",
+                                KM_TOPIC_STATE,
+                                firing_schema,
+                                0,
+                                "alerts firing now, by type and level",
+                                firing_metrics};
     am.out = host->topic_declare(ctx, &def, &err);
     if (!am.out || !am.history) {
         host->log(ctx, KM_LOG_ERROR, "cannot declare topic system_alerts: %s",
                   host->strerror(am.out ? KM_ENOMEM : err));
         return -1;
     }
+    if (!(am.firing = host->topic_declare(ctx, &fdef, &err))) {
+        host->log(ctx, KM_LOG_ERROR, "cannot declare topic alerts_firing: %s",
+                  host->strerror(err));
+        return -1;
+    }
     if (load_rules() < 0 || history_open() < 0)
         return -1;
+    publish_firing();
     am.sync = host->timer_add(ctx, host->config_double(ctx, "sync_interval"),
                               KM_TIMER_REPEAT, on_sync, NULL);
     if (host->rest_route(ctx, "GET", "/api/v1/alerts", rest_list, NULL) < 0 ||
@@ -909,7 +725,9 @@ static int am_init(struct km_ctx *ctx, const struct km_host *host)
 static int am_reload(struct km_ctx *ctx)
 {
     /* new thresholds apply at once; alert states restart from clear */
-    return load_rules();
+    int rc = load_rules();
+    publish_firing(); /* the pairs may have changed, and every count is 0 */
+    return rc;
 }
 
 static void am_shutdown(struct km_ctx *ctx)
@@ -922,6 +740,7 @@ static void am_shutdown(struct km_ctx *ctx)
     free(am.watched);
     free(am.path);
     json_decref(am.history);
+    json_decref(am.firing_last);
     memset(&am, 0, sizeof am);
     am.fd = -1;
 }

@@ -46,6 +46,16 @@ static const struct km_conf_key config_keys[] = {
     {NULL, KM_CONF_STRING, NULL, 0, 0, NULL},
 };
 
+/* The series of a bench state topic: its publish count (the clock is not
+   one). Names stay derived (katomon_bench_seq_total, katomon_bench0_...),
+   one family per topic. */
+static const struct km_metric state_metrics[] = {
+    {"t", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
+    {"seq", NULL, "Messages bench_pub published on this topic", KM_METRIC_COUNTER, 0,
+     NULL},
+    {NULL, NULL, NULL, 0, 0, NULL},
+};
+
 static struct {
     const struct km_host *host;
     struct km_ctx *ctx;
@@ -152,7 +162,8 @@ static int bp_init(struct km_ctx *ctx, const struct km_host *host)
     bp.pad[bp.size] = '\0';
     for (int i = 0; i < bp.n_topics; i++) {
         struct km_topic_def def = {.kind = KM_TOPIC_STATE,
-                                   .description = "benchmark state (bench_pub)"};
+                                   .description = "benchmark state (bench_pub)",
+                                   .metrics = state_metrics};
         if (bp.n_topics == 1)
             snprintf(bp.names[i], sizeof bp.names[i], "bench");
         else
@@ -166,7 +177,8 @@ static int bp_init(struct km_ctx *ctx, const struct km_host *host)
     {
         struct km_topic_def def = {.name = "bench_events",
                                    .kind = KM_TOPIC_EVENT,
-                                   .description = "benchmark events (bench_pub)"};
+                                   .description = "benchmark events (bench_pub)",
+                                   .metrics = NULL};
         if (!(bp.events = host->topic_declare(ctx, &def, &err))) {
             host->log(ctx, KM_LOG_ERROR, "declare bench_events: %s", host->strerror(err));
             return -1;

@@ -28,6 +28,22 @@
  * GET /containers/json stops saying "running" (measured on 20.10), so the
  * poll a "die" triggers learns it from the stats answer.
  *
+ * Series (GET /metrics, history; containers_metrics): per container,
+ * labelled container="<name>", katomon_container_cpu_percent,
+ * katomon_container_memory_{usage,limit}_bytes,
+ * katomon_container_memory_usage_percent, katomon_container_pids (gauges)
+ * and katomon_container_{network_receive,network_transmit,blkio_read,
+ * blkio_write}_bytes_total (counters; they restart with the container);
+ * from the aggregated block katomon_containers_cpu_percent,
+ * katomon_containers_memory_bytes, katomon_containers_memory_limit_bytes
+ * (the _mb figures times 1048576), katomon_containers_memory_percent and
+ * katomon_containers_watched (container_count: promtool reserves
+ * _count for histograms and summaries); and katomon_source_up{source="docker",
+ * topic="containers"} with katomon_source_failures. The *_mb copies are not
+ * series. A container that is not running (exited, missing) is listed
+ * with zero figures, so its series stay and show 0 (memory limit 0 is the
+ * sign of "no stats"); one that leaves the watched set ends its series.
+ *
  * Watched: the `containers` list (a name that does not exist is reported
  * with status "missing"), or every container ("*"), or those carrying
  * `label`. Docker's event stream (GET /events) triggers a poll as soon as a
@@ -134,6 +150,60 @@ static const struct km_field containers_schema[] = {
     KM_FIELD_OBJECT("aggregated", KM_F_REQUIRED, agg_fields),
     KM_FIELD_OBJECT("_source", KM_F_REQUIRED, source_fields),
     KM_FIELD_END,
+};
+
+/*
+ * The series of `containers` (katomon/plugin.h): one set per container,
+ * labelled container="<name>"; the *_mb copies are left out (the same
+ * figure in other units), and so is the aggregated block's timestamp.
+ */
+static const struct km_metric containers_metrics[] = {
+    {"containers[]", NULL, NULL, 0, 0, "container=name"},
+    {"containers[].cpu", "container_cpu_percent",
+     "CPU used by the container over the last poll, percent of one CPU (a container "
+     "busy on 2 CPUs shows 200)",
+     0, 0, NULL},
+    {"containers[].memory.usage_bytes", "container_memory_usage_bytes",
+     "Memory used by the container, page cache (inactive_file) excluded, bytes", 0, 0,
+     NULL},
+    {"containers[].memory.limit_bytes", "container_memory_limit_bytes",
+     "Memory limit of the container (the machine's memory when it has none), bytes", 0, 0,
+     NULL},
+    {"containers[].memory.usage_percent", "container_memory_usage_percent",
+     "Memory used by the container as a share of its limit, percent (0-100)", 0, 0, NULL},
+    {"containers[].memory.usage_mb", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
+    {"containers[].memory.limit_mb", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
+    {"containers[].network.rx_bytes", "container_network_receive_bytes_total",
+     "Bytes the container received on all its interfaces", KM_METRIC_COUNTER, 0, NULL},
+    {"containers[].network.tx_bytes", "container_network_transmit_bytes_total",
+     "Bytes the container sent on all its interfaces", KM_METRIC_COUNTER, 0, NULL},
+    {"containers[].network.rx_mb", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
+    {"containers[].network.tx_mb", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
+    {"containers[].block_io.read_bytes", "container_blkio_read_bytes_total",
+     "Bytes the container read from block devices", KM_METRIC_COUNTER, 0, NULL},
+    {"containers[].block_io.write_bytes", "container_blkio_write_bytes_total",
+     "Bytes the container wrote to block devices", KM_METRIC_COUNTER, 0, NULL},
+    {"containers[].block_io.read_mb", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
+    {"containers[].block_io.write_mb", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
+    {"containers[].pids", "container_pids", "Processes and threads in the container", 0,
+     0, NULL},
+    {"aggregated.total_cpu_percent", "containers_cpu_percent",
+     "CPU used by all watched running containers together, percent of one CPU", 0, 0,
+     NULL},
+    {"aggregated.total_memory_mb", "containers_memory_bytes",
+     "Memory used by all watched running containers together, bytes", 0, 1048576, NULL},
+    {"aggregated.total_memory_limit_mb", "containers_memory_limit_bytes",
+     "Sum of the memory limits of the watched running containers, bytes", 0, 1048576,
+     NULL},
+    {"aggregated.total_memory_percent", "containers_memory_percent",
+     "Memory used by the watched running containers as a share of their limits' sum, "
+     "percent",
+     0, 0, NULL},
+    /* not "containers_count": promtool reserves _count for histograms */
+    {"aggregated.container_count", "containers_watched",
+     "Watched containers listed (running or not; a missing one included)", 0, 0, NULL},
+    {"_source", "docker", NULL, 0, 0, NULL},
+    {NULL, NULL, NULL, 0, 0, NULL},
 };
 
 /* ---- state ---- */
@@ -686,8 +756,12 @@ static int ds_init(struct km_ctx *ctx, const struct km_host *host)
     ds.timeout_ms = (unsigned)(host->config_double(ctx, "timeout") * 1000);
     ds.use_events = host->config_bool(ctx, "events");
 
-    struct km_topic_def def = {"containers", KM_TOPIC_STATE, containers_schema, 0,
-                               "Docker containers of the KATO deployment"};
+    struct km_topic_def def = {"containers",
+                               KM_TOPIC_STATE,
+                               containers_schema,
+                               0,
+                               "Docker containers of the KATO deployment",
+                               containers_metrics};
     ds.topic = host->topic_declare(ctx, &def, &err);
     if (!ds.topic) {
         host->log(ctx, KM_LOG_ERROR, "cannot declare topic containers: %s",

@@ -26,6 +26,13 @@
  * topic keeps its last good value) with one warning until reads work again;
  * nothing in them is trusted (lengths, numbers, NaN, UTF-8).
  *
+ * Series (GET /metrics, history; names declared in host_metrics): every
+ * number above as katomon_host_cpu_percent, katomon_host_cpus,
+ * katomon_host_memory_{total,available,used}_bytes,
+ * katomon_host_memory_used_percent, katomon_host_load{1,5,15} and
+ * katomon_host_uptime_seconds, all gauges. The topic has no "_source" (a
+ * sample is read or skipped), so no katomon_source_up for it.
+ *
  * `proc_path` lets it watch the host from inside a container where the
  * host's /proc is mounted elsewhere (e.g. /host/proc), and lets tests feed
  * it made-up files.
@@ -72,6 +79,33 @@ static const struct km_field host_fields[] = {
     KM_FIELD("hostname", KM_STRING, KM_F_REQUIRED),
     KM_FIELD("timestamp", KM_STRING, KM_F_REQUIRED),
     KM_FIELD_END,
+};
+
+/* The series of `host` (katomon/plugin.h): katomon_host_* in base units. */
+static const struct km_metric host_metrics[] = {
+    {"cpu_percent", "host_cpu_percent",
+     "Busy share of all CPUs of the machine over the last interval, percent (0-100)", 0,
+     0, NULL},
+    /* not "host_cpu_count": promtool reserves _count for histograms and summaries */
+    {"cpu_count", "host_cpus", "CPUs of the machine (online, from /proc/stat)", 0, 0,
+     NULL},
+    {"memory.total_bytes", "host_memory_total_bytes",
+     "Memory of the machine (MemTotal), bytes", 0, 0, NULL},
+    {"memory.available_bytes", "host_memory_available_bytes",
+     "Memory that can be allocated without swapping (MemAvailable), bytes", 0, 0, NULL},
+    {"memory.used_bytes", "host_memory_used_bytes",
+     "Memory in use: total minus available, bytes", 0, 0, NULL},
+    {"memory.used_percent", "host_memory_used_percent",
+     "Memory in use as a share of the total, percent (0-100)", 0, 0, NULL},
+    {"load.1m", "host_load1", "Load average over 1 minute (runnable and blocked tasks)",
+     0, 0, NULL},
+    {"load.5m", "host_load5", "Load average over 5 minutes (runnable and blocked tasks)",
+     0, 0, NULL},
+    {"load.15m", "host_load15",
+     "Load average over 15 minutes (runnable and blocked tasks)", 0, 0, NULL},
+    {"uptime_seconds", "host_uptime_seconds", "Time since the machine booted, seconds", 0,
+     0, NULL},
+    {NULL, NULL, NULL, 0, 0, NULL},
 };
 
 /* Aggregate CPU time from the "cpu" line of /proc/stat, in clock ticks. */
@@ -361,8 +395,12 @@ static int hs_baseline(void)
 
 static int hs_init(struct km_ctx *ctx, const struct km_host *host)
 {
-    const struct km_topic_def def = {"host", KM_TOPIC_STATE, host_fields, 0,
-                                     "CPU, memory, load and uptime of the machine"};
+    const struct km_topic_def def = {"host",
+                                     KM_TOPIC_STATE,
+                                     host_fields,
+                                     0,
+                                     "CPU, memory, load and uptime of the machine",
+                                     host_metrics};
     int err = 0;
 
     memset(&hs, 0, sizeof hs);

@@ -19,6 +19,21 @@
  * KATO's error paths, e.g. {"error", "timestamp", "processor_manager", ...})
  * is published as KATO sent it, but marked "_source": {"healthy": false,
  * "error": <KATO's text>}: its numbers are partial, not fresh figures.
+ *
+ * Series (GET /metrics, history; the *_metrics tables): from `metrics`,
+ * katomon_kato_requests_total, _errors_total, _sessions_created_total,
+ * _sessions_deleted_total, _session_operations_total (counters; they
+ * restart with KATO), katomon_kato_error_rate_ratio,
+ * _response_time_seconds, _sessions_active, _cpu_percent, _memory_percent,
+ * _disk_percent, _requests_per_second, _errors_per_minute, _processors,
+ * _processors_max (gauges), katomon_kato_database_operations_total{
+ * database="clickhouse"|"qdrant"|"redis"} (the keys of "databases"); from
+ * `sessions`,
+ * katomon_sessions_active (total_count is a copy of
+ * katomon_kato_sessions_created_total: not a series); from each of the
+ * three, katomon_source_up{source="kato",topic=...} and
+ * katomon_source_failures. The error shape holds no figures: the series
+ * go stale (no longer exported) and source_up is 0.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,19 +126,99 @@ static const struct km_field health_schema[] = {
     KM_FIELD_END,
 };
 
+/*
+ * The series of the three topics (katomon/plugin.h): KATO's figures as
+ * katomon_kato_*, in base units (error_rate is a 0..1 fraction,
+ * average_response_time already seconds). Left out: the clock (timestamp),
+ * requests_per_minute (requests_per_second times 60), the processors list,
+ * eviction_ttl_seconds (a setting), each database's errors and
+ * avg_response_time (no unit documented), and the reduced error body's
+ * uptime_seconds and active_sessions (a copy of sessions.active); /health's
+ * numbers (uptime, metrics_collected, last_collection, active_sessions)
+ * are not series either: the health topic is for its status.
+ */
+static const struct km_metric metrics_metrics[] = {
+    {"timestamp", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
+    {"sessions.total_created", "kato_sessions_created_total",
+     "Sessions KATO created since it started", KM_METRIC_COUNTER, 0, NULL},
+    {"sessions.total_deleted", "kato_sessions_deleted_total",
+     "Sessions KATO deleted since it started", KM_METRIC_COUNTER, 0, NULL},
+    {"sessions.active", "kato_sessions_active", "Sessions active in KATO now", 0, 0,
+     NULL},
+    {"sessions.operations_total", "kato_session_operations_total",
+     "Session operations KATO served since it started", KM_METRIC_COUNTER, 0, NULL},
+    {"performance.total_requests", "kato_requests_total",
+     "Requests KATO served since it started", KM_METRIC_COUNTER, 0, NULL},
+    {"performance.total_errors", "kato_errors_total",
+     "Requests KATO answered with an error since it started", KM_METRIC_COUNTER, 0, NULL},
+    {"performance.error_rate", "kato_error_rate_ratio",
+     "Share of KATO's requests that failed, as KATO reports it, ratio (0-1)", 0, 0, NULL},
+    {"performance.average_response_time", "kato_response_time_seconds",
+     "Average time KATO took to answer a request, seconds", 0, 0, NULL},
+    {"resources.cpu_percent", "kato_cpu_percent",
+     "CPU used on KATO's machine, as KATO reports it, percent (0-100)", 0, 0, NULL},
+    {"resources.memory_percent", "kato_memory_percent",
+     "Memory used on KATO's machine, as KATO reports it, percent (0-100)", 0, 0, NULL},
+    {"resources.disk_percent", "kato_disk_percent",
+     "Disk space used on KATO's machine, as KATO reports it, percent (0-100)", 0, 0,
+     NULL},
+    {"rates.requests_per_second", "kato_requests_per_second",
+     "Requests per second KATO served recently, as KATO reports it", 0, 0, NULL},
+    {"rates.requests_per_minute", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
+    {"rates.errors_per_minute", "kato_errors_per_minute",
+     "Failed requests per minute at KATO recently, as KATO reports it", 0, 0, NULL},
+    {"processor_manager.total_processors", "kato_processors",
+     "Processors KATO holds in memory now", 0, 0, NULL},
+    {"processor_manager.max_processors", "kato_processors_max",
+     "Processors KATO may hold in memory at most (its setting)", 0, 0, NULL},
+    {"processor_manager.eviction_ttl_seconds", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
+    {"processor_manager.processors[]", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
+    {"databases{}", NULL, NULL, 0, 0, "database"},
+    {"databases{}.operations", "kato_database_operations_total",
+     "Operations KATO ran on this database since it started", KM_METRIC_COUNTER, 0, NULL},
+    {"databases{}.errors", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
+    {"databases{}.avg_response_time", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
+    {"uptime_seconds", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
+    {"active_sessions", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
+    {"_source", "kato", NULL, 0, 0, NULL},
+    {NULL, NULL, NULL, 0, 0, NULL},
+};
+
+static const struct km_metric sessions_metrics[] = {
+    {"active_count", "sessions_active",
+     "Sessions active in KATO (its /sessions/count active_session_count)", 0, 0, NULL},
+    /* total_count is a copy of metrics' sessions.total_created
+       (katomon_kato_sessions_created_total); "sessions_count" would also
+       trip promtool, which reserves _count for histograms and summaries */
+    {"total_count", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
+    {"_source", "kato", NULL, 0, 0, NULL},
+    {NULL, NULL, NULL, 0, 0, NULL},
+};
+
+static const struct km_metric health_metrics[] = {
+    {"uptime_seconds", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
+    {"metrics_collected", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
+    {"last_collection", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
+    {"active_sessions", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
+    {"issues", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
+    {"_source", "kato", NULL, 0, 0, NULL},
+    {NULL, NULL, NULL, 0, 0, NULL},
+};
+
 /* ---- state ---- */
 
 /* One polled endpoint. */
 struct kato_source {
-    const char *path;               /* e.g. "/metrics" */
-    const char *topic_name;         /* topic it feeds */
-    const struct km_field *schema;  /* that topic's type */
-    const char *description;        /* for GET /api/v1/topics */
-    struct km_topic *topic;         /* declared at init */
-    struct km_http_req *req;        /* request in flight, or NULL */
-    unsigned failures;              /* consecutive failed polls */
-    json_t *(*shape)(json_t *body); /* turns a good body into the topic's message
-                                       (steals body); NULL: as is */
+    const char *path;                /* e.g. "/metrics" */
+    const char *topic_name;          /* topic it feeds */
+    const struct km_field *schema;   /* that topic's type */
+    const struct km_metric *metrics; /* its series */
+    const char *description;         /* for GET /api/v1/topics */
+    struct km_topic *topic;          /* declared at init */
+    struct km_http_req *req;         /* request in flight, or NULL */
+    unsigned failures;               /* consecutive failed polls */
+    json_t *(*shape)(json_t *body);  /* turns a good body into the topic's message
+                                        (steals body); NULL: as is */
 };
 
 static const struct km_host *host;
@@ -137,12 +232,12 @@ static double last_total_created; /* for sessions.total_count */
 static json_t *shape_sessions(json_t *body);
 
 static struct kato_source sources[] = {
-    {"/metrics", "metrics", metrics_schema, "KATO GET /metrics body", NULL, NULL, 0,
-     NULL},
-    {"/sessions/count", "sessions", sessions_schema, "active and total KATO sessions",
-     NULL, NULL, 0, shape_sessions},
-    {"/health", "kato_health", health_schema, "KATO GET /health body", NULL, NULL, 0,
-     NULL},
+    {"/metrics", "metrics", metrics_schema, metrics_metrics, "KATO GET /metrics body",
+     NULL, NULL, 0, NULL},
+    {"/sessions/count", "sessions", sessions_schema, sessions_metrics,
+     "active and total KATO sessions", NULL, NULL, 0, shape_sessions},
+    {"/health", "kato_health", health_schema, health_metrics, "KATO GET /health body",
+     NULL, NULL, 0, NULL},
 };
 #define N_SOURCES (sizeof sources / sizeof sources[0])
 
@@ -309,8 +404,8 @@ static int kato_init(struct km_ctx *c, const struct km_host *h)
 
     for (size_t i = 0; i < N_SOURCES; i++) {
         struct kato_source *s = &sources[i];
-        struct km_topic_def def = {s->topic_name, KM_TOPIC_STATE, s->schema, 0,
-                                   s->description};
+        struct km_topic_def def = {s->topic_name,  KM_TOPIC_STATE, s->schema, 0,
+                                   s->description, s->metrics};
         s->failures = 0;
         s->req = NULL;
         s->topic = host->topic_declare(ctx, &def, &err);

@@ -342,9 +342,14 @@ static int se_init(struct km_ctx *ctx, const struct km_host *host)
     se.retry_s = host->config_double(ctx, "retry");
     se.ping_s = host->config_double(ctx, "ping_interval");
     se.last_event_us = km_mono_us();
-    struct km_topic_def def = {"session_events", KM_TOPIC_EVENT, event_schema,
-                               (unsigned)host->config_int(ctx, "ring_size"),
-                               "KATO sessions created and destroyed"};
+    /* .metrics NULL: an event topic has no series */
+    unsigned ring = (unsigned)host->config_int(ctx, "ring_size");
+    struct km_topic_def def = {"session_events",
+                               KM_TOPIC_EVENT,
+                               event_schema,
+                               ring,
+                               "KATO sessions created and destroyed",
+                               NULL};
     se.topic = host->topic_declare(ctx, &def, &err);
     if (!se.topic) {
         host->log(ctx, KM_LOG_ERROR, "cannot declare topic session_events: %s",

@@ -211,6 +211,193 @@ describe('katomon dashboard', { concurrency: false }, () => {
     assert.deepEqual(problems, []);
   });
 
+  // ---- charts from katomon's history (issue 14) ----------------------------
+
+  /** The history API's answer once `series` holds at least n points (polled). */
+  const historyWith = (series, n, since = '15m') => until(async () => {
+    const a = await km.api(`/api/v1/history?series=${encodeURIComponent(series)}&since=${since}`);
+    return a.series.length && a.series[0].points.length >= n ? a : null;
+  }, `${n} points of ${series} in katomon's history`, 60000, 250);
+
+  /** What a chart shows: its data attributes and line i's timestamps (ms). */
+  const chartData = (page, id, i = 0) => page.locator(`#${id}`).evaluate((el, line) => ({
+    ...el.dataset, ts: el.kmChart.timestamps(line), ys: el.kmChart.lines[line].points.map((p) => p.y),
+    historyLast: el.kmChart.lines[line].historyLast,
+  }), i);
+
+  /** Records the page's history requests (URL objects). */
+  const historyRequests = (page) => {
+    const seen = [];
+    page.on('request', (r) => { if (r.url().includes('/api/v1/history?')) seen.push(new URL(r.url())); });
+    return seen;
+  };
+
+  const CHARTS = ['chart-cpu', 'chart-memory', 'chart-rps', 'chart-errors'];
+
+  it('loads the charts with the points katomon recorded before the page was opened', { timeout: 90000 }, async () => {
+    // the page asks for the last hour (its default range): so do we, before it exists
+    const N = 20;
+    const hist = await historyWith('katomon_kato_cpu_percent', N, '1h');
+    const before = hist.series[0].points;
+    const { page, problems } = await open();
+    const reqs = historyRequests(page);
+    await realtime(page);
+    for (const id of CHARTS) await page.locator(`#${id}[data-state="ready"]`).waitFor({ timeout: 15000 });
+    // the KATO CPU line starts with the very points the API gave before the page existed
+    const cpu = await chartData(page, 'chart-cpu', 0);
+    assert.equal(cpu.range, '1h', 'the default range');
+    assert.ok(Number(cpu.historyPoints) >= N, `history points in the CPU chart: ${cpu.historyPoints}`);
+    assert.ok(Number(cpu.first) <= before[0][0], `chart starts at ${cpu.first}, katomon's history at ${before[0][0]}`);
+    const head = cpu.ts.slice(0, N);
+    assert.deepEqual(head, before.slice(0, N).map((p) => p[0] * 1000), 'the chart holds the earlier points, at their times');
+    assert.deepEqual(cpu.ys.slice(0, N), before.slice(0, N).map((p) => p[1]), 'with their values');
+    for (const id of CHARTS.slice(1)) {
+      const d = await chartData(page, id);
+      assert.ok(Number(d.historyPoints) > 0, `${id} has history points`);
+    }
+    // one request per chart, each naming its series, with the picked range (+1 for the sparklines)
+    const charts = reqs.filter((u) => !u.searchParams.getAll('series').includes('katomon_container_cpu_percent'));
+    assert.equal(charts.length, CHARTS.length, charts.map(String).join('\n'));
+    assert.ok(charts.every((u) => u.searchParams.get('since') === '1h'));
+    assert.deepEqual(charts.find((u) => u.searchParams.getAll('series').includes('katomon_host_cpu_percent')).searchParams.getAll('series'),
+      ['katomon_kato_cpu_percent', 'katomon_host_cpu_percent', 'katomon_containers_cpu_percent']);
+    assert.ok(charts.some((u) => u.searchParams.getAll('series').includes('katomon_kato_error_rate_ratio')));
+    await screenshot(page, 'overview-history-1h');
+    // the sessions chart too
+    await page.locator('nav a[data-nav="sessions"]').click();
+    await page.locator('#chart-sessions[data-state="ready"]').waitFor();
+    assert.ok(Number((await chartData(page, 'chart-sessions')).historyPoints) > 0, 'the sessions chart has history');
+    assert.deepEqual(problems, []);
+  });
+
+  it('changes every chart with the time range picker, by mouse and by keyboard, and remembers it', { timeout: 60000 }, async () => {
+    const { page, problems } = await open();
+    const reqs = historyRequests(page);
+    await realtime(page);
+    for (const id of CHARTS) await page.locator(`#${id}[data-state="ready"][data-range="1h"]`).waitFor({ timeout: 15000 });
+    const hour = await chartData(page, 'chart-cpu');
+    const n0 = reqs.length;
+    await page.locator('#charts .range-opt', { hasText: '7 d' }).click();
+    for (const id of CHARTS) await page.locator(`#${id}[data-state="ready"][data-range="7d"]`).waitFor({ timeout: 15000 });
+    const week = reqs.slice(n0);
+    assert.ok(week.length >= CHARTS.length && week.every((u) => u.searchParams.get('since') === '7d'), week.map(String).join('\n'));
+    const wk = await chartData(page, 'chart-cpu');
+    // the 7-day answer comes from a coarser tier: other steps, other (fewer) points
+    assert.ok(Number(wk.step) > Number(hour.step), `step ${hour.step} s -> ${wk.step} s`);
+    assert.ok(Number(wk.historyPoints) < Number(hour.historyPoints), `history points ${hour.historyPoints} -> ${wk.historyPoints}`);
+    assert.notDeepEqual(wk.ts.slice(0, 3), hour.ts.slice(0, 3));
+    assert.match(page.url(), /[?&]range=7d$/);
+    assert.equal(await page.evaluate(() => localStorage.getItem('katomon.range')), '7d');
+    await screenshot(page, 'overview-range-7d');
+    // remembered across a reload
+    await page.reload();
+    await page.locator('#chart-cpu[data-state="ready"][data-range="7d"]').waitFor({ timeout: 15000 });
+    assert.equal(await page.locator('#charts .range-picker input:checked').getAttribute('value'), '7d');
+    // keyboard: the picker is a radio group, arrow keys move the choice
+    await page.locator('#charts .range-picker input:checked').focus();
+    await page.keyboard.press('ArrowLeft');
+    for (const id of CHARTS) await page.locator(`#${id}[data-state="ready"][data-range="24h"]`).waitFor({ timeout: 15000 });
+    await page.keyboard.press('ArrowLeft');
+    await page.keyboard.press('ArrowLeft');
+    await page.keyboard.press('ArrowLeft');
+    for (const id of CHARTS) await page.locator(`#${id}[data-state="ready"][data-range="15m"]`).waitFor({ timeout: 15000 });
+    assert.equal(await page.evaluate(() => document.activeElement.value), '15m');
+    assert.match(page.url(), /[?&]range=15m$/);
+    // the range applies on the sessions page too
+    await page.locator('nav a[data-nav="sessions"]').click();
+    await page.locator('#chart-sessions[data-state="ready"][data-range="15m"]').waitFor();
+    assert.deepEqual(problems, []);
+  });
+
+  it('continues the history with the live stream: no gap, no duplicate timestamp', { timeout: 60000 }, async () => {
+    await historyWith('katomon_kato_cpu_percent', 10);
+    const { page, problems } = await open('?range=15m');
+    await realtime(page);
+    for (const id of CHARTS) await page.locator(`#${id}[data-state="ready"][data-range="15m"]`).waitFor({ timeout: 15000 });
+    const live = (d) => d.ts.filter((x) => x > d.historyLast).length;
+    // several live updates after the history (1 s apart in this katomon)
+    await until(async () => live(await chartData(page, 'chart-cpu')) >= 6, 'six live points after the history', 20000, 200);
+    for (const id of CHARTS) {
+      for (let i = 0; i < (id === 'chart-cpu' || id === 'chart-memory' ? 2 : 1); i++) {
+        const d = await chartData(page, id, i);
+        assert.ok(d.historyLast !== null, `${id} line ${i}: history loaded`);
+        for (let k = 1; k < d.ts.length; k++) {
+          assert.ok(d.ts[k] > d.ts[k - 1], `${id} line ${i}: timestamps strictly increasing at ${k}: ${d.ts[k - 1]} then ${d.ts[k]}`);
+        }
+        const h = d.ts.indexOf(d.historyLast);
+        assert.ok(h >= 0 && h < d.ts.length - 1, `${id} line ${i}: live points follow the history`);
+        // the first live point continues the line: no gap marker (null), close in time
+        assert.ok(d.ys.slice(h + 1).every((y) => y !== null), `${id} line ${i}: no gap after the history`);
+        assert.ok(d.ts[h + 1] - d.historyLast < 3000, `${id} line ${i}: first live point ${d.ts[h + 1] - d.historyLast} ms after the history`);
+      }
+    }
+    assert.deepEqual(problems, []);
+  });
+
+  it('draws a CPU sparkline in every container row', { timeout: 60000 }, async (t) => {
+    const docker = await km.api('/api/v1/system/container-stats');
+    if (docker.error || !docker.containers.length) {
+      t.skip('no containers (run with E2E_DOCKER=1)');
+      return;
+    }
+    const running = docker.containers.filter((c) => c.status === 'running');
+    if (running.length) await historyWith('katomon_container_cpu_percent', 5);
+    const { page, problems } = await open();
+    const reqs = historyRequests(page);
+    await realtime(page);
+    await page.locator('#containers tbody tr').first().waitFor();
+    await until(async () => reqs.some((u) => u.searchParams.getAll('series').join() === 'katomon_container_cpu_percent'),
+      'one history request for every container');
+    for (const c of docker.containers) {
+      const spark = page.locator(`#containers tbody tr[data-name="${c.name}"] .spark svg.sparkline`);
+      await spark.waitFor();
+      if (c.status !== 'running') continue;
+      await until(async () => Number(await spark.getAttribute('data-points')) >= 5, `${c.name}: a sparkline with points`);
+      assert.equal(await spark.locator('path').count(), 1);
+      assert.match(await spark.getAttribute('aria-label'), /^CPU, the last hour: /);
+      // and it goes on live
+      const n = Number(await spark.getAttribute('data-points'));
+      await until(async () => Number(await page.locator(`#containers tbody tr[data-name="${c.name}"] svg.sparkline`).getAttribute('data-points')) > n,
+        `${c.name}: the sparkline growing live`, 15000);
+    }
+    assert.deepEqual(problems, []);
+  });
+
+  it('makes every column of the containers table reachable on a phone', { timeout: 40000 }, async (t) => {
+    const docker = await km.api('/api/v1/system/container-stats');
+    if (docker.error || !docker.containers.length) {
+      t.skip('no containers (run with E2E_DOCKER=1)');
+      return;
+    }
+    const { page, problems } = await open('', { viewport: VIEWPORTS.phone });
+    await realtime(page);
+    await page.locator('#containers tbody tr .spark').first().waitFor();
+    const layout = await page.evaluate(() => {
+      const table = document.querySelector('#containers table');
+      const vw = document.documentElement.clientWidth;
+      const cells = [...table.querySelectorAll('tbody th, tbody td, tfoot th')].map((el) => {
+        const r = el.getBoundingClientRect();
+        const st = getComputedStyle(el);
+        return { text: el.dataset.label || el.textContent.trim().slice(0, 20), left: r.left, right: r.right, w: r.width, shown: st.display !== 'none' && st.visibility !== 'hidden' };
+      });
+      const wrap = table.parentElement;
+      return { vw, page: document.documentElement.scrollWidth, wrap: [wrap.scrollWidth, wrap.clientWidth], cells };
+    });
+    assert.ok(layout.page <= layout.vw, `the page scrolls sideways: ${layout.page} > ${layout.vw}`);
+    assert.ok(layout.wrap[0] <= layout.wrap[1], `the table is cut: ${layout.wrap[0]} > ${layout.wrap[1]}`);
+    const cols = 9; // name + 8 columns per row
+    assert.equal(layout.cells.filter((c) => c.shown).length, docker.containers.length * cols + 1, JSON.stringify(layout.cells));
+    for (const c of layout.cells.filter((x) => x.shown)) {
+      assert.ok(c.w > 0 && c.left >= 0 && c.right <= layout.vw, `${c.text} at ${c.left}..${c.right}, viewport ${layout.vw}`);
+    }
+    // the labels of every column are there, next to their values
+    const labels = await page.locator('#containers tbody tr').first().locator('td').evaluateAll((els) => els.map((e) => getComputedStyle(e, '::before').content));
+    assert.deepEqual(labels, ['"Status"', '"CPU"', '"CPU trend"', '"Memory"', '"Mem %"', '"Net rx / tx"', '"Block I/O r / w"', '"PIDs"']);
+    await page.locator('#containers').scrollIntoViewIfNeeded();
+    await screenshot(page, 'overview-history-phone');
+    assert.deepEqual(problems, []);
+  });
+
   it('filters the history by level and by type', { timeout: 30000 }, async () => {
     const { page, problems } = await open('alerts');
     await realtime(page);

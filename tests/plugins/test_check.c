@@ -91,8 +91,12 @@ static int test_check(const struct km_conf_section *own,
 
 static int check_init(struct km_ctx *ctx, const struct km_host *host)
 {
-    const struct km_topic_def def = {"test_check", KM_TOPIC_STATE, state_fields, 0,
-                                     "test_check's view of its sections"};
+    const struct km_topic_def def = {"test_check",
+                                     KM_TOPIC_STATE,
+                                     state_fields,
+                                     0,
+                                     "test_check's view of its sections",
+                                     NULL};
     struct km_topic *topic;
     size_t n = 0;
     int err = 0;

@@ -192,10 +192,10 @@ static int on_flush(const struct km_rest_call *call, json_t **reply, const char 
 
 static int test_init(struct km_ctx *ctx, const struct km_host *host)
 {
-    const struct km_topic_def state_def = {"test", KM_TOPIC_STATE, test_fields, 0,
-                                           "test_good's state"};
-    const struct km_topic_def events_def = {"test_events", KM_TOPIC_EVENT, event_fields,
-                                            16, "test_good's ticks"};
+    const struct km_topic_def state_def = {"test", KM_TOPIC_STATE,      test_fields,
+                                           0,      "test_good's state", NULL};
+    const struct km_topic_def events_def = {
+        "test_events", KM_TOPIC_EVENT, event_fields, 16, "test_good's ticks", NULL};
     const char *url;
     int err = 0;
 

@@ -43,7 +43,7 @@ static int on_rest(const struct km_rest_call *call, json_t **reply, const char *
 
 static int initfail_init(struct km_ctx *ctx, const struct km_host *host)
 {
-    const struct km_topic_def def = {"initfail", KM_TOPIC_STATE, NULL, 0, NULL};
+    const struct km_topic_def def = {"initfail", KM_TOPIC_STATE, NULL, 0, NULL, NULL};
     const char *url = host->config_string(ctx, "url");
     int err = 0;
 

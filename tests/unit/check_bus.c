@@ -69,7 +69,7 @@ static struct km_topic *declare(const char *name, enum km_topic_kind kind,
                                 const struct km_field *schema, unsigned ring,
                                 const void *owner)
 {
-    struct km_topic_def def = {name, kind, schema, ring, NULL};
+    struct km_topic_def def = {name, kind, schema, ring, NULL, NULL};
     int err = 12345;
     struct km_topic *t = km_bus_declare(bus, &def, owner, &err);
     ck_assert_msg(t != NULL, "declare %s: %d", name, err);
@@ -376,7 +376,7 @@ START_TEST(test_schema_valid)
     /* used alone, km_schema_check reports a broken table instead of guessing */
     ck_refuses(bad_nested, "{\"o\":{\"x\":1}}", "o.x: bad schema: unknown kind 42");
 
-    struct km_topic_def def = {"t", KM_TOPIC_STATE, bad_nested, 0, NULL};
+    struct km_topic_def def = {"t", KM_TOPIC_STATE, bad_nested, 0, NULL, NULL};
     int err = 0;
     ck_assert_ptr_null(km_bus_declare(bus, &def, NULL, &err));
     ck_assert_int_eq(err, KM_EINVAL);
@@ -554,7 +554,8 @@ END_TEST
 
 START_TEST(test_declare)
 {
-    struct km_topic_def def = {"metrics", KM_TOPIC_STATE, v_schema, 0, "host metrics"};
+    struct km_topic_def def = {"metrics", KM_TOPIC_STATE, v_schema,
+                               0,         "host metrics", NULL};
     int err = 0;
     struct km_topic *t = km_bus_declare(bus, &def, OWNER_A, &err);
     ck_assert_ptr_nonnull(t);
@@ -569,7 +570,7 @@ START_TEST(test_declare)
     /* the definition is copied (except the schema) */
     char name[] = "events";
     char desc[] = "some events";
-    struct km_topic_def d2 = {name, KM_TOPIC_EVENT, NULL, 0, desc};
+    struct km_topic_def d2 = {name, KM_TOPIC_EVENT, NULL, 0, desc, NULL};
     struct km_topic *e = km_bus_declare(bus, &d2, NULL, NULL);
     name[0] = 'X';
     desc[0] = 'X';
@@ -601,13 +602,13 @@ START_TEST(test_declare_einval)
     const char *bad[] = {"",    "Upper", "a b", "a/b",    "*",     "caf\xc3\xa9",
                          "a\n", "x:y",   "ä",   long_bad, "tab\t", "semi;"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        struct km_topic_def def = {bad[i], KM_TOPIC_STATE, NULL, 0, NULL};
+        struct km_topic_def def = {bad[i], KM_TOPIC_STATE, NULL, 0, NULL, NULL};
         int err = 0;
         ck_assert_msg(km_bus_declare(bus, &def, NULL, &err) == NULL, "%s accepted",
                       bad[i]);
         ck_assert_int_eq(err, KM_EINVAL);
     }
-    struct km_topic_def def = {NULL, KM_TOPIC_STATE, NULL, 0, NULL};
+    struct km_topic_def def = {NULL, KM_TOPIC_STATE, NULL, 0, NULL, NULL};
     int err = 0;
     ck_assert_ptr_null(km_bus_declare(bus, &def, NULL, &err));
     ck_assert_int_eq(err, KM_EINVAL);
@@ -1283,7 +1284,7 @@ START_TEST(test_disown)
     ck_rec(1, "after:s:1");
 
     /* a reloaded plugin adopts its topic back: same handle, seq goes on */
-    struct km_topic_def def = {"e", KM_TOPIC_EVENT, v_schema, 100, "again"};
+    struct km_topic_def def = {"e", KM_TOPIC_EVENT, v_schema, 100, "again", NULL};
     int err = 0;
     ck_assert_ptr_eq(km_bus_declare(bus, &def, OWNER_B, &err), e);
     ck_assert_ptr_eq(km_topic_schema(e), v_schema);

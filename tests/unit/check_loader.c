@@ -512,7 +512,7 @@ END_TEST
 START_TEST(test_init_failure_releases_everything)
 {
     struct inbox probe = {0}, state = {0};
-    const struct km_topic_def def = {"core_probe", KM_TOPIC_STATE, NULL, 0, NULL};
+    const struct km_topic_def def = {"core_probe", KM_TOPIC_STATE, NULL, 0, NULL, NULL};
     int port, listener = silent_listener(&port), err = 0;
     int events_before = event_base_get_num_events(core.base, EVENT_BASE_COUNT_ADDED);
 
@@ -1289,7 +1289,7 @@ START_TEST(test_host_topics)
     const struct km_host *h = &km_host_iface;
     struct km_ctx *ctx = unit_ctx(),
                   *other = km_ctx_new(&core, "other", &unit_desc, NULL);
-    const struct km_topic_def def = {"unit", KM_TOPIC_STATE, NULL, 0, "d"};
+    const struct km_topic_def def = {"unit", KM_TOPIC_STATE, NULL, 0, "d", NULL};
     struct inbox box = {0};
     int err = 0;
 
@@ -1318,7 +1318,7 @@ START_TEST(test_host_topics)
     /* Subscriptions end with the plugin, even to topics declared later. */
     h->subscribe(ctx, "later", on_msg, &box);
     unit_done(ctx);
-    const struct km_topic_def later = {"later", KM_TOPIC_STATE, NULL, 0, NULL};
+    const struct km_topic_def later = {"later", KM_TOPIC_STATE, NULL, 0, NULL, NULL};
     struct km_topic *lt = km_bus_declare(core.bus, &later, NULL, &err);
     ck_assert_int_eq(km_bus_publish(lt, json_object(), NULL), KM_OK);
     ck_assert_int_eq(box.n, 1);

@@ -739,6 +739,10 @@ START_TEST(test_inproc_fanout_counts)
     ck_assert_int_eq(b.json_encodes - a.json_encodes, 2);
     ck_assert_int_eq(b.frames_built - a.frames_built, 2);
     ck_assert_int_eq(b.frames_queued - a.frames_queued, N);
+    /* every client got a frame of at least the event's fixed text */
+    ck_assert_uint_ge(
+        b.bytes_sent - a.bytes_sent,
+        N * sizeof "{\"type\":\"session_event\",\"event_type\":\"session_created\"}");
     ck_assert_uint_le(km_bus_stats.json_encodes - bus_before, 1);
     for (int i = 0; i < N; i++) {
         json_t *j = next_of(c[i], "session_event");

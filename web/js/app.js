@@ -9,6 +9,7 @@ import { Connection } from './conn.js';
 import { Store } from './store.js';
 import { AlertStore } from './alerts.js';
 import { Toaster } from './toasts.js';
+import { TimeRange } from './history.js';
 import { h, replace, setText } from './dom.js';
 import { relTime } from './format.js';
 import { alertFilters, alertItem, emptyState, humanize, LEVEL_LABEL } from './ui.js';
@@ -28,6 +29,7 @@ const api = new Api();
 const conn = new Connection(api, { historyTopics: ['session_events'] });
 const store = new Store(conn);
 const alerts = new AlertStore(api, conn);
+const range = new TimeRange(); // the charts' time range, one for every page
 const $ = (id) => document.getElementById(id);
 
 // ---- toasts ------------------------------------------------------------------
@@ -231,7 +233,7 @@ function route() {
     if (r && a.dataset.nav === r.nav) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
-  const ctx = { api, conn, store, alerts, toaster, params, openDrawer, armClear, setQuery };
+  const ctx = { api, conn, store, alerts, toaster, range, params, openDrawer, armClear, setQuery };
   if (!r) {
     currentTitle = 'Not found';
     replace(main, h('section', { class: 'page' },
@@ -300,4 +302,4 @@ alerts.load();
 conn.start();
 
 // for the end-to-end tests and for debugging from the console
-window.katomon = { api, conn, store, alerts, toaster, navigate, version: '1' };
+window.katomon = { api, conn, store, alerts, toaster, range, navigate, version: '1' };

@@ -29,6 +29,7 @@ export class Store extends EventTarget {
     this.sources = new Map(); // topic -> {body, at, ts, via, fetchedAt, gap}
     this.series = new Map(Object.keys(SERIES).map((k) => [k, []]));
     this.unknown = new Set();
+    this.skew = 0; // server clock - browser clock (ms), from the stream's timestamps
     conn.addEventListener('state', (e) => this._state(e.detail));
     conn.addEventListener('ack', (e) => {
       this.unknown = new Set(e.detail.unknown);
@@ -68,6 +69,17 @@ export class Store extends EventTarget {
     return s ? s.body : undefined;
   }
 
+  /** Now on katomon's clock (ms): the time base of the series and of history. */
+  now() {
+    return Date.now() + this.skew;
+  }
+
+  /** Time (katomon's clock, ms) of the latest sample of a topic, or null. */
+  sampleTime(topic) {
+    const s = this.sources.get(topic);
+    return s ? s.t : null;
+  }
+
   _state({ topic, body, ts, via }) {
     if (!body || typeof body !== 'object') return;
     const now = Date.now();
@@ -76,16 +88,20 @@ export class Store extends EventTarget {
     // Times from the server are compared with the server's own clock (the
     // update's timestamp), so a skewed browser clock does not fake staleness.
     const serverNow = parseTime(ts);
+    if (Number.isFinite(serverNow)) this.skew = serverNow - now;
+    // Samples are stamped with katomon's time (the update's timestamp), the
+    // clock of /api/v1/history, so live points continue the history exactly.
+    const t = Number.isFinite(serverNow) ? serverNow : now + this.skew;
     const fetched = parseTime(src.fetched_at || body.timestamp);
     const lag = Number.isFinite(serverNow) && Number.isFinite(fetched) ? Math.max(0, serverNow - fetched) : 0;
-    const entry = { body, at: now, via, lag, fetched: Number.isFinite(fetched) ? fetched : null, gap: prev ? prev.gap : 0 };
+    const entry = { body, at: now, t, via, lag, fetched: Number.isFinite(fetched) ? fetched : null, gap: prev ? prev.gap : 0 };
     // learn how often the source really produces data, to judge staleness
     if (prev && entry.fetched && prev.fetched && entry.fetched > prev.fetched) {
       const g = entry.fetched - prev.fetched;
       entry.gap = prev.gap ? prev.gap * 0.7 + g * 0.3 : g;
     }
     this.sources.set(topic, entry);
-    this._sample(topic, body, now);
+    this._sample(topic, body, t);
     this._changed(topic);
   }
 
@@ -97,6 +113,10 @@ export class Store extends EventTarget {
       if (!isNum(v)) v = null;
       if (v !== null && name === 'errors') v *= 100;
       const last = arr[arr.length - 1];
+      if (last && now <= last.x) { // same or older stamp: keep the time line strictly increasing
+        if (now === last.x) last.y = v;
+        continue;
+      }
       if (last && now - last.x > GAP_MS) arr.push({ x: last.x + 1, y: null }); // break the line
       arr.push({ x: now, y: v });
       while (arr.length && arr[0].x < now - SERIES_WINDOW_MS) arr.shift();

@@ -1,11 +1,15 @@
-// pages/overview.js - KATO cards, host cards, live charts, containers table.
+// pages/overview.js - KATO cards, host cards, charts (history, then live)
+// with the time range picker, containers table with CPU sparklines.
 // Subscribes to metrics, containers, host and kato_health.
 
 import { h, replace, setText } from '../dom.js';
 import {
-  DASH, fmtBytes, fmtDuration, fmtFixed, fmtFraction, fmtInt, fmtNum, fmtPct, fmtSeconds, get, isNum,
+  DASH, fmtBytes, fmtDuration, fmtFixed, fmtFraction, fmtInt, fmtNum, fmtPct, fmtSeconds, isNum,
 } from '../format.js';
 import { LiveChart } from '../charts.js';
+import { pageRangePicker } from '../history.js';
+import { Sparklines } from '../sparklines.js';
+import { containersTable, fmtMb } from '../containers.js';
 import { card, emptyState, sourceChip } from '../ui.js';
 
 export const TOPICS = ['metrics', 'containers', 'host', 'kato_health'];
@@ -19,8 +23,10 @@ function section(id, title, chip, ...content) {
     ...content);
 }
 
-export function mount({ conn, store }) {
+export function mount(ctx) {
+  const { conn, store, api, range } = ctx;
   const release = conn.claim('overview', TOPICS);
+  const picker = pageRangePicker(ctx); // before the charts: ?range= decides their first request
 
   // ---- KATO ----
   const katoChip = sourceChip();
@@ -52,9 +58,10 @@ export function mount({ conn, store }) {
   hostSection.querySelector('h2').append(hostName);
 
   // ---- charts ----
+  const hist = { store, api, range };
   const charts = [
     new LiveChart({
-      id: 'chart-cpu', title: 'CPU', store, format: pct, yMax: 100,
+      ...hist, id: 'chart-cpu', title: 'CPU', format: pct, yMax: 100,
       series: [
         { key: 'cpu.kato', label: 'KATO', color: '--s1' },
         { key: 'cpu.host', label: 'Host', color: '--s2' },
@@ -62,7 +69,7 @@ export function mount({ conn, store }) {
       ],
     }),
     new LiveChart({
-      id: 'chart-memory', title: 'Memory', store, format: pct, yMax: 100,
+      ...hist, id: 'chart-memory', title: 'Memory', format: pct, yMax: 100,
       series: [
         { key: 'mem.kato', label: 'KATO', color: '--s1' },
         { key: 'mem.host', label: 'Host', color: '--s2' },
@@ -70,23 +77,26 @@ export function mount({ conn, store }) {
       ],
     }),
     new LiveChart({
-      id: 'chart-rps', title: 'Requests per second', store, format: (v) => fmtNum(v),
+      ...hist, id: 'chart-rps', title: 'Requests per second', format: (v) => fmtNum(v),
       series: [{ key: 'rps', label: 'Requests / s', color: '--s1' }],
     }),
     new LiveChart({
-      id: 'chart-errors', title: 'Error rate', store, format: (v, axis) => (axis ? `${v} %` : fmtFraction(v / 100)), yMax: 10,
+      ...hist, id: 'chart-errors', title: 'Error rate', format: (v, axis) => (axis ? `${v} %` : fmtFraction(v / 100)), yMax: 10,
       series: [{ key: 'errors', label: 'Error rate', color: '--s4' }],
       threshold: { value: ERROR_RATE_THRESHOLD * 100, label: 'Threshold' },
     }),
   ];
-  const chartSection = section('charts', 'Live charts', null, h('div', { class: 'charts' }, charts.map((c) => c.el)));
-  chartSection.querySelector('h2').append(h('span', { class: 'section-note' }, 'fed by the live stream, up to 5 minutes'));
+  const chartSection = section('charts', 'Charts', null, h('div', { class: 'charts' }, charts.map((c) => c.el)));
+  chartSection.querySelector('h2').append(h('span', { class: 'section-note' }, 'katomon\'s history, then live'));
+  chartSection.querySelector('.section-head').append(picker.el);
 
   // ---- containers ----
   const ctChip = sourceChip();
   const ctSummary = h('p', { class: 'section-summary' });
   const ctBody = h('div', { class: 'table-wrap' });
   const ctSection = section('containers', 'Containers', ctChip, ctSummary, ctBody);
+  const sparks = new Sparklines({ api, store, range });
+  sparks.addEventListener('change', () => onChange({ detail: { topic: 'sparklines' } }));
 
   const el = h('section', { class: 'page page-overview' },
     h('header', { class: 'page-head' },
@@ -180,46 +190,7 @@ export function mount({ conn, store }) {
     }
     lastCtKey = null;
     setText(ctSummary, `${fmtInt(agg.container_count ?? list.length)} containers · CPU ${fmtPct(agg.total_cpu_percent)} · memory ${fmtMb(agg.total_memory_mb)} of ${fmtMb(agg.total_memory_limit_mb)} (${fmtPct(agg.total_memory_percent)})`);
-    const sum = (f) => list.reduce((s, x) => s + (isNum(get(x, f)) ? get(x, f) : 0), 0);
-    const table = h('table', { class: 'data-table' },
-      h('caption', { class: 'sr-only' }, 'Containers and their resource use'),
-      h('thead', null, h('tr', null,
-        h('th', { scope: 'col' }, 'Name'),
-        h('th', { scope: 'col' }, 'Status'),
-        h('th', { scope: 'col', class: 'num' }, 'CPU'),
-        h('th', { scope: 'col', class: 'num' }, 'Memory'),
-        h('th', { scope: 'col', class: 'num' }, 'Mem %'),
-        h('th', { scope: 'col', class: 'num' }, 'Net rx / tx'),
-        h('th', { scope: 'col', class: 'num' }, 'Block I/O r / w'),
-        h('th', { scope: 'col', class: 'num' }, 'PIDs'))),
-      h('tbody', null, list.map((x) => {
-        const mem = x.memory || {};
-        const net = x.network || {};
-        const io = x.block_io || {};
-        const status = String(x.status || 'unknown');
-        const healthTxt = x.health ? ` (${x.health})` : '';
-        const running = status === 'running';
-        const bad = !running || x.health === 'unhealthy';
-        const live = (text) => (running ? text : DASH); // a stopped container has no figures
-        return h('tr', { dataset: { name: x.name || '' }, class: bad ? 'row-bad' : '' },
-          h('th', { scope: 'row', class: 'name' }, x.name || DASH, x.id ? h('span', { class: 'cid' }, x.id) : null),
-          h('td', { title: x.error || null }, h('span', { class: `status-dot st-${bad ? 'bad' : x.health === 'starting' ? 'warn' : 'ok'}` }), status + healthTxt),
-          h('td', { class: 'num' }, live(fmtPct(x.cpu))),
-          h('td', { class: 'num' }, live(`${fmtBytes(mem.usage_bytes)} / ${fmtBytes(mem.limit_bytes)}`)),
-          h('td', { class: 'num' }, running ? meter(mem.usage_percent) : DASH),
-          h('td', { class: 'num' }, live(`${fmtBytes(net.rx_bytes)} / ${fmtBytes(net.tx_bytes)}`)),
-          h('td', { class: 'num' }, live(`${fmtBytes(io.read_bytes)} / ${fmtBytes(io.write_bytes)}`)),
-          h('td', { class: 'num' }, live(fmtInt(x.pids))));
-      })),
-      h('tfoot', null, h('tr', null,
-        h('th', { scope: 'row' }, 'Total'),
-        h('td', null, `${list.filter((x) => x.status === 'running').length} of ${list.length} running`),
-        h('td', { class: 'num' }, fmtPct(agg.total_cpu_percent)),
-        h('td', { class: 'num' }, `${fmtMb(agg.total_memory_mb)} / ${fmtMb(agg.total_memory_limit_mb)}`),
-        h('td', { class: 'num' }, meter(agg.total_memory_percent)),
-        h('td', { class: 'num' }, `${fmtBytes(sum('network.rx_bytes'))} / ${fmtBytes(sum('network.tx_bytes'))}`),
-        h('td', { class: 'num' }, `${fmtBytes(sum('block_io.read_bytes'))} / ${fmtBytes(sum('block_io.write_bytes'))}`),
-        h('td', { class: 'num' }, fmtInt(sum('pids'))))));
+    const table = containersTable(list, agg, sparks);
     replace(ctBody, table);
   }
 
@@ -233,7 +204,8 @@ export function mount({ conn, store }) {
       const all = dirty.has('*');
       if (all || dirty.has('metrics') || dirty.has('kato_health')) renderKato();
       if (all || dirty.has('host')) renderHost();
-      if (all || dirty.has('containers')) renderContainers();
+      if (dirty.has('containers')) sparks.follow();
+      if (all || dirty.has('containers') || dirty.has('sparklines')) renderContainers();
       if (all || dirty.has('metrics') || dirty.has('host') || dirty.has('containers')) charts.forEach((c) => c.update());
       dirty.clear();
     });
@@ -253,19 +225,8 @@ export function mount({ conn, store }) {
       cancelAnimationFrame(frame);
       store.removeEventListener('change', onChange);
       charts.forEach((c) => c.destroy());
+      sparks.destroy();
+      picker.destroy();
     },
   };
 }
-
-function fmtMb(mb) {
-  return isNum(mb) ? fmtBytes(mb * 1024 * 1024) : DASH;
-}
-
-function meter(p) {
-  if (!isNum(p)) return DASH;
-  const level = p >= 95 ? 'bad' : p >= 85 ? 'warn' : 'ok';
-  return h('span', { class: 'meter-cell' },
-    h('span', { class: `meter meter-${level}`, 'aria-hidden': 'true' }, h('span', { style: `width:${Math.min(100, Math.max(0, p)).toFixed(1)}%` })),
-    fmtPct(p));
-}
-

@@ -7,14 +7,17 @@
 import { h, icon, replace, setText } from '../dom.js';
 import { fmtInt, isNum, parseTime, shortId } from '../format.js';
 import { LiveChart } from '../charts.js';
+import { pageRangePicker } from '../history.js';
 import { card, emptyState, relTimeEl, sourceChip } from '../ui.js';
 
 export const TOPICS = ['sessions', 'session_events'];
 const FEED_MAX = 200;
 const HOUR = 3600 * 1000;
 
-export function mount({ conn, store, toaster }) {
+export function mount(ctx) {
+  const { conn, store, toaster, api, range } = ctx;
   const release = conn.claim('sessions', TOPICS);
+  const picker = pageRangePicker(ctx);
   const feed = []; // newest first: {kind: 'event'|'note', ...}
 
   const chip = sourceChip();
@@ -26,7 +29,7 @@ export function mount({ conn, store, toaster }) {
   };
   const notice = h('p', { class: 'notice', role: 'status', hidden: true });
   const chart = new LiveChart({
-    id: 'chart-sessions', title: 'Active sessions', store, format: (v, axis) => (axis ? String(v) : fmtInt(v)),
+    store, api, range, id: 'chart-sessions', title: 'Active sessions', format: (v, axis) => (axis ? String(v) : fmtInt(v)),
     series: [{ key: 'sessions', label: 'Active', color: '--s1', stepped: true }],
   });
   const feedCount = h('span', { class: 'section-note' });
@@ -47,7 +50,7 @@ export function mount({ conn, store, toaster }) {
         h('div', { class: 'section-head' }, h('h2', { id: 'feed-h' }, 'Live feed', feedCount)),
         feedBody),
       h('section', { class: 'section', 'aria-labelledby': 'schart-h' },
-        h('div', { class: 'section-head' }, h('h2', { id: 'schart-h' }, 'Trend')),
+        h('div', { class: 'section-head section-head-wrap' }, h('h2', { id: 'schart-h' }, 'Trend'), picker.el),
         h('div', { class: 'charts charts-1' }, chart.el))),
     live);
 
@@ -183,6 +186,7 @@ export function mount({ conn, store, toaster }) {
       conn.removeEventListener('gap', onGap);
       store.removeEventListener('change', onChange);
       chart.destroy();
+      picker.destroy();
     },
   };
 }

@@ -1,0 +1,321 @@
+/*
+ * alert_eval.c - the alert state machine and the firing counts (see
+ * alert_eval.h).
+ *
+ * Per alert key (the rule's type, or TYPE_NAME per item) the state machine:
+ *   - fires when the condition held for `for` consecutive samples;
+ *   - escalates warning -> error at once;
+ *   - while firing, reminds every `cooldown` seconds (the original re-sent
+ *     an alert each 60 s while it held; the cooldown is that period);
+ *   - resolves (an alert with "state": "resolved") when the value comes
+ *     back past `clear` (hysteresis; default: the warning threshold) or the
+ *     item stops matching or disappears.
+ * A track's level is what was last sent, so the firing counts (am_firing)
+ * say what the dashboard and the history say.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <katomon/util.h>
+
+#include "alert_eval.h"
+
+/* ---- evaluation ---- */
+
+/* Follows "a.b.c" (an optional trailing "[*]" is left to the caller). Borrowed. */
+static json_t *lookup(json_t *root, const char *path)
+{
+    char buf[128];
+    char *save = NULL;
+
+    snprintf(buf, sizeof buf, "%s", path);
+    char *star = strstr(buf, "[*]");
+    if (star)
+        *star = '\0';
+    json_t *cur = root;
+    for (char *k = strtok_r(buf, ".", &save); k && cur; k = strtok_r(NULL, ".", &save))
+        cur = json_object_get(cur, k);
+    return cur;
+}
+
+static int compare(enum am_op op, double v, double t, int inclusive)
+{
+    switch (op) {
+    case AM_GT:
+        return inclusive ? v >= t : v > t;
+    case AM_GE:
+        return v >= t;
+    case AM_LT:
+        return inclusive ? v <= t : v < t;
+    case AM_LE:
+        return v <= t;
+    }
+    return 0;
+}
+
+/* Sets "message"; a resolved alert says so. */
+static void set_message(json_t *alert, const char *msg, const char *state)
+{
+    char text[420];
+
+    snprintf(text, sizeof text, state[0] == 'r' ? "%s (resolved)" : "%s", msg);
+    json_object_set_new(alert, "message", json_string(text));
+}
+
+static json_t *new_alert(const struct am_rule *r, struct am_track *t, int level,
+                         const char *state, uint64_t *next_id)
+{
+    char id[48];
+
+    snprintf(id, sizeof id, "a%llu", (unsigned long long)++*next_id);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", id, "level",
+                     am_level_name(level), "type", r->type, "state", state, "rule",
+                     r->name, "key", t->key);
+}
+
+/* Decides what one track does with this sample; appends alerts to batch. */
+static void step(const struct am_rule *r, struct am_track *t, int cond, int hold,
+                 json_t *batch,
+                 json_t *(*describe)(const struct am_rule *, struct am_track *, int,
+                                     const char *, void *),
+                 void *arg)
+{
+    int64_t now = km_mono_us();
+    int level = cond;
+
+    if (!level && t->level && hold) /* hysteresis: not back past `clear` yet */
+        level = t->level;
+    t->streak = level ? t->streak + 1 : 0;
+    if (level && t->streak < r->for_n)
+        return;
+    const char *state = NULL;
+    if (level > t->level)
+        state = "firing"; /* new, or escalated */
+    else if (level && now - t->last_sent >= (int64_t)(r->cooldown * 1e6))
+        state = "firing"; /* reminder */
+    else if (!level && t->level)
+        state = "resolved";
+    if (level && level < t->level)
+        t->level = level; /* calmer but still firing: no message */
+    if (!state)
+        return;
+    json_t *a = describe(r, t, state[0] == 'r' ? t->level : level, state, arg);
+    if (a)
+        json_array_append_new(batch, a);
+    if (state[0] == 'f')
+        t->last_sent = now;
+    t->level = level;
+}
+
+struct threshold_arg {
+    double value;      /* sample */
+    double threshold;  /* threshold crossed */
+    uint64_t *next_id; /* the history's ids */
+};
+
+static json_t *describe_threshold(const struct am_rule *r, struct am_track *t, int level,
+                                  const char *state, void *argp)
+{
+    struct threshold_arg *a = argp;
+    char msg[400];
+    json_t *alert = new_alert(r, t, level, state, a->next_id);
+
+    am_render(msg, sizeof msg, r, a->value, a->threshold, NULL, NULL, level);
+    set_message(alert, msg, state);
+    json_object_set_new(alert, "value", json_real(a->value));
+    json_object_set_new(alert, "threshold", json_real(a->threshold));
+    return alert;
+}
+
+static void eval_threshold(struct am_rule *r, json_t *msg, json_t *batch,
+                           uint64_t *next_id)
+{
+    json_t *v = lookup(msg, r->path);
+
+    if (!json_is_number(v))
+        return; /* source failing or field absent: no verdict */
+    double x = json_number_value(v);
+    struct am_track *t = &r->tracks[0];
+    int cond = 0;
+    if (r->has_critical && compare(r->op, x, r->critical, 1))
+        cond = 2;
+    else if (r->has_warning && compare(r->op, x, r->warning, 0))
+        cond = 1;
+    int hold = compare(r->op, x, r->clear, 0);
+    int level_now = cond ? cond : (t->level && hold ? t->level : 0);
+    struct threshold_arg a = {x,
+                              level_now >= 2 && r->has_critical ? r->critical
+                              : r->has_warning                  ? r->warning
+                                                                : r->critical,
+                              next_id};
+    step(r, t, cond, hold, batch, describe_threshold, &a);
+}
+
+struct match_arg {
+    const char *matched; /* value that matched (or the last value seen) */
+    uint64_t *next_id;   /* the history's ids */
+};
+
+static json_t *describe_match(const struct am_rule *r, struct am_track *t, int level,
+                              const char *state, void *argp)
+{
+    struct match_arg *a = argp;
+    char msg[400];
+    json_t *alert = new_alert(r, t, level, state, a->next_id);
+
+    am_render(msg, sizeof msg, r, 0, 0, t->item, a->matched, level);
+    set_message(alert, msg, state);
+    json_object_set_new(alert, "item", json_string(t->item));
+    if (strcmp(r->topic, "containers") == 0)
+        json_object_set_new(alert, "container_name", json_string(t->item));
+    if (a->matched)
+        json_object_set_new(alert, "status", json_string(a->matched));
+    return alert;
+}
+
+/* The item member as text ("" when absent). */
+static void member_text(json_t *item, const char *field, char *buf, size_t len)
+{
+    json_t *v = lookup(item, field);
+
+    if (json_is_string(v))
+        snprintf(buf, len, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(buf, len, "%lld", (long long)json_integer_value(v));
+    else if (json_is_boolean(v))
+        snprintf(buf, len, "%s", json_is_true(v) ? "true" : "false");
+    else
+        buf[0] = '\0';
+}
+
+static struct am_track *track_for(struct am_rule *r, const char *item)
+{
+    for (int i = 0; i < r->n_tracks; i++)
+        if (strcmp(r->tracks[i].item, item) == 0)
+            return &r->tracks[i];
+    if (r->n_tracks == AM_MAX_TRACKS)
+        return NULL;
+    struct am_track *t = &r->tracks[r->n_tracks++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->item, sizeof t->item, "%s", item);
+    snprintf(t->key, sizeof t->key, "%s_%s", r->type, item);
+    return t;
+}
+
+static void eval_match(struct am_rule *r, json_t *msg, json_t *batch, uint64_t *next_id)
+{
+    json_t *items = lookup(msg, r->path);
+    size_t i;
+    json_t *item;
+
+    if (!json_is_array(items))
+        return;
+    for (int k = 0; k < r->n_tracks; k++)
+        r->tracks[k].seen = 0;
+    json_array_foreach(items, i, item)
+    {
+        char name[96], value[64];
+        member_text(item, r->name_field, name, sizeof name);
+        struct am_track *t = name[0] ? track_for(r, name) : NULL;
+        if (!t)
+            continue;
+        t->seen = 1;
+        const char *matched = NULL;
+        for (int c = 0; c < r->n_clauses && !matched; c++) {
+            member_text(item, r->clauses[c].field, value, sizeof value);
+            int eq = strcmp(value, r->clauses[c].value) == 0;
+            if (eq != r->clauses[c].negate && (value[0] || r->clauses[c].negate))
+                matched = value;
+        }
+        char first[64];
+        member_text(item, r->clauses[0].field, first, sizeof first);
+        struct match_arg a = {matched ? matched : first, next_id};
+        step(r, t, matched ? r->match_level : 0, 0, batch, describe_match, &a);
+    }
+    for (int k = 0; k < r->n_tracks; k++) { /* gone from the list: resolved */
+        struct am_track *t = &r->tracks[k];
+        if (!t->seen && t->level) {
+            struct match_arg a = {"gone", next_id};
+            t->streak = 0;
+            step(r, t, 0, 0, batch, describe_match, &a);
+        }
+    }
+}
+
+int am_make_tracks(struct am_rule *r)
+{
+    r->tracks = calloc(r->is_match ? AM_MAX_TRACKS : 1, sizeof *r->tracks);
+    if (!r->tracks)
+        return -1;
+    if (!r->is_match) {
+        r->n_tracks = 1;
+        snprintf(r->tracks[0].key, sizeof r->tracks[0].key, "%s", r->type);
+    }
+    return 0;
+}
+
+void am_eval(struct am_rule *r, json_t *msg, json_t *batch, uint64_t *next_id)
+{
+    if (r->is_match)
+        eval_match(r, msg, batch, next_id);
+    else
+        eval_threshold(r, msg, batch, next_id);
+}
+
+/* ---- firing counts ---- */
+
+/* The item of (type, level) in alerts, appended with "firing": 0 when new.
+   Borrowed; NULL on ENOMEM. */
+static json_t *firing_item(json_t *alerts, const char *type, int level)
+{
+    const char *lv = am_level_name(level);
+    size_t i;
+    json_t *a;
+
+    json_array_foreach(alerts, i, a)
+    {
+        if (strcmp(json_string_value(json_object_get(a, "type")), type) == 0 &&
+            strcmp(json_string_value(json_object_get(a, "level")), lv) == 0)
+            return a;
+    }
+    a = json_pack("{s:s, s:s, s:i}", "type", type, "level", lv, "firing", 0);
+    if (!a || json_array_append_new(alerts, a) < 0)
+        return NULL;
+    return a;
+}
+
+/* Adds n to the count of (type, level); -1 on ENOMEM. */
+static int firing_add(json_t *alerts, const char *type, int level, int n)
+{
+    json_t *a = firing_item(alerts, type, level);
+    json_t *f = json_object_get(a, "firing");
+
+    if (!a)
+        return -1;
+    return json_integer_set(f, json_integer_value(f) + n);
+}
+
+json_t *am_firing(const struct am_rule *rules, int n_rules)
+{
+    json_t *alerts = json_array();
+    int bad = !alerts;
+
+    for (int i = 0; i < n_rules && !bad; i++) {
+        const struct am_rule *r = &rules[i];
+        int has[3] = {0, r->is_match ? r->match_level == 1 : r->has_warning,
+                      r->is_match ? r->match_level == 2 : r->has_critical};
+        for (int level = 1; level <= 2 && !bad; level++) {
+            int n = 0;
+            for (int k = 0; k < r->n_tracks; k++)
+                n += r->tracks[k].level == level;
+            if (has[level] || n) /* a level it raised is listed too */
+                bad = firing_add(alerts, r->type, level, n) < 0;
+        }
+    }
+    if (bad) {
+        json_decref(alerts);
+        return NULL;
+    }
+    return json_pack("{s:o}", "alerts", alerts);
+}

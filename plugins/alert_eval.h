@@ -1,0 +1,56 @@
+/*
+ * alert_eval.h - alert_manager's state machine: one message of a rule's
+ * topic in, the alerts it raises, re-sends or resolves out; and what is
+ * firing now, counted per (type, level).
+ *
+ * The rules (struct am_rule, alert_rules.h) are parsed by alert_rules.c;
+ * each carries the states of its alert keys (struct am_track, here), which
+ * only this file changes. alert_manager.c owns the rules, publishes what
+ * comes out and keeps the history.
+ *
+ * Built into alert_manager.so (with -fvisibility=hidden: nothing here is
+ * exported) and into tests/unit/check_alert_eval.
+ */
+#ifndef AM_ALERT_EVAL_H
+#define AM_ALERT_EVAL_H
+
+#include <stdint.h>
+#include <jansson.h>
+
+#include "alert_rules.h"
+
+#define AM_MAX_TRACKS 512 /* alert keys tracked per match rule (items) */
+
+/* The state of one alert key. */
+struct am_track {
+    char key[160];     /* TYPE or TYPE_ITEMNAME */
+    char item[96];     /* item name (match rules); "" otherwise */
+    int level;         /* 0 clear, 1 warning, 2 error: what was last sent */
+    unsigned streak;   /* consecutive samples the condition held */
+    int64_t last_sent; /* monotonic µs of the last firing/reminder sent */
+    int seen;          /* match rules: present in this evaluation */
+};
+
+/* Gives r its alert keys: room for AM_MAX_TRACKS items (a match rule), or
+   its one key, the rule's type. 0, or -1 on ENOMEM (r->tracks NULL). */
+int am_make_tracks(struct am_rule *r);
+
+/*
+ * Evaluates rule r on msg, a message of its topic (the caller checks the
+ * topic and that the source is healthy): appends to the array batch each
+ * alert it raises, re-sends or resolves, numbered "a<N>" from ++*next_id.
+ */
+void am_eval(struct am_rule *r, json_t *msg, json_t *batch, uint64_t *next_id);
+
+/*
+ * What is firing now: {"alerts": [{"type", "level", "firing"}, ...]} with
+ * one item per (type, level) pair the rules can raise (a threshold rule:
+ * warning and/or error as it has `warning` and `critical`; a match rule:
+ * its level), in rule order, warning before error, rules of one type
+ * summed, and "firing" the number of their keys at that level now (0
+ * included). The body of the alerts_firing topic. New reference; NULL
+ * on ENOMEM.
+ */
+json_t *am_firing(const struct am_rule *rules, int n_rules);
+
+#endif /* AM_ALERT_EVAL_H */

@@ -1,0 +1,253 @@
+/*
+ * check_alert_eval.c - alert_manager's state machine and firing counts
+ * (plugins/alert_eval.c, compiled into this test with alert_rules.c).
+ *
+ * Rules are built as the parser builds them (the fields am_rule_parse
+ * sets), messages are the shapes docker_stats publishes, and each case
+ * checks both what a message raises (the batch) and what am_firing then
+ * says: the body of the alerts_firing topic, whose counts must follow the
+ * alerts sent, pair by pair, 0 included.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+#include <jansson.h>
+
+#include "../../plugins/alert_eval.h"
+
+static struct am_rule rules[4]; /* the rules of the case */
+static int n_rules;             /* how many */
+static uint64_t next_id;        /* alert ids */
+
+static void setup(void)
+{
+    memset(rules, 0, sizeof rules);
+    n_rules = 0;
+    next_id = 0;
+}
+
+static void teardown(void)
+{
+    for (int i = 0; i < n_rules; i++)
+        free(rules[i].tracks);
+}
+
+/* A threshold rule "> warning, >= critical" (a NaN leaves one out). */
+static struct am_rule *threshold(const char *type, const char *path, double warning,
+                                 double critical)
+{
+    struct am_rule *r = &rules[n_rules++];
+
+    snprintf(r->name, sizeof r->name, "%s", type);
+    snprintf(r->type, sizeof r->type, "%s", type);
+    snprintf(r->topic, sizeof r->topic, "containers");
+    snprintf(r->path, sizeof r->path, "%s", path);
+    snprintf(r->message, sizeof r->message, "%s at {value}", type);
+    r->op = AM_GT;
+    r->has_warning = warning == warning;
+    r->has_critical = critical == critical;
+    r->warning = warning;
+    r->critical = critical;
+    r->clear = r->has_warning ? warning : critical;
+    r->for_n = 1;
+    r->cooldown = 60;
+    ck_assert_int_eq(am_make_tracks(r), 0);
+    return r;
+}
+
+/* container_down as shipped: status != running, level error. */
+static struct am_rule *container_down(void)
+{
+    struct am_rule *r = &rules[n_rules++];
+
+    snprintf(r->name, sizeof r->name, "container_down");
+    snprintf(r->type, sizeof r->type, "container_down");
+    snprintf(r->topic, sizeof r->topic, "containers");
+    snprintf(r->path, sizeof r->path, "containers[*]");
+    snprintf(r->message, sizeof r->message, "Container '{name}' is {value}");
+    snprintf(r->name_field, sizeof r->name_field, "name");
+    r->is_match = 1;
+    r->match_level = 2;
+    snprintf(r->clauses[0].field, sizeof r->clauses[0].field, "status");
+    r->clauses[0].negate = 1;
+    snprintf(r->clauses[0].value, sizeof r->clauses[0].value, "running");
+    r->n_clauses = 1;
+    r->for_n = 1;
+    r->cooldown = 60;
+    ck_assert_int_eq(am_make_tracks(r), 0);
+    return r;
+}
+
+/* Evaluates every rule on the message `text`; returns the batch (new). */
+static json_t *feed(const char *text)
+{
+    json_t *msg = json_loads(text, 0, NULL);
+    json_t *batch = json_array();
+
+    ck_assert_ptr_nonnull(msg);
+    for (int i = 0; i < n_rules; i++)
+        am_eval(&rules[i], msg, batch, &next_id);
+    json_decref(msg);
+    return batch;
+}
+
+/* am_firing as compact text, for exact comparisons. */
+static char *firing_text(void)
+{
+    json_t *f = am_firing(rules, n_rules);
+    char *text;
+
+    ck_assert_ptr_nonnull(f);
+    text = json_dumps(f, JSON_COMPACT);
+    json_decref(f);
+    return text;
+}
+
+static void assert_firing(const char *want)
+{
+    char *got = firing_text();
+    ck_assert_str_eq(got, want);
+    free(got);
+}
+
+/* The batch holds exactly one alert, of this type, level and state. */
+static void assert_one(json_t *batch, const char *type, const char *level,
+                       const char *state)
+{
+    json_t *a = json_array_get(batch, 0);
+
+    ck_assert_int_eq(json_array_size(batch), 1);
+    ck_assert_str_eq(json_string_value(json_object_get(a, "type")), type);
+    ck_assert_str_eq(json_string_value(json_object_get(a, "level")), level);
+    ck_assert_str_eq(json_string_value(json_object_get(a, "state")), state);
+    json_decref(batch);
+}
+
+#define CPU(x) "{\"aggregated\":{\"total_cpu_percent\":" #x "},\"containers\":[]}"
+
+START_TEST(test_pairs_at_start)
+{
+    threshold("high_cpu", "aggregated.total_cpu_percent", 80, 90);
+    threshold("only_critical", "aggregated.total_memory_percent", NAN, 95);
+    container_down();
+    assert_firing("{\"alerts\":["
+                  "{\"type\":\"high_cpu\",\"level\":\"warning\",\"firing\":0},"
+                  "{\"type\":\"high_cpu\",\"level\":\"error\",\"firing\":0},"
+                  "{\"type\":\"only_critical\",\"level\":\"error\",\"firing\":0},"
+                  "{\"type\":\"container_down\",\"level\":\"error\",\"firing\":0}]}");
+}
+END_TEST
+
+START_TEST(test_no_rules)
+{
+    assert_firing("{\"alerts\":[]}");
+}
+END_TEST
+
+START_TEST(test_threshold_counts)
+{
+    threshold("high_cpu", "aggregated.total_cpu_percent", 80, 90);
+    assert_one(feed(CPU(85)), "high_cpu", "warning", "firing");
+    ck_assert_uint_eq(next_id, 1);
+    assert_firing("{\"alerts\":["
+                  "{\"type\":\"high_cpu\",\"level\":\"warning\",\"firing\":1},"
+                  "{\"type\":\"high_cpu\",\"level\":\"error\",\"firing\":0}]}");
+    assert_one(feed(CPU(95)), "high_cpu", "error", "firing"); /* escalated */
+    assert_firing("{\"alerts\":["
+                  "{\"type\":\"high_cpu\",\"level\":\"warning\",\"firing\":0},"
+                  "{\"type\":\"high_cpu\",\"level\":\"error\",\"firing\":1}]}");
+    json_t *quiet = feed(CPU(85)); /* calmer, still firing: nothing sent */
+    ck_assert_int_eq(json_array_size(quiet), 0);
+    json_decref(quiet);
+    assert_firing("{\"alerts\":["
+                  "{\"type\":\"high_cpu\",\"level\":\"warning\",\"firing\":1},"
+                  "{\"type\":\"high_cpu\",\"level\":\"error\",\"firing\":0}]}");
+    assert_one(feed(CPU(10)), "high_cpu", "warning", "resolved");
+    assert_firing("{\"alerts\":["
+                  "{\"type\":\"high_cpu\",\"level\":\"warning\",\"firing\":0},"
+                  "{\"type\":\"high_cpu\",\"level\":\"error\",\"firing\":0}]}");
+    ck_assert_uint_eq(next_id, 3);
+}
+END_TEST
+
+START_TEST(test_no_verdict)
+{
+    threshold("high_cpu", "aggregated.total_cpu_percent", 80, 90);
+    assert_one(feed(CPU(99)), "high_cpu", "error", "firing");
+    /* a message without the number (Docker down: "aggregated": {}) changes
+       nothing: the alert still fires */
+    json_t *b = feed("{\"aggregated\":{},\"containers\":[]}");
+    ck_assert_int_eq(json_array_size(b), 0);
+    json_decref(b);
+    assert_firing("{\"alerts\":["
+                  "{\"type\":\"high_cpu\",\"level\":\"warning\",\"firing\":0},"
+                  "{\"type\":\"high_cpu\",\"level\":\"error\",\"firing\":1}]}");
+}
+END_TEST
+
+START_TEST(test_match_counts_items)
+{
+    container_down();
+    json_t *b = feed("{\"containers\":[{\"name\":\"a\",\"status\":\"exited\"},"
+                     "{\"name\":\"b\",\"status\":\"running\"},"
+                     "{\"name\":\"c\",\"status\":\"missing\"}]}");
+    ck_assert_int_eq(json_array_size(b), 2);
+    json_decref(b);
+    assert_firing("{\"alerts\":["
+                  "{\"type\":\"container_down\",\"level\":\"error\",\"firing\":2}]}");
+    /* a runs again, c leaves the list: both resolved */
+    b = feed("{\"containers\":[{\"name\":\"a\",\"status\":\"running\"},"
+             "{\"name\":\"b\",\"status\":\"running\"}]}");
+    ck_assert_int_eq(json_array_size(b), 2);
+    for (size_t i = 0; i < 2; i++)
+        ck_assert_str_eq(
+            json_string_value(json_object_get(json_array_get(b, i), "state")),
+            "resolved");
+    json_decref(b);
+    assert_firing("{\"alerts\":["
+                  "{\"type\":\"container_down\",\"level\":\"error\",\"firing\":0}]}");
+}
+END_TEST
+
+START_TEST(test_same_type_summed)
+{
+    threshold("hot", "aggregated.total_cpu_percent", 80, NAN);
+    threshold("hot", "aggregated.total_memory_percent", 50, 90);
+    json_t *b = feed("{\"aggregated\":{\"total_cpu_percent\":85,"
+                     "\"total_memory_percent\":60}}");
+    ck_assert_int_eq(json_array_size(b), 2);
+    json_decref(b);
+    /* one item per (type, level), the rules' keys summed */
+    assert_firing("{\"alerts\":["
+                  "{\"type\":\"hot\",\"level\":\"warning\",\"firing\":2},"
+                  "{\"type\":\"hot\",\"level\":\"error\",\"firing\":0}]}");
+}
+END_TEST
+
+static Suite *eval_suite(void)
+{
+    Suite *s = suite_create("alert_eval");
+    TCase *tc = tcase_create("firing");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_pairs_at_start);
+    tcase_add_test(tc, test_no_rules);
+    tcase_add_test(tc, test_threshold_counts);
+    tcase_add_test(tc, test_no_verdict);
+    tcase_add_test(tc, test_match_counts_items);
+    tcase_add_test(tc, test_same_type_summed);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(eval_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
