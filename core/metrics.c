@@ -9,8 +9,8 @@
  * them when dividing back (one correctly rounded double operation, so the
  * very result strtod gives) returns the same double; else 17 digits,
  * which always parse back (the proof is at km_digits). printf stays the
- * fallback for values outside 1e-7..1e19 and for platforms without an
- * 80-bit long double.
+ * fallback for values outside 1e-7..1e19 and where long double has no
+ * 64-bit significand (other platforms, valgrind).
  */
 #include <float.h>
 #include <math.h>
@@ -58,6 +58,20 @@ static const uint64_t km_pow10u[] = {1ull,
                                      1000000000000000ull,
                                      10000000000000000ull,
                                      100000000000000000ull};
+
+/* 1 when long double really carries 64 bits: valgrind, for one, runs x87
+   arithmetic in double precision, and 17 digits would then be unproven.
+   Asked once: it is the process's. */
+static int km_extended_ok(void)
+{
+    static int ok = -1;
+    if (ok < 0) {
+        volatile long double x = 1.0L;
+        x += 0x1p-60L;
+        ok = x != 1.0L;
+    }
+    return ok;
+}
 
 /* a * 10^k rounded once to 64 bits (|k| <= 27, checked by the caller). */
 static long double km_scale(double a, int k)
@@ -198,7 +212,7 @@ size_t km_metrics_value(double v, char *buf)
 #ifdef KM_FAST_DIGITS
     char d[20] = {0};
     int n, e;
-    if (a >= 1e-7 && a < 1e19 && km_digits(a, d, &n, &e) == 0) {
+    if (a >= 1e-7 && a < 1e19 && km_extended_ok() && km_digits(a, d, &n, &e) == 0) {
         p = km_place(p, d, n, e);
         *p = '\0';
         return (size_t)(p - buf);

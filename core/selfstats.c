@@ -179,6 +179,9 @@ static void km_self_ws(struct km_series_reg *reg, struct km_core *core)
     km_self_set(reg, "katomon_ws_frames_sent_total",
                 "WebSocket frames queued to clients (broadcast and replies).",
                 KM_SERIES_COUNTER, "", (double)(st.frames_queued + st.private_frames));
+    km_self_set(reg, "katomon_ws_bytes_sent_total",
+                "Bytes of the WebSocket frames handed to clients.", KM_SERIES_COUNTER, "",
+                (double)st.bytes_sent);
 }
 
 static void km_self_history(struct km_series_reg *reg, struct km_core *core)

@@ -6,6 +6,7 @@
  *   katomon_ws_clients                  WebSocket clients now
  *   katomon_ws_frames_sent_total        frames queued to clients (shared
  *                                       broadcast references + private replies)
+ *   katomon_ws_bytes_sent_total         bytes of those frames
  *   katomon_bus_messages_total{topic}   messages accepted per topic
  *   katomon_bus_rejected_total{topic}   messages refused by validation per topic
  *   katomon_plugin_up{plugin}           1 running, 0 disabled or off

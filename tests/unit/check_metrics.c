@@ -38,18 +38,6 @@
 #include "server.h"
 #include "wsclient.h"
 
-/*
- * Links this test until core/history.c (branch h14-hist) is in libkmcore:
- * selfstats.c calls it only when core->history is set, which no test here
- * does. Weak, so the real one wins once it is there.
- */
-__attribute__((weak)) void km_history_get_stats(const struct km_history *h,
-                                                struct km_history_stats *out)
-{
-    (void)h;
-    memset(out, 0, sizeof *out);
-}
-
 /* ---- a checker of the text format ---------------------------------------- */
 
 /* What check_exposition found. */
@@ -538,6 +526,31 @@ START_TEST(test_selfstats)
 }
 END_TEST
 
+/* With a history store: its samples and its memory. */
+START_TEST(test_selfstats_history)
+{
+    struct km_history_opts opts = {.ntiers = 1, .tier = {{1, 60}}};
+    struct km_history_stats st;
+    char err[256];
+    struct km_topic *t = declare("host", num_schema);
+
+    core.history = km_history_new(core.base, core.series, &opts, err, sizeof err);
+    ck_assert_msg(core.history != NULL, "%s", err);
+    ck_assert_int_eq(km_bus_publish(t, js("{\"n\":1}"), NULL), KM_OK);
+    km_history_sample(core.history, 1000);
+    km_history_sample(core.history, 1001);
+    km_series_collect(core.series);
+    km_history_get_stats(core.history, &st);
+    ck_assert_uint_gt(st.samples, 0);
+    ck_assert_double_eq(self_value("katomon_history_samples", ""), (double)st.samples);
+    ck_assert_double_eq(self_value("katomon_history_bytes", ""),
+                        (double)st.bytes_reserved);
+    ck_assert_double_gt(self_value("katomon_history_bytes", ""), 0);
+    km_history_free(core.history);
+    core.history = NULL;
+}
+END_TEST
+
 /* ---- the route ------------------------------------------------------------------- */
 
 static int start_server(const char *token)
@@ -589,6 +602,7 @@ START_TEST(test_route_token)
     ck_assert_ptr_nonnull(strstr(body, "# TYPE katomon_ws_clients gauge\n"));
     ck_assert_ptr_nonnull(strstr(body, "\nkatomon_ws_clients 0\n"));
     ck_assert_ptr_nonnull(strstr(body, "# TYPE katomon_ws_frames_sent_total counter\n"));
+    ck_assert_ptr_nonnull(strstr(body, "# TYPE katomon_ws_bytes_sent_total counter\n"));
     ck_assert_uint_eq(strlen(body),
                       strtoul(header(resp, "Content-Length", h, sizeof h), NULL, 10));
     struct expo x = {0};
@@ -729,6 +743,7 @@ static Suite *metrics_suite(void)
     tc = tcase_create("selfstats");
     tcase_add_checked_fixture(tc, core_setup, core_teardown);
     tcase_add_test(tc, test_selfstats);
+    tcase_add_test(tc, test_selfstats_history);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("route");
