@@ -285,7 +285,6 @@ static void log_restart_needed(const struct km_config *old, const struct km_conf
                       old->ping_interval != new->ping_interval ||
                       old->idle_timeout != new->idle_timeout,
                   "[websocket] limits");
-    KM_RESTART_IF(old->metrics != new->metrics, "[http] metrics");
     KM_RESTART_IF(old->history != new->history || old->max_series != new->max_series ||
                       old->flush_interval != new->flush_interval ||
                       memcmp(&old->tiers, &new->tiers, sizeof old->tiers) != 0 ||

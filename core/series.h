@@ -144,7 +144,10 @@ size_t km_series_live(const struct km_series_reg *reg);      /* of them live */
 uint64_t km_series_refused(const struct km_series_reg *reg); /* not created: cap */
 size_t km_series_max(const struct km_series_reg *reg);       /* the cap; 0 none */
 
-/* ---- label text ---- */
+/* ---- label text (labels.c) ---- */
+
+/* 1 when key is a label name: [a-zA-Z_][a-zA-Z0-9_]*, at most 64 bytes. */
+int km_label_name_valid(const char *key);
 
 /*
  * Appends `key="value"` (value escaped) to the label text in buf (len bytes,

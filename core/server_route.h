@@ -4,7 +4,9 @@
  * serves it: /ws (the WebSocket upgrade: handshake, Origin, token, 101,
  * the socket handed to the hub), any other upgrade (400), /health and
  * /api/v1/... (CORS preflight, token, then rest.h, answered now or later),
- * and everything else as a static file (server_static.h).
+ * /metrics (token, then metrics.h: the Prometheus text format; 404 when
+ * [http] metrics = false, read per request so SIGHUP applies it), and
+ * everything else as a static file (server_static.h).
  *
  * Owns the order of those decisions and the glue between them; each
  * decision is another file's (server_access.h for who may, rest.h for

@@ -36,7 +36,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kmtest import (Checks, Katomon, Sim, WS, env, rmtree, shipped_alert_rules,  # noqa: E402
+from kmtest import (Checks, Katomon, Sim, WS, base_conf, rmtree, shipped_alert_rules,  # noqa: E402
                     tmpdir, wait_until)
 
 C = Checks()
@@ -51,16 +51,7 @@ UNION_STATE = {"metrics", "containers", "sessions"}
 
 
 def config(sim: Sim) -> str:
-    return f"""[core]
-plugin_dir = {env('PLUGIN_BUILD_DIR')}
-state_dir = {W}/state
-log_level = info
-
-[http]
-bind = 127.0.0.1
-port = 0
-web_root = {env('top_srcdir')}/web
-
+    return base_conf(f"{W}/state") + f"""
 [websocket]
 update_interval = {INTERVAL}
 

@@ -34,7 +34,7 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kmtest import Checks, Katomon, Sim, env, rmtree, tmpdir, wait_until  # noqa: E402
+from kmtest import Checks, Katomon, Sim, base_conf, rmtree, tmpdir, wait_until  # noqa: E402
 
 C = Checks()
 W = tmpdir("km-history.")
@@ -46,16 +46,7 @@ HOST_CPU = "katomon_host_cpu_percent"
 
 
 def config(sim: Sim) -> str:
-    return f"""[core]
-plugin_dir = {env('PLUGIN_BUILD_DIR')}
-state_dir = {STATE}
-log_level = info
-
-[http]
-bind = 127.0.0.1
-port = 0
-web_root = {env('top_srcdir')}/web
-
+    return base_conf(STATE) + f"""
 [history]
 tiers = 1s:10m 5s:1h
 flush_interval = {FLUSH}

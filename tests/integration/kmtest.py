@@ -163,6 +163,24 @@ def http(method: str, url: str, body: Any = None, timeout: float = 5.0,
         return status, text.decode("utf-8", "replace")
 
 
+def base_conf(state_dir: str, http_extra: str = "") -> str:
+    """The [core] and [http] sections every test's katomon starts from: this
+    build's plugins, its own state directory, an ephemeral port (read back
+    from the log by Katomon.start) and the source tree's dashboard.
+    http_extra: more [http] lines (auth_token = ...)."""
+    return f"""[core]
+plugin_dir = {env('PLUGIN_BUILD_DIR')}
+state_dir = {state_dir}
+log_level = info
+
+[http]
+bind = 127.0.0.1
+port = 0
+web_root = {env('top_srcdir')}/web
+{http_extra}
+"""
+
+
 def wait_until(pred: Callable[[], Any], timeout: float, step: float = 0.1) -> Any:
     """Polls pred until it returns something true; returns it (or the last
     false value at the deadline)."""

@@ -51,7 +51,7 @@ import urllib.request
 from typing import Any, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kmtest import (Checks, Katomon, Sim, env, free_port, http, rmtree,  # noqa: E402
+from kmtest import (Checks, Katomon, Sim, base_conf, env, free_port, http, rmtree,  # noqa: E402
                     shipped_alert_rules, tmpdir, wait_until)
 
 C = Checks()
@@ -272,17 +272,7 @@ class Prometheus:
 
 
 def katomon_conf(sim: Sim, docker_lines: str, token: Optional[str] = None) -> str:
-    return f"""[core]
-plugin_dir = {env('PLUGIN_BUILD_DIR')}
-state_dir = {W}/state
-log_level = info
-
-[http]
-bind = 127.0.0.1
-port = 0
-web_root = {env('top_srcdir')}/web
-{f"auth_token = {token}" if token else ""}
-
+    return base_conf(f"{W}/state", f"auth_token = {token}" if token else "") + f"""
 [plugin kato_metrics]
 url = {sim.url}
 interval = 0.5

@@ -62,10 +62,21 @@ static void hello_publish(void *arg)
     g_host->publish(g_ctx, g_topic, json_pack("{s:s, s:I}", "message", text, "n", ++g_n));
 }
 
+/* Its one number as a Prometheus counter: katomon_hello_messages_total. */
+static const struct km_metric hello_metrics[] = {
+    {"n", "hello_messages_total", "Greetings this plugin has published",
+     KM_METRIC_COUNTER, 0, NULL},
+    {NULL, NULL, NULL, 0, 0, NULL},
+};
+
 static int hello_init(struct km_ctx *ctx, const struct km_host *host)
 {
-    const struct km_topic_def def = {"hello_topic", KM_TOPIC_STATE, hello_fields, 0,
-                                     "an out-of-tree plugin's greeting"};
+    const struct km_topic_def def = {"hello_topic",
+                                     KM_TOPIC_STATE,
+                                     hello_fields,
+                                     0,
+                                     "an out-of-tree plugin's greeting",
+                                     hello_metrics};
     int err = 0;
 
     g_host = host;
