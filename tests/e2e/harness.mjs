@@ -4,10 +4,11 @@
 //
 // Environment (run.sh sets it): KATOMON, KM_PLUGIN_DIR, KM_WEB_ROOT,
 // TOP_SRCDIR, CHROMIUM, PLAYWRIGHT_CORE (path of the package),
-// E2E_SCREENSHOTS, E2E_TMP.
+// E2E_SCREENSHOTS, E2E_TMP, E2E_DOCKER, E2E_CONTAINERS (the names of the
+// containers run.sh started for this run), E2E_DOCKER_ERROR (why it could
+// not).
 
 import { spawn } from 'node:child_process';
-import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
@@ -107,44 +108,41 @@ export async function startSim() {
   };
 }
 
-// ---- Docker (optional) -----------------------------------------------------
-
-const DOCKER_SOCK = '/var/run/docker.sock';
-const DEMO_CONTAINERS = ['kato', 'kato-redis']; // made by tests/docker/setup.sh --containers
+// ---- Docker ------------------------------------------------------------------
 
 /**
- * Names of the test containers running on a local Docker engine when the run
- * asked for them (E2E_DOCKER=1), else []. Not by mere presence: under
- * `make -j2 check` tests/integration/docker.py starts, stops and removes the
- * same containers meanwhile, and their container_down alerts would land in
- * these pages (an unread count in the title, a toast).
+ * The containers of this run (run.sh starts kme2e-PID-web and kme2e-PID-db
+ * and removes them at exit): {names, error, optedOut}. katomon watches
+ * exactly these names, never by presence: under `make -j2 check`
+ * tests/integration/docker.py starts, stops and removes its own kato and
+ * kato-redis meanwhile, and their container_down alerts would land in these
+ * pages (an unread count in the title, a toast).
  */
-export function dockerContainers() {
-  if (process.env.E2E_DOCKER !== '1' || !fs.existsSync(DOCKER_SOCK)) return Promise.resolve([]);
-  return new Promise((resolve) => {
-    const req = http.get({ socketPath: DOCKER_SOCK, path: '/containers/json', timeout: 3000 }, (res) => {
-      let body = '';
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => {
-        try {
-          const names = JSON.parse(body).flatMap((c) => (c.Names || []).map((n) => n.replace(/^\//, '')));
-          resolve(DEMO_CONTAINERS.filter((n) => names.includes(n)));
-        } catch {
-          resolve([]);
-        }
-      });
-    });
-    req.on('error', () => resolve([]));
-    req.on('timeout', () => { req.destroy(); resolve([]); });
-  });
+export const docker = {
+  names: (process.env.E2E_CONTAINERS || '').split(',').filter(Boolean),
+  error: process.env.E2E_DOCKER_ERROR || '',
+  optedOut: process.env.E2E_DOCKER === '0',
+};
+
+/**
+ * For a test that needs the containers: true when they run; skips the test
+ * only when E2E_DOCKER=0 asked for that; else throws with why Docker could
+ * not be set up (a failure, not a skip).
+ */
+export function needContainers(t) {
+  if (docker.names.length) return true;
+  if (docker.optedOut) {
+    t.skip('E2E_DOCKER=0: containers left out on request');
+    return false;
+  }
+  throw new Error(`no containers: ${docker.error || 'run.sh did not start them (run the tests with tests/e2e/run.sh)'}`);
 }
 
 // ---- katomon -------------------------------------------------------------
 
 export function katomonConfig({ port = 0, simUrl, stateDir, websocket = true, containers = [] }) {
-  // Docker: the test containers when they run (tests/docker/setup.sh
-  // --containers, E2E_DOCKER=1), else a label nothing carries, so that no
-  // container of this machine raises container_down alerts in the tests.
+  // Docker: this run's containers, else a label nothing carries, so that
+  // no container of this machine raises container_down alerts in the tests.
   const watch = containers.length ? `containers = ${containers.join(',')}` : 'label = katomon.e2e';
   return `; written by tests/e2e/harness.mjs
 [core]
@@ -210,7 +208,7 @@ export async function startKatomon({ simUrl, port = 0, name = 'katomon', stateDi
   fs.mkdirSync(dir, { recursive: true });
   stateDir = stateDir || path.join(dir, 'state');
   const conf = path.join(dir, 'katomon.conf');
-  fs.writeFileSync(conf, katomonConfig({ port, simUrl, stateDir, websocket, containers: await dockerContainers() }));
+  fs.writeFileSync(conf, katomonConfig({ port, simUrl, stateDir, websocket, containers: docker.names }));
   const child = spawn(env.katomon, ['-f', '-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
   const log = [];
   collect(child, log);
