@@ -93,7 +93,7 @@ start_containers() {
     st=$?
     printf '%s\n' "$out" | tail -n 3 | sed 's/^/e2e: docker: /'
     if [ $st = 77 ]; then
-        echo "e2e: SKIP: $(printf '%s\n' "$out" | tail -n 1); run with E2E_DOCKER=0 to test" \
+        echo "e2e: SKIP: $(printf '%s\n' "$out" | tail -n 1 | sed 's/^skip: //'); run with E2E_DOCKER=0 to test" \
              "without containers"
         exit 77
     fi
