@@ -64,6 +64,12 @@ fi
 die() { echo "setup.sh: $*" >&2; exit 1; }
 say() { echo "setup.sh: $*"; }
 mkdir -p "$STATE" || die "cannot create $STATE"
+# One setup at a time: docker.py, prometheus.py and the browser tests call
+# this at once under make -j2 check, and on a fresh machine two of them
+# would each install packages and start a dockerd. The lock is fd 9, closed
+# for everything that outlives this script (apt's children, dockerd).
+exec 9>"$STATE/setup.lock" || die "cannot open $STATE/setup.lock"
+flock 9 || die "cannot lock $STATE/setup.lock"
 
 # ---------------------------------------------------------------- packages
 pkg_installed() {
@@ -85,17 +91,17 @@ if [ -n "$missing" ]; then
     done
     if [ $need_update = yes ]; then
         say "apt-get update"
-        apt-get update -q >/dev/null || die "apt-get update failed"
+        apt-get update -q >/dev/null 9>&- || die "apt-get update failed"
     fi
     say "apt-get install$missing"
     # --no-install-recommends: dockerd needs only the Depends (containerd,
     # runc, tini, iptables); Recommends would pull git, apparmor, etc.
     # shellcheck disable=SC2086
-    if ! apt-get install -y -q --no-install-recommends $missing >"$STATE/apt.log" 2>&1; then
+    if ! apt-get install -y -q --no-install-recommends $missing >"$STATE/apt.log" 2>&1 9>&-; then
         # stale package lists (404 on a superseded version): refresh once
-        apt-get update -q >/dev/null 2>&1
+        apt-get update -q >/dev/null 2>&1 9>&-
         # shellcheck disable=SC2086
-        apt-get install -y -q --no-install-recommends $missing >"$STATE/apt.log" 2>&1 ||
+        apt-get install -y -q --no-install-recommends $missing >"$STATE/apt.log" 2>&1 9>&- ||
             { tail -20 "$STATE/apt.log" >&2; die "apt-get install$missing failed"; }
     fi
     rm -f "$STATE/apt.log"
