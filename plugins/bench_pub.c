@@ -211,7 +211,7 @@ static int series_init(struct km_ctx *ctx, const struct km_host *host)
         return -1;
     bp.rng = 0x9e3779b97f4a7c15ull;
     for (long i = 0; i < bp.n_series; i++) {
-        snprintf(bp.item_names[i], sizeof bp.item_names[i], "s%ld", i);
+        snprintf(bp.item_names[i], sizeof bp.item_names[i], "s%d", (int)i);
         bp.values[i] = i % 2 ? (double)(xorshift() % 1000000) : (double)(i % 100);
     }
     if (!(bp.series = host->topic_declare(ctx, &def, &err))) {
