@@ -22,7 +22,7 @@
 # Run through `make bench-history` (which builds what it needs). Knobs:
 #   BENCH_RUNS=3            runs per figure (the report shows medians)
 #   BENCH_SCRAPES=50        scrapes per target per run
-#   BENCH_SCRAPE_HZ=5       their rate
+#   BENCH_SCRAPE_HZ=5       their rate (an integer)
 #   BENCH_HB_RUNS=200       repetitions inside history_bench per timing
 #   BENCH_N1=1000           clients of the fan-out runs
 #   BENCH_WARMUP=2          seconds after the last connect before measuring
@@ -157,63 +157,46 @@ stop() {
     SPID=
 }
 
-# scraper PORT COUNT HZ OUT [PID]: COUNT scrapes of GET /metrics at HZ over
-# one kept-alive connection; per scrape the time from sending the request
-# to the last byte of the body (µs). COUNT 0: until killed or the server is
-# gone (the fan-out's scraper, writing a line per scrape). Started in the
-# background, $! is the Python process itself (nice execs it).
+# scraper PORT COUNT HZ OUT [PID]: COUNT scrapes of GET /metrics, HZ per
+# second (an integer: curl --rate), by one curl over one kept-alive
+# connection (curl reuses it for every URL of its command line; the
+# num_connects column shows it); per scrape curl's time_total (request sent
+# to the body's last byte; the first one includes the connect). Writes OUT
+# as JSON with the server's CPU time across the scrapes (/proc/PID/stat).
 scraper() {
-    nice -n "$NICE" "$PY" "$T/scraper.py" "$@"
-}
-cat >"$T/scraper.py" <<'EOF'
-import http.client, json, sys, time
-port, count, hz, out = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
-pid = int(sys.argv[5]) if len(sys.argv) > 5 else 0
-def cpu():
-    if not pid:
-        return 0.0
-    f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
-    import os
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-times, sizes, lines, errors = [], [], None, 0
-stream = open(out, "w") if count == 0 else None
-c0, t0 = cpu(), time.monotonic()
-nxt = time.monotonic()
-i = 0
-while count == 0 or i < count:
-    i += 1
-    a = time.perf_counter_ns()
-    try:
-        c.request("GET", "/metrics", headers={"Accept": "text/plain"})
-        r = c.getresponse()
-        body = r.read()
-    except Exception as e:
-        errors += 1
-        if count == 0 and errors > 5:
-            break
-        c.close()
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        continue
-    us = (time.perf_counter_ns() - a) / 1000
-    if r.status != 200:
-        errors += 1
-    if lines is None:
-        lines = sum(1 for l in body.split(b"\n") if l and not l.startswith(b"#"))
-    if stream:
-        stream.write("%.1f %d\n" % (us, len(body)))
-        stream.flush()
-    else:
-        times.append(us)
-        sizes.append(len(body))
-    nxt += 1 / hz
-    d = nxt - time.monotonic()
-    if d > 0:
-        time.sleep(d)
-if not stream:
-    json.dump({"times_us": times, "bytes": sizes, "sample_lines": lines, "errors": errors,
-               "server_cpu_s": cpu() - c0, "wall_s": time.monotonic() - t0}, open(out, "w"))
+    local port=$1 count=$2 hz=$3 out=$4 pid=${5:-} i args=() c0=0 c1=0 lines
+    for i in $(seq 1 "$count"); do args+=(-o /dev/null "http://127.0.0.1:$port/metrics"); done
+    lines=$(curl -s "http://127.0.0.1:$port/metrics" | grep -vc '^#')
+    [ -n "$pid" ] && c0=$(proc_cpu_ticks "$pid")
+    nice -n "$NICE" curl -s -H 'Accept: text/plain' --rate "$hz/s" \
+        -w '%{time_total} %{size_download} %{http_code} %{num_connects}\n' "${args[@]}" \
+        >"$out.txt"
+    [ -n "$pid" ] && c1=$(proc_cpu_ticks "$pid")
+    "$PY" - "$out.txt" "$lines" $((c1 - c0)) "$(getconf CLK_TCK)" >"$out" <<'EOF'
+import json, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+ok = [r for r in rows if r[2] == "200"]
+json.dump({"times_us": [float(r[0]) * 1e6 for r in ok[1:]],  # the first: connect
+           "bytes": [int(r[1]) for r in ok[1:]], "sample_lines": int(sys.argv[2]),
+           "errors": len(rows) - len(ok), "connects": sum(int(r[3]) for r in rows),
+           "server_cpu_s": int(sys.argv[3]) / int(sys.argv[4])}, sys.stdout)
 EOF
+    rm -f "$out.txt"
+}
+
+# utime + stime of PID, clock ticks
+proc_cpu_ticks() {
+    awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$1/stat"
+}
+
+# fanout_scraper PORT OUT: GET /metrics once a second until killed (curl
+# --rate 1/s over one connection), a line per scrape in OUT.
+fanout_scraper() {
+    local i args=()
+    for i in $(seq 1 600); do args+=(-o /dev/null "http://127.0.0.1:$1/metrics"); done
+    exec nice -n "$NICE" curl -s --rate 1/s -w '%{time_total} %{size_download}\n' \
+        "${args[@]}" >"$2"
+}
 
 # ---- parts ------------------------------------------------------------------
 
@@ -248,7 +231,7 @@ fanout_one() { # RUN MODE
     start_katomon 10 10000 || return
     sleep 2 # the 10,000 series exist and are sampled before the clients come
     if [ "$mode" = scrape ]; then
-        scraper "$SPORT" 0 1 "$RAW/fanout_scrapes__$r.txt" &
+        fanout_scraper "$SPORT" "$RAW/fanout_scrapes__$r.txt" &
         XPID=$!
     fi
     nice -n "$NICE" "$CLIENT" -p "$SPORT" --pid "$SPID" --warmup "$WARMUP" --duration "$DUR" \

@@ -90,7 +90,8 @@ for path in sorted(glob.glob(os.path.join(RAW, "scrape__*.json"))):
     scrape.setdefault(target, []).append({
         "median": med(t), "p99": pct(t, 0.99), "max": max(t), "min": min(t),
         "bytes": med(o["bytes"]), "lines": o["sample_lines"], "errors": o["errors"],
-        "n": len(t), "cpu_ms": o["server_cpu_s"] * 1000 / len(t)})
+        "n": len(t), "cpu_ms": o["server_cpu_s"] * 1000 / len(t),
+        "connects": o.get("connects", 1)})
 
 fan = {}  # mode -> list of client results
 for path in sorted(glob.glob(os.path.join(RAW, "fanout__*.json"))):
@@ -101,7 +102,7 @@ for path in sorted(glob.glob(os.path.join(RAW, "fanout_scrapes__*.txt"))):
     for line in open(path):
         parts = line.split()
         if len(parts) == 2:
-            fan_scrapes.append(float(parts[0]) / 1000)
+            fan_scrapes.append(float(parts[0]) * 1000)
 
 env = os.environ.get
 out = []
@@ -138,15 +139,16 @@ p("")
 # ---- 1. scrape ---------------------------------------------------------------
 p("## 1. GET /metrics scrape, katomon next to node_exporter")
 p("")
-p("One kept-alive HTTP/1.1 connection (Python http.client, no compression "
-  "asked), %s scrapes at %s Hz per target per run; time = request sent to "
-  "the body's last byte. katomon: bench_pub `series = N` (state topic "
+p("One kept-alive HTTP/1.1 connection (one curl for all the URLs, `--rate`, "
+  "no compression asked), %s scrapes at %s Hz per target per run (the first, "
+  "which connects, left out); time = curl's time_total, request sent to the "
+  "body's last byte. katomon: bench_pub `series = N` (state topic "
   "bench_series, N items at 1 Hz), history on (default tiers, sampling every "
   "1 s). node_exporter: Debian's prometheus-node-exporter, default "
   "collectors. Per series = the scrape's median time / its sample lines."
   % (env("BENCH_SCRAPES", "?"), env("BENCH_SCRAPE_HZ", "?")))
 p("")
-p("| target | sample lines | bytes | median ms | p99 ms | max ms | µs per series (median) | server CPU ms per scrape | per series vs node_exporter |")
+p("| target | sample lines | bytes | median ms | p99 ms | max ms | µs per series (median) | server CPU ms per scrape (*) | per series vs node_exporter |")
 p("|---|---|---|---|---|---|---|---|---|")
 node_per = None
 if scrape.get("node"):
@@ -169,6 +171,13 @@ for target, label in (("km1000", "katomon, 1,000 series"), ("km10000", "katomon,
     errs = sum(r["errors"] for r in rs)
     if errs:
         p("| (%s: %d failed scrapes) | | | | | | | | |" % (label, errs))
+    if any(r["connects"] > 1 for r in rs):
+        p("| (%s: the connection was not kept: %s connects) | | | | | | | | |" % (
+            label, [r["connects"] for r in rs]))
+p("")
+p("(*) the server's utime + stime across the scrapes (10 ms ticks) / scrapes: "
+  "all its work in that window, so katomon's includes bench_pub publishing "
+  "the N items and the history sampler (1 Hz each).")
 p("")
 if scrape.get("km10000"):
     m = med([r["median"] for r in scrape["km10000"]])
