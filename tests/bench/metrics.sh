@@ -21,6 +21,7 @@
 #
 # Run through `make bench-history` (which builds what it needs). Knobs:
 #   BENCH_RUNS=3            runs per figure (the report shows medians)
+#   BENCH_FANOUT_RUNS=5     runs of the fan-out pair (noisier: more runs)
 #   BENCH_SCRAPES=50        scrapes per target per run
 #   BENCH_SCRAPE_HZ=5       their rate (an integer)
 #   BENCH_HB_RUNS=200       repetitions inside history_bench per timing
@@ -40,6 +41,7 @@ B=$top_builddir
 S=$top_srcdir
 BD=$S/tests/bench
 RUNS=${BENCH_RUNS:-3}
+FANOUT_RUNS=${BENCH_FANOUT_RUNS:-5}
 SCRAPES=${BENCH_SCRAPES:-50}
 SCRAPE_HZ=${BENCH_SCRAPE_HZ:-5}
 HB_RUNS=${BENCH_HB_RUNS:-200}
@@ -190,11 +192,12 @@ proc_cpu_ticks() {
 }
 
 # fanout_scraper PORT OUT: GET /metrics once a second until killed (curl
-# --rate 1/s over one connection), a line per scrape in OUT.
+# --rate 1/s over one connection), a line per scrape in OUT (line-buffered:
+# it is killed at the end).
 fanout_scraper() {
     local i args=()
     for i in $(seq 1 600); do args+=(-o /dev/null "http://127.0.0.1:$1/metrics"); done
-    exec nice -n "$NICE" curl -s --rate 1/s -w '%{time_total} %{size_download}\n' \
+    exec nice -n "$NICE" stdbuf -oL curl -s --rate 1/s -w '%{time_total} %{size_download}\n' \
         "${args[@]}" >"$2"
 }
 
@@ -227,7 +230,7 @@ part_scrape() { # RUN
 
 fanout_one() { # RUN MODE
     local r=$1 mode=$2
-    log "run $r/$RUNS: fan-out S1 + 10,000 series, $mode"
+    log "run $r/$FANOUT_RUNS: fan-out S1 + 10,000 series, $mode"
     start_katomon 10 10000 || return
     sleep 2 # the 10,000 series exist and are sampled before the clients come
     if [ "$mode" = scrape ]; then
@@ -258,16 +261,22 @@ part_fanout() { # RUN: alternate which goes first
 # ---- the run --------------------------------------------------------------------
 START=$(date +%s)
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
-log "parts: $PARTS; $RUNS run(s)"
-for r in $(seq 1 "$RUNS"); do
+log "parts: $PARTS; $RUNS run(s), the fan-out $FANOUT_RUNS"
+ALL_RUNS=$((RUNS > FANOUT_RUNS ? RUNS : FANOUT_RUNS))
+for r in $(seq 1 "$ALL_RUNS"); do
     for p in $PARTS; do
-        "part_$p" "$r"
+        if [ "$p" = fanout ]; then
+            [ "$r" -le "$FANOUT_RUNS" ] && part_fanout "$r"
+        else
+            [ "$r" -le "$RUNS" ] && "part_$p" "$r"
+        fi
     done
 done
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(($(date +%s) - START))
 
 export BENCH_LOAD0="$LOAD0" BENCH_LOAD1="$LOAD1" BENCH_ELAPSED="$ELAPSED" BENCH_RUNS="$RUNS" \
+    BENCH_FANOUT_RUNS="$FANOUT_RUNS" \
     BENCH_SCRAPES="$SCRAPES" BENCH_SCRAPE_HZ="$SCRAPE_HZ" BENCH_HB_RUNS="$HB_RUNS" \
     BENCH_N1="$N1" BENCH_WARMUP="$WARMUP" BENCH_DURATION="$DUR" BENCH_NICE="$NICE" \
     BENCH_SRCDIR="$S" BENCH_KATOMON="$KATOMON" BENCH_NODE_EXPORTER="$NODE_EXPORTER"
