@@ -8,7 +8,14 @@
  *          {"t": T, "seq": S, "pad": "xxx..."} every 1/state_hz seconds,
  *          every topic at each tick;
  *   event  `bench_events`: {"t": T, "seq": S, "pad": "xxx..."} every
- *          1/event_hz seconds.
+ *          1/event_hz seconds;
+ *   state  `bench_series` (series = N > 0): {"items":[{"name":"s0","v":V},
+ *          ...]} with N items every 1/series_hz seconds, for the /metrics
+ *          and history benchmarks (tests/bench/metrics.sh): N series
+ *          katomon_bench_series_value{item="s0"} .. {item="sN-1"}. Even
+ *          items are 2-decimal percents on a random walk in [0, 100], odd
+ *          items integer counters growing by a random step, so they change
+ *          at every publish like real gauges and counters.
  *
  * T is CLOCK_MONOTONIC in microseconds at publish (the load client runs on
  * the same host and computes the data's age from it); S counts publishes.
@@ -24,7 +31,8 @@
  * realtime_update text with the same size, so every server puts the same
  * bytes on the wire.
  *
- * state_hz = 0 and event_hz = 0 publish nothing (idle scenarios).
+ * state_hz = 0 and event_hz = 0 publish nothing (idle scenarios); series = 0
+ * (the default) declares no bench_series topic.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +43,7 @@
 
 #define BP_MAX_TOPICS 64
 #define BP_TS_LEN     27 /* "2025-10-13T14:30:00.123456Z" */
+#define BP_SERIES_MAX 100000
 
 static const struct km_conf_key config_keys[] = {
     {"state_hz", KM_CONF_DOUBLE, "10", 0, 1000, "state publishes per second (0: none)"},
@@ -43,6 +52,9 @@ static const struct km_conf_key config_keys[] = {
      "state topics: 1 is `bench`, K > 1 are bench0 .. benchK-1"},
     {"size", KM_CONF_INT, "2048", 256, 1048576,
      "WebSocket payload bytes of a full realtime_update and of an event message"},
+    {"series", KM_CONF_INT, "0", 0, BP_SERIES_MAX,
+     "items of the bench_series topic, one series each (0: no such topic)"},
+    {"series_hz", KM_CONF_DOUBLE, "1", 0, 1000, "bench_series publishes per second"},
     {NULL, KM_CONF_STRING, NULL, 0, 0, NULL},
 };
 
@@ -52,6 +64,15 @@ static const struct km_conf_key config_keys[] = {
 static const struct km_metric state_metrics[] = {
     {"t", NULL, NULL, KM_METRIC_IGNORE, 0, NULL},
     {"seq", NULL, "Messages bench_pub published on this topic", KM_METRIC_COUNTER, 0,
+     NULL},
+    {NULL, NULL, NULL, 0, 0, NULL},
+};
+
+/* The series of bench_series: one per item, labelled item="sI". */
+static const struct km_metric series_metrics[] = {
+    {"items[]", NULL, NULL, 0, 0, "item=name"},
+    {"items[].v", "bench_series_value",
+     "A synthetic value of bench_pub (even items a percent, odd items a count)", 0, 0,
      NULL},
     {NULL, NULL, NULL, 0, 0, NULL},
 };
@@ -70,6 +91,12 @@ static struct {
     char *pad;                 /* 'x' * size, NUL-terminated */
     unsigned long long state_seq;
     unsigned long long event_seq;
+    struct km_topic *series; /* bench_series; NULL when series = 0 */
+    struct km_timer *series_timer;
+    long n_series;          /* items per bench_series message */
+    double *values;         /* their latest values (n_series) */
+    char (*item_names)[16]; /* "s0" .. (n_series) */
+    unsigned long long rng; /* xorshift64 state: fixed seed */
 } bp;
 
 static long long mono_us(void)
@@ -129,6 +156,75 @@ static void publish_event(void *arg)
     bp.host->publish(bp.ctx, bp.events, body(t, bp.event_seq, bp.size - env));
 }
 
+static unsigned long long xorshift(void)
+{
+    bp.rng ^= bp.rng << 13;
+    bp.rng ^= bp.rng >> 7;
+    bp.rng ^= bp.rng << 17;
+    return bp.rng;
+}
+
+/* Moves every value one step (a percent's random walk, a counter's growth)
+   and publishes the whole set. */
+static void publish_series(void *arg)
+{
+    json_t *items = json_array(), *body;
+
+    for (long i = 0; items && i < bp.n_series; i++) {
+        unsigned long long u = xorshift();
+        double *v = &bp.values[i];
+        json_t *item;
+
+        if (i % 2 == 0) {
+            *v += (double)((long)(u % 201) - 100) / 100.0; /* +-1.00 */
+            *v = *v < 0 ? -*v : *v > 100 ? 200 - *v : *v;
+            *v = (double)(long long)(*v * 100 + 0.5) / 100;
+            item = json_pack("{s:s, s:f}", "name", bp.item_names[i], "v", *v);
+        } else {
+            *v += (double)(u % 5000);
+            item = json_pack("{s:s, s:I}", "name", bp.item_names[i], "v", (json_int_t)*v);
+        }
+        if (json_array_append_new(items, item) < 0)
+            break;
+    }
+    if (!items || !(body = json_pack("{s:o}", "items", items)))
+        return;
+    bp.host->publish(bp.ctx, bp.series, body);
+}
+
+/* Declares bench_series and starts its timer (series > 0). 0 or -1. */
+static int series_init(struct km_ctx *ctx, const struct km_host *host)
+{
+    struct km_topic_def def = {.name = "bench_series",
+                               .kind = KM_TOPIC_STATE,
+                               .description = "benchmark series (bench_pub series = N)",
+                               .metrics = series_metrics};
+    double hz = host->config_double(ctx, "series_hz");
+    int err = 0;
+
+    bp.n_series = (long)host->config_int(ctx, "series");
+    if (bp.n_series == 0)
+        return 0;
+    bp.values = calloc((size_t)bp.n_series, sizeof *bp.values);
+    bp.item_names = calloc((size_t)bp.n_series, sizeof *bp.item_names);
+    if (!bp.values || !bp.item_names)
+        return -1;
+    bp.rng = 0x9e3779b97f4a7c15ull;
+    for (long i = 0; i < bp.n_series; i++) {
+        snprintf(bp.item_names[i], sizeof bp.item_names[i], "s%d", (int)i);
+        bp.values[i] = i % 2 ? (double)(xorshift() % 1000000) : (double)(i % 100);
+    }
+    if (!(bp.series = host->topic_declare(ctx, &def, &err))) {
+        host->log(ctx, KM_LOG_ERROR, "declare bench_series: %s", host->strerror(err));
+        return -1;
+    }
+    if (hz > 0 &&
+        !(bp.series_timer = host->timer_add(ctx, 1.0 / hz, KM_TIMER_REPEAT | KM_TIMER_NOW,
+                                            publish_series, NULL)))
+        return -1;
+    return 0;
+}
+
 /* How the full realtime_update's bytes are split across the topics. */
 static void compute_shares(void)
 {
@@ -185,6 +281,8 @@ static int bp_init(struct km_ctx *ctx, const struct km_host *host)
         }
     }
     compute_shares();
+    if (series_init(ctx, host) < 0)
+        return -1;
     if (state_hz > 0 &&
         !(bp.state_timer = host->timer_add(
               ctx, 1.0 / state_hz, KM_TIMER_REPEAT | KM_TIMER_NOW, publish_state, NULL)))
@@ -193,15 +291,19 @@ static int bp_init(struct km_ctx *ctx, const struct km_host *host)
                               ctx, 1.0 / event_hz, KM_TIMER_REPEAT, publish_event, NULL)))
         return -1;
     host->log(ctx, KM_LOG_NOTICE,
-              "%d state topic(s) at %g Hz, events at %g Hz, %ld bytes", bp.n_topics,
-              state_hz, event_hz, bp.size);
+              "%d state topic(s) at %g Hz, events at %g Hz, %ld bytes, %ld series",
+              bp.n_topics, state_hz, event_hz, bp.size, bp.n_series);
     return 0;
 }
 
 static void bp_shutdown(struct km_ctx *ctx)
 {
     free(bp.pad);
+    free(bp.values);
+    free(bp.item_names);
     bp.pad = NULL;
+    bp.values = NULL;
+    bp.item_names = NULL;
 }
 
 KM_PLUGIN_DEFINE(.name = "bench_pub", .version = "1",
