@@ -14,9 +14,9 @@
  *
  * Memory per series (history_int.h has the constants): one block of
  *     sizeof(struct km_hist) + sum over tiers i of n_i * slot
- *     n_i  = ceil(retention_i / step_i * B_i / 512) + 1 chunks
- *     slot = km_tsz_size(512) rounded up to 8 bytes (632 today: the
- *            chunk's 120-byte header and its 512 data bytes)
+ *     n_i  = ceil(retention_i / step_i * B_i / 1024) + 1 chunks
+ *     slot = km_tsz_size(1024) rounded up to 8 bytes (1144 today: the
+ *            chunk's 120-byte header and its 1024 data bytes)
  * where B_i is the bytes budgeted per sample: 3 for tier 0 (one value), 8
  * for coarser tiers (min, max, sum, count). The one chunk more than the
  * budget keeps a full retention when the oldest chunk is reused. The
@@ -26,10 +26,11 @@
  * allocated at a series' first sample and freed when the series is
  * dropped; a failed allocation is counted (alloc_failed) and the series
  * goes without history. With the default tiers "1s:1h 1m:1d 10m:7d":
- * n = 23 + 24 + 17 chunks, 40,656 bytes per series (km_history_get_stats:
- * bytes_per_series), 4096 series 167 MB; tier 0 reserves 14,536 bytes,
- * 2.3 bytes per stored sample on a CPU-like series (check_history prints
- * the figure).
+ * n = 12 + 13 + 9 chunks, 39,104 bytes per series (km_history_get_stats:
+ * bytes_per_series), 4096 series 160 MB; tier 0 reserves 13,728 bytes for
+ * its hour, 3.81 bytes per sample at the budget, and holds about 1.85 h
+ * of a CPU-like series (2.06 bytes reserved per stored sample;
+ * check_history prints the figure).
  *
  * Stale series (series.h) whose newest point is older than the longest
  * retention are dropped from the registry while sampling, 16 per sample.

@@ -18,7 +18,7 @@
 #include "history.h"
 #include "tsz.h"
 
-#define KM_HIST_CHUNK_CAP  512 /* data bytes of one chunk, every tier */
+#define KM_HIST_CHUNK_CAP  1024 /* data bytes of one chunk, every tier */
 #define KM_HIST_BUDGET_RAW 3   /* bytes budgeted per tier-0 sample (1 column) */
 #define KM_HIST_BUDGET_AGG 8   /* bytes budgeted per coarse sample (4 columns) */
 #define KM_HIST_AGG_COLS   4   /* coarse tiers: min, max, sum, count */

@@ -558,7 +558,7 @@ END_TEST
 
 START_TEST(test_tier_table_changed)
 {
-    struct km_history *h = filled("1:600 10:3600", 500);
+    struct km_history *h = filled("1:600 10:3600", 2000);
     struct km_series *a = km_series_find(reg, "km_test_a", "");
     long n0 = query(h, a, 0, 0, BIG_TO, 0, p1);
     km_history_free(h);
