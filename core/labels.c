@@ -29,11 +29,12 @@ int km_label_name_valid(const char *key)
    NUL); returns the length written or -1 when it does not fit. */
 static long km_label_format(char *out, size_t n, const char *key, const char *value)
 {
-    size_t k = 0;
-    int w = snprintf(out, n, "%s=\"", key);
-    if (w < 0 || (size_t)w >= n)
+    size_t k = strlen(key);
+    if (k + 2 >= n)
         return -1;
-    k = (size_t)w;
+    memcpy(out, key, k);
+    out[k++] = '=';
+    out[k++] = '"';
     for (const char *v = value; *v; v++) {
         const char *esc = *v == '\\'   ? "\\\\"
                           : *v == '"'  ? "\\\""

@@ -476,8 +476,13 @@ static const struct km_metric *km_metric_find(const struct km_walk *w, const cha
 static size_t km_path_push(struct km_walk *w, size_t len, const char *sep,
                            const char *part)
 {
-    int n = snprintf(w->path + len, sizeof w->path - len, "%s%s", len ? sep : "", part);
-    return n < 0 || (size_t)n >= sizeof w->path - len ? 0 : len + (size_t)n;
+    /* memcpy, not snprintf: this runs for every field of every message */
+    size_t s = len ? strlen(sep) : 0, p = strlen(part);
+    if (len + s + p >= sizeof w->path)
+        return 0;
+    memcpy(w->path + len, sep, s);
+    memcpy(w->path + len + s, part, p + 1);
+    return len + s + p;
 }
 
 /* The derived name: katomon_TOPIC_PATH with everything but [a-zA-Z0-9_]
@@ -499,11 +504,20 @@ static void km_derive_name(const struct km_walk *w, char *out, size_t n)
             *p = (char)(*p - 'A' + 'a'); /* snake_case: no capitals */
 }
 
-/* Sets one series from the walk; a series fed by another topic is left alone. */
+/* Sets one series from the walk; a series fed by another topic is left
+   alone. help is only read when the series is new (NULL: the path's). */
 static void km_walk_set(struct km_walk *w, const char *name, const char *help,
                         enum km_series_type type, double value)
 {
-    struct km_series *s = km_series_get(w->reg, name, help, type, w->labels);
+    struct km_series *s = km_series_find(w->reg, name, w->labels);
+    char derived[KM_WALK_PATH_MAX + 80];
+
+    if (!s && !help) {
+        snprintf(derived, sizeof derived, "%s of topic %s", w->path, w->tname);
+        help = derived;
+    }
+    if (!s)
+        s = km_series_get(w->reg, name, help, type, w->labels);
     if (!s || (s->topic && s->topic != w->ts->topic))
         return;
     if (!s->topic) {
@@ -519,23 +533,23 @@ static void km_walk_set(struct km_walk *w, const char *name, const char *help,
 static void km_walk_number(struct km_walk *w, const struct km_metric *m, double v)
 {
     char name[KM_SERIES_NAME_MAX + 8];
-    char help[KM_WALK_PATH_MAX + 80];
     int counter = m && (m->flags & KM_METRIC_COUNTER);
+    size_t n;
 
-    if (m && m->name)
-        snprintf(name, sizeof name, "katomon_%s", m->name);
-    else
-        km_derive_name(w, name, sizeof name);
-    size_t n = strlen(name);
+    if (m && m->name && (n = strlen(m->name)) < sizeof name - 8 - 6) {
+        memcpy(name, "katomon_", 8);
+        memcpy(name + 8, m->name, n + 1);
+        n += 8;
+    } else {
+        km_derive_name(w, name, sizeof name - 6);
+        n = strlen(name);
+    }
     if (counter && (n < 6 || strcmp(name + n - 6, "_total") != 0))
-        snprintf(name + n, sizeof name - n, "_total");
-    if (m && m->help)
-        snprintf(help, sizeof help, "%s", m->help);
-    else
-        snprintf(help, sizeof help, "%s of topic %s", w->path, w->tname);
+        memcpy(name + n, "_total", 7);
     if (m && m->scale != 0)
         v *= m->scale;
-    km_walk_set(w, name, help, counter ? KM_SERIES_COUNTER : KM_SERIES_GAUGE, v);
+    km_walk_set(w, name, m ? m->help : NULL,
+                counter ? KM_SERIES_COUNTER : KM_SERIES_GAUGE, v);
 }
 
 /* "_source": katomon_source_up and katomon_source_failures. */
@@ -593,8 +607,11 @@ static void km_item_label(const json_t *item, const char *field, size_t index, c
                           size_t n)
 {
     const json_t *v = json_is_object(item) ? json_object_get(item, field) : NULL;
-    if (json_is_string(v))
-        snprintf(out, n, "%s", json_string_value(v));
+    size_t len;
+    if (json_is_string(v) && (len = json_string_length(v)) < n)
+        memcpy(out, json_string_value(v), len + 1);
+    else if (json_is_string(v))
+        snprintf(out, n, "%s", json_string_value(v)); /* cut to fit */
     else if (json_is_integer(v))
         snprintf(out, n, "%lld", (long long)json_integer_value(v));
     else
