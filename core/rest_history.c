@@ -658,29 +658,22 @@ static long km_rh_collect(struct km_series_reg *reg, const struct km_rh_query *q
     return (long)n;
 }
 
-/* [t, v] or, downsampled, [t, avg, min, max]. */
-static json_t *km_rh_point(const struct km_history_point *pt, int downsampled)
-{
-    if (downsampled)
-        return json_pack("[o, o, o, o]", km_rh_num(pt->t), km_rh_num(pt->v),
-                         km_rh_num(pt->min), km_rh_num(pt->max));
-    return json_pack("[o, o]", km_rh_num(pt->t), km_rh_num(pt->v));
-}
-
-/* One series of a range answer, its points read into buf (max points). */
-static json_t *km_rh_series_json(const struct km_history *h, const struct km_series *s,
-                                 unsigned tier, double from, double to, double step,
-                                 int downsampled, struct km_history_point *buf,
-                                 size_t max)
+/* One series of a range answer, its points read into buf (max points):
+   {"name","labels","type","live","points"}. */
+static int km_rh_put_series(struct km_rh_text *t, const struct km_history *h,
+                            const struct km_series *s, unsigned tier, double from,
+                            double to, double step, int downsampled,
+                            struct km_history_point *buf, size_t max)
 {
     long n = km_history_query(h, s, tier, from, to, step, buf, max);
-    json_t *points = json_array();
+    json_t *head = json_pack("{s:s, s:o, s:s, s:b}", "name", s->family->name, "labels",
+                             km_rh_labels_json(s->labels), "type", km_rh_type(s->family),
+                             "live", s->live);
 
-    for (long i = 0; points && i < n; i++)
-        json_array_append_new(points, km_rh_point(&buf[i], downsampled));
-    return json_pack("{s:s, s:o, s:s, s:b, s:o}", "name", s->family->name, "labels",
-                     km_rh_labels_json(s->labels), "type", km_rh_type(s->family), "live",
-                     s->live, "points", points ? points : json_array());
+    if (km_rh_text_open(t, head) < 0 || km_rh_text_put(t, ",\"points\":", 10) < 0 ||
+        km_rh_text_points(t, buf, n, downsampled) < 0)
+        return -1;
+    return km_rh_text_put(t, "}", 1);
 }
 
 /* The tier and its figures as JSON. */
@@ -690,36 +683,45 @@ static json_t *km_rh_tier_json(const struct km_history_tier *t)
                      km_rh_num(t->retention));
 }
 
-/* Builds the 200 answer of GET /api/v1/history for the matched series. */
+/* Writes the 200 answer of GET /api/v1/history for the matched series
+   into out: the envelope through jansson, "series" spliced in last. */
 static int km_rh_answer(const struct km_history *h, struct km_series **found, long n,
                         double from, double to, unsigned tier, double step, size_t points,
-                        json_t **body)
+                        struct km_rh_text *out, json_t **body)
 {
     const struct km_history_tier *t = km_history_tier(h, tier);
     int downsampled = tier > 0 || step > t->step * (1 + 1e-9);
     struct km_history_point *buf = calloc(points ? points : 1, sizeof *buf);
-    json_t *list = json_array();
+    int rc = buf ? 0 : -1;
 
-    if (!buf || !list) {
-        free(buf);
-        json_decref(list);
+    if (!rc)
+        rc = km_rh_text_open(out, json_pack("{s:o, s:o, s:o, s:{s:i, s:o, s:o}, s:b}",
+                                            "from", km_rh_num(from), "to", km_rh_num(to),
+                                            "step", km_rh_num(step), "tier", "index",
+                                            (int)tier, "step", km_rh_num(t->step),
+                                            "retention", km_rh_num(t->retention),
+                                            "downsampled", downsampled));
+    if (!rc)
+        rc = km_rh_text_put(out, ",\"series\":[", 11);
+    for (long i = 0; !rc && i < n; i++)
+        if ((i && km_rh_text_put(out, ",", 1) < 0) ||
+            km_rh_put_series(out, h, found[i], tier, from, to, step, downsampled, buf,
+                             points) < 0)
+            rc = -1;
+    if (!rc)
+        rc = km_rh_text_put(out, "]}", 2);
+    free(buf);
+    if (rc < 0) {
+        km_rh_text_free(out);
         return km_rh_error(500, "out of memory", body);
     }
-    for (long i = 0; i < n; i++)
-        json_array_append_new(list, km_rh_series_json(h, found[i], tier, from, to, step,
-                                                      downsampled, buf, points));
-    free(buf);
-    *body =
-        json_pack("{s:o, s:o, s:o, s:{s:i, s:o, s:o}, s:b, s:o}", "from", km_rh_num(from),
-                  "to", km_rh_num(to), "step", km_rh_num(step), "tier", "index",
-                  (int)tier, "step", km_rh_num(t->step), "retention",
-                  km_rh_num(t->retention), "downsampled", downsampled, "series", list);
-    return *body ? 200 : km_rh_error(500, "out of memory", body);
+    return 200;
 }
 
-/* GET /api/v1/history with q parsed. */
+/* GET /api/v1/history with q parsed: 200 with the answer in out, or the
+   status with its {"detail"} in *body. */
 static int km_rh_range_get(struct km_core *core, const struct km_rh_query *q, double now,
-                           json_t **body)
+                           struct km_rh_text *out, json_t **body)
 {
     struct km_series *found[KM_RH_SERIES_MAX];
     char err[400];
@@ -753,7 +755,7 @@ static int km_rh_range_get(struct km_core *core, const struct km_rh_query *q, do
                  n, points, KM_RH_ANSWER_MAX);
         return km_rh_error(400, err, body);
     }
-    return km_rh_answer(core->history, found, n, from, to, tier, step, points, body);
+    return km_rh_answer(core->history, found, n, from, to, tier, step, points, out, body);
 }
 
 /* 1 when s is listed for q (no selector: every series). */
@@ -809,14 +811,14 @@ static int km_rh_listing_get(struct km_core *core, const struct km_rh_query *q,
     return *body ? 200 : km_rh_error(500, "out of memory", body);
 }
 
-int km_rest_history(struct km_core *core, const char *path, const char *query, double now,
-                    json_t **body)
+/* The start of both routes: 503 without a store, the registry brought up
+   to date, the query parsed into *q (new). 0, or the status with *body. */
+static int km_rh_begin(struct km_core *core, const char *query, enum km_rh_route route,
+                       struct km_rh_query **q, json_t **body)
 {
-    int listing = strcmp(path, KM_RH_PATH_SERIES) == 0;
-    struct km_rh_query *q;
     char err[400];
-    int status;
 
+    *q = NULL;
     if (!core->history || !core->series)
         return km_rh_error(503,
                            "history is disabled: set [history] enabled = true in "
@@ -825,14 +827,53 @@ int km_rest_history(struct km_core *core, const char *path, const char *query, d
     /* the series' live flags and latest values as of now */
     km_series_collect(core->series);
     /* ~85 KiB: on the heap, not on the loop's stack */
-    q = malloc(sizeof *q);
-    if (!q)
+    *q = malloc(sizeof **q);
+    if (!*q)
         return km_rh_error(500, "out of memory", body);
-    if (km_rh_parse(query, listing ? KM_RH_LISTING : KM_RH_RANGE, q, err, sizeof err) < 0)
-        status = km_rh_error(400, err, body);
-    else
-        status = listing ? km_rh_listing_get(core, q, body)
-                         : km_rh_range_get(core, q, now, body);
+    if (km_rh_parse(query, route, *q, err, sizeof err) < 0)
+        return km_rh_error(400, err, body);
+    return 0;
+}
+
+int km_rest_history(struct km_core *core, const char *path, const char *query, double now,
+                    json_t **body)
+{
+    int listing = strcmp(path, KM_RH_PATH_SERIES) == 0;
+    struct km_rh_text text = {NULL, 0, 0};
+    struct km_rh_query *q;
+    int status =
+        km_rh_begin(core, query, listing ? KM_RH_LISTING : KM_RH_RANGE, &q, body);
+
+    if (!status && listing)
+        status = km_rh_listing_get(core, q, body);
+    else if (!status) {
+        /* the one writer of the range answer: parsed back (the server sends
+           the text itself) */
+        status = km_rh_range_get(core, q, now, &text, body);
+        if (status == 200 && !(*body = json_loadb(text.data, text.len, 0, NULL)))
+            status = km_rh_error(500, "out of memory", body);
+        km_rh_text_free(&text);
+    }
     free(q);
+    return status;
+}
+
+int km_rest_history_text(struct km_core *core, const char *query, double now,
+                         struct km_rh_text *out)
+{
+    struct km_rh_query *q;
+    json_t *body = NULL;
+    int status;
+
+    memset(out, 0, sizeof *out);
+    status = km_rh_begin(core, query, KM_RH_RANGE, &q, &body);
+    if (!status)
+        status = km_rh_range_get(core, q, now, out, &body);
+    free(q);
+    if (body) { /* an error: its {"detail"} as text */
+        if (km_rh_text_json(out, body) < 0)
+            km_rh_text_free(out);
+    } else if (status != 200) /* the detail itself failed */
+        km_rh_text_free(out);
     return status;
 }

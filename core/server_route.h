@@ -2,8 +2,10 @@
  * server_route.h - what each HTTP request is for: decodes the target
  * (url.h, the path rule), then the first route of a table that matches
  * serves it: /ws (the WebSocket upgrade: handshake, Origin, token, 101,
- * the socket handed to the hub), any other upgrade (400), /health and
- * /api/v1/... (CORS preflight, token, then rest.h, answered now or later),
+ * the socket handed to the hub), any other upgrade (400), /api/v1/history
+ * (REST's CORS preflight and token, then rest_history.h's answer sent as
+ * the JSON text it writes: GET and HEAD), /health and /api/v1/... (CORS
+ * preflight, token, then rest.h, answered now or later),
  * /metrics (token, then metrics.h: the Prometheus text format; 404 when
  * [http] metrics = false, read per request so SIGHUP applies it), and
  * everything else as a static file (server_static.h).
