@@ -239,9 +239,9 @@ if qs:
     p("| what | median ms | p99 ms | bytes |")
     p("|---|---|---|---|")
     rows = (("km_history_query x 10 (the store)", "store_query", None),
-            ("km_rest_history (selectors, store, json_t)", "rest_handler", None),
-            ("json_dumps of that answer (KM_JSON_FLAGS, as server_conn.c)", "json_dumps", None),
-            ("**whole REST answer** (handler + dumps), step=1", "rest_total", "text_bytes"),
+            ("km_rest_history_text (selectors, store, the JSON text the server sends)",
+             "rest_handler", None),
+            ("**whole REST answer**, step=1", "rest_total", "text_bytes"),
             ("whole REST answer, default step (4 s, downsampled)", "rest_default_step_total",
              "default_step_text_bytes"),
             ("for comparison, not katomon: the same points written straight to text",
