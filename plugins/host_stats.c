@@ -16,6 +16,7 @@
  * carries a real figure (a since-boot average would be misleading, and a
  * null first value would make every consumer special-case it). It is null
  * only when no clock tick elapsed or the counters went backwards.
+ * Percentages are rounded to two decimals, as docker_stats' are.
  *
  * memory.available_bytes is MemAvailable (the kernel's estimate of what can
  * be allocated without swapping); kernels older than 3.14 lack it and get
@@ -295,6 +296,14 @@ static int read_sample(struct sample *s, char *err, size_t len)
 
 /* ---- building the message ------------------------------------------------------ */
 
+/* part / whole in percent, to two decimals as docker_stats' figures: the
+   precision /proc's counters give, and what the history store keeps in
+   about 2 bytes a sample (a full-precision double takes 8). */
+static double percent(double part, double whole)
+{
+    return round(100.0 * part / whole * 100.0) / 100.0;
+}
+
 /* Busy share since the previous read, or NULL when there is none. */
 static json_t *cpu_percent(const struct cpu_times *now)
 {
@@ -306,7 +315,7 @@ static json_t *cpu_percent(const struct cpu_times *now)
     dbusy = now->busy - hs.prev.busy;
     if (dbusy > dtotal)
         return NULL;
-    return json_real(100.0 * (double)dbusy / (double)dtotal);
+    return json_real(percent((double)dbusy, (double)dtotal));
 }
 
 /* kernel.hostname of the watched system, else ours; always valid UTF-8. */
@@ -343,7 +352,7 @@ static json_t *build_message(const struct sample *s)
         "cpu_percent", cpu_percent(&s->cpu), "cpu_count", (json_int_t)s->cpu_count,
         "memory", "total_bytes", (json_int_t)s->mem_total, "available_bytes",
         (json_int_t)s->mem_available, "used_bytes", (json_int_t)used, "used_percent",
-        100.0 * (double)used / (double)s->mem_total, "load", "1m", s->load[0], "5m",
+        percent((double)used, (double)s->mem_total), "load", "1m", s->load[0], "5m",
         s->load[1], "15m", s->load[2], "uptime_seconds", s->uptime, "hostname",
         hostname(), "timestamp", stamp);
 }
