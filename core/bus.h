@@ -153,7 +153,7 @@ km_topic_schema(const struct km_topic *t);                  /* borrowed, may be 
 const char *km_topic_description(const struct km_topic *t); /* borrowed, may be NULL */
 /* The topic's series table (struct km_metric, borrowed), or NULL. */
 const struct km_metric *km_topic_metrics(const struct km_topic *t);
-uint64_t km_topic_last_seq(const struct km_topic *t);       /* event: last seq; 0 none */
+uint64_t km_topic_last_seq(const struct km_topic *t); /* event: last seq; 0 none */
 uint64_t
 km_topic_oldest_seq(const struct km_topic *t);         /* event: oldest in ring; 0 none */
 unsigned km_topic_ring_size(const struct km_topic *t); /* event; 0 on state topics */

@@ -19,9 +19,9 @@
 #include "tsz.h"
 
 #define KM_HIST_CHUNK_CAP  1024 /* data bytes of one chunk, every tier */
-#define KM_HIST_BUDGET_RAW 3   /* bytes budgeted per tier-0 sample (1 column) */
-#define KM_HIST_BUDGET_AGG 8   /* bytes budgeted per coarse sample (4 columns) */
-#define KM_HIST_AGG_COLS   4   /* coarse tiers: min, max, sum, count */
+#define KM_HIST_BUDGET_RAW 3    /* bytes budgeted per tier-0 sample (1 column) */
+#define KM_HIST_BUDGET_AGG 8    /* bytes budgeted per coarse sample (4 columns) */
+#define KM_HIST_AGG_COLS   4    /* coarse tiers: min, max, sum, count */
 /* One series' block may not exceed this: opts asking for more are refused. */
 #define KM_HIST_SERIES_MAX_BYTES (16u << 20)
 

@@ -173,11 +173,12 @@ enum km_topic_kind {
 };
 
 /* km_metric flags. */
-#define KM_METRIC_COUNTER (1u << 0) /* only ever grows (a Prometheus counter): the
-                                       name gets "_total" when it lacks it */
-#define KM_METRIC_IGNORE  (1u << 1) /* not a series (a copy in other units, a
-                                       clock, an id); for an array or object: its
-                                       whole subtree */
+/* Only ever grows (a Prometheus counter): the name gets "_total" when it
+   lacks it. */
+#define KM_METRIC_COUNTER (1u << 0)
+/* Not a series (a copy in other units, a clock, an id); for an array or
+   object: its whole subtree. */
+#define KM_METRIC_IGNORE (1u << 1)
 
 /*
  * How the numbers of a state topic become series (history, GET /metrics).
@@ -194,8 +195,9 @@ enum km_topic_kind {
  *           and KM_METRIC_IGNORE apply); "databases{}" for an object whose
  *           keys are items (.labels is then the label its keys go in,
  *           "database"; its fields are "databases{}.operations");
- *           "_source" for the source's health (.name is then the source's name: katomon_source_up{source=NAME,
- *           topic=TOPIC} and katomon_source_failures{...}).
+ *           "_source" for the source's health (.name is then the source's
+ *           name: katomon_source_up{source=NAME,topic=TOPIC} and
+ *           katomon_source_failures{...}).
  *   name    the series name without "katomon_" ("container_cpu_percent");
  *           Prometheus conventions: snake_case, base units (bytes, seconds),
  *           a unit suffix, "_ratio" for a 0..1 fraction. NULL: derived.
@@ -224,10 +226,10 @@ struct km_topic_def {
     const char *name;        /* [a-z0-9_.-]+, at most 64 bytes */
     enum km_topic_kind kind; /* state or event */
     const struct km_field
-        *schema;             /* type of every message's top-level object;
-                                borrowed: must outlive the plugin. NULL: any object */
-    unsigned ring_size;      /* event topics: messages kept for replay; 0: 256 */
-    const char *description; /* one line for GET /api/v1/topics; may be NULL */
+        *schema;                     /* type of every message's top-level object;
+                                        borrowed: must outlive the plugin. NULL: any object */
+    unsigned ring_size;              /* event topics: messages kept for replay; 0: 256 */
+    const char *description;         /* one line for GET /api/v1/topics; may be NULL */
     const struct km_metric *metrics; /* state topics: names, units and help of
                                         its series (see struct km_metric);
                                         borrowed like .schema. NULL: derived */
