@@ -72,6 +72,8 @@ trap 'exit 130' INT TERM
 
 log() { echo "bench-history: $*" >&2; }
 die() { log "$*"; exit 1; }
+# shared helpers: free_port, wait_port, stop
+. "$BD/lib.sh"
 
 for f in "$CLIENT" "$HB" "$KATOMON" "$B/.libs/bench_pub.so"; do
     [ -e "$f" ] || die "$f is missing: run 'make bench-history' (it builds it)"
@@ -86,21 +88,6 @@ if [ -z "$NODE_EXPORTER" ]; then
     [ -n "$NODE_EXPORTER" ] || log "no node_exporter: the scrape comparison is skipped"
 fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
-
-free_port() {
-    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() { # PORT PID
-    local i=0
-    while [ $i -lt 100 ]; do
-        kill -0 "$2" 2>/dev/null || return 1
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-        i=$((i + 1))
-    done
-    return 1
-}
 
 # katomon_conf FILE PORT STATE_HZ SERIES: bench_pub with its bench topic at
 # STATE_HZ (0: none) and SERIES series at 1 Hz; history on, default tiers,
@@ -147,16 +134,6 @@ start_node_exporter() {
         2>>"$T/node_exporter.log" &
     SPID=$!
     wait_port "$SPORT" "$SPID" || { tail -n 20 "$T/node_exporter.log" >&2; stop; return 1; }
-}
-
-stop() {
-    [ -n "$SPID" ] || return 0
-    kill -TERM "$SPID" 2>/dev/null
-    local i=0
-    while kill -0 "$SPID" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-    kill -KILL "$SPID" 2>/dev/null
-    wait "$SPID" 2>/dev/null
-    SPID=
 }
 
 # scraper PORT COUNT HZ OUT [PID]: COUNT scrapes of GET /metrics, HZ per

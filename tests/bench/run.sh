@@ -63,6 +63,8 @@ trap 'exit 130' INT TERM
 
 log() { echo "bench: $*" >&2; }
 die() { log "$*"; exit 1; }
+# shared helpers: free_port, wait_port, stop
+. "$BD/lib.sh"
 
 # ---- preconditions ------------------------------------------------------------
 for f in "$CLIENT" "$FLOOR" "$KATOMON" "$B/.libs/bench_pub.so"; do
@@ -96,21 +98,6 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((N2 + 100)) ]; then
 fi
 
 # ---- servers ------------------------------------------------------------------
-free_port() {
-    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() { # PORT PID: until something accepts on PORT
-    local i=0
-    while [ $i -lt 100 ]; do
-        kill -0 "$2" 2>/dev/null || return 1
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-        i=$((i + 1))
-    done
-    return 1
-}
-
 # katomon_conf FILE PORT STATE_HZ EVENT_HZ TOPICS UPDATE_INTERVAL
 katomon_conf() {
     cat >"$1" <<EOF
@@ -173,16 +160,6 @@ start() {
         stop
         return 1
     fi
-}
-
-stop() {
-    [ -n "$SPID" ] || return 0
-    kill -TERM "$SPID" 2>/dev/null
-    local i=0
-    while kill -0 "$SPID" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-    kill -KILL "$SPID" 2>/dev/null
-    wait "$SPID" 2>/dev/null
-    SPID=
 }
 
 # client OUTFILE ARGS...: the load client against the running server
