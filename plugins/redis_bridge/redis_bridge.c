@@ -353,6 +353,7 @@ static int read_secret(void)
         return -1;
     memcpy(kb.secret, s, n);
     kb.secret_len = n;
+    memset(buf, 0, sizeof buf); /* no copy of a secret_file left on the stack */
     return 0;
 }
 
