@@ -582,6 +582,13 @@ static void host_io_del(struct km_ctx *ctx, struct km_io *io)
     io_destroy(io);
 }
 
+/* ---- what a bridge reads of the bus ------------------------------------------ */
+
+static int64_t host_bus_epoch(struct km_ctx *ctx)
+{
+    return km_bus_epoch(ctx->core->bus);
+}
+
 /* ---- REST ------------------------------------------------------------------ */
 
 static int host_rest_route(struct km_ctx *ctx, const char *method, const char *path,
@@ -627,6 +634,9 @@ const struct km_host km_host_iface = {
     .io_add = host_io_add,
     .io_set = host_io_set,
     .io_del = host_io_del,
+    .msg_text = km_msg_text,
+    .msg_time_us = km_msg_time_us,
+    .bus_epoch = host_bus_epoch,
 };
 
 /* ---- taking it all back ------------------------------------------------------ */

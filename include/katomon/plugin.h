@@ -454,6 +454,23 @@ struct km_host {
                             void *arg);
     int (*io_set)(struct km_ctx *ctx, struct km_io *io, unsigned events);
     void (*io_del)(struct km_ctx *ctx, struct km_io *io);
+
+    /* ---- appended in ABI 2 (issue 15): KM_HOST_HAS(host, bus_epoch) ------ */
+
+    /*
+     * What a bridge to other hosts needs to forward a message as this bus
+     * holds it (redis_bridge). msg_text: the body as compact JSON text,
+     * encoded once per message and shared with every other reader (the
+     * WebSocket fan-out, REST), borrowed while the caller holds `msg`; NULL
+     * on ENOMEM; *len gets its length. msg_time_us: when it was published
+     * (wall clock, µs since the epoch; a state topic's value delivered at
+     * subscribe time was published earlier). bus_epoch: the bus's creation
+     * time (µs), which event seqs restart with (the WebSocket protocol's
+     * "epoch").
+     */
+    const char *(*msg_text)(struct km_msg *msg, size_t *len);
+    int64_t (*msg_time_us)(const struct km_msg *msg);
+    int64_t (*bus_epoch)(struct km_ctx *ctx);
 };
 
 /* ---- the descriptor a plugin exports ------------------------------------ */

@@ -14,15 +14,13 @@
  * with the last reason, so a dead Redis never makes a request wait, and
  * the first request after the backoff reconnects.
  *
- * Host names: hiredis resolves them with a blocking getaddrinfo() inside
- * redisAsyncConnect, which would stall the whole loop on a slow DNS. The
- * url must therefore give a numeric IPv4 or [IPv6] address (localhost is
- * taken as 127.0.0.1).
+ * The url is read by katomon/redis_url.h (shared with redis_bridge): a
+ * numeric host only, since hiredis would resolve a name with a blocking
+ * getaddrinfo() inside redisAsyncConnect.
  *
  * Only reading commands are sent (a list below): katomon never writes to
  * KATO's Redis.
  */
-#define _GNU_SOURCE /* memrchr */
 #include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,7 +31,7 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 #include <katomon/hiredis.h>
-#include <katomon/url.h>
+#include <katomon/redis_url.h>
 
 #include "kato_api.h"
 
@@ -41,22 +39,17 @@
 #define KA_BACKOFF_MAX 8.0  /* longest wait between attempts */
 
 struct ka_redis {
-    char host[INET6_ADDRSTRLEN];       /* numeric address (IPv6 without brackets) */
-    int port;                          /* TCP port */
-    char *user;                        /* AUTH user (Redis 6 ACL), NULL: none (owned) */
-    char *password;                    /* AUTH password, NULL: no AUTH (owned) */
-    int db;                            /* SELECT db; 0: none sent */
-    char where[INET6_ADDRSTRLEN + 24]; /* "127.0.0.1:6379/0" for messages */
-    double timeout_s;                  /* redis_timeout */
-    redisAsyncContext *ac;             /* the connection; NULL: none */
-    unsigned failures;                 /* consecutive failed connections */
-    double retry_at;                   /* no new connection before (ka_now) */
-    char error[400];                   /* why the last connection failed */
-    char why[480];                     /* error + when the next try is */
-    size_t inflight;                   /* commands sent, not answered */
-    struct km_timer *stall;            /* fires when no progress in time; NULL:
-                                          not armed (a host timer, one-shot) */
-    int freeing;                       /* in ka_redis_free */
+    struct km_redis_url url; /* where, and AUTH/SELECT (katomon/redis_url.h) */
+    double timeout_s;        /* redis_timeout */
+    redisAsyncContext *ac;   /* the connection; NULL: none */
+    unsigned failures;       /* consecutive failed connections */
+    double retry_at;         /* no new connection before (ka_now) */
+    char error[400];         /* why the last connection failed */
+    char why[480];           /* error + when the next try is */
+    size_t inflight;         /* commands sent, not answered */
+    struct km_timer *stall;  /* fires when no progress in time; NULL:
+                                not armed (a host timer, one-shot) */
+    int freeing;             /* in ka_redis_free */
 };
 
 /* One command sent. */
@@ -66,135 +59,6 @@ struct ka_rcmd {
     void *arg;          /* its argument */
     char name[8];       /* command name, for messages */
 };
-
-/* ---- url ---- */
-
-/* Percent-decodes [s, s + n) into a new string (*out), by the path rule
-   ('+' is itself); 0, -1 on ENOMEM, -2 on a bad escape or %00. */
-static int decode_part(const char *s, size_t n, char **out)
-{
-    long len;
-
-    if (!(*out = malloc(n + 1)))
-        return -1;
-    len = km_pct_decode(s, n, *out, n + 1, KM_PCT_PATH);
-    if (len >= 0)
-        return 0;
-    free(*out);
-    *out = NULL;
-    return -2;
-}
-
-/* user:password@ -> r->user, r->password ("secret@" alone: a password).
-   0, -1 on ENOMEM, -2 on a bad escape. */
-static int parse_userinfo(struct ka_redis *r, const char *s, size_t n)
-{
-    const char *colon = memchr(s, ':', n);
-    int rc;
-
-    if (!colon)
-        return decode_part(s, n, &r->password);
-    if (colon > s && (rc = decode_part(s, (size_t)(colon - s), &r->user)) < 0)
-        return rc;
-    return decode_part(colon + 1, n - (size_t)(colon - s) - 1, &r->password);
-}
-
-/* host[:port], host numeric or localhost. */
-static int parse_hostport(struct ka_redis *r, const char *s, size_t n, char *err,
-                          size_t errlen)
-{
-    const char *end = s + n, *port = NULL;
-    char host[256];
-    unsigned char addr[16];
-    size_t hl;
-
-    if (n && *s == '[') {
-        const char *close = memchr(s, ']', n);
-        if (!close)
-            goto bad;
-        hl = (size_t)(close - s - 1);
-        if (hl >= sizeof host)
-            goto bad;
-        memcpy(host, s + 1, hl);
-        port = close + 1 < end && close[1] == ':' ? close + 2 : NULL;
-        if (close + 1 < end && !port)
-            goto bad;
-    } else {
-        const char *colon = memchr(s, ':', n);
-        hl = colon ? (size_t)(colon - s) : n;
-        if (hl >= sizeof host)
-            goto bad;
-        memcpy(host, s, hl);
-        port = colon ? colon + 1 : NULL;
-    }
-    host[hl] = '\0';
-    if (strcasecmp(host, "localhost") == 0)
-        strcpy(host, "127.0.0.1");
-    if (inet_pton(AF_INET, host, addr) != 1 && inet_pton(AF_INET6, host, addr) != 1) {
-        snprintf(err, errlen,
-                 "the host '%s' is not a numeric address; give an IPv4 or [IPv6] address "
-                 "(hiredis would resolve a name with a blocking lookup)",
-                 host);
-        return -1;
-    }
-    snprintf(r->host, sizeof r->host, "%s", host);
-    r->port = 6379;
-    if (port) {
-        char *e;
-        long p = strtol(port, &e, 10);
-        if (e != end || p < 1 || p > 65535)
-            goto bad;
-        r->port = (int)p;
-    }
-    return 0;
-bad:
-    snprintf(err, errlen, "cannot read host[:port] in it");
-    return -1;
-}
-
-static int parse_url(struct ka_redis *r, const char *url, char *err, size_t errlen)
-{
-    const char *s = url + 8, *at, *slash, *hp;
-    size_t n;
-    int rc;
-
-    if (strncmp(url, "redis://", 8) != 0) {
-        snprintf(err, errlen, "'%s' must start with redis:// (TLS is not supported)",
-                 url);
-        return -1;
-    }
-    if (strpbrk(s, "?#")) {
-        snprintf(err, errlen, "options (?...) are not supported in '%s'", url);
-        return -1;
-    }
-    slash = strchr(s, '/');
-    n = slash ? (size_t)(slash - s) : strlen(s);
-    at = memrchr(s, '@', n);
-    if (at && (rc = parse_userinfo(r, s, (size_t)(at - s))) < 0) {
-        if (rc == -1)
-            snprintf(err, errlen, "out of memory");
-        else
-            snprintf(err, errlen,
-                     "bad %%-escape in the user or password of the url: write a "
-                     "'%%' as %%25, and no %%00");
-        return -1;
-    }
-    hp = at ? at + 1 : s;
-    if (parse_hostport(r, hp, (size_t)(s + n - hp), err, errlen) < 0)
-        return -1;
-    if (slash && slash[1]) {
-        char *e;
-        long db = strtol(slash + 1, &e, 10);
-        if (*e || db < 0 || db > 1000000) {
-            snprintf(err, errlen, "the database '%s' is not a number", slash + 1);
-            return -1;
-        }
-        r->db = (int)db;
-    }
-    snprintf(r->where, sizeof r->where, strchr(r->host, ':') ? "[%s]:%d/%d" : "%s:%d/%d",
-             r->host, r->port, r->db);
-    return 0;
-}
 
 /* ---- connection ---- */
 
@@ -250,7 +114,7 @@ static void on_stall(void *arg)
     char why[200];
 
     r->stall = NULL; /* one-shot: the host frees it after this */
-    snprintf(why, sizeof why, "Redis at %s did not answer within %g s", r->where,
+    snprintf(why, sizeof why, "Redis at %s did not answer within %g s", r->url.where,
              r->timeout_s);
     drop(r, why);
 }
@@ -273,11 +137,12 @@ static void on_connect(const redisAsyncContext *ac, int status)
         return;
     if (status != REDIS_OK) {
         /* hiredis frees ac next and fails its commands */
-        failed(r, "cannot connect to Redis at %s: %s", r->where, ac->errstr);
+        failed(r, "cannot connect to Redis at %s: %s", r->url.where, ac->errstr);
         return;
     }
     if (r->failures)
-        ka.host->log(ka.ctx, KM_LOG_NOTICE, "connected to Redis at %s again", r->where);
+        ka.host->log(ka.ctx, KM_LOG_NOTICE, "connected to Redis at %s again",
+                     r->url.where);
     r->failures = 0;
     progress(r);
 }
@@ -292,11 +157,11 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
         /* an idle connection closed (Redis's `timeout`, a restart): not a
            failure; the next command connects again at once */
         ka.host->log(ka.ctx, KM_LOG_INFO, "Redis at %s closed the idle connection: %s",
-                     r->where, ac->errstr ? ac->errstr : "(no reason)");
+                     r->url.where, ac->errstr ? ac->errstr : "(no reason)");
         r->ac = NULL;
         return;
     }
-    failed(r, "Redis at %s closed the connection: %s", r->where,
+    failed(r, "Redis at %s closed the connection: %s", r->url.where,
            ac->errstr ? ac->errstr : "(no reason)");
 }
 
@@ -311,7 +176,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     r->inflight--;
     if (!rep) {
         if (r->ac == ac) /* failing under us: hiredis frees ac after this */
-            failed(r, "Redis at %s: connection lost: %s", r->where,
+            failed(r, "Redis at %s: connection lost: %s", r->url.where,
                    ac->errstr ? ac->errstr : "(no reason)");
         if (c->cb)
             c->cb(NULL, r->error, c->arg);
@@ -320,7 +185,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     }
     progress(r);
     if (rep->type == REDIS_REPLY_ERROR) {
-        snprintf(err, sizeof err, "Redis at %s refused %s: %.400s", r->where, c->name,
+        snprintf(err, sizeof err, "Redis at %s refused %s: %.400s", r->url.where, c->name,
                  rep->str);
         if (c->cb)
             c->cb(NULL, err, c->arg);
@@ -356,11 +221,11 @@ static int send_cmd(struct ka_redis *r, ka_redis_cb cb, void *arg, int argc,
 
 static int connect_now(struct ka_redis *r)
 {
-    redisAsyncContext *ac = redisAsyncConnect(r->host, r->port);
+    redisAsyncContext *ac = redisAsyncConnect(r->url.host, r->url.port);
     char db[16];
 
     if (!ac || ac->err) {
-        failed(r, "cannot connect to Redis at %s: %s", r->where,
+        failed(r, "cannot connect to Redis at %s: %s", r->url.where,
                ac ? ac->errstr : "out of memory");
         if (ac)
             redisAsyncFree(ac);
@@ -369,18 +234,19 @@ static int connect_now(struct ka_redis *r)
     ac->data = r;
     if (km_redis_attach(ac, ka.host, ka.ctx) != REDIS_OK) {
         redisAsyncFree(ac);
-        failed(r, "cannot connect to Redis at %s: out of memory", r->where);
+        failed(r, "cannot connect to Redis at %s: out of memory", r->url.where);
         return -1;
     }
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     r->ac = ac;
-    snprintf(db, sizeof db, "%d", r->db);
-    if (r->password) {
-        const char *argv[] = {"AUTH", r->user ? r->user : r->password, r->password};
-        send_cmd(r, NULL, NULL, r->user ? 3 : 2, argv, NULL);
+    snprintf(db, sizeof db, "%d", r->url.db);
+    if (r->url.password) {
+        const char *argv[] = {"AUTH", r->url.user ? r->url.user : r->url.password,
+                              r->url.password};
+        send_cmd(r, NULL, NULL, r->url.user ? 3 : 2, argv, NULL);
     }
-    if (r->db) {
+    if (r->url.db) {
         const char *argv[] = {"SELECT", db};
         send_cmd(r, NULL, NULL, 2, argv, NULL);
     }
@@ -398,10 +264,8 @@ struct ka_redis *ka_redis_new(const char *url, double timeout_s, char *err, size
         return NULL;
     }
     r->timeout_s = timeout_s;
-    if (parse_url(r, url, err, errlen) < 0) {
-        if (!err[0])
-            snprintf(err, errlen, "out of memory");
-        ka_redis_free(r);
+    if (km_redis_url_parse(&r->url, url, err, errlen) < 0) {
+        free(r);
         return NULL;
     }
     return r;
@@ -414,14 +278,13 @@ void ka_redis_free(struct ka_redis *r)
     r->freeing = 1;
     drop(r, "katomon is shutting down"); /* the callbacks run now */
     stall_stop(r);
-    free(r->user);
-    free(r->password);
+    km_redis_url_clear(&r->url);
     free(r);
 }
 
 const char *ka_redis_where(const struct ka_redis *r)
 {
-    return r->where;
+    return r->url.where;
 }
 
 int ka_redis_cmd(struct ka_redis *r, ka_redis_cb cb, void *arg, int argc,

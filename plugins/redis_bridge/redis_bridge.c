@@ -1,0 +1,457 @@
+/*
+ * redis_bridge - publishes this host's bus on Redis pub/sub (issue 15,
+ * the publishing half; the subscribing half and the host-aware bus come
+ * next and read the same envelope, envelope.h).
+ *
+ * Every message of the chosen topics (`topics`, default every topic but
+ * our own) goes out as
+ *
+ *   PUBLISH PREFIX:HOST:TOPIC "KM1 SIG JSON"
+ *
+ * JSON being {"v":1,"host","topic","kind","seq","epoch","time","body"}
+ * around the message's own JSON text as the bus encoded it, SIG its
+ * HMAC-SHA256 with the shared secret (or "-"). When Redis is down, slow
+ * or refuses, the local host keeps working: a message that cannot go out
+ * now is dropped and counted (no connection; max_pending replies
+ * outstanding; larger than max_payload), never queued without bound.
+ * On (re)connect the latest value of every state topic sent so far goes
+ * out again, so a receiver sees the current state without waiting for
+ * the next update.
+ *
+ * Health: the state topic `redis_bridge` with "_source" (healthy when
+ * connected and the last PUBLISH succeeded) and the counters, published
+ * when the connection's health changes and every KB_TICK_S seconds;
+ * series katomon_source_up{source="redis",topic="redis_bridge"} and
+ * katomon_redis_bridge_*_total.
+ *
+ * host_name is read from this plugin's section for now (default: the
+ * machine's hostname); it belongs in [core] once the bus is host-aware.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <katomon/plugin.h>
+#include <katomon/source.h>
+#include <katomon/util.h>
+
+#include "bridge.h"
+
+#define KB_TICK_S      5.0  /* health topic at least this often, seconds */
+#define KB_TOPICS_MAX  256  /* names in `topics` */
+#define KB_STATES_MAX  1024 /* state topics remembered for the resend */
+#define KB_CHANNEL_MAX (KB_HOST_NAME_MAX * 3 + 3)
+
+struct kb_state kb;
+
+/* State topics sent so far (borrowed from the bus), for kb_resend_states. */
+static struct km_topic *seen[KB_STATES_MAX];
+static size_t nseen;
+static int oversize_warned; /* the first oversized message was logged */
+
+/* ---- config ---- */
+
+static const struct km_conf_key kb_keys[] = {
+    {"url", KM_CONF_STRING, "redis://127.0.0.1:6379/0", 0, 0,
+     "Redis, redis://[[user]:password@]host[:port][/db] (numeric host or localhost)"},
+    {"host_name", KM_CONF_STRING, NULL, 0, 0,
+     "this host's name in channels, [A-Za-z0-9_.-]{1,64}; default: the hostname"},
+    {"prefix", KM_CONF_STRING, "katomon", 0, 0,
+     "channel prefix, [A-Za-z0-9_.-]{1,64}: channels are PREFIX:HOST:TOPIC"},
+    {"topics", KM_CONF_STRING, "*", 0, 0,
+     "comma-separated topics to publish; * = every topic but redis_bridge"},
+    {"secret", KM_CONF_STRING, NULL, 0, 0,
+     "shared secret: payloads are signed with HMAC-SHA256 (unset: unsigned)"},
+    {"secret_file", KM_CONF_STRING, NULL, 0, 0,
+     "file holding the shared secret (read at start; instead of secret)"},
+    {"max_payload", KM_CONF_INT, "1048576", 1024, 512 << 20,
+     "largest payload sent, bytes; a larger message is dropped and counted"},
+    {"max_pending", KM_CONF_INT, "1000", 1, 1000000,
+     "PUBLISH replies outstanding before new messages are dropped and counted"},
+    {"timeout", KM_CONF_DOUBLE, "3", 0.1, 600,
+     "seconds Redis may take to accept the connection or to answer"},
+    {"reconnect_min", KM_CONF_DOUBLE, "0.5", 0.01, 3600,
+     "seconds before the first reconnect; doubles per failure, jittered"},
+    {"reconnect_max", KM_CONF_DOUBLE, "30", 0.01, 86400,
+     "longest wait between reconnect attempts, seconds"},
+    {NULL, 0, NULL, 0, 0, NULL},
+};
+
+/* ---- the health topic ---- */
+
+static const struct km_field source_fields[] = KM_SOURCE_FIELDS;
+
+static const struct km_field health_schema[] = {
+    KM_FIELD("connected", KM_BOOL, KM_F_REQUIRED),
+    KM_FIELD("redis", KM_STRING, KM_F_REQUIRED),
+    KM_FIELD("host", KM_STRING, KM_F_REQUIRED),
+    KM_FIELD("prefix", KM_STRING, KM_F_REQUIRED),
+    KM_FIELD("published", KM_INTEGER, KM_F_REQUIRED),
+    KM_FIELD("failed", KM_INTEGER, KM_F_REQUIRED),
+    KM_FIELD("dropped_oversize", KM_INTEGER, KM_F_REQUIRED),
+    KM_FIELD("dropped_pending", KM_INTEGER, KM_F_REQUIRED),
+    KM_FIELD("dropped_disconnected", KM_INTEGER, KM_F_REQUIRED),
+    KM_FIELD("reconnects", KM_INTEGER, KM_F_REQUIRED),
+    KM_FIELD("pending", KM_INTEGER, KM_F_REQUIRED),
+    KM_FIELD_OBJECT("_source", KM_F_REQUIRED, source_fields),
+    KM_FIELD_END,
+};
+
+static const struct km_metric health_metrics[] = {
+    {"published", "redis_bridge_published_total",
+     "Messages the bridge published on Redis (PUBLISH answered)", KM_METRIC_COUNTER, 0,
+     NULL},
+    {"failed", "redis_bridge_publish_failed_total",
+     "PUBLISHes Redis refused or lost with the connection", KM_METRIC_COUNTER, 0, NULL},
+    {"dropped_oversize", "redis_bridge_dropped_oversize_total",
+     "Messages not sent: larger than max_payload", KM_METRIC_COUNTER, 0, NULL},
+    {"dropped_pending", "redis_bridge_dropped_pending_total",
+     "Messages not sent: max_pending replies outstanding", KM_METRIC_COUNTER, 0, NULL},
+    {"dropped_disconnected", "redis_bridge_dropped_disconnected_total",
+     "Messages not sent: no connection to Redis", KM_METRIC_COUNTER, 0, NULL},
+    {"reconnects", "redis_bridge_reconnects_total",
+     "Connections to Redis made again after a loss", KM_METRIC_COUNTER, 0, NULL},
+    {"pending", "redis_bridge_pending", "PUBLISHes sent and not answered yet", 0, 0,
+     NULL},
+    {"_source", "redis", NULL, 0, 0, NULL},
+    {NULL, NULL, NULL, 0, 0, NULL},
+};
+
+static void publish_health(void)
+{
+    const char *error;
+    json_t *m;
+
+    if (!kb.health || !kb.conn || kb.stopping)
+        return;
+    error = kb_conn_error(kb.conn);
+    m = json_pack(
+        "{s:b, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connected",
+        kb_conn_ready(kb.conn), "redis", kb_conn_where(kb.conn), "host", kb.host_name,
+        "prefix", kb.prefix, "published", (json_int_t)kb.n.published, "failed",
+        (json_int_t)kb.n.failed, "dropped_oversize", (json_int_t)kb.n.dropped_oversize,
+        "dropped_pending", (json_int_t)kb.n.dropped_pending, "dropped_disconnected",
+        (json_int_t)kb.n.dropped_disconnected, "reconnects", (json_int_t)kb.n.reconnects,
+        "pending", (json_int_t)kb_conn_pending(kb.conn, NULL));
+    if (!m)
+        return;
+    json_object_set_new(m, "_source", km_source_json(error, kb_conn_failures(kb.conn)));
+    kb.host->publish(kb.ctx, kb.health, m);
+}
+
+void kb_health_changed(void)
+{
+    publish_health();
+}
+
+static void on_tick(void *arg)
+{
+    (void)arg;
+    publish_health();
+}
+
+/* ---- sending ---- */
+
+/* 1 when topic t's messages go out. */
+static int wanted(struct km_topic *t)
+{
+    const char *name;
+
+    if (!kb.topics)
+        return t != kb.health;
+    name = kb.host->topic_name(t);
+    for (size_t i = 0; i < kb.ntopics; i++)
+        if (strcmp(kb.topics[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+static void remember_state(struct km_topic *t)
+{
+    for (size_t i = 0; i < nseen; i++)
+        if (seen[i] == t)
+            return;
+    if (nseen < KB_STATES_MAX)
+        seen[nseen++] = t;
+}
+
+/* Sends msg of topic t, or counts why not. */
+static void send_msg(struct km_topic *t, struct km_msg *msg)
+{
+    struct kb_envelope e = {.kind = KB_STATE};
+    char channel[KB_CHANNEL_MAX + 1];
+    size_t text_len, len, bytes;
+    const char *text;
+    char *payload;
+
+    if (!kb_conn_ready(kb.conn)) {
+        kb.n.dropped_disconnected++;
+        return;
+    }
+    if (kb_conn_pending(kb.conn, &bytes) >= kb.max_pending ||
+        bytes >= KB_PENDING_BYTES_MAX) {
+        kb.n.dropped_pending++;
+        return;
+    }
+    if (!(text = kb.host->msg_text(msg, &text_len))) {
+        kb.n.failed++; /* out of memory */
+        return;
+    }
+    snprintf(e.host, sizeof e.host, "%s", kb.host_name);
+    snprintf(e.topic, sizeof e.topic, "%s", kb.host->topic_name(t));
+    e.seq = kb.host->msg_seq(msg);
+    e.kind = e.seq ? KB_EVENT : KB_STATE;
+    e.epoch = kb.epoch;
+    e.time = kb.host->msg_time_us(msg);
+    payload = kb_envelope_encode(&e, text, text_len, kb.secret, kb.secret_len,
+                                 kb.max_payload, &len);
+    if (!payload) {
+        if (len <= kb.max_payload) {
+            kb.n.failed++; /* out of memory */
+            return;
+        }
+        kb.n.dropped_oversize++;
+        if (!oversize_warned++)
+            kb.host->log(
+                kb.ctx, KM_LOG_WARNING,
+                "a message of topic %s needs %zu bytes, above max_payload (%zu): "
+                "not sent (counted in dropped_oversize; logged once)",
+                e.topic, len, kb.max_payload);
+        return;
+    }
+    snprintf(channel, sizeof channel, "%s:%s:%s", kb.prefix, kb.host_name, e.topic);
+    if (kb_conn_publish(kb.conn, channel, payload, len) < 0)
+        kb.n.failed++;
+    free(payload);
+}
+
+static void on_msg(struct km_topic *t, struct km_msg *msg, void *arg)
+{
+    (void)arg;
+    if (kb.stopping || !kb.conn || !wanted(t))
+        return;
+    if (kb.host->msg_seq(msg) == 0)
+        remember_state(t);
+    send_msg(t, msg);
+}
+
+void kb_resend_states(void)
+{
+    for (size_t i = 0; i < nseen && !kb.stopping; i++) {
+        struct km_msg *m = kb.host->topic_latest(seen[i]);
+        if (m)
+            send_msg(seen[i], m);
+    }
+}
+
+/* ---- init/shutdown ---- */
+
+/* [A-Za-z0-9_.-]{1,64}: host names and the prefix. */
+static int read_host_name(void)
+{
+    const char *v = kb.host->config_string(kb.ctx, "host_name");
+    char name[256] = "";
+
+    if (!v) {
+        if (gethostname(name, sizeof name - 1) < 0) {
+            kb.host->log(kb.ctx, KM_LOG_ERROR, "gethostname: %s; set host_name",
+                         strerror(errno));
+            return -1;
+        }
+        v = name;
+    }
+    if (!kb_host_name_valid(v)) {
+        kb.host->log(kb.ctx, KM_LOG_ERROR,
+                     "host_name '%.80s'%s is not a host name: [A-Za-z0-9_.-], 1-64 bytes",
+                     v, v == name ? " (the hostname; set host_name)" : "");
+        return -1;
+    }
+    snprintf(kb.host_name, sizeof kb.host_name, "%s", v);
+    return 0;
+}
+
+/* topics = a, b, c -> kb.topics; "*" -> NULL (every topic). */
+static int read_topics(void)
+{
+    const char *v = kb.host->config_string(kb.ctx, "topics");
+    char *copy, *save = NULL;
+
+    if (strspn(v, " \t") == strlen(v) || strcmp(v + strspn(v, " \t"), "*") == 0)
+        return 0;
+    if (!(copy = strdup(v)) || !(kb.topics = calloc(KB_TOPICS_MAX, sizeof *kb.topics))) {
+        free(copy);
+        return -1;
+    }
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *end = tok + strlen(tok);
+        tok += strspn(tok, " \t");
+        while (end > tok && (end[-1] == ' ' || end[-1] == '\t'))
+            *--end = '\0';
+        if (!km_topic_name_valid(tok) || kb.ntopics == KB_TOPICS_MAX) {
+            kb.host->log(
+                kb.ctx, KM_LOG_ERROR,
+                "topics: '%.80s' is not a topic name ([a-z0-9_.-], 1-64 bytes)%s", tok,
+                kb.ntopics == KB_TOPICS_MAX ? ", or one too many" : "");
+            free(copy);
+            return -1;
+        }
+        if (!(kb.topics[kb.ntopics] = strdup(tok))) {
+            free(copy);
+            return -1;
+        }
+        kb.ntopics++;
+    }
+    free(copy);
+    return 0;
+}
+
+/* secret or secret_file -> kb.secret. */
+static int read_secret(void)
+{
+    const char *s = kb.host->config_string(kb.ctx, "secret");
+    const char *file = kb.host->config_string(kb.ctx, "secret_file");
+    char buf[KB_SECRET_MAX + 2];
+    size_t n = 0;
+
+    if (s && file) {
+        kb.host->log(kb.ctx, KM_LOG_ERROR, "set secret or secret_file, not both");
+        return -1;
+    }
+    if (file) { /* read once at start: a small local file */
+        int fd = open(file, O_RDONLY | O_CLOEXEC);
+        ssize_t r = 1;
+        if (fd < 0) {
+            kb.host->log(kb.ctx, KM_LOG_ERROR, "secret_file %s: %s", file,
+                         strerror(errno));
+            return -1;
+        }
+        while (n < sizeof buf - 1 && (r = read(fd, buf + n, sizeof buf - 1 - n)) > 0)
+            n += (size_t)r;
+        close(fd);
+        if (r < 0 || n > KB_SECRET_MAX) {
+            kb.host->log(kb.ctx, KM_LOG_ERROR, "secret_file %s: %s", file,
+                         r < 0 ? strerror(errno) : "longer than 4096 bytes");
+            return -1;
+        }
+        while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+            n--;
+        s = buf;
+    } else if (s) {
+        n = strlen(s);
+    }
+    if (!s)
+        return 0;
+    if (n == 0 || n > KB_SECRET_MAX) {
+        kb.host->log(kb.ctx, KM_LOG_ERROR, "the shared secret is %s",
+                     n ? "longer than 4096 bytes" : "empty");
+        return -1;
+    }
+    if (!(kb.secret = malloc(n)))
+        return -1;
+    memcpy(kb.secret, s, n);
+    kb.secret_len = n;
+    memset(buf, 0, sizeof buf); /* no copy of a secret_file left on the stack */
+    return 0;
+}
+
+static int read_config(void)
+{
+    const char *prefix = kb.host->config_string(kb.ctx, "prefix");
+    struct kb_conn_conf cc = {kb.host->config_double(kb.ctx, "timeout"),
+                              kb.host->config_double(kb.ctx, "reconnect_min"),
+                              kb.host->config_double(kb.ctx, "reconnect_max")};
+    char err[512] = "";
+
+    if (read_host_name() < 0 || read_topics() < 0 || read_secret() < 0)
+        return -1;
+    if (!kb_host_name_valid(prefix)) {
+        kb.host->log(kb.ctx, KM_LOG_ERROR,
+                     "prefix '%.80s' is not [A-Za-z0-9_.-], 1-64 bytes", prefix);
+        return -1;
+    }
+    if (!(kb.prefix = strdup(prefix)))
+        return -1;
+    if (cc.reconnect_min > cc.reconnect_max) {
+        kb.host->log(kb.ctx, KM_LOG_ERROR,
+                     "reconnect_min (%g) is above reconnect_max (%g)", cc.reconnect_min,
+                     cc.reconnect_max);
+        return -1;
+    }
+    kb.max_payload = (size_t)kb.host->config_int(kb.ctx, "max_payload");
+    kb.max_pending = (size_t)kb.host->config_int(kb.ctx, "max_pending");
+    if (!(kb.conn =
+              kb_conn_new(kb.host->config_string(kb.ctx, "url"), &cc, err, sizeof err))) {
+        kb.host->log(kb.ctx, KM_LOG_ERROR, "url: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+static void kb_shutdown(struct km_ctx *ctx);
+
+static int kb_init(struct km_ctx *ctx, const struct km_host *host)
+{
+    struct km_topic_def def = {"redis_bridge",
+                               KM_TOPIC_STATE,
+                               health_schema,
+                               0,
+                               "redis_bridge: connection to Redis and its counters",
+                               health_metrics};
+    int err;
+
+    memset(&kb, 0, sizeof kb);
+    nseen = 0;
+    oversize_warned = 0;
+    kb.host = host;
+    kb.ctx = ctx;
+    if (!KM_HOST_HAS(host, bus_epoch)) {
+        host->log(ctx, KM_LOG_ERROR,
+                  "this katomon is too old for redis_bridge (no "
+                  "msg_text, msg_time_us, bus_epoch)");
+        return -1;
+    }
+    kb.epoch = host->bus_epoch(ctx);
+    if (!(kb.health = host->topic_declare(ctx, &def, &err))) {
+        host->log(ctx, KM_LOG_ERROR, "cannot declare topic redis_bridge: %s",
+                  host->strerror(err));
+        return -1;
+    }
+    if (read_config() < 0)
+        goto fail;
+    publish_health();
+    kb.tick = host->timer_add(ctx, KB_TICK_S, KM_TIMER_REPEAT, on_tick, NULL);
+    kb.sub = host->subscribe(ctx, "*", on_msg, NULL);
+    if (!kb.tick || !kb.sub)
+        goto fail;
+    host->log(ctx, KM_LOG_INFO, "publishing %s to Redis at %s as %s:%s:TOPIC (%s)",
+              kb.topics ? "the topics listed" : "every topic", kb_conn_where(kb.conn),
+              kb.prefix, kb.host_name, kb.secret ? "signed" : "unsigned");
+    return 0;
+fail:
+    kb_shutdown(ctx);
+    return -1;
+}
+
+static void kb_shutdown(struct km_ctx *ctx)
+{
+    (void)ctx;
+    kb.stopping = 1;
+    kb_conn_free(kb.conn); /* the core removes our timers and subscription */
+    kb.conn = NULL;
+    for (size_t i = 0; i < kb.ntopics; i++)
+        free(kb.topics[i]);
+    free(kb.topics);
+    free(kb.prefix);
+    if (kb.secret)
+        memset(kb.secret, 0, kb.secret_len);
+    free(kb.secret);
+    memset(&kb, 0, sizeof kb);
+}
+
+KM_PLUGIN_DEFINE(.name = "redis_bridge", .version = "1.0",
+                 .description = "publishes the bus's topics on Redis pub/sub (signed "
+                                "envelopes) for other katomon hosts",
+                 .config = kb_keys, .init = kb_init, .shutdown = kb_shutdown);
