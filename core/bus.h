@@ -144,6 +144,78 @@ void km_bus_unsubscribe_owner(struct km_bus *bus, const void *owner);
  */
 int km_bus_replay(struct km_topic *topic, uint64_t since, km_msg_cb cb, void *arg);
 
+/* ---- hosts (issue 15) ----
+ *
+ * The bus keeps each topic's messages per host. Host 0 is this one (its
+ * name set with km_bus_set_host); 1, 2, ... are remote hosts, added by
+ * km_bus_publish_remote in the order of their first message, at most
+ * max_hosts in all. A host record lives as long as the bus, so an index
+ * stays valid; memory: per remote host, per topic, one latest value or one
+ * ring of the topic's ring_size.
+ *
+ * Delivery: a subscription made with km_bus_subscribe gets host 0's
+ * messages only (so a plugin that evaluates this host's data never sees
+ * another's); one made with KM_SUB_HOSTS gets every host's. "*" included.
+ * Local messages carry this bus's epoch and seqs; remote ones the epoch and
+ * seq their host gave them.
+ */
+
+/* Default and largest max_hosts (this host included). */
+#define KM_HOSTS_DEFAULT 64
+#define KM_HOSTS_MAX     1024
+
+/* What the bus knows of one host (km_bus_host_info). */
+struct km_bus_host {
+    const char *name;       /* borrowed from the bus */
+    int64_t epoch;          /* its bus epoch, µs (this bus's for host 0) */
+    int64_t last_seen_us;   /* wall clock of its last accepted message; 0 never */
+    int64_t last_seen_mono; /* CLOCK_MONOTONIC µs of the same; 0 never */
+    uint64_t messages;      /* messages accepted from it */
+    uint64_t refused;       /* refused: schema, kind, stale seq or epoch */
+    uint64_t gaps;          /* event seq jumps seen (seq > last + 1) */
+    uint64_t missed;        /* event messages those jumps skipped */
+    uint64_t restarts;      /* newer epochs seen after its first message */
+};
+
+/* Names this host (copied): 0, or KM_EINVAL (not km_host_name_valid).
+   Set it before any remote host arrives. Default: "localhost". */
+int km_bus_set_host(struct km_bus *bus, const char *name);
+/* Caps the host count (this host included; 1..KM_HOSTS_MAX); hosts already
+   known stay. */
+void km_bus_set_max_hosts(struct km_bus *bus, unsigned n);
+/* Hosts known (>= 1: this host is 0). */
+unsigned km_bus_host_count(const struct km_bus *bus);
+/* The name of host h (borrowed, valid while the bus lives), or NULL. */
+const char *km_bus_host_name(const struct km_bus *bus, int h);
+/* The index of host `name`, or -1. */
+int km_bus_host_find(const struct km_bus *bus, const char *name);
+/* Fills *out for host h: 0, or KM_EINVAL (no such host). */
+int km_bus_host_info(const struct km_bus *bus, int h, struct km_bus_host *out);
+
+/*
+ * Publishes a message that host r->host published on its own bus (a
+ * bridge's receipt). Steals body, always. Checks, in order: KM_EINVAL (NULL
+ * topic or body, an undeclared topic, body not an object, r->host not a
+ * host name or this host's name, r->epoch <= 0, seq 0 on an event topic),
+ * KM_EOWNER (orphaned topic), KM_EKIND (r->kind differs from the topic's),
+ * KM_EFULL (a new host past max_hosts), KM_ESTALE (an epoch older than
+ * the host's, or an event seq <= the last one of that host on this topic in
+ * this epoch), KM_ESCHEMA (logged like a local one), KM_ENOMEM. Every
+ * refusal of a known host counts in its `refused`; KM_ESCHEMA also in the
+ * topic's rejected. A newer epoch: the host restarted (restarts + 1) and
+ * its sequences on each topic start again. On KM_OK the message's time is
+ * r->time_us (its mono time is now) and it reaches KM_SUB_HOSTS subscribers.
+ */
+int km_bus_publish_remote(struct km_topic *topic, json_t *body, const struct km_remote *r);
+
+/* km_bus_subscribe_ex flags. */
+#define KM_SUB_HOSTS (1u << 0) /* every host's messages, not only this host's */
+
+/* km_bus_subscribe with flags (KM_SUB_*). With KM_SUB_HOSTS the initial
+   values of a state topic are each host's latest, host 0 first. */
+struct km_sub *km_bus_subscribe_ex(struct km_bus *bus, const char *name, km_msg_cb cb,
+                                   void *arg, const void *owner, unsigned flags);
+
 /* ---- topics ---- */
 
 const char *km_topic_name(const struct km_topic *t); /* borrowed */
@@ -162,6 +234,22 @@ uint64_t km_topic_rejected(const struct km_topic *t);  /* refused messages */
 /* State topics: the current value (borrowed), or NULL. Always NULL on event
    topics (they have no current value: use km_bus_replay). */
 struct km_msg *km_topic_latest(const struct km_topic *t);
+/*
+ * Per host (h as km_bus_host_find; h 0 is what the functions above say).
+ * latest: host h's value of a state topic (borrowed) or NULL. last_seq,
+ * oldest_seq: host h's event sequence (0: none held; a remote host's ring
+ * may have holes where seqs were missed, so oldest is the oldest held).
+ * epoch: the epoch of host h's messages held on this topic (0: none).
+ * replay: as km_bus_replay over host h's ring (messages missed on the
+ * way are skipped); KM_EINVAL for an unknown host.
+ */
+struct km_msg *km_topic_latest_host(const struct km_topic *t, int h);
+uint64_t km_topic_last_seq_host(const struct km_topic *t, int h);
+uint64_t km_topic_oldest_seq_host(const struct km_topic *t, int h);
+int64_t km_topic_epoch_host(const struct km_topic *t, int h);
+int km_bus_replay_host(struct km_topic *topic, int h, uint64_t since, km_msg_cb cb,
+                       void *arg);
+
 /* Renders the schema as JSON for GET /api/v1/topics (km_schema_json; no
    schema: {"type":"object"}). New reference, NULL on ENOMEM. */
 json_t *km_topic_schema_json(const struct km_topic *t);
@@ -178,6 +266,12 @@ json_t *km_msg_json(const struct km_msg *msg);
 uint64_t km_msg_seq(const struct km_msg *msg);
 /* The topic it was published on (borrowed; valid while the bus lives). */
 struct km_topic *km_msg_topic(const struct km_msg *msg);
+/* The host that published it: index (0: this one), and name (borrowed,
+   valid while the bus lives). */
+int km_msg_host(const struct km_msg *msg);
+const char *km_msg_host_name(const struct km_msg *msg);
+/* Its host's bus epoch (km_bus_epoch for this host's messages). */
+int64_t km_msg_epoch(const struct km_msg *msg);
 /* Publish time: wall clock (µs since the epoch) and CLOCK_MONOTONIC (µs). */
 int64_t km_msg_time_us(const struct km_msg *msg);
 int64_t km_msg_mono_us(const struct km_msg *msg);

@@ -77,6 +77,8 @@ extern "C" {
 #define KM_EOWNER  -13 /* publish: the topic belongs to another plugin */
 #define KM_EGONE   -14 /* replay: messages after `since` are no longer in the ring */
 #define KM_EKIND   -15 /* replay on a state topic; event op on the wrong kind */
+#define KM_ESTALE  -16 /* publish_remote: an older epoch, or a seq already seen */
+#define KM_EFULL   -17 /* publish_remote: a new host past [core] max_hosts */
 /* Plugins (loader) */
 #define KM_EABI    -20 /* descriptor ABI differs from KM_PLUGIN_ABI */
 #define KM_EINIT   -21 /* the plugin's init failed */
@@ -233,6 +235,16 @@ struct km_topic_def {
     const struct km_metric *metrics; /* state topics: names, units and help of
                                         its series (see struct km_metric);
                                         borrowed like .schema. NULL: derived */
+};
+
+/* Where a message published on another host's bus came from
+   (publish_remote). Borrowed for the call. */
+struct km_remote {
+    const char *host;        /* its host name: [A-Za-z0-9_.-]{1,64}, not ours */
+    enum km_topic_kind kind; /* the topic's kind on that host */
+    int64_t epoch;           /* that host's bus epoch, µs (> 0) */
+    uint64_t seq;            /* event: its seq there (>= 1); state: ignored */
+    int64_t time_us;         /* when it was published there, µs since the epoch */
 };
 
 /*
@@ -471,6 +483,55 @@ struct km_host {
     const char *(*msg_text)(struct km_msg *msg, size_t *len);
     int64_t (*msg_time_us)(const struct km_msg *msg);
     int64_t (*bus_epoch)(struct km_ctx *ctx);
+
+    /* ---- appended in ABI 2 (issue 15): KM_HOST_HAS(host, replay_host) ---- */
+
+    /*
+     * Hosts. The bus keeps each topic's messages per host: index 0 is this
+     * host ([core] host_name), 1, 2, ... the remote hosts a bridge brought
+     * in, in the order of their first message, at most [core] max_hosts.
+     * A host is never forgotten during a run (one that stopped publishing
+     * is marked stale in the core's "hosts" topic), so an index stays valid.
+     *
+     * host_name: the name of host h (borrowed, valid for the run), or NULL
+     *   when there is no such host. host_find: the index of `name`, or -1.
+     * msg_host: the index of the host that published msg (0: this one).
+     * msg_epoch: that host's bus epoch (bus_epoch for this host's messages).
+     * topic_latest_host: host h's latest value of a state topic
+     *   (borrowed), or NULL.
+     * subscribe_hosts: as subscribe, but gets every host's messages
+     *   (subscribe gets only this host's); the initial values are the
+     *   latest of each host that has one, host 0 first.
+     * replay_host: as the bus's replay of an event topic (messages with
+     *   seq > since, oldest first) for host h's sequence; returns the number
+     *   replayed, KM_EGONE (some after since are gone; the rest replayed),
+     *   KM_EKIND (a state topic), KM_EINVAL (no such host, NULL cb).
+     * publish_remote: a message that host r->host published on its own
+     *   bus, as a bridge received it. Steals body always. It is validated
+     *   like publish (KM_ESCHEMA: logged, counted on the topic and on the
+     *   host) and delivered with that host's index to subscribe_hosts
+     *   subscribers only. Any plugin may call it, on a declared topic that
+     *   is not orphaned. Returns KM_OK, KM_EINVAL (NULL topic, body not an
+     *   object, a bad host name or this host's own name, r->seq 0 on an
+     *   event topic), KM_EKIND (r->kind is not the topic's kind), KM_ESCHEMA,
+     *   KM_EOWNER (an orphaned topic), KM_ESTALE (an epoch older than the
+     *   host's, or an event seq that host already sent in this epoch),
+     *   KM_EFULL (a new host past max_hosts) or KM_ENOMEM. A newer epoch
+     *   means the host restarted: its event sequences start again. An event
+     *   seq past the last one + 1 is accepted and the gap counted on the
+     *   host ("hosts" topic: gaps, missed).
+     */
+    const char *(*host_name)(struct km_ctx *ctx, int h);
+    int (*host_find)(struct km_ctx *ctx, const char *name);
+    int (*msg_host)(const struct km_msg *msg);
+    int64_t (*msg_epoch)(const struct km_msg *msg);
+    struct km_msg *(*topic_latest_host)(struct km_topic *topic, int h);
+    struct km_sub *(*subscribe_hosts)(struct km_ctx *ctx, const char *topic, km_msg_cb cb,
+                                      void *arg);
+    int (*publish_remote)(struct km_ctx *ctx, struct km_topic *topic, json_t *body,
+                          const struct km_remote *r);
+    int (*replay_host)(struct km_ctx *ctx, struct km_topic *topic, int h, uint64_t since,
+                       km_msg_cb cb, void *arg);
 };
 
 /* ---- the descriptor a plugin exports ------------------------------------ */
@@ -515,6 +576,17 @@ struct km_plugin {
     int (*check)(const struct km_conf_section *own,
                  const struct km_conf_section *const *sections, size_t n_sections,
                  km_conf_report report, void *arg);
+    /* ---- appended in ABI 2 (issue 15): NULL in a plugin built before ---- */
+
+    /*
+     * The topics its init declares, ended by {NULL}; NULL: not said. With
+     * `collect = false` in its section the core loads the plugin, runs its
+     * checks and declares these topics for it (owned by the plugin) without
+     * calling init: an edge katomon then knows every topic's type and
+     * series while all its data comes from other hosts through a bridge.
+     * Such a plugin must still declare the same definitions in init.
+     */
+    const struct km_topic_def *topics;
 };
 
 #if defined(__GNUC__)

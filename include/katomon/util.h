@@ -210,6 +210,30 @@ static inline int km_topic_name_valid(const char *name)
     return 1;
 }
 
+/* Longest host name, in bytes ([core] host_name, struct km_remote). */
+#define KM_HOST_NAME_MAX 64
+
+/*
+ * 1 when name (borrowed; NULL is fine) is a host name: [A-Za-z0-9_.-]{1,64}
+ * (a DNS name fits; ':' and glob characters cannot, so a bridge's channel
+ * names split cleanly); else 0.
+ */
+static inline int km_host_name_valid(const char *name)
+{
+    size_t len = 0;
+    if (!name || !*name)
+        return 0;
+    for (const char *p = name; *p; p++, len++) {
+        char c = *p;
+        if (len >= KM_HOST_NAME_MAX)
+            return 0;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
 #ifdef __cplusplus
 }
 #endif
