@@ -132,6 +132,24 @@ static const char *quote(const char *s, size_t n, char out[KB_QUOTE_MAX + 4])
 
 /* ---- messages ---- */
 
+/* What the bus's refusal means, for the log line (the core's strerror
+   may predate these codes). */
+static const char *bus_why(int rc)
+{
+    switch (rc) {
+    case KM_ESCHEMA:
+        return "the body does not match the topic's type";
+    case KM_EKIND:
+        return "the kind (state or event) is not the topic's";
+    case KM_ESTALE:
+        return "an older epoch than that host's, or an event seq it already sent";
+    case KM_EFULL:
+        return "a new host past [core] max_hosts";
+    default:
+        return kb.host->strerror(rc);
+    }
+}
+
 static enum kb_reason bus_reason(int rc)
 {
     switch (rc) {
@@ -203,11 +221,10 @@ static void on_message(const char *channel, size_t channel_len, const char *payl
     }
     if (e.kind == KB_EVENT)
         refuse(bus_reason(rc), "host %s, topic %s, epoch %lld, seq %llu: %s", e.host,
-               topic, (long long)e.epoch, (unsigned long long)e.seq,
-               kb.host->strerror(rc));
+               topic, (long long)e.epoch, (unsigned long long)e.seq, bus_why(rc));
     else
         refuse(bus_reason(rc), "host %s, topic %s, epoch %lld: %s", e.host, topic,
-               (long long)e.epoch, kb.host->strerror(rc));
+               (long long)e.epoch, bus_why(rc));
 }
 
 static void on_oversize(size_t held)
