@@ -320,6 +320,10 @@ def main() -> int:
             if not C.check(k.start(), f"katomon {name} starts (port {k.port})",
                            k.text()[-3000:]):
                 return C.done()
+        for name in ("A", "B"):
+            C.check(f.k[name].wait_log(r"following KATO /ws/events", 10) is not None,
+                    f"{name}: session_events follows its simulator's /ws/events",
+                    f.k[name].text()[-2000:])
         ready = wait_until(lambda: all(health(f.k[n]).get("connected") for n in "AB") and
                            all(health(k).get("subscribed") for k in f.k.values()), 15)
         C.check(ready, "every bridge connected; every one subscribed",

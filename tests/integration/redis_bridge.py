@@ -190,6 +190,9 @@ def run(k: Katomon, sim: Sim, r: Redis, subs: list) -> None:
     chans = {c for c, _ in got}
     C.check(want <= chans, "A: channels katomon:HOST:metrics, :sessions, :kato_health",
             sorted(chans))
+    # one event per session needs KATO's stream (counts alone may fold three into one)
+    C.check(k.wait_log(r"following KATO /ws/events", 10) is not None,
+            "session_events follows KATO's /ws/events", k.text()[-2000:])
     sim.create(3)  # session_events: three created events
     ev_chan = f"katomon:{HOST}:session_events"
     got += sub.collect(lambda g: sum(c == ev_chan for c, _ in g) >= 3, 15)
