@@ -18,7 +18,8 @@
  * outstanding; larger than max_payload), never queued without bound.
  * On (re)connect the latest value of every state topic sent so far goes
  * out again, so a receiver sees the current state without waiting for
- * the next update.
+ * the next update; and a state topic not sent for resend_interval goes
+ * out again too (pub/sub keeps nothing for an edge that subscribes later).
  *
  * Only this host's messages go out (km_host.subscribe gets host 0 only),
  * so what came from Redis never goes back to it.
@@ -58,10 +59,17 @@
 
 struct kb_state kb;
 
-/* State topics sent so far (borrowed from the bus), for kb_resend_states. */
-static struct km_topic *seen[KB_STATES_MAX];
+/* A state topic sent so far, for kb_resend_states and the refresh. */
+struct kb_seen {
+    struct km_topic *topic; /* borrowed from the bus */
+    uint64_t round;         /* the refresh round it was last sent in */
+};
+
+static struct kb_seen seen[KB_STATES_MAX];
 static size_t nseen;
-static int oversize_warned; /* the first oversized message was logged */
+static uint64_t round_no;        /* refresh rounds so far */
+static struct km_timer *refresh; /* every resend_interval; NULL: none */
+static int oversize_warned;      /* the first oversized message was logged */
 
 /* ---- config ---- */
 
@@ -90,6 +98,9 @@ static const struct km_conf_key kb_keys[] = {
      "seconds before the first reconnect; doubles per failure, jittered"},
     {"reconnect_max", KM_CONF_DOUBLE, "30", 0.01, 86400,
      "longest wait between reconnect attempts, seconds"},
+    {"resend_interval", KM_CONF_DOUBLE, "5", 0, 86400,
+     "a state topic not sent for this many seconds is sent again (its latest "
+     "value): edges that joined late catch up; 0: only on reconnect"},
     {"log_interval", KM_CONF_DOUBLE, "10", 0.1, 86400,
      "refused messages from Redis: the first of a burst is logged, then one "
      "summary line per this many seconds"},
@@ -249,13 +260,17 @@ static int wanted(struct km_topic *t)
     return 0;
 }
 
+/* Notes that state topic t is being sent now. */
 static void remember_state(struct km_topic *t)
 {
-    for (size_t i = 0; i < nseen; i++)
-        if (seen[i] == t)
-            return;
-    if (nseen < KB_STATES_MAX)
-        seen[nseen++] = t;
+    size_t i;
+
+    for (i = 0; i < nseen && seen[i].topic != t; i++)
+        ;
+    if (i == nseen && nseen < KB_STATES_MAX)
+        seen[nseen++].topic = t;
+    if (i < nseen)
+        seen[i].round = round_no;
 }
 
 /* Sends msg of topic t, or counts why not. */
@@ -321,10 +336,28 @@ static void on_msg(struct km_topic *t, struct km_msg *msg, void *arg)
 void kb_resend_states(void)
 {
     for (size_t i = 0; i < nseen && !kb.stopping; i++) {
-        struct km_msg *m = kb.host->topic_latest(seen[i]);
+        struct km_msg *m = kb.host->topic_latest(seen[i].topic);
+        seen[i].round = round_no;
         if (m)
-            send_msg(seen[i], m);
+            send_msg(seen[i].topic, m);
     }
+}
+
+/* Pub/sub keeps nothing: a receiver that subscribed after a state was
+   sent, or missed it, would wait for its next change (a minute for a
+   source in backoff). So every state topic not sent during the last
+   round goes out again: each at least once per resend_interval, which
+   costs nothing for topics that change more often. */
+static void on_refresh(void *arg)
+{
+    (void)arg;
+    for (size_t i = 0; i < nseen && !kb.stopping; i++) {
+        struct km_msg *m;
+        if (seen[i].round == round_no || !(m = kb.host->topic_latest(seen[i].topic)))
+            continue;
+        send_msg(seen[i].topic, m);
+    }
+    round_no++;
 }
 
 /* ---- init/shutdown ---- */
@@ -497,6 +530,8 @@ static int kb_init(struct km_ctx *ctx, const struct km_host *host)
 
     memset(&kb, 0, sizeof kb);
     nseen = 0;
+    round_no = 0;
+    refresh = NULL;
     oversize_warned = 0;
     kb.host = host;
     kb.ctx = ctx;
@@ -518,7 +553,11 @@ static int kb_init(struct km_ctx *ctx, const struct km_host *host)
     kb.tick = host->timer_add(ctx, KB_TICK_S, KM_TIMER_REPEAT, on_tick, NULL);
     if (kb.publish)
         kb.sub = host->subscribe(ctx, "*", on_msg, NULL);
-    if (!kb.tick || (kb.publish && !kb.sub))
+    if (kb.publish && host->config_double(ctx, "resend_interval") > 0)
+        refresh = host->timer_add(ctx, host->config_double(ctx, "resend_interval"),
+                                  KM_TIMER_REPEAT, on_refresh, NULL);
+    if (!kb.tick || (kb.publish && !kb.sub) ||
+        (kb.publish && host->config_double(ctx, "resend_interval") > 0 && !refresh))
         goto fail;
     if (kb.publish)
         host->log(ctx, KM_LOG_INFO, "publishing %s to Redis at %s as %s:%s:TOPIC (%s)",
