@@ -702,7 +702,7 @@ START_TEST(test_check_keys_unknown)
     ck_assert_uint_eq(check_keys(sec, plugin_keys), 1);
     snprintf(want, sizeof want,
              "unknown key `intervall` in [plugin p]; did you mean `interval`? p takes: "
-             "interval, retries, url, verbose, offset (and file, enabled)");
+             "interval, retries, url, verbose, offset (and file, enabled, collect)");
     ck_assert_str_eq(seen.v[0].text, want);
     ck_assert_int_eq(seen.v[0].line, 3);
     ck_assert_str_eq(seen.v[0].file, path);
@@ -710,7 +710,7 @@ START_TEST(test_check_keys_unknown)
     ck_assert_uint_eq(check_keys(sec, NULL), 2);
     ck_assert_msg(strstr(seen.v[0].text,
                          "unknown key `interval` in [plugin p]; p takes no keys besides "
-                         "file and enabled"),
+                         "file, enabled and collect"),
                   "%s", seen.v[0].text);
     km_problems_clear(&seen);
 }
