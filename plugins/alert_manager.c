@@ -745,8 +745,17 @@ static void am_shutdown(struct km_ctx *ctx)
     am.fd = -1;
 }
 
-KM_PLUGIN_DEFINE(.name = "alert_manager", .version = "1.0",
-                 .description =
-                     "alert rules from [alert] sections, with persistent history",
-                 .config = am_keys, .init = am_init, .reload = am_reload,
-                 .shutdown = am_shutdown, .kinds = am_kinds, .check = am_check);
+/* The topics init declares, named in the descriptor (.topics) for collect = false. */
+static const struct km_topic_def am_topics[] = {
+    {"system_alerts", KM_TOPIC_EVENT, batch_schema, 512,
+     "alert batches (firing and resolved)", NULL},
+    {"alerts_firing", KM_TOPIC_STATE, firing_schema, 0,
+     "alerts firing now, by type and level", firing_metrics},
+    {NULL, 0, NULL, 0, NULL, NULL},
+};
+
+KM_PLUGIN_DEFINE(
+        .name = "alert_manager", .version = "1.0",
+        .description = "alert rules from [alert] sections, with persistent history",
+        .config = am_keys, .init = am_init, .reload = am_reload, .shutdown = am_shutdown,
+        .kinds = am_kinds, .check = am_check, .topics = am_topics);
