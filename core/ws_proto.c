@@ -76,8 +76,9 @@
  * unknown type (unknown_type) or unknown topics (unknown_topic); and for a
  * `since` that cannot be honoured fully, before the replayed messages:
  * {"type":"replay_gap","topic":T,"requested_since":N,"oldest_available":M,
- *  "last_seq":L,"missed":K,"reason":R[,"host":H]} (M is 0 when the ring is
- * empty; "host" when the since named hosts):
+ *  "last_seq":L,"missed":K,"reason":R,"host":H} (M is 0 when the ring is
+ * empty; H the host whose sequence it is, this host's name for a since
+ * given as a number):
  * R "not_in_ring" - messages N+1..M-1 are gone (sent before the replay);
  * R "since_ahead" - N > L: the daemon restarted and seq began again;
  * R "truncated"   - the replay stopped at half the client's queue bound
