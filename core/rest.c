@@ -37,7 +37,8 @@ static int km_rest_host(struct km_core *core, const char *query, int *h, json_t 
         const char *eq = memchr(p, '=', n);
         char key[8], val[KM_HOST_NAME_MAX + 2];
         long vl;
-        if (eq && km_pct_decode(p, (size_t)(eq - p), key, sizeof key, KM_PCT_QUERY) == 4 &&
+        if (eq &&
+            km_pct_decode(p, (size_t)(eq - p), key, sizeof key, KM_PCT_QUERY) == 4 &&
             strcmp(key, "host") == 0) {
             vl = km_pct_decode(eq + 1, n - (size_t)(eq + 1 - p), val, sizeof val,
                                KM_PCT_QUERY);
@@ -109,8 +110,7 @@ static int km_rest_state(struct km_core *core, const char *topic, int h, json_t 
     return status;
 }
 
-static int km_rest_container(struct km_core *core, const char *name, int h,
-                             json_t **body)
+static int km_rest_container(struct km_core *core, const char *name, int h, json_t **body)
 {
     int status = 200;
     json_t *v = km_rest_latest(core, KM_REST_TOPIC_CONTAINERS, h, body, &status);

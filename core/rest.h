@@ -19,8 +19,9 @@
  * Everything is served from the bus's latest state, never by asking KATO
  * or Docker. Every answer that reads a topic's value takes ?host=NAME:
  * that host's latest value (default, or an empty NAME: this host's); a
- * host the bus does not know answers 404 {"detail":"no host NAME"}. A state topic with no value yet answers 503 {"detail":...};
- * errors are {"detail":"..."} with their status code.
+ * host the bus does not know answers 404 {"detail":"no host NAME"}. A
+ * state topic with no value yet answers 503 {"detail":...}; errors are
+ * {"detail":"..."} with their status code.
  *
  * Plugins add routes under /api/v1/ through km_host.rest_route (kept by
  * the loader, km_loader_find); they are served behind the same token, CORS

@@ -799,8 +799,9 @@ static void km_collect_topic(struct km_topic *t, void *arg)
 
     if (km_topic_kind(t) != KM_TOPIC_STATE)
         return;
-    nh = strcmp(km_topic_name(t), KM_SERIES_TOPIC_HOSTS) == 0 ? 1
-                                                             : km_bus_host_count(reg->bus);
+    nh = strcmp(km_topic_name(t), KM_SERIES_TOPIC_HOSTS) == 0
+             ? 1
+             : km_bus_host_count(reg->bus);
     for (unsigned h = 0; h < nh; h++) {
         struct km_msg *m = km_topic_latest_host(t, (int)h);
         struct km_tseries *ts;

@@ -426,11 +426,12 @@ static void km_ws_replay(struct km_ws *ws, struct km_ws_client *c,
         km_ws_error(c, "bad_since", detail, NULL);
         return;
     }
-    struct km_ws_gap gap = {.topic = s->topic,
-                            .host = s->host ? s->host : km_bus_host_name(ws->core->bus, 0),
-                            .requested_since = s->seq,
-                            .oldest_available = h < 0 ? 0 : km_topic_oldest_seq_host(t, h),
-                            .last_seq = h < 0 ? 0 : km_topic_last_seq_host(t, h)};
+    struct km_ws_gap gap = {
+        .topic = s->topic,
+        .host = s->host ? s->host : km_bus_host_name(ws->core->bus, 0),
+        .requested_since = s->seq,
+        .oldest_available = h < 0 ? 0 : km_topic_oldest_seq_host(t, h),
+        .last_seq = h < 0 ? 0 : km_topic_last_seq_host(t, h)};
     uint64_t last = gap.last_seq, oldest = gap.oldest_available;
     if (s->seq > last) {
         gap.reason = "since_ahead";

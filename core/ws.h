@@ -79,8 +79,8 @@ typedef void (*km_ws_gone_cb)(void *arg);
 
 /*
  * New hub on core's loop and bus: subscribes to every topic ("*") of every
- * host (KM_SUB_HOSTS) once and starts the realtime_update timer. Returns NULL on ENOMEM. core is
- * borrowed and must outlive the hub.
+ * host (KM_SUB_HOSTS) once and starts the realtime_update timer. Returns
+ * NULL on ENOMEM. core is borrowed and must outlive the hub.
  */
 struct km_ws *km_ws_new(struct km_core *core, const struct km_ws_limits *lim);
 /* Closes every client with 1001 (best effort, without blocking), frees. */

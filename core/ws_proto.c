@@ -67,14 +67,16 @@
  * {"type":"subscription_ack","subscriptions":[...],"unknown":[...],
  * "timestamp","epoch":E,"last_seq":{"session_events":N,...},"host":"A",
  * "hosts":["A","B"],"epochs":{"A":E,"B":F},
- * "hosts_last_seq":{"B":{"session_events":M}}} for every subscribe (epoch: this run of the daemon, see km_bus_epoch - a client
- * whose seqs came from another epoch must start again from 0; last_seq: the
- * current seq of each subscribed event topic) ("unknown" lists names with no topic on
- * the bus yet; they stay subscribed and are delivered if a plugin declares
- * them later); {"type":"error","error":CODE,"detail":TEXT[,"topics":[..]]}
- * for bad JSON (bad_json), a bad request (bad_request, bad_since), an
- * unknown type (unknown_type) or unknown topics (unknown_topic); and for a
- * `since` that cannot be honoured fully, before the replayed messages:
+ * "hosts_last_seq":{"B":{"session_events":M}}} for every subscribe (epoch:
+ * this run of the daemon, see km_bus_epoch - a client whose seqs came from
+ * another epoch must start again from 0; last_seq: the current seq of each
+ * subscribed event topic; epochs and hosts_last_seq: the same per host)
+ * ("unknown" lists names with no topic on the bus yet; they stay subscribed
+ * and are delivered if a plugin declares them later);
+ * {"type":"error","error":CODE,"detail":TEXT[,"topics":[..]]} for bad JSON
+ * (bad_json), a bad request (bad_request, bad_since), an unknown type
+ * (unknown_type) or unknown topics (unknown_topic); and for a `since` that
+ * cannot be honoured fully, before the replayed messages:
  * {"type":"replay_gap","topic":T,"requested_since":N,"oldest_available":M,
  *  "last_seq":L,"missed":K,"reason":R,"host":H} (M is 0 when the ring is
  * empty; H the host whose sequence it is, this host's name for a since
@@ -755,7 +757,8 @@ static int km_ack_hosts(json_t *ack, struct km_bus *bus, const struct km_ws_requ
             if (!t || km_topic_kind(t) != KM_TOPIC_EVENT ||
                 !(last = km_topic_last_seq_host(t, (int)h)))
                 continue;
-            if (!hs && (!(hs = json_object()) || json_object_set_new(seqs, name, hs) != 0))
+            if (!hs &&
+                (!(hs = json_object()) || json_object_set_new(seqs, name, hs) != 0))
                 goto out;
             json_object_set_new(hs, req->names[i], json_integer((json_int_t)last));
         }
