@@ -250,7 +250,7 @@ static enum km_ws_view km_subset_view(const struct km_ws *ws, const struct km_su
 {
     if (s->dialect == KM_WS_KATOMON)
         return KM_WS_VIEW_HOSTS;
-    return ws->lim.compatible_fleet ? KM_WS_VIEW_AGGREGATE : KM_WS_VIEW_LOCAL;
+    return ws->lim.compatible_aggregate ? KM_WS_VIEW_AGGREGATE : KM_WS_VIEW_LOCAL;
 }
 
 /*
@@ -308,7 +308,7 @@ static void km_ws_bus_cb(struct km_topic *t, struct km_msg *m, void *arg)
     struct km_frame *fr[2] = {NULL, NULL}; /* [dialect], borrowed from m's cache */
     for (struct km_subset *s = ws->sets; s; s = s->next) {
         if (!km_subset_wants(s, name) ||
-            (remote && s->dialect == KM_WS_COMPAT && !ws->lim.compatible_fleet))
+            (remote && s->dialect == KM_WS_COMPAT && !ws->lim.compatible_aggregate))
             continue;
         for (struct km_ws_client *c = s->members; c; c = c->set_next) {
             struct km_frame *f;
@@ -696,7 +696,7 @@ void km_ws_set_limits(struct km_ws *ws, const struct km_ws_limits *lim)
                 lim->close_wait != ws->lim.close_wait;
     struct km_ws_conn_limits cl;
 
-    if (lim->compatible_fleet != ws->lim.compatible_fleet)
+    if (lim->compatible_aggregate != ws->lim.compatible_aggregate)
         ws->state_gen++; /* the compatible sets' cached updates no longer hold */
     ws->lim = *lim;
     km_ws_limits_fix(&ws->lim);
@@ -805,5 +805,9 @@ json_t *km_ws_clients_json(struct km_ws *ws)
         (json_int_t)ws->lim.max_message_bytes, "max_queue_bytes",
         (json_int_t)ws->lim.max_queue_bytes, "ping_interval", ws->lim.ping_interval,
         "idle_timeout", ws->lim.idle_timeout);
+    if (o)
+        json_object_set_new(
+            json_object_get(o, "limits"), "compatible_fleet",
+            json_string(ws->lim.compatible_aggregate ? "aggregate" : "local"));
     return o;
 }

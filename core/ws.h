@@ -45,9 +45,8 @@ struct km_ws_limits {
     double ping_interval;     /* seconds between server pings; <= 0: none */
     double idle_timeout;      /* seconds without a client frame; <= 0: never */
     double close_wait;        /* seconds to wait for the peer's close frame (5) */
-    int compatible_fleet;     /* [websocket] compatible_fleet: 0 local (compatible
-                                 clients see this host only), 1 aggregate (every
-                                 host's items, labelled; KM_FLEET_* in config.h) */
+    int compatible_aggregate; /* [websocket] compatible_fleet = aggregate: 1, compatible
+                                 clients get every host's items; 0: this host's only */
 };
 
 /* Counters, for tests and GET /api/v1/ws/subscriptions. */

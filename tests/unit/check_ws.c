@@ -1373,7 +1373,7 @@ START_TEST(test_inproc_compat_aggregate)
                "\"type\":\"container_down\",\"message\":\"Container 'x' is exited\"}]}");
     expect_nothing_more(c);
 
-    lim.compatible_fleet = 1;
+    lim.compatible_aggregate = 1;
     km_ws_set_limits(ws, &lim);
     km_ws_tick(ws);
     j = next_of(c, "realtime_update");
@@ -1415,7 +1415,7 @@ START_TEST(test_inproc_compat_aggregate)
     expect_nothing_more(c);
 
     /* back to local: as before */
-    lim.compatible_fleet = 0;
+    lim.compatible_aggregate = 0;
     km_ws_set_limits(ws, &lim);
     km_ws_tick(ws);
     j = next_of(c, "realtime_update");
