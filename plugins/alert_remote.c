@@ -25,7 +25,7 @@ int am_remote_host(const struct km_host *host, struct km_ctx *ctx,
     *h = 0;
     if (!want || !*want) /* ?host= (empty): this host, as no parameter */
         return 0;
-    if (KM_HOST_HAS(host, replay_host))
+    if (KM_HOST_HAS(host, replay_host) && host->host_find) /* NULL: a core mid-change */
         found = host->host_find(ctx, want);
     if (found >= 0) {
         *h = found;
@@ -72,7 +72,7 @@ json_t *am_remote_entries(const struct km_host *host, struct km_ctx *ctx,
     json_t *entries = json_array();
     struct take tk = {host, entries};
 
-    if (entries && topic && KM_HOST_HAS(host, replay_host))
+    if (entries && topic && KM_HOST_HAS(host, replay_host) && host->replay_host)
         host->replay_host(ctx, topic, h, 0, take_batch, &tk); /* KM_EGONE: the rest */
     return entries;
 }

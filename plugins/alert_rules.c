@@ -536,6 +536,7 @@ static void read_kind(struct parse *ps, struct am_rule *r,
                 "`match` makes [alert %s] a match rule, but it says kind = threshold at "
                 "line %d: remove one of them",
                 ps->sec->name, e->line);
+        k = AM_MATCH; /* check the rest as the keys say: one problem */
     } else if (k == AM_MATCH && !match) {
         problem(ps, e->line,
                 "[alert %s] is a match rule (kind = match) without `match`; add a line "
