@@ -377,6 +377,12 @@ static int add_signals(struct km_daemon *d)
 
 /* The history store of [history], over the series registry. 0, or -1
    (logged): only bad options or no memory fail; a bad file does not. */
+/* km_series_host_live's predicate: the fleet says who is up. */
+static int fleet_host_up(int h, void *arg)
+{
+    return km_fleet_host_up(arg, h);
+}
+
 static int start_history(struct km_core *core)
 {
     const struct km_config *cfg = core->cfg;
@@ -426,6 +432,7 @@ static int start(struct km_daemon *d)
        host_down) may subscribe to it in its init */
     if (!(d->fleet = km_fleet_new(&d->core)))
         return -1;
+    km_series_host_live(d->core.series, fleet_host_up, d->fleet);
     km_log(KM_LOG_INFO, "this host is '%s' (at most %d hosts, stale after %g s)",
            d->core.cfg->host_name, d->core.cfg->max_hosts, d->core.cfg->host_stale);
     d->core.loader = km_loader_new(&d->core);

@@ -63,6 +63,8 @@ struct km_series_reg {
     struct km_collector *collectors;              /* collectors, in the order added */
     size_t ncollectors;                           /* how many */
     struct km_tseries *topics;                    /* topics that fed series */
+    int (*host_live)(int h, void *arg);           /* remote host h up? NULL: all */
+    void *host_live_arg;                          /* its argument */
 };
 
 /* ---- hashing ---- */
@@ -188,6 +190,13 @@ void km_series_reg_free(struct km_series_reg *reg)
 void km_series_attach(struct km_series_reg *reg, struct km_bus *bus)
 {
     reg->bus = bus;
+}
+
+void km_series_host_live(struct km_series_reg *reg, int (*fn)(int h, void *arg),
+                         void *arg)
+{
+    reg->host_live = fn;
+    reg->host_live_arg = arg;
 }
 
 void km_series_detach(struct km_series_reg *reg)
@@ -808,6 +817,16 @@ static void km_collect_topic(struct km_topic *t, void *arg)
         if (!m)
             continue;
         ts = km_tseries_of(reg, t, (int)h);
+        if (h > 0 && reg->host_live && !reg->host_live((int)h, reg->host_live_arg)) {
+            /* a host that went silent: its last values are not now's */
+            if (ts) {
+                for (struct km_series *s = ts->first; s; s = s->tnext)
+                    km_series_stale(s);
+                km_msg_unref(ts->msg);
+                ts->msg = NULL; /* walked again when it is back */
+            }
+            continue;
+        }
         if (ts && ts->msg == m)
             continue;
         km_series_ingest(reg, t, m);

@@ -102,6 +102,14 @@ void km_series_reg_free(struct km_series_reg *reg);
    km_series_detach before freeing the bus). */
 void km_series_attach(struct km_series_reg *reg, struct km_bus *bus);
 void km_series_detach(struct km_series_reg *reg);
+/*
+ * Whether remote host h (>= 1) is up (the fleet's judgement: fleet.c). A
+ * host that is not has its series stale (not exported, not sampled) until
+ * it is up again, like a target Prometheus can no longer scrape: its last
+ * values are not this moment's. NULL (the default): every host is.
+ */
+void km_series_host_live(struct km_series_reg *reg, int (*fn)(int h, void *arg),
+                         void *arg);
 
 /* Called for a series just before it is freed (the history store frees
    s->hist here). One hook; NULL removes it. */

@@ -377,6 +377,41 @@ START_TEST(test_remote_hosts_cap)
 }
 END_TEST
 
+/* km_series_host_live: a host the fleet says is down has its series
+   stale, and they come back with its next value. */
+static int beta_up = 1;
+static int host_live(int h, void *arg)
+{
+    (void)arg;
+    return h != km_bus_host_find(bus, "beta") || beta_up;
+}
+
+START_TEST(test_remote_host_down)
+{
+    ck_assert_int_eq(km_bus_set_host(bus, "alpha"), 0);
+    struct km_topic *t = declare("host", host_metrics);
+    km_series_host_live(reg, host_live, NULL);
+    beta_up = 1;
+    ck_assert_int_eq(km_bus_publish(t, js("{\"memory\":{\"used_bytes\":100}}"), NULL),
+                     KM_OK);
+    pub_remote(t, "beta", "{\"memory\":{\"used_bytes\":200}}");
+    km_series_collect(reg);
+    struct km_series *s =
+        km_series_find(reg, "katomon_host_memory_used_bytes", "host=\"beta\"");
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(s->live, 1);
+    beta_up = 0;
+    km_series_collect(reg);
+    ck_assert_int_eq(s->live, 0);
+    ck_assert_int_eq(km_series_find(reg, "katomon_host_memory_used_bytes", "")->live, 1);
+    /* back, with the same message still its latest: walked again */
+    beta_up = 1;
+    km_series_collect(reg);
+    ck_assert_int_eq(s->live, 1);
+    ck_assert_double_eq(value_of("katomon_host_memory_used_bytes", "host=\"beta\""), 200);
+}
+END_TEST
+
 static Suite *series_suite(void)
 {
     Suite *s = suite_create("series");
@@ -390,6 +425,7 @@ static Suite *series_suite(void)
     tcase_add_test(tc, test_labels_text);
     tcase_add_test(tc, test_collector);
     tcase_add_test(tc, test_remote_hosts);
+    tcase_add_test(tc, test_remote_host_down);
     tcase_add_test(tc, test_remote_hosts_cap);
     suite_add_tcase(s, tc);
     return s;
