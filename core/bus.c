@@ -685,7 +685,13 @@ int km_bus_replay(struct km_topic *topic, uint64_t since, km_msg_cb cb, void *ar
         return KM_ENOMEM;
     for (size_t i = 0; i < n; i++)
         snap[i] = km_msg_ref(topic->ring[(from + i - 1) % topic->ring_size]);
+    km_bus_replay_snapshot(topic, snap, n, cb, arg);
+    return since + 1 < oldest ? KM_EGONE : (int)n;
+}
 
+void km_bus_replay_snapshot(struct km_topic *topic, struct km_msg **snap, size_t n,
+                            km_msg_cb cb, void *arg)
+{
     struct km_bus *bus = topic->bus;
     bus->depth++;
     for (size_t i = 0; i < n; i++)
@@ -695,7 +701,6 @@ int km_bus_replay(struct km_topic *topic, uint64_t since, km_msg_cb cb, void *ar
         km_msg_unref(snap[i]);
     free(snap);
     km_bus_flush(bus, NULL);
-    return since + 1 < oldest ? KM_EGONE : (int)n;
 }
 
 /* ---- topic accessors -------------------------------------------------------------- */

@@ -378,14 +378,6 @@ int km_bus_replay_host(struct km_topic *topic, int h, uint64_t since, km_msg_cb 
             snap[n++] = km_msg_ref(m);
     }
     uint64_t wanted = s->last_seq - since;
-    struct km_bus *bus = topic->bus;
-    bus->depth++;
-    for (size_t i = 0; i < n; i++)
-        cb(topic, snap[i], arg);
-    bus->depth--;
-    for (size_t i = 0; i < n; i++)
-        km_msg_unref(snap[i]);
-    free(snap);
-    km_bus_flush(bus, NULL);
+    km_bus_replay_snapshot(topic, snap, n, cb, arg);
     return n < wanted ? KM_EGONE : (int)n;
 }

@@ -140,6 +140,12 @@ void km_bus_enqueue(struct km_bus *bus, struct km_msg *msg);
    whether `watch` (may be NULL) was ended by then. */
 bool km_bus_flush(struct km_bus *bus, const struct km_sub *watch);
 
+/* Replays snap (n messages of topic, a reference each, in a malloc'ed
+   array) to cb as one delivery: nested publishes wait until it is over.
+   Frees snap and drops its references. */
+void km_bus_replay_snapshot(struct km_topic *topic, struct km_msg **snap, size_t n,
+                            km_msg_cb cb, void *arg);
+
 /* ---- bus_host.c, for bus.c ---- */
 
 /* Makes hosts[0] ("localhost"): 0 or KM_ENOMEM. */

@@ -285,30 +285,42 @@ static int km_rest_plugins(struct km_core *core, json_t **body)
     return 200;
 }
 
-/* The built-in paths (GET only); a plugin cannot take them. */
+/* The built-in GET paths; a plugin cannot take them. */
+static const struct km_rest_path {
+    const char *path; /* exact, or a prefix when it ends in '/' */
+    int reads_topic;  /* answers from a topic's value, so takes ?host= */
+} km_rest_paths[] = {
+    {"/health", 0},
+    {"/api/v1/health", 0},
+    {"/api/v1/system/metrics", 1},
+    {"/api/v1/system/container-stats", 1},
+    {"/api/v1/system/container-stats/", 1},
+    {"/api/v1/sessions/count", 1},
+    {"/api/v1/system/kato-health", 1},
+    {"/api/v1/topics", 0},
+    {"/api/v1/topics/", 1},
+    {"/api/v1/plugins", 0},
+    {"/api/v1/ws/subscriptions", 0},
+    {"/api/v1/hosts", 1},
+    {KM_RH_PATH, 0},
+    {KM_RH_PATH_SERIES, 0},
+};
+
+/* The built-in entry serving GET path, or NULL. */
+static const struct km_rest_path *km_rest_path_find(const char *path)
+{
+    for (size_t i = 0; i < sizeof km_rest_paths / sizeof km_rest_paths[0]; i++) {
+        const char *p = km_rest_paths[i].path;
+        size_t n = strlen(p);
+        if (p[n - 1] == '/' ? strncmp(path, p, n) == 0 : strcmp(path, p) == 0)
+            return &km_rest_paths[i];
+    }
+    return NULL;
+}
+
 static int km_rest_builtin(const char *path)
 {
-    static const char *const paths[] = {
-        "/health",
-        "/api/v1/health",
-        "/api/v1/system/metrics",
-        "/api/v1/system/container-stats",
-        "/api/v1/sessions/count",
-        "/api/v1/system/kato-health",
-        "/api/v1/topics",
-        "/api/v1/plugins",
-        "/api/v1/ws/subscriptions",
-        "/api/v1/hosts",
-        KM_RH_PATH,
-        KM_RH_PATH_SERIES,
-    };
-    static const char cs[] = "/api/v1/system/container-stats/";
-    static const char tl[] = "/api/v1/topics/";
-
-    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
-        if (strcmp(path, paths[i]) == 0)
-            return 1;
-    return strncmp(path, cs, sizeof cs - 1) == 0 || strncmp(path, tl, sizeof tl - 1) == 0;
+    return km_rest_path_find(path) != NULL;
 }
 
 int km_rest_owns(const char *path)
@@ -320,18 +332,8 @@ int km_rest_owns(const char *path)
 /* 1 when the answer to GET path reads a topic's value (so takes ?host=). */
 static int km_rest_reads_topic(const char *path)
 {
-    static const char *const paths[] = {
-        "/api/v1/system/metrics", "/api/v1/system/container-stats",
-        "/api/v1/sessions/count", "/api/v1/system/kato-health",
-        "/api/v1/hosts",
-    };
-    static const char cs[] = "/api/v1/system/container-stats/";
-    static const char tl[] = "/api/v1/topics/";
-
-    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
-        if (strcmp(path, paths[i]) == 0)
-            return 1;
-    return strncmp(path, cs, sizeof cs - 1) == 0 || strncmp(path, tl, sizeof tl - 1) == 0;
+    const struct km_rest_path *p = km_rest_path_find(path);
+    return p && p->reads_topic;
 }
 
 int km_rest_get(struct km_core *core, struct km_ws *ws, const char *path,
