@@ -32,12 +32,23 @@
 // `polltick` so other stores can poll too); it stops as soon as the socket
 // is back.
 //
+// The fleet (issue 15). A katomon bridged over Redis also serves other
+// hosts' data: realtime_update's `hosts` {"B": {topic: value}} holds each
+// remote host's latest values (emitted as `state` with host "B"), and an
+// event of a remote host carries "host":"B" and that host's own epoch and
+// seq. Seqs are therefore kept per (topic, host): this host's as before,
+// each remote host's apart (a new epoch of a remote host resets only its
+// seqs), and `since` names each host once a remote host has seqs:
+// {"session_events": {"A": 12, "B": 40}}. History topics are filled
+// (since 0) for the picked host only (setPicked): the page shows one host.
+// The HTTP fallback asks for the picked host with ?host= (pollHosts).
+//
 // Events dispatched (CustomEvent, payload in .detail):
 //   status  {state: connecting|realtime|offline|error, detail}
-//   state   {topic, body, ts (server time), via: ws|poll}
-//   event   {topic, msg, seq, replayed, history}
-//   gap     {topic, missed, reason}
-//   ack     {subscriptions, unknown}
+//   state   {topic, body, ts (server time), via: ws|poll, host: null | "B"}
+//   event   {topic, msg, seq, replayed, history, host: null | "B"}
+//   gap     {topic, missed, reason, host: null | "B"}
+//   ack     {subscriptions, unknown, host, hosts}
 //   subscribed   after each subscription_ack (stores reload REST history)
 //   polltick     every 5 s while disconnected
 //   poll    {ok, error, status}
@@ -49,6 +60,8 @@ const PING_MS = 30000;
 const DEAD_MS = 75000;
 const REPLAY_WINDOW_MS = 300;
 const SEEN_MAX = 4096;
+const HOSTS_MAX = 1024;      // remote hosts whose seqs we keep ([core] max_hosts' bound)
+const POLL_HOSTS_MAX = 16;   // hosts polled over HTTP at once while the socket is down
 
 export const EVENT_TOPICS = new Set(['session_events', 'system_alerts']);
 
@@ -62,6 +75,8 @@ const POLL_ENDPOINTS = {
   },
   kato_health: { path: '/api/v1/system/kato-health' },
   host: { path: '/api/v1/topics/host/latest' },
+  alerts_firing: { path: '/api/v1/topics/alerts_firing/latest' },
+  hosts: { path: '/api/v1/hosts', localOnly: true },
 };
 
 // Close codes that mean "katomon refused us" rather than "katomon is gone".
@@ -83,6 +98,12 @@ export class Connection extends EventTarget {
     this.seen = new Map();      // topic -> Set of seqs seen (insertion ordered)
     this.lastSeq = new Map();   // topic -> highest seq seen
     this.epoch = null;          // katomon run our seqs belong to (ack.epoch)
+    this.localHost = '';        // this katomon's host name (ack.host)
+    this.knownHosts = [];       // every host katomon knows (ack.hosts)
+    this.remote = new Map();    // topic -> Map(host -> {seen: Set, last, epoch}): remote hosts' seqs
+    this.picked = '';           // the host the pages show ('' = this one): its history is filled
+    this.pickedFill = new Set(); // `${topic}\u0000${host}` asked with since 0 for the picked remote host
+    this.pollHosts = () => [''];  // hosts the HTTP fallback polls ('' = this one)
     this.sentKey = null;        // union last sent on this socket
     this.replayUntil = 0;       // events before this time (after an ack) are replays
     this.replayTopics = new Set();
@@ -125,9 +146,31 @@ export class Connection extends EventTarget {
       for (const t of [...this.seen.keys()]) {
         if (!topics.includes(t)) { this.seen.delete(t); this.lastSeq.delete(t); }
       }
+      for (const t of [...this.remote.keys()]) if (!topics.includes(t)) this.remote.delete(t);
       if (this.open && topics.join(',') !== this.sentKey) this._subscribe();
       if (!this.open) this._poll();
     });
+  }
+
+  /**
+   * The host whose history the pages show ('' = this host): its history
+   * topics are asked anew from seq 0 (a page mounted for it starts empty),
+   * the other hosts' carry on from their seqs.
+   */
+  setPicked(host) {
+    host = host && host !== this.localHost ? host : '';
+    this.picked = host;
+    for (const t of this.historyTopics) {
+      if (host) {
+        const m = this.remote.get(t);
+        if (m) m.delete(host);
+      } else {
+        this.seen.delete(t);
+        this.lastSeq.delete(t);
+      }
+    }
+    this.sentKey = null; // the same topics, another since: subscribe again
+    this._queueSync();
   }
 
   _subscribe() {
@@ -135,10 +178,28 @@ export class Connection extends EventTarget {
     const since = {};
     // only what THIS subscribe asks with since 0 for the first time is history
     this.historyFill = new Set();
+    this.pickedFill = new Set();
     for (const t of topics) {
       if (!EVENT_TOPICS.has(t) || this.unknown.has(t)) continue;
-      if (this.lastSeq.has(t)) since[t] = this.lastSeq.get(t);
-      else if (this.historyTopics.has(t)) { since[t] = 0; this.historyFill.add(t); }
+      let local = null;
+      if (this.lastSeq.has(t)) local = this.lastSeq.get(t);
+      else if (this.historyTopics.has(t) && !this.picked) { local = 0; this.historyFill.add(t); }
+      // remote hosts: their own seqs, and the picked one's history
+      const per = {};
+      for (const [host, r] of this.remote.get(t) || []) if (Number.isInteger(r.last)) per[host] = r.last;
+      if (this.picked && this.historyTopics.has(t) && !(this.picked in per)) {
+        per[this.picked] = 0;
+        this.pickedFill.add(`${t}\u0000${this.picked}`);
+      }
+      if (!Object.keys(per).length) {
+        if (local !== null) since[t] = local;
+        continue;
+      }
+      // per host: this host under its name (when known; else it is left
+      // out, which asks for no replay of its events)
+      if (local !== null && this.localHost) per[this.localHost] = local;
+      since[t] = per;
+      if (!this.localHost && local !== null) this.historyFill.delete(t);
     }
     // katomon's dialect (README "WebSocket protocol"): replace + ack + since
     // replay + errors; without `protocol` katomon speaks the original's.
@@ -275,7 +336,17 @@ export class Connection extends EventTarget {
         this.replayUntil = Math.min(this.replayUntil, Date.now());
         const data = msg.data || {};
         for (const [topic, body] of Object.entries(data)) {
-          this._emit('state', { topic, body, ts: msg.timestamp, via: 'ws' });
+          this._emit('state', { topic, body, ts: msg.timestamp, via: 'ws', host: null });
+        }
+        // remote hosts' latest values (absent without a fleet)
+        if (msg.hosts && typeof msg.hosts === 'object') {
+          let n = 0;
+          for (const [host, topics] of Object.entries(msg.hosts)) {
+            if (++n > HOSTS_MAX || !topics || typeof topics !== 'object' || host === this.localHost) continue;
+            for (const [topic, body] of Object.entries(topics)) {
+              this._emit('state', { topic, body, ts: msg.timestamp, via: 'ws', host });
+            }
+          }
         }
         break;
       }
@@ -290,12 +361,22 @@ export class Connection extends EventTarget {
         break;
       case 'subscription_ack': {
         this.unknown = new Set(msg.unknown || []);
+        const hadLocal = this.localHost;
+        if (typeof msg.host === 'string') this.localHost = msg.host;
+        if (Array.isArray(msg.hosts)) this.knownHosts = msg.hosts.filter((x) => typeof x === 'string').slice(0, HOSTS_MAX);
+        if (this.picked && this.picked === this.localHost) this.picked = '';
+        // the picked host's history was asked before this host's name was
+        // known: ask again now that `since` can name every host
+        if (!hadLocal && this.localHost && this.picked) {
+          clearTimeout(this._timers.resub);
+          this._timers.resub = setTimeout(() => { if (this.open) this._subscribe(); }, 50);
+        }
         if (Number.isInteger(msg.epoch)) {
           if (this.epoch !== null && msg.epoch !== this.epoch) this._restarted(msg.epoch);
           this.epoch = msg.epoch;
         }
         this.replayUntil = Date.now() + REPLAY_WINDOW_MS;
-        this._emit('ack', { subscriptions: msg.subscriptions || [], unknown: [...this.unknown] });
+        this._emit('ack', { subscriptions: msg.subscriptions || [], unknown: [...this.unknown], host: this.localHost, hosts: this.knownHosts });
         this._emit('subscribed', {});
         this._baseline(ws, msg.last_seq);
         break;
@@ -307,7 +388,7 @@ export class Connection extends EventTarget {
         this._note(`katomon: ${msg.error}: ${msg.detail || ''}`);
         if (msg.error === 'unknown_topic') {
           for (const t of msg.topics || []) this.unknown.add(t);
-          this._emit('ack', { subscriptions: this.topics(), unknown: [...this.unknown] });
+          this._emit('ack', { subscriptions: this.topics(), unknown: [...this.unknown], host: this.localHost, hosts: this.knownHosts });
         }
         break;
       case 'heartbeat':
@@ -317,6 +398,11 @@ export class Connection extends EventTarget {
   }
 
   _event(topic, msg) {
+    const host = typeof msg.host === 'string' && msg.host && msg.host !== this.localHost ? msg.host : null;
+    if (host) {
+      this._remoteEvent(topic, msg, host);
+      return;
+    }
     const seq = Number.isInteger(msg.seq) ? msg.seq : null;
     if (seq !== null) {
       let seen = this.seen.get(topic);
@@ -330,7 +416,49 @@ export class Connection extends EventTarget {
     const history = replayed && this.historyFill.has(topic);
     this.stats.events++;
     if (replayed && !history) this.stats.replayed++;
-    this._emit('event', { topic, msg, seq, replayed, history });
+    this._emit('event', { topic, msg, seq, replayed, history, host: null });
+  }
+
+  /** The seqs of a remote host on a topic (made when new, at most HOSTS_MAX hosts). */
+  _remoteState(topic, host, make = true) {
+    let m = this.remote.get(topic);
+    if (!m) {
+      if (!make) return null;
+      this.remote.set(topic, (m = new Map()));
+    }
+    let r = m.get(host);
+    if (!r && make && m.size < HOSTS_MAX) m.set(host, (r = { seen: new Set(), last: null, epoch: null }));
+    return r || null;
+  }
+
+  /**
+   * An event of a remote host: deduplicated by its own seq; a new epoch of
+   * that host (it restarted) starts its seqs again, like ours on a new ack
+   * epoch.
+   */
+  _remoteEvent(topic, msg, host) {
+    const seq = Number.isInteger(msg.seq) ? msg.seq : null;
+    const r = this._remoteState(topic, host);
+    if (r && Number.isInteger(msg.epoch)) {
+      if (r.epoch !== null && msg.epoch !== r.epoch) {
+        this._note(`${host} restarted (epoch ${r.epoch} -> ${msg.epoch})`);
+        r.seen = new Set();
+        r.last = null;
+        this._emit('gap', { topic, missed: null, reason: 'restart', host });
+      }
+      r.epoch = msg.epoch;
+    }
+    if (r && seq !== null) {
+      if (r.seen.has(seq)) { this.stats.duplicates++; return; }
+      r.seen.add(seq);
+      if (r.seen.size > SEEN_MAX) r.seen.delete(r.seen.values().next().value);
+      if (!(r.last >= seq)) r.last = seq;
+    }
+    const replayed = this.replayTopics.has(topic) && Date.now() <= this.replayUntil;
+    const history = replayed && this.pickedFill.has(`${topic}\u0000${host}`);
+    this.stats.events++;
+    if (replayed && !history) this.stats.replayed++;
+    this._emit('event', { topic, msg, seq, replayed, history, host });
   }
 
   /**
@@ -342,8 +470,22 @@ export class Connection extends EventTarget {
   async _baseline(ws, ackSeqs) {
     let need = this.topics().filter((t) => EVENT_TOPICS.has(t) && !this.lastSeq.has(t) && !this.unknown.has(t));
     if (ackSeqs && typeof ackSeqs === 'object') { // katomon says where each topic stands
-      for (const t of need) if (Number.isInteger(ackSeqs[t])) this.lastSeq.set(t, ackSeqs[t]);
+      for (const t of need) {
+        const v = ackSeqs[t];
+        if (Number.isInteger(v)) this.lastSeq.set(t, v);
+        else if (v && typeof v === 'object' && Number.isInteger(v[this.localHost])) this.lastSeq.set(t, v[this.localHost]);
+      }
       need = need.filter((t) => !this.lastSeq.has(t));
+      // remote hosts start "now" too, so a reconnect replays what they published meanwhile
+      for (const t of this.topics()) {
+        const v = ackSeqs[t];
+        if (!EVENT_TOPICS.has(t) || !v || typeof v !== 'object') continue;
+        for (const [host, seq] of Object.entries(v)) {
+          if (host === this.localHost || !Number.isInteger(seq)) continue;
+          const r = this._remoteState(t, host);
+          if (r && r.last === null && !this.pickedFill.has(`${t}\u0000${host}`)) r.last = seq;
+        }
+      }
     }
     if (!need.length) return;
     let topics;
@@ -370,7 +512,7 @@ export class Connection extends EventTarget {
     for (const topic of this.lastSeq.keys()) {
       this.seen.set(topic, new Set());
       this.lastSeq.set(topic, 0);
-      this._emit('gap', { topic, missed: null, reason: 'restart' });
+      this._emit('gap', { topic, missed: null, reason: 'restart', host: null });
     }
     clearTimeout(this._timers.resub);
     this._timers.resub = setTimeout(() => { if (this.open) this._subscribe(); }, 50);
@@ -378,13 +520,29 @@ export class Connection extends EventTarget {
 
   _gap(msg) {
     const topic = msg.topic;
+    const host = typeof msg.host === 'string' && msg.host && msg.host !== this.localHost ? msg.host : null;
+    if (host) {
+      if (msg.reason === 'since_ahead') { // that host restarted: its seqs began again
+        this._note(`${topic}@${host}: ${host} restarted; replaying its new history`);
+        const r = this._remoteState(topic, host);
+        if (r) { r.seen = new Set(); r.last = 0; }
+        this._emit('gap', { topic, missed: null, reason: 'restart', host });
+        clearTimeout(this._timers.resub);
+        this._timers.resub = setTimeout(() => { if (this.open) this._subscribe(); }, 50);
+        return;
+      }
+      this.stats.gaps++;
+      if (this.pickedFill.has(`${topic}\u0000${host}`)) return; // older history simply not kept
+      this._emit('gap', { topic, missed: Number(msg.missed) || 0, reason: msg.reason || 'not_in_ring', host });
+      return;
+    }
     if (msg.reason === 'since_ahead') {
       // katomon restarted: its seqs began again. Start over for this topic.
       this._note(`${topic}: katomon restarted (seq ${msg.requested_since} > ${msg.last_seq}); replaying its new history`);
       // seq 0: the next subscribe asks since 0, as a replay (not as history)
       this.seen.set(topic, new Set());
       this.lastSeq.set(topic, 0);
-      this._emit('gap', { topic, missed: null, reason: 'restart' });
+      this._emit('gap', { topic, missed: null, reason: 'restart', host: null });
       // one subscribe for every topic of this burst of replies
       clearTimeout(this._timers.resub);
       this._timers.resub = setTimeout(() => { if (this.open) this._subscribe(); }, 50);
@@ -393,7 +551,7 @@ export class Connection extends EventTarget {
     const missed = Number(msg.missed) || 0;
     this.stats.gaps++;
     if (this.historyFill.has(topic)) return; // older history simply not kept
-    this._emit('gap', { topic, missed, reason: msg.reason || 'not_in_ring' });
+    this._emit('gap', { topic, missed, reason: msg.reason || 'not_in_ring', host: null });
   }
 
   // ---- HTTP fallback ------------------------------------------------------
@@ -416,20 +574,27 @@ export class Connection extends EventTarget {
     if (this.open || !this._timers.poll) return;
     this.stats.polls++;
     this._emit('polltick', {});
-    const jobs = this.topics()
-      .filter((t) => POLL_ENDPOINTS[t])
-      .map(async (topic) => {
-        const ep = POLL_ENDPOINTS[topic];
-        try {
-          const body = await this.api.get(ep.path, { timeout: 4000 });
-          if (this.open) return { ok: true };
-          this._emit('state', { topic, body: ep.map ? ep.map(body) : body, ts: null, via: 'poll' });
-          return { ok: true };
-        } catch (e) {
-          // 503: katomon is up but has no value for this topic yet
-          return { ok: e.status === 503 || e.status === 404, status: e.status, error: e.message };
-        }
-      });
+    const hosts = [...new Set(this.pollHosts())].slice(0, POLL_HOSTS_MAX);
+    const jobs = [];
+    for (const topic of this.topics().filter((t) => POLL_ENDPOINTS[t])) {
+      const ep = POLL_ENDPOINTS[topic];
+      for (const h of ep.localOnly ? [''] : hosts) {
+        const host = h && h !== this.localHost ? h : null;
+        jobs.push((async () => {
+          try {
+            const q = host ? `${ep.path.includes('?') ? '&' : '?'}host=${encodeURIComponent(host)}` : '';
+            const body = await this.api.get(ep.path + q, { timeout: 4000 });
+            if (this.open) return { ok: true };
+            this._emit('state', { topic, body: ep.map ? ep.map(body) : body, ts: null, via: 'poll', host });
+            return { ok: true };
+          } catch (e) {
+            // 503: katomon is up but has no value for this topic yet;
+            // 404: no such topic, or no such host (any more)
+            return { ok: e.status === 503 || e.status === 404, status: e.status, error: e.message };
+          }
+        })());
+      }
+    }
     const results = await Promise.all(jobs);
     const bad = results.find((r) => !r.ok);
     if (bad) this.stats.pollFailures++;

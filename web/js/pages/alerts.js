@@ -1,17 +1,21 @@
 // pages/alerts.js - the whole alert history kept by katomon: filters
 // (level, type, state; kept in the URL so a filtered view can be linked),
 // what is firing now, mark all read, clear all. Needs only system_alerts,
-// which the layout already subscribes to.
+// which the layout already subscribes to. In a fleet: the picked host's
+// alerts (alerts.js), each labelled with its host.
 
 import { h, replace, setText } from '../dom.js';
 import { fmtInt } from '../format.js';
 import { LEVELS } from '../alerts.js';
-import { alertFilters, alertItem, emptyState, humanize, LEVEL_LABEL } from '../ui.js';
+import { alertFilters, alertItem, emptyState, hostTag, humanize, LEVEL_LABEL, pageHost } from '../ui.js';
 
 export const TOPICS = ['system_alerts'];
 
-export function mount({ conn, alerts, params, armClear, setQuery }) {
+export function mount({ conn, alerts, fleet, params, armClear, setQuery }) {
   const release = conn.claim('alerts-page', TOPICS);
+  const hostLine = pageHost(fleet);
+  // in a fleet every alert says whose it is
+  const itemHost = () => (fleet.multi ? { name: fleet.label(alerts.host), local: !alerts.host } : null);
   let filter = {
     level: LEVELS.includes(params.get('level')) ? params.get('level') : '',
     type: params.get('type') || '',
@@ -31,7 +35,8 @@ export function mount({ conn, alerts, params, armClear, setQuery }) {
     h('header', { class: 'page-head page-head-actions' },
       h('div', null,
         h('h1', { tabindex: '-1' }, 'Alerts'),
-        h('p', { class: 'page-sub' }, 'Every alert katomon raised, newest first. The history is kept by katomon, so it survives reloads.')),
+        h('p', { class: 'page-sub' }, 'Every alert katomon raised, newest first. The history is kept by katomon, so it survives reloads.'),
+        hostLine.el),
       h('div', { class: 'actions' }, readAll, clear)),
     h('section', { class: 'section', 'aria-labelledby': 'active-h' },
       h('div', { class: 'section-head' }, h('h2', { id: 'active-h' }, 'Firing now')),
@@ -62,9 +67,11 @@ export function mount({ conn, alerts, params, armClear, setQuery }) {
     setText(error, alerts.error || '');
 
     const active = alerts.active || [];
+    const ih = itemHost();
     replace(activeBox, active.length
       ? h('ul', { class: 'active-list', 'aria-label': 'Alerts firing now' }, active.map((a) => h('li', { class: `active-chip level-${a.level}` },
         h('span', { class: 'dot', 'aria-hidden': 'true' }),
+        ih ? hostTag(ih.name, ih) : null,
         h('span', null, humanize(a.type)),
         a.key && a.key !== a.type ? h('span', { class: 'muted' }, a.key.replace(`${a.type}_`, '')) : null,
         h('span', { class: 'sr-only' }, `, ${LEVEL_LABEL[a.level] || a.level}`))))
@@ -84,12 +91,15 @@ export function mount({ conn, alerts, params, armClear, setQuery }) {
         h('button', { class: 'btn', type: 'button', onclick: () => setFilter({ level: '', type: '', state: '' }) }, 'Reset filters'));
     } else {
       content = h('ul', { class: 'alert-list', 'aria-label': 'Alert history' },
-        list.map((a) => alertItem(a, { onRead: (x) => alerts.markRead([x.id]) })));
+        list.map((a) => alertItem(a, { onRead: (x) => alerts.markRead([x.id]), host: ih })));
     }
     replace(body, content);
   }
 
   alerts.addEventListener('change', render);
+  let multi = fleet.multi;
+  const onHosts = () => { if (fleet.multi !== multi) { multi = fleet.multi; render(); } };
+  fleet.addEventListener('hosts', onHosts);
   render();
   alerts.load({ quiet: true });
   alerts.loadActive();
@@ -98,6 +108,8 @@ export function mount({ conn, alerts, params, armClear, setQuery }) {
     el,
     unmount() {
       release();
+      hostLine.destroy();
+      fleet.removeEventListener('hosts', onHosts);
       alerts.removeEventListener('change', render);
     },
   };
