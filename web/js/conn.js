@@ -36,12 +36,14 @@
 // hosts' data: realtime_update's `hosts` {"B": {topic: value}} holds each
 // remote host's latest values (emitted as `state` with host "B"), and an
 // event of a remote host carries "host":"B" and that host's own epoch and
-// seq. Seqs are therefore kept per (topic, host): this host's as before,
-// each remote host's apart (a new epoch of a remote host resets only its
-// seqs), and `since` names each host once a remote host has seqs:
-// {"session_events": {"A": 12, "B": 40}}. History topics are filled
-// (since 0) for the picked host only (setPicked): the page shows one host.
-// The HTTP fallback asks for the picked host with ?host= (pollHosts).
+// seq. The pages show one host's events (the picked one, setPicked), so
+// besides this host's seqs only the picked remote host's are kept (a new
+// epoch of it, in its events or in the ack's `epochs`, starts them again),
+// and `since` then names both: {"session_events": {"A": 12, "B": 40}}
+// (bounded: two hosts, whatever the size of the fleet). Other hosts'
+// events are passed on as they come, not deduplicated nor replayed. History
+// topics are filled (since 0) for the picked host. The HTTP fallback asks
+// for the picked host with ?host= (pollHosts).
 //
 // Events dispatched (CustomEvent, payload in .detail):
 //   status  {state: connecting|realtime|offline|error, detail}
@@ -60,7 +62,7 @@ const PING_MS = 30000;
 const DEAD_MS = 75000;
 const REPLAY_WINDOW_MS = 300;
 const SEEN_MAX = 4096;
-const HOSTS_MAX = 1024;      // remote hosts whose seqs we keep ([core] max_hosts' bound)
+const HOSTS_MAX = 1024;      // remote hosts taken from one realtime_update ([core] max_hosts' bound)
 const POLL_HOSTS_MAX = 16;   // hosts polled over HTTP at once while the socket is down
 
 export const EVENT_TOPICS = new Set(['session_events', 'system_alerts']);
@@ -100,7 +102,7 @@ export class Connection extends EventTarget {
     this.epoch = null;          // katomon run our seqs belong to (ack.epoch)
     this.localHost = '';        // this katomon's host name (ack.host)
     this.knownHosts = [];       // every host katomon knows (ack.hosts)
-    this.remote = new Map();    // topic -> Map(host -> {seen: Set, last, epoch}): remote hosts' seqs
+    this.remote = new Map();    // topic -> {seen: Set, last, epoch}: the picked remote host's seqs
     this.picked = '';           // the host the pages show ('' = this one): its history is filled
     this.pickedFill = new Set(); // `${topic}\u0000${host}` asked with since 0 for the picked remote host
     this.pollHosts = () => [''];  // hosts the HTTP fallback polls ('' = this one)
@@ -160,11 +162,9 @@ export class Connection extends EventTarget {
   setPicked(host) {
     host = host && host !== this.localHost ? host : '';
     this.picked = host;
-    for (const t of this.historyTopics) {
-      if (host) {
-        const m = this.remote.get(t);
-        if (m) m.delete(host);
-      } else {
+    this.remote = new Map(); // another host's seqs, or none
+    if (!host) {
+      for (const t of this.historyTopics) {
         this.seen.delete(t);
         this.lastSeq.delete(t);
       }
@@ -184,10 +184,11 @@ export class Connection extends EventTarget {
       let local = null;
       if (this.lastSeq.has(t)) local = this.lastSeq.get(t);
       else if (this.historyTopics.has(t) && !this.picked) { local = 0; this.historyFill.add(t); }
-      // remote hosts: their own seqs, and the picked one's history
+      // the picked remote host: its seqs, or its history
       const per = {};
-      for (const [host, r] of this.remote.get(t) || []) if (Number.isInteger(r.last)) per[host] = r.last;
-      if (this.picked && this.historyTopics.has(t) && !(this.picked in per)) {
+      const r = this.picked ? this.remote.get(t) : null;
+      if (r && Number.isInteger(r.last)) per[this.picked] = r.last;
+      else if (this.picked && this.historyTopics.has(t)) {
         per[this.picked] = 0;
         this.pickedFill.add(`${t}\u0000${this.picked}`);
       }
@@ -378,7 +379,8 @@ export class Connection extends EventTarget {
         this.replayUntil = Date.now() + REPLAY_WINDOW_MS;
         this._emit('ack', { subscriptions: msg.subscriptions || [], unknown: [...this.unknown], host: this.localHost, hosts: this.knownHosts });
         this._emit('subscribed', {});
-        this._baseline(ws, msg.last_seq);
+        this._pickedEpoch(msg.epochs);
+        this._baseline(ws, msg.last_seq, msg.hosts_last_seq);
         break;
       }
       case 'replay_gap':
@@ -419,22 +421,18 @@ export class Connection extends EventTarget {
     this._emit('event', { topic, msg, seq, replayed, history, host: null });
   }
 
-  /** The seqs of a remote host on a topic (made when new, at most HOSTS_MAX hosts). */
-  _remoteState(topic, host, make = true) {
-    let m = this.remote.get(topic);
-    if (!m) {
-      if (!make) return null;
-      this.remote.set(topic, (m = new Map()));
-    }
-    let r = m.get(host);
-    if (!r && make && m.size < HOSTS_MAX) m.set(host, (r = { seen: new Set(), last: null, epoch: null }));
-    return r || null;
+  /** The picked remote host's seqs on a topic (made when new); null for another host. */
+  _remoteState(topic, host) {
+    if (!host || host !== this.picked) return null;
+    let r = this.remote.get(topic);
+    if (!r) this.remote.set(topic, (r = { seen: new Set(), last: null, epoch: null }));
+    return r;
   }
 
   /**
-   * An event of a remote host: deduplicated by its own seq; a new epoch of
-   * that host (it restarted) starts its seqs again, like ours on a new ack
-   * epoch.
+   * An event of a remote host. The picked one's are deduplicated by its
+   * own seq, and a new epoch of it (it restarted) starts its seqs again,
+   * like ours on a new ack epoch; other hosts' go on as they come.
    */
   _remoteEvent(topic, msg, host) {
     const seq = Number.isInteger(msg.seq) ? msg.seq : null;
@@ -454,7 +452,7 @@ export class Connection extends EventTarget {
       if (r.seen.size > SEEN_MAX) r.seen.delete(r.seen.values().next().value);
       if (!(r.last >= seq)) r.last = seq;
     }
-    const replayed = this.replayTopics.has(topic) && Date.now() <= this.replayUntil;
+    const replayed = !!r && this.replayTopics.has(topic) && Date.now() <= this.replayUntil;
     const history = replayed && this.pickedFill.has(`${topic}\u0000${host}`);
     this.stats.events++;
     if (replayed && !history) this.stats.replayed++;
@@ -467,7 +465,7 @@ export class Connection extends EventTarget {
    * later reconnect can ask for exactly what it missed. (Events that arrive
    * meanwhile only raise the mark.) Servers without that endpoint: skipped.
    */
-  async _baseline(ws, ackSeqs) {
+  async _baseline(ws, ackSeqs, hostSeqs) {
     let need = this.topics().filter((t) => EVENT_TOPICS.has(t) && !this.lastSeq.has(t) && !this.unknown.has(t));
     if (ackSeqs && typeof ackSeqs === 'object') { // katomon says where each topic stands
       for (const t of need) {
@@ -476,15 +474,15 @@ export class Connection extends EventTarget {
         else if (v && typeof v === 'object' && Number.isInteger(v[this.localHost])) this.lastSeq.set(t, v[this.localHost]);
       }
       need = need.filter((t) => !this.lastSeq.has(t));
-      // remote hosts start "now" too, so a reconnect replays what they published meanwhile
+    }
+    // the picked remote host starts "now" too (ack.hosts_last_seq
+    // {"B": {topic: seq}}), so a reconnect replays what it published meanwhile
+    const theirs = hostSeqs && this.picked && hostSeqs[this.picked];
+    if (theirs && typeof theirs === 'object') {
       for (const t of this.topics()) {
-        const v = ackSeqs[t];
-        if (!EVENT_TOPICS.has(t) || !v || typeof v !== 'object') continue;
-        for (const [host, seq] of Object.entries(v)) {
-          if (host === this.localHost || !Number.isInteger(seq)) continue;
-          const r = this._remoteState(t, host);
-          if (r && r.last === null && !this.pickedFill.has(`${t}\u0000${host}`)) r.last = seq;
-        }
+        if (!EVENT_TOPICS.has(t) || !Number.isInteger(theirs[t])) continue;
+        const r = this._remoteState(t, this.picked);
+        if (r && r.last === null && !this.pickedFill.has(`${t}\u0000${this.picked}`)) r.last = theirs[t];
       }
     }
     if (!need.length) return;
@@ -499,6 +497,30 @@ export class Connection extends EventTarget {
       if (!need.includes(t.name) || !Number.isInteger(t.last_seq) || this.lastSeq.has(t.name)) continue;
       if (!this.topics().includes(t.name)) continue;
       this.lastSeq.set(t.name, t.last_seq);
+    }
+  }
+
+  /**
+   * The ack's `epochs` {"B": E}: the picked remote host restarted while we
+   * were away when its epoch is not the one of the seqs we hold; its seqs
+   * start again from 0 (the replay that follows shows its new run).
+   */
+  _pickedEpoch(epochs) {
+    if (!this.picked || !epochs || typeof epochs !== 'object' || !Number.isInteger(epochs[this.picked])) return;
+    const e = epochs[this.picked];
+    let again = false;
+    for (const [topic, r] of this.remote) {
+      if (r.epoch === null || r.epoch === e) continue;
+      this._note(`${this.picked} restarted (epoch ${r.epoch} -> ${e}); replaying its new history`);
+      r.seen = new Set();
+      r.last = 0;
+      r.epoch = e;
+      this._emit('gap', { topic, missed: null, reason: 'restart', host: this.picked });
+      again = true;
+    }
+    if (again) {
+      clearTimeout(this._timers.resub);
+      this._timers.resub = setTimeout(() => { if (this.open) this._subscribe(); }, 50);
     }
   }
 
