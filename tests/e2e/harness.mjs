@@ -88,8 +88,10 @@ function stopChild(child, timeout = 5000) {
 
 // ---- the KATO simulator ------------------------------------------------------
 
+let sims = 0; // simulators started by this process: each its own port file
+
 export async function startSim() {
-  const portFile = path.join(env.tmp, `sim-${process.pid}.port`);
+  const portFile = path.join(env.tmp, `sim-${process.pid}-${++sims}.port`);
   fs.rmSync(portFile, { force: true });
   const child = spawn('python3', [path.join(env.srcdir, 'tests/sim/kato_sim.py'), '--port', '0', '--port-file', portFile, '--sessions', '3'],
     { stdio: ['ignore', 'pipe', 'pipe'] });
