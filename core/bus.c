@@ -28,96 +28,14 @@
 #include <string.h>
 #include <time.h>
 
-#include "bus.h"
+#include "bus_int.h"
 #include "log.h"
-
-#define KM_RING_DEFAULT 256 /* event ring when the definition says 0 */
-/* Larger rings are refused: one plugin must not make the daemon reserve
-   unbounded memory up front. */
-#define KM_RING_MAX 65536
-#define KM_HASH_MIN 16  /* initial buckets (a power of two) */
-#define KM_ERR_MAX  512 /* validation error text */
 
 struct km_bus_stats km_bus_stats;
 
-/* An immutable, reference-counted published message. */
-struct km_msg {
-    unsigned refs;              /* references; freed at zero */
-    json_t *body;               /* the message (owned; read-only once published) */
-    struct km_topic *topic;     /* published on (borrowed; lives as long as the bus) */
-    uint64_t seq;               /* event topics: 1, 2, ...; 0 on state topics */
-    uint64_t gen;               /* bus-wide acceptance number: picks its receivers */
-    int64_t time_us;            /* CLOCK_REALTIME at publish, µs */
-    int64_t mono_us;            /* CLOCK_MONOTONIC at publish, µs */
-    char *text;                 /* compact JSON, made by the first km_msg_text */
-    size_t text_len;            /* strlen(text) */
-    void *cache;                /* the transport's slot (owned once set) */
-    void (*cache_free)(void *); /* frees cache; NULL: nothing to free */
-    struct km_msg *next;        /* next in the bus's delivery queue */
-};
-
-/* Subscriptions of one topic, or the bus's "*" ones, in subscription order. */
-struct km_sublist {
-    struct km_sub **v; /* the subscriptions */
-    size_t n;          /* entries used */
-    size_t cap;        /* entries allocated */
-    size_t ndead;      /* ended, waiting for removal */
-};
-
-/* One subscription. */
-struct km_sub {
-    struct km_bus *bus;     /* the bus it belongs to */
-    struct km_topic *topic; /* whose list holds it; NULL: the "*" list */
-    km_msg_cb cb;           /* called for each message */
-    void *arg;              /* passed to cb */
-    const void *owner;      /* tag for km_bus_unsubscribe_owner */
-    uint64_t start;         /* bus->gen when made: gets messages with gen > start */
-    bool dead;              /* ended; freed once no callback is running */
-};
-
-/* A topic, or a placeholder holding early subscribers (declared false). */
-struct km_topic {
-    struct km_bus *bus;               /* the bus it belongs to */
-    struct km_topic *hnext;           /* next in its hash bucket */
-    uint32_t hash;                    /* of name, kept for rehashing */
-    char name[KM_TOPIC_NAME_MAX + 1]; /* its name */
-    bool declared;                    /* false: placeholder, not visible as a topic */
-    bool orphan;                      /* owner unloaded: nobody may publish */
-    enum km_topic_kind kind;          /* state or event */
-    const struct km_field *schema;    /* borrowed from the owner; NULL: any object */
-    const struct km_metric *metrics;  /* borrowed from the owner; NULL: derived */
-    char *description;                /* owned copy; may be NULL */
-    const void *owner;                /* the only allowed publisher; NULL: the core */
-    struct km_sublist subs;           /* its own subscriptions */
-    struct km_msg *latest;            /* state: current value (a reference) */
-    struct km_msg **ring;             /* event: seq s in slot (s - 1) % ring_size */
-    unsigned ring_size;               /* event: slots in ring; 0 on state topics */
-    unsigned held;                    /* event: messages in the ring */
-    uint64_t last_seq;                /* event: seq of the newest message; 0 none */
-    uint64_t published;               /* messages accepted */
-    uint64_t rejected;                /* messages refused by validation */
-};
-
-/* The bus. */
-struct km_bus {
-    struct km_topic **buckets; /* hash table of topics and placeholders, chained */
-    size_t nbuckets;           /* a power of two */
-    size_t nentries;           /* topics + placeholders in the table */
-    struct km_topic **order;   /* declared topics, in declaration order */
-    size_t ntopics;            /* entries used in order */
-    size_t cap_topics;         /* entries allocated in order */
-    struct km_sublist wild;    /* "*" subscriptions */
-    uint64_t gen;              /* messages accepted so far, all topics */
-    struct km_msg *qhead;      /* accepted, not yet delivered (one ref each) */
-    struct km_msg *qtail;      /* last of that queue, for appending */
-    unsigned depth;            /* callbacks running: defers delivery, removal */
-    size_t ndead;              /* dead subscriptions not yet removed, all lists */
-    int64_t epoch;             /* wall-clock µs at creation: names this run's seqs */
-};
-
 /* ---- small helpers ---------------------------------------------------------------- */
 
-static int64_t km_clock_us(clockid_t clock)
+int64_t km_bus_clock_us(clockid_t clock)
 {
     struct timespec ts;
     clock_gettime(clock, &ts);
@@ -361,7 +279,8 @@ static void km_sublist_deliver(struct km_sublist *l, struct km_msg *msg)
 {
     for (size_t i = 0; i < l->n; i++) {
         struct km_sub *s = l->v[i];
-        if (!s->dead && s->start < msg->gen)
+        if (!s->dead && s->start < msg->gen &&
+            (msg->host == 0 || s->flags & KM_SUB_HOSTS))
             s->cb(msg->topic, msg, s->arg);
     }
 }
@@ -371,7 +290,7 @@ static void km_sublist_deliver(struct km_sublist *l, struct km_msg *msg)
  * already: the outermost bus call does it, after that callback. Returns
  * whether `watch` (may be NULL) was ended by then, read before it is freed.
  */
-static bool km_bus_flush(struct km_bus *bus, const struct km_sub *watch)
+bool km_bus_flush(struct km_bus *bus, const struct km_sub *watch)
 {
     if (bus->depth > 0)
         return watch && watch->dead;
@@ -392,7 +311,7 @@ static bool km_bus_flush(struct km_bus *bus, const struct km_sub *watch)
     return dead;
 }
 
-static void km_bus_enqueue(struct km_bus *bus, struct km_msg *msg)
+void km_bus_enqueue(struct km_bus *bus, struct km_msg *msg)
 {
     km_msg_ref(msg);
     if (bus->qtail)
@@ -424,7 +343,8 @@ struct km_bus *km_bus_new(void)
     bus->nbuckets = KM_HASH_MIN;
     bus->epoch = km_bus_now_us();
     bus->buckets = calloc(bus->nbuckets, sizeof *bus->buckets);
-    if (!bus->buckets) {
+    if (!bus->buckets || km_bus_hosts_init(bus) != KM_OK) {
+        free(bus->buckets);
         free(bus);
         return NULL;
     }
@@ -438,6 +358,7 @@ static void km_topic_free(struct km_topic *t)
     for (unsigned i = 0; i < t->ring_size; i++)
         km_msg_unref(t->ring[i]);
     free(t->ring);
+    km_hslots_free(t);
     free(t->description);
     free(t);
 }
@@ -459,6 +380,7 @@ void km_bus_free(struct km_bus *bus)
         }
     }
     km_sublist_free(&bus->wild);
+    km_bus_hosts_free(bus);
     free(bus->buckets);
     free(bus->order);
     free(bus);
@@ -594,8 +516,7 @@ static void km_topic_store(struct km_topic *t, struct km_msg *msg)
         t->held++;
 }
 
-/* Validates body; on a mismatch logs the one line and counts it. */
-static int km_topic_validate(struct km_topic *t, json_t *body)
+int km_bus_validate(struct km_topic *t, json_t *body)
 {
     char err[KM_ERR_MAX];
     if (km_schema_check(t->schema, body, err, sizeof err) == 0)
@@ -616,7 +537,7 @@ int km_bus_publish(struct km_topic *topic, json_t *body, const void *publisher)
     else if (!json_is_object(body))
         rc = KM_EINVAL;
     else
-        rc = km_topic_validate(topic, body);
+        rc = km_bus_validate(topic, body);
     if (rc != KM_OK) {
         json_decref(body);
         return rc;
@@ -632,8 +553,12 @@ int km_bus_publish(struct km_topic *topic, json_t *body, const void *publisher)
     msg->body = body;
     msg->topic = topic;
     msg->gen = ++bus->gen;
-    msg->time_us = km_clock_us(CLOCK_REALTIME);
-    msg->mono_us = km_clock_us(CLOCK_MONOTONIC);
+    msg->time_us = km_bus_clock_us(CLOCK_REALTIME);
+    msg->mono_us = km_bus_clock_us(CLOCK_MONOTONIC);
+    msg->epoch = bus->epoch;
+    bus->hosts[0]->messages++;
+    bus->hosts[0]->last_seen_us = msg->time_us;
+    bus->hosts[0]->last_seen_mono = msg->mono_us;
     km_topic_store(topic, msg);
     km_bus_stats.messages++;
     km_bus_enqueue(bus, msg);
@@ -644,22 +569,36 @@ int km_bus_publish(struct km_topic *topic, json_t *body, const void *publisher)
 
 /* ---- subscribe -------------------------------------------------------------------- */
 
-/* The initial value of state topic t for a new subscription, if it has one
-   the subscription would not otherwise get. */
-static void km_sub_initial(struct km_sub *sub, struct km_topic *t)
+/* One initial value, if the subscription would not otherwise get it. */
+static void km_sub_initial_msg(struct km_sub *sub, struct km_topic *t, struct km_msg *msg)
 {
-    struct km_msg *msg = t->latest;
-    if (sub->dead || !t->declared || t->kind != KM_TOPIC_STATE || !msg ||
-        msg->gen > sub->start)
+    if (sub->dead || !msg || msg->gen > sub->start)
         return;
-    /* Hold it: the callback may publish and so replace t->latest. */
+    /* Hold it: the callback may publish and so replace the latest value. */
     km_msg_ref(msg);
     sub->cb(t, msg, sub->arg);
     km_msg_unref(msg);
 }
 
+/* The initial values of state topic t for a new subscription: this host's,
+   then (KM_SUB_HOSTS) each remote host's. */
+static void km_sub_initial(struct km_sub *sub, struct km_topic *t)
+{
+    if (!t->declared || t->kind != KM_TOPIC_STATE)
+        return;
+    km_sub_initial_msg(sub, t, t->latest);
+    if (sub->flags & KM_SUB_HOSTS)
+        km_hslots_initial(sub, t, km_sub_initial_msg);
+}
+
 struct km_sub *km_bus_subscribe(struct km_bus *bus, const char *name, km_msg_cb cb,
                                 void *arg, const void *owner)
+{
+    return km_bus_subscribe_ex(bus, name, cb, arg, owner, 0);
+}
+
+struct km_sub *km_bus_subscribe_ex(struct km_bus *bus, const char *name, km_msg_cb cb,
+                                   void *arg, const void *owner, unsigned flags)
 {
     bool wild = name && strcmp(name, "*") == 0;
     if (!bus || !cb || (!wild && !km_topic_name_valid(name)))
@@ -681,8 +620,13 @@ struct km_sub *km_bus_subscribe(struct km_bus *bus, const char *name, km_msg_cb 
         }
         return NULL;
     }
-    *sub = (struct km_sub){
-        .bus = bus, .topic = t, .cb = cb, .arg = arg, .owner = owner, .start = bus->gen};
+    *sub = (struct km_sub){.bus = bus,
+                           .topic = t,
+                           .cb = cb,
+                           .arg = arg,
+                           .owner = owner,
+                           .start = bus->gen,
+                           .flags = flags};
     l->v[l->n++] = sub;
 
     bus->depth++;

@@ -206,7 +206,8 @@ int km_bus_host_info(const struct km_bus *bus, int h, struct km_bus_host *out);
  * its sequences on each topic start again. On KM_OK the message's time is
  * r->time_us (its mono time is now) and it reaches KM_SUB_HOSTS subscribers.
  */
-int km_bus_publish_remote(struct km_topic *topic, json_t *body, const struct km_remote *r);
+int km_bus_publish_remote(struct km_topic *topic, json_t *body,
+                          const struct km_remote *r);
 
 /* km_bus_subscribe_ex flags. */
 #define KM_SUB_HOSTS (1u << 0) /* every host's messages, not only this host's */

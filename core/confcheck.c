@@ -167,7 +167,8 @@ static const char *km_conf_describe(const struct km_conf_key *k, char *buf, size
 static int km_core_plugin_key(const struct km_conf_section *sec, const char *key)
 {
     return strcmp(sec->kind, "plugin") == 0 &&
-           (strcmp(key, "file") == 0 || strcmp(key, "enabled") == 0);
+           (strcmp(key, "file") == 0 || strcmp(key, "enabled") == 0 ||
+            strcmp(key, "collect") == 0);
 }
 
 static void km_check_unknown(const struct km_conf_section *sec,
@@ -183,16 +184,18 @@ static void km_check_unknown(const struct km_conf_section *sec,
         km_hint(e->key, keys, sizeof keys[0], hint, sizeof hint);
         km_list(keys, sizeof keys[0], all, sizeof all);
         if (plugin)
-            snprintf(text, sizeof text,
-                     "unknown key `%s` in %s;%s %s takes: %s (and file, enabled)", e->key,
-                     label, hint, sec->name, all);
+            snprintf(
+                text, sizeof text,
+                "unknown key `%s` in %s;%s %s takes: %s (and file, enabled, collect)",
+                e->key, label, hint, sec->name, all);
         else
             snprintf(text, sizeof text, "unknown key `%s` in %s;%s [%s NAME] takes: %s",
                      e->key, label, hint, sec->kind, all);
     } else {
         snprintf(text, sizeof text,
                  "unknown key `%s` in %s; %s takes no keys%s: remove it", e->key, label,
-                 plugin ? sec->name : label, plugin ? " besides file and enabled" : "");
+                 plugin ? sec->name : label,
+                 plugin ? " besides file, enabled and collect" : "");
     }
     report(arg, KM_LOG_ERROR, sec->file, e->line, text);
 }

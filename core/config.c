@@ -8,7 +8,11 @@
  *  - Keys and section kinds are case-sensitive (a near-miss gets a hint).
  *  - An empty pid_file, allowed_origins or auth_token means "none" (NULL).
  *  - Sizes take k/K, M, G suffixes (powers of 1024); durations are plain
- *    seconds, fractions allowed.
+ *    seconds, fractions allowed, except the KM_V_DURATION keys ([core]
+ *    host_stale), which take km_parse_duration's units too ("15s", "1m").
+ *  - [core] host_name defaults to the hostname made valid, not refused: a
+ *    machine called "db_1:prod" still starts (as "db_1-prod"); a configured
+ *    name that is not valid is an error, since the operator chose it.
  *  - The core knows no plugin's kinds of section: any [KIND NAME] that is
  *    not its own is kept for the loader to hand to the plugin declaring it.
  */
@@ -21,9 +25,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <katomon/conf.h>
+#include <katomon/util.h>
 
+#include "bus.h" /* KM_HOSTS_MAX, KM_HOSTS_DEFAULT */
 #include "log.h"
 
 /* Makefile.am defines these from the configured paths; fallbacks for a bare
@@ -66,6 +73,18 @@ static const struct km_key core_keys[] = {
     KM_OPT("pid_file", pid_file),
     {.name = "log_level", .type = KM_V_LOGLEVEL, .offset = KM_CFG(log_level)},
     KM_BOOL("plugin_failure_fatal", plugin_failure_fatal),
+    {.name = "host_name", .type = KM_V_HOSTNAME, .offset = KM_CFG(host_name)},
+    {.name = "max_hosts",
+     .type = KM_V_INT,
+     .min = 1,
+     .max = KM_HOSTS_MAX,
+     .offset = KM_CFG(max_hosts)},
+    {.name = "host_stale",
+     .type = KM_V_DURATION,
+     .min = KM_HOST_STALE_MIN,
+     .max = 86400,
+     .unit = "seconds",
+     .offset = KM_CFG(host_stale)},
     {.name = NULL},
 };
 
@@ -93,6 +112,7 @@ static const struct km_key websocket_keys[] = {
     KM_SIZE("max_queue_bytes", max_queue_bytes),
     KM_SECS("ping_interval", ping_interval, 0, 0, 86400),
     KM_SECS("idle_timeout", idle_timeout, 0, 0, 86400),
+    {.name = "compatible_fleet", .type = KM_V_FLEET, .offset = KM_CFG(compatible_fleet)},
     {.name = NULL},
 };
 
@@ -113,6 +133,7 @@ static const struct km_key history_keys[] = {
 static const struct km_key plugin_keys[] = {
     KM_CHECK("file", KM_V_STRING),
     KM_CHECK("enabled", KM_V_BOOL),
+    KM_CHECK("collect", KM_V_BOOL),
     {.name = NULL},
 };
 
@@ -272,6 +293,26 @@ int km_key_apply(const struct km_key *k, const char *text, struct km_config *cfg
         if (field)
             *(enum km_log_level *)field = level;
         return 0;
+    case KM_V_DURATION:
+        if (km_parse_duration(text, &num) < 0 || !km_in_range(k, num))
+            return -1;
+        if (field)
+            *(double *)field = num;
+        return 0;
+    case KM_V_HOSTNAME:
+        if (!km_host_name_valid(text))
+            return -1;
+        return field ? km_set_str(field, text) : 0;
+    case KM_V_FLEET:
+        if (strcmp(text, "local") == 0)
+            b = KM_FLEET_LOCAL;
+        else if (strcmp(text, "aggregate") == 0)
+            b = KM_FLEET_AGGREGATE;
+        else
+            return -1;
+        if (field)
+            *(int *)field = b;
+        return 0;
     case KM_V_TIERS: {
         struct km_tiers tiers;
         char why[160];
@@ -318,6 +359,16 @@ const char *km_key_describe(const struct km_key *k, char *buf, size_t n)
                                           : "a size in bytes",
                  k->unit ? " of " : "", k->unit ? k->unit : "", range);
         return buf;
+    case KM_V_DURATION:
+        km_describe_range(k, range, sizeof range);
+        snprintf(buf, n, "a duration%s (seconds, or with a unit s, m, h, d: 15s, 1m)",
+                 range);
+        return buf;
+    case KM_V_HOSTNAME:
+        return "a host name of 1 to 64 characters from A-Z a-z 0-9 _ . - (e.g. web-1)";
+    case KM_V_FLEET:
+        return "local (compatible clients see this host only) or aggregate (every "
+               "host's items, labelled with their host)";
     case KM_V_BOOL:
         return "true or false (also yes/no, on/off, 1/0)";
     case KM_V_LOGLEVEL:
@@ -441,22 +492,55 @@ void km_sect_free(struct km_sect *s)
     free(s);
 }
 
+char *km_config_host_name_from(const char *raw, char *buf, size_t n)
+{
+    static const char ok[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-";
+    size_t len = 0;
+
+    if (n == 0)
+        return buf;
+    for (const char *p = raw ? raw : ""; *p && len < KM_HOST_NAME_MAX && len + 1 < n; p++)
+        buf[len++] = strchr(ok, *p) ? *p : '-';
+    buf[len] = '\0';
+    if (len == 0)
+        snprintf(buf, n, "localhost");
+    return buf;
+}
+
+char *km_config_default_host_name(char *buf, size_t n)
+{
+    char raw[256];
+
+    /* gethostname may not terminate a name it had to cut */
+    if (gethostname(raw, sizeof raw - 1) < 0)
+        raw[0] = '\0';
+    raw[sizeof raw - 1] = '\0';
+    return km_config_host_name_from(raw, buf, n);
+}
+
 struct km_config *km_config_defaults(void)
 {
     struct km_config *cfg = calloc(1, sizeof *cfg);
+    char host[KM_HOST_NAME_MAX + 1];
+
     if (!cfg)
         return NULL;
+    cfg->host_name = strdup(km_config_default_host_name(host, sizeof host));
     cfg->plugin_dir = strdup(KM_PLUGIN_DIR);
     cfg->state_dir = strdup(KM_STATE_DIR);
     cfg->web_root = strdup(KM_WEB_ROOT);
     cfg->vendor_root = strdup(KM_VENDOR_ROOT);
     cfg->bind = strdup("127.0.0.1");
     if (!cfg->plugin_dir || !cfg->state_dir || !cfg->web_root || !cfg->vendor_root ||
-        !cfg->bind) {
+        !cfg->bind || !cfg->host_name) {
         km_config_free(cfg);
         return NULL;
     }
     cfg->log_level = KM_LOG_INFO;
+    cfg->max_hosts = KM_HOSTS_DEFAULT;
+    cfg->host_stale = KM_HOST_STALE_DEFAULT;
+    cfg->compatible_fleet = KM_FLEET_LOCAL;
     cfg->port = 8080;
     cfg->max_connections = 10000;
     cfg->max_request_bytes = 64 * 1024;
@@ -485,6 +569,7 @@ void km_config_free(struct km_config *cfg)
     free(cfg->plugin_dir);
     free(cfg->state_dir);
     free(cfg->pid_file);
+    free(cfg->host_name);
     free(cfg->bind);
     free(cfg->web_root);
     free(cfg->vendor_root);

@@ -10,9 +10,11 @@
  * are reported at once.
  *
  * [plugin NAME] sections take the core's keys `file` (the .so, default
- * NAME.so in plugin_dir) and `enabled` (bool, default true); every other key
- * is checked later against the plugin's descriptor (km_config_check_keys),
- * since only the plugin knows them.
+ * NAME.so in plugin_dir), `enabled` (bool, default true) and `collect`
+ * (bool, default true; false: the plugin's topics are declared but its init
+ * never runs, see loader.h); every other key is checked later against the
+ * plugin's descriptor (km_config_check_keys), since only the plugin knows
+ * them.
  */
 #ifndef KM_CONFIG_H
 #define KM_CONFIG_H
@@ -30,6 +32,14 @@ struct km_tiers {
     } t[KM_TIERS_MAX];
 };
 
+/* [websocket] compatible_fleet. */
+#define KM_FLEET_LOCAL     0 /* compatible clients see this host only */
+#define KM_FLEET_AGGREGATE 1 /* ... every host, remote items labelled */
+
+/* [core] host_stale default and floor, seconds. */
+#define KM_HOST_STALE_DEFAULT 15.0
+#define KM_HOST_STALE_MIN     1.0
+
 struct km_config {
     char *path; /* file it was read from */
 
@@ -39,6 +49,11 @@ struct km_config {
     char *pid_file;              /* written at start when set; NULL: none */
     enum km_log_level log_level; /* lines below it are dropped */
     int plugin_failure_fatal;    /* a plugin that fails to load stops start-up */
+    char *host_name;             /* this host's name in the fleet (km_host_name_valid);
+                                    default: the hostname made valid */
+    int max_hosts;               /* hosts the bus keeps at most, this one included */
+    double host_stale;           /* seconds without a message before a remote host
+                                    counts as down (>= 1) */
 
     /* [http] */
     char *bind;        /* listen address (IPv4/IPv6 literal or host name) */
@@ -59,7 +74,9 @@ struct km_config {
     size_t max_message_bytes; /* largest client message (close 1009 past it) */
     size_t max_queue_bytes;   /* unsent bytes per client before backpressure acts */
     double ping_interval;     /* seconds between server pings; 0: none */
-    double idle_timeout; /* seconds without any client frame before closing; 0: never */
+    double idle_timeout;  /* seconds without any client frame before closing; 0: never */
+    int compatible_fleet; /* KM_FLEET_LOCAL or KM_FLEET_AGGREGATE: what compatible
+                             (original protocol) clients see of remote hosts */
 
     /* [history] */
     int history;           /* keep history of every series at all */
@@ -97,6 +114,15 @@ int km_config_read(const char *path, struct km_config **out, km_config_report_fn
  * "FILE:LINE: what is wrong; what to do" (or "FILE: ..." when no line).
  */
 int km_config_load(const char *path, struct km_config **out, char *err, size_t errlen);
+/*
+ * This machine's name as a [core] host_name: gethostname() with every
+ * character outside [A-Za-z0-9_.-] made '-', cut to KM_HOST_NAME_MAX bytes;
+ * "localhost" when that leaves nothing. Into buf (at least
+ * KM_HOST_NAME_MAX + 1 bytes); returns buf.
+ */
+char *km_config_default_host_name(char *buf, size_t n);
+/* The same rule on a given name (NULL or "" give "localhost"). */
+char *km_config_host_name_from(const char *raw, char *buf, size_t n);
 /* A config with every default and no sections (new; never NULL but on ENOMEM). */
 struct km_config *km_config_defaults(void);
 void km_config_free(struct km_config *cfg);

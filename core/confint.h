@@ -32,13 +32,16 @@ enum km_vtype {
     KM_V_SIZE,     /* bytes within [min, max], k/K, M or G suffix allowed */
     KM_V_LOGLEVEL, /* error|warning|notice|info|debug */
     KM_V_TIERS,    /* history tiers, see km_parse_tiers */
+    KM_V_DURATION, /* km_parse_duration within [min, max], stored as double */
+    KM_V_HOSTNAME, /* km_host_name_valid */
+    KM_V_FLEET,    /* local|aggregate, stored as int (KM_FLEET_*) */
 };
 
 /* One key of a core section. */
 struct km_key {
     const char *name;   /* key; NULL ends a table (must stay the first member) */
     enum km_vtype type; /* what its value must be */
-    double min, max;    /* INT/DOUBLE/SIZE bounds, inclusive */
+    double min, max;    /* INT/DOUBLE/SIZE/DURATION bounds, inclusive */
     int min_open;       /* 1: min itself is refused (update_interval > 0) */
     const char *unit;   /* "seconds", shown in errors; NULL: none */
     size_t offset;      /* field of struct km_config, or KM_NOFIELD */

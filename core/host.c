@@ -116,6 +116,10 @@ const char *km_strerror(int err)
         return "messages no longer in the replay ring";
     case KM_EKIND:
         return "wrong topic kind for this operation";
+    case KM_ESTALE:
+        return "stale: an older epoch, or a sequence number already seen";
+    case KM_EFULL:
+        return "too many hosts ([core] max_hosts)";
     case KM_EABI:
         return "plugin built for another plugin ABI";
     case KM_EINIT:
@@ -589,6 +593,61 @@ static int64_t host_bus_epoch(struct km_ctx *ctx)
     return km_bus_epoch(ctx->core->bus);
 }
 
+/* ---- hosts (issue 15): thin wrappers of the bus's per-host functions ---------- */
+
+static const char *host_host_name(struct km_ctx *ctx, int h)
+{
+    return km_bus_host_name(ctx->core->bus, h);
+}
+
+static int host_host_find(struct km_ctx *ctx, const char *name)
+{
+    return name ? km_bus_host_find(ctx->core->bus, name) : -1;
+}
+
+static int host_msg_host(const struct km_msg *msg)
+{
+    return msg ? km_msg_host(msg) : 0;
+}
+
+static int64_t host_msg_epoch(const struct km_msg *msg)
+{
+    return msg ? km_msg_epoch(msg) : 0;
+}
+
+static struct km_msg *host_topic_latest_host(struct km_topic *topic, int h)
+{
+    return topic ? km_topic_latest_host(topic, h) : NULL;
+}
+
+static struct km_sub *host_subscribe_hosts(struct km_ctx *ctx, const char *topic,
+                                           km_msg_cb cb, void *arg)
+{
+    if (!topic || !cb)
+        return NULL;
+    return km_bus_subscribe_ex(ctx->core->bus, topic, cb, arg, ctx, KM_SUB_HOSTS);
+}
+
+static int host_publish_remote(struct km_ctx *ctx, struct km_topic *topic, json_t *body,
+                               const struct km_remote *r)
+{
+    if (!topic || !r) {
+        json_decref(body); /* steals body in every case */
+        return KM_EINVAL;
+    }
+    /* refusals are the caller's to count and log (a bridge does it per reason,
+       once per burst); a schema refusal is logged by the bus */
+    return km_bus_publish_remote(topic, body, r);
+}
+
+static int host_replay_host(struct km_ctx *ctx, struct km_topic *topic, int h,
+                            uint64_t since, km_msg_cb cb, void *arg)
+{
+    if (!topic || !cb)
+        return KM_EINVAL;
+    return km_bus_replay_host(topic, h, since, cb, arg);
+}
+
 /* ---- REST ------------------------------------------------------------------ */
 
 static int host_rest_route(struct km_ctx *ctx, const char *method, const char *path,
@@ -637,6 +696,14 @@ const struct km_host km_host_iface = {
     .msg_text = km_msg_text,
     .msg_time_us = km_msg_time_us,
     .bus_epoch = host_bus_epoch,
+    .host_name = host_host_name,
+    .host_find = host_host_find,
+    .msg_host = host_msg_host,
+    .msg_epoch = host_msg_epoch,
+    .topic_latest_host = host_topic_latest_host,
+    .subscribe_hosts = host_subscribe_hosts,
+    .publish_remote = host_publish_remote,
+    .replay_host = host_replay_host,
 };
 
 /* ---- taking it all back ------------------------------------------------------ */

@@ -17,6 +17,14 @@
  * same code, so a file it accepts starts. SIGHUP runs a running plugin's
  * checks against the new file before its reload hook.
  *
+ * A section with `collect = false` makes its plugin passive: pass 1 and 2
+ * as for any other (so --check-config checks it the same way), then in
+ * pass 3, instead of init, the core declares the topics its descriptor's
+ * .topics names, owned by the plugin's context. It keeps its object mapped
+ * (the topics borrow their schemas and series tables from it) and its
+ * context (the topics' owner, and what km_host_release disowns at the end),
+ * but none of its code ever runs: no init, reload or shutdown.
+ *
  * Shutdown runs in reverse load order, so a plugin that subscribed to the
  * topics of one loaded before it is stopped before that one. Per plugin:
  * its shutdown hook, then the host takes back whatever the plugin left
@@ -49,7 +57,8 @@ struct km_slot {
     const struct km_plugin *desc; /* descriptor inside dl, while dl is open */
     size_t desc_size;             /* bytes of *desc (older plugins have fewer
                                      members; see KM_DESC_HAS) */
-    struct km_ctx *ctx;           /* RUNNING: the plugin's context (owned) */
+    struct km_ctx *ctx;           /* RUNNING, PASSIVE: the plugin's context (owned) */
+    size_t n_topics;              /* PASSIVE: topics declared for it */
     struct km_plugin snap;        /* DISABLED after its descriptor was read:
                                      name/version/description copied (owned),
                                      no functions, so the API can still show them */
@@ -227,6 +236,21 @@ fail:
 
 /* ---- the loader ----------------------------------------------------------- */
 
+const char *km_plugin_state_name(enum km_plugin_state state)
+{
+    switch (state) {
+    case KM_PLUGIN_RUNNING:
+        return "running";
+    case KM_PLUGIN_DISABLED:
+        return "disabled";
+    case KM_PLUGIN_OFF:
+        return "off";
+    case KM_PLUGIN_PASSIVE:
+        return "passive";
+    }
+    return "";
+}
+
 struct km_loader *km_loader_new(struct km_core *core)
 {
     struct km_loader *L = calloc(1, sizeof *L);
@@ -326,6 +350,35 @@ static int prepare_one(struct km_loader *L, struct km_slot *s,
     return errors ? -1 : 0;
 }
 
+/* Pass 3 for a prepared plugin with collect = false: its context and its
+   topics, declared for it; no init. */
+static int start_passive(struct km_loader *L, struct km_slot *s, char *reason, size_t len)
+{
+    /* km_plugin_check made sure the table is there and ends */
+    const struct km_topic_def *t = km_plugin_topics(s->desc, s->desc_size);
+
+    s->n_topics = 0;
+    for (; t && t->name; t++, s->n_topics++) {
+        int err = 0;
+        if (km_bus_declare(L->core->bus, t, s->ctx, &err))
+            continue;
+        snprintf(reason, len, "collect = false: cannot declare its topic %s: %s", t->name,
+                 km_strerror(err));
+        unload(s); /* disowns the ones declared, as after a failed init */
+        s->n_topics = 0;
+        return -1;
+    }
+    free_snapshot(s);
+    s->state = KM_PLUGIN_PASSIVE;
+    km_log(
+        KM_LOG_NOTICE,
+        "plugin %s %s loaded from %s, passive (collect = false): %zu topic%s declared, "
+        "not started",
+        s->name, s->desc->version ? s->desc->version : "(no version)", s->file,
+        s->n_topics, s->n_topics == 1 ? "" : "s");
+    return 0;
+}
+
 /* Pass 3 for one prepared plugin: its context and init. */
 static int start_one(struct km_loader *L, struct km_slot *s,
                      const struct km_conf_section *sec, char *reason, size_t len)
@@ -335,6 +388,8 @@ static int start_one(struct km_loader *L, struct km_slot *s,
         unmap(s);
         return -1;
     }
+    if (!km_plugin_collects(sec))
+        return start_passive(L, s, reason, len);
     if (s->desc->init(s->ctx, &km_host_iface) != 0) {
         const char *why = km_ctx_last_error(s->ctx);
         if (why[0])
@@ -502,13 +557,17 @@ void km_loader_free(struct km_loader *L)
     for (size_t i = L->n_slots; i-- > 0;) {
         struct km_slot *s = &L->slots[i];
         unmap(s);
-        if (s->state != KM_PLUGIN_RUNNING)
+        if (s->state != KM_PLUGIN_RUNNING && s->state != KM_PLUGIN_PASSIVE)
             continue;
-        if (s->desc->shutdown)
+        /* a passive plugin never started: nothing of it to shut down, but its
+           topics are disowned like any plugin's before its object goes */
+        int passive = s->state == KM_PLUGIN_PASSIVE;
+        if (!passive && s->desc->shutdown)
             s->desc->shutdown(s->ctx);
         unload(s);
         s->state = KM_PLUGIN_OFF;
-        km_log(KM_LOG_INFO, "plugin %s: shut down", s->name);
+        km_log(KM_LOG_INFO, "plugin %s: %s", s->name,
+               passive ? "released (passive)" : "shut down");
     }
     for (size_t i = 0; i < L->n_slots; i++) {
         free_snapshot(&L->slots[i]);
@@ -596,6 +655,10 @@ static void reload_one(struct km_loader *L, struct km_slot *s,
         km_ctx_reconfigure(s->ctx, NULL);
         return;
     }
+    int passive = s->state == KM_PLUGIN_PASSIVE;
+    if (passive == km_plugin_collects(sec))
+        km_log(KM_LOG_WARNING, "plugin %s: collect changed; restart katomon to apply it",
+               s->name);
     km_plugin_check(L->core->cfg, sec, s->desc, s->desc_size, km_problems_add, &list);
     for (size_t i = 0; i < list.n; i++)
         km_log(KM_LOG_ERROR, "plugin %s (%s): %s; keeping its previous settings", s->name,
@@ -606,6 +669,8 @@ static void reload_one(struct km_loader *L, struct km_slot *s,
         return;
     }
     km_ctx_reconfigure(s->ctx, sec);
+    if (passive)
+        return; /* its code never runs, reload included */
     if (s->desc->reload && s->desc->reload(s->ctx) != 0)
         km_log(KM_LOG_ERROR, "plugin %s: reload failed; it keeps running as it was",
                s->name);
@@ -617,7 +682,7 @@ void km_loader_reload(struct km_loader *L)
 
     for (size_t i = 0; i < L->n_slots; i++) {
         struct km_slot *s = &L->slots[i];
-        if (s->state == KM_PLUGIN_RUNNING)
+        if (s->state == KM_PLUGIN_RUNNING || s->state == KM_PLUGIN_PASSIVE)
             reload_one(L, s, km_config_section(cfg, "plugin", s->name));
     }
     /* a section of a kind no running plugin reads: said, not refused */
@@ -649,9 +714,11 @@ void km_loader_foreach(struct km_loader *L,
             .file = s->file,
             .state = s->state,
             .reason = s->state == KM_PLUGIN_DISABLED ? s->reason : NULL,
-            .desc = s->state == KM_PLUGIN_RUNNING ? s->desc
-                    : s->has_snap                 ? &s->snap
-                                                  : NULL,
+            .desc = s->state == KM_PLUGIN_RUNNING || s->state == KM_PLUGIN_PASSIVE
+                        ? s->desc
+                    : s->has_snap ? &s->snap
+                                  : NULL,
+            .n_topics = s->state == KM_PLUGIN_PASSIVE ? s->n_topics : 0,
         };
         fn(&info, arg);
     }

@@ -9,6 +9,14 @@
  * failure logs one line ("plugin NAME (FILE): reason") and disables it;
  * with [core] plugin_failure_fatal it stops start-up instead, as does a
  * section no plugin reads.
+ *
+ * `collect = false` in a plugin's section makes it passive: opened and
+ * checked like any other, then, instead of its init, the core declares the
+ * topics of its descriptor's .topics for it (owned by its context), so an
+ * edge katomon knows each topic's type and series while its data comes from
+ * other hosts (a bridge's publish_remote). Nothing of the plugin ever runs:
+ * no init, reload or shutdown; at the end its topics are disowned like any
+ * plugin's.
  */
 #ifndef KM_LOADER_H
 #define KM_LOADER_H
@@ -23,7 +31,12 @@ enum km_plugin_state {
     KM_PLUGIN_RUNNING = 1,  /* init succeeded */
     KM_PLUGIN_DISABLED = 2, /* failed somewhere; see reason */
     KM_PLUGIN_OFF = 3,      /* enabled = false in its section */
+    KM_PLUGIN_PASSIVE = 4,  /* collect = false: its topics declared, never started */
 };
+
+/* "running", "disabled", "off" or "passive" (GET /api/v1/plugins); "" for
+   anything else. Static. */
+const char *km_plugin_state_name(enum km_plugin_state state);
 
 /* Read-only view of one configured plugin, for GET /api/v1/plugins. */
 struct km_plugin_info {
@@ -32,6 +45,7 @@ struct km_plugin_info {
     enum km_plugin_state state;   /* see above */
     const char *reason;           /* DISABLED: why; else NULL */
     const struct km_plugin *desc; /* descriptor when it was found, else NULL */
+    size_t n_topics;              /* PASSIVE: topics declared for it; else 0 */
 };
 
 struct km_loader *km_loader_new(struct km_core *core);

@@ -2,7 +2,8 @@
  * main.c - the katomon daemon: options, start-up, signals, shut-down.
  *
  * Start-up order: config -> log -> (daemonize) -> pid file -> event loop ->
- * bus -> plugins -> HTTP/WebSocket server. Shut-down runs it backwards, so a
+ * bus (this host's name, max_hosts) -> the core's `hosts` topic (fleet.c)
+ * -> plugins -> HTTP/WebSocket server. Shut-down runs it backwards, so a
  * plugin never sees the bus or the loop disappear under it.
  */
 #include "config.h"
@@ -21,6 +22,7 @@
 #include <event2/event.h>
 
 #include "core.h"
+#include "fleet.h"
 #include "http_client.h"
 #include "loader.h"
 #include "log.h"
@@ -48,6 +50,7 @@ struct km_daemon {
     struct km_core core;        /* loop, bus, config, plugins, server */
     struct km_config *boot_cfg; /* config plugins were loaded with; kept until exit,
                                    because plugins borrow strings from it */
+    struct km_fleet *fleet;     /* the core's `hosts` topic and its timer */
     struct event *sig_term;     /* SIGTERM */
     struct event *sig_int;      /* SIGINT */
     struct event *sig_hup;      /* SIGHUP: reload */
@@ -273,6 +276,11 @@ static void log_restart_needed(const struct km_config *old, const struct km_conf
     KM_RESTART_IF(str_differs(old->plugin_dir, new->plugin_dir), "[core] plugin_dir");
     KM_RESTART_IF(str_differs(old->state_dir, new->state_dir), "[core] state_dir");
     KM_RESTART_IF(str_differs(old->pid_file, new->pid_file), "[core] pid_file");
+    /* the bus names this host in every message it sends and the hosts it
+       holds: neither changes under a running bus ([core] host_stale does
+       apply, fleet.c reads it at every check) */
+    KM_RESTART_IF(str_differs(old->host_name, new->host_name), "[core] host_name");
+    KM_RESTART_IF(old->max_hosts != new->max_hosts, "[core] max_hosts");
     KM_RESTART_IF(str_differs(old->bind, new->bind) || old->port != new->port,
                   "[http] bind/port");
     KM_RESTART_IF(str_differs(old->web_root, new->web_root), "[http] web_root");
@@ -285,6 +293,8 @@ static void log_restart_needed(const struct km_config *old, const struct km_conf
                       old->ping_interval != new->ping_interval ||
                       old->idle_timeout != new->idle_timeout,
                   "[websocket] limits");
+    KM_RESTART_IF(old->compatible_fleet != new->compatible_fleet,
+                  "[websocket] compatible_fleet");
     KM_RESTART_IF(old->history != new->history || old->max_series != new->max_series ||
                       old->flush_interval != new->flush_interval ||
                       memcmp(&old->tiers, &new->tiers, sizeof old->tiers) != 0 ||
@@ -402,9 +412,22 @@ static int start(struct km_daemon *d)
         km_log(KM_LOG_ERROR, "cannot set up the event loop: out of memory?");
         return -1;
     }
+    /* the config reader checked the name; the bus may still say no */
+    if (km_bus_set_host(d->core.bus, d->core.cfg->host_name) != 0) {
+        km_log(KM_LOG_ERROR, "[core] host_name '%s' refused by the bus",
+               d->core.cfg->host_name);
+        return -1;
+    }
+    km_bus_set_max_hosts(d->core.bus, (unsigned)d->core.cfg->max_hosts);
     km_series_attach(d->core.series, d->core.bus);
     if (km_selfstats_add(&d->core) < 0 || start_history(&d->core) < 0)
         return -1;
+    /* before the plugins: `hosts` is the core's, and a plugin (alert_manager's
+       host_down) may subscribe to it in its init */
+    if (!(d->fleet = km_fleet_new(&d->core)))
+        return -1;
+    km_log(KM_LOG_INFO, "this host is '%s' (at most %d hosts, stale after %g s)",
+           d->core.cfg->host_name, d->core.cfg->max_hosts, d->core.cfg->host_stale);
     d->core.loader = km_loader_new(&d->core);
     if (!d->core.loader || km_loader_load_all(d->core.loader, err, sizeof err) < 0) {
         km_log(KM_LOG_ERROR, "%s", d->core.loader ? err : "out of memory");
@@ -428,6 +451,8 @@ static void stop(struct km_daemon *d)
 #endif
     if (d->core.loader)
         km_loader_free(d->core.loader);
+    km_fleet_free(d->fleet);
+    d->fleet = NULL;
     if (d->core.base)
         km_hc_shutdown(d->core.base); /* the CURLM outlives no loop */
     km_history_free(d->core.history); /* the last write of the file */

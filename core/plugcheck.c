@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <katomon/util.h>
+
 /* ---- a descriptor's appended members -------------------------------------- */
 
 /*
@@ -38,6 +40,72 @@ size_t km_plugin_desc_size(const struct km_plugin *desc)
 const struct km_conf_kind *km_plugin_kinds(const struct km_plugin *desc, size_t size)
 {
     return KM_DESC_HAS(size, kinds) ? desc->kinds : NULL;
+}
+
+const struct km_topic_def *km_plugin_topics(const struct km_plugin *desc, size_t size)
+{
+    return KM_DESC_HAS(size, topics) ? desc->topics : NULL;
+}
+
+int km_plugin_collects(const struct km_conf_section *sec)
+{
+    const char *v = km_conf_value(sec, "collect");
+    int on = 1;
+    if (v && km_parse_bool(v, &on) < 0)
+        on = 1;
+    return on;
+}
+
+/* ---- collect = false: the topics the core declares for the plugin ----------- */
+
+/* Up to this many topics in .topics: a table that does not end is a bug, not
+   a plugin with that many topics. */
+#define KM_TOPICS_MAX 256
+
+/*
+ * collect = false needs .topics, each a topic the bus could declare (a
+ * valid name, a kind; the schema and ring are the bus's to refuse at
+ * start). Reports at the `collect` line; returns the problems.
+ */
+static size_t check_topics(const struct km_conf_section *sec,
+                           const struct km_plugin *desc, size_t size,
+                           km_config_report_fn report, void *arg)
+{
+    const struct km_conf_entry *e = km_conf_entry(sec, "collect");
+    const struct km_topic_def *t = km_plugin_topics(desc, size);
+    int line = e ? e->line : sec->line;
+    char text[512];
+    size_t n = 0;
+
+    if (!t || !t->name) {
+        snprintf(text, sizeof text,
+                 "plugin %s cannot run with collect = false: it does not name the topics "
+                 "it declares (its descriptor has no .topics%s); set collect = true, or "
+                 "use a version of the plugin that names them",
+                 sec->name, KM_DESC_HAS(size, topics) ? "" : ": built before them");
+        report(arg, KM_LOG_ERROR, sec->file, line, text);
+        return 1;
+    }
+    for (; t->name && n < KM_TOPICS_MAX; t++, n++) {
+        if (km_topic_name_valid(t->name) &&
+            (t->kind == KM_TOPIC_STATE || t->kind == KM_TOPIC_EVENT))
+            continue;
+        snprintf(text, sizeof text,
+                 "plugin %s names a topic `%.64s` in .topics that cannot be declared (a "
+                 "bad name or kind); fix the plugin, or set collect = true",
+                 sec->name, t->name);
+        report(arg, KM_LOG_ERROR, sec->file, line, text);
+        return 1;
+    }
+    if (n == KM_TOPICS_MAX) {
+        snprintf(text, sizeof text,
+                 "plugin %s names more than %d topics in .topics (is the table ended "
+                 "by {NULL}?); fix the plugin",
+                 sec->name, KM_TOPICS_MAX);
+        report(arg, KM_LOG_ERROR, sec->file, line, text);
+        return 1;
+    }
+    return 0;
 }
 
 /* ---- the checks start-up and --check-config run on one plugin ------------- */
@@ -134,6 +202,8 @@ size_t km_plugin_check(const struct km_config *cfg, const struct km_conf_section
         }
         problems += call.problems;
     }
+    if (!km_plugin_collects(sec))
+        problems += check_topics(sec, desc, size, report, arg);
     free(mine);
     return problems;
 }

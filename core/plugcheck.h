@@ -39,11 +39,17 @@ struct km_owner {
 size_t km_plugin_desc_size(const struct km_plugin *desc);
 /* Its .kinds, or NULL when built before them. */
 const struct km_conf_kind *km_plugin_kinds(const struct km_plugin *desc, size_t size);
+/* Its .topics, or NULL when built before them (or it names none). */
+const struct km_topic_def *km_plugin_topics(const struct km_plugin *desc, size_t size);
+/* `collect` of a [plugin NAME] section: default true; a value that does not
+   read as a bool (reported when the file was read) counts as true. */
+int km_plugin_collects(const struct km_conf_section *sec);
 
 /*
  * Everything checked about one plugin before its init (and its reload):
  * its section's keys against .config, the kinds it declares, the keys of
- * each section of those kinds, and its check. `desc` is the mapped
+ * each section of those kinds, and its check; with `collect = false`, that
+ * it names its topics (.topics) and that they can be declared. `desc` is the mapped
  * descriptor of `size` bytes. Reports each problem as an error; returns
  * how many.
  */

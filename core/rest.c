@@ -10,6 +10,7 @@
 
 #include "bus.h"
 #include "loader.h"
+#include "url.h"
 #include "rest.h"
 #include "rest_history.h"
 #include "ws.h"
@@ -19,20 +20,64 @@ json_t *km_rest_detail(const char *text)
     return json_pack("{s:s}", "detail", text);
 }
 
-/* Latest body of a state topic (borrowed), or NULL with a 503 detail. */
-static json_t *km_rest_latest(struct km_core *core, const char *topic, json_t **body,
-                              int *status)
+/*
+ * The host a request names with ?host=NAME (query borrowed, NULL or "" is
+ * fine): *h gets its index, 0 (this host) when none or an empty one is
+ * named. 0, or 404 with *body {"detail":"no host NAME"}. Only "host" is
+ * read; other parameters are not this function's business.
+ */
+static int km_rest_host(struct km_core *core, const char *query, int *h, json_t **body)
+{
+    const char *p = query ? query : "";
+    char detail[KM_HOST_NAME_MAX + 64];
+
+    *h = 0;
+    while (*p && *p != '#') {
+        size_t n = strcspn(p, "&#");
+        const char *eq = memchr(p, '=', n);
+        char key[8], val[KM_HOST_NAME_MAX + 2];
+        long vl;
+        if (eq &&
+            km_pct_decode(p, (size_t)(eq - p), key, sizeof key, KM_PCT_QUERY) == 4 &&
+            strcmp(key, "host") == 0) {
+            vl = km_pct_decode(eq + 1, n - (size_t)(eq + 1 - p), val, sizeof val,
+                               KM_PCT_QUERY);
+            if (vl == 0) {
+                *h = 0; /* ?host= : the default */
+            } else if (vl < 0 || (*h = km_bus_host_find(core->bus, val)) < 0) {
+                /* a name longer than any host's is shown cut, with "..." */
+                snprintf(detail, sizeof detail, "no host %s%s", val,
+                         vl == KM_PCT_ETOOLONG ? "..." : "");
+                *body = km_rest_detail(detail);
+                *h = 0;
+                return 404;
+            }
+        }
+        p += n + (p[n] == '&');
+    }
+    return 0;
+}
+
+/* Latest body of a state topic from host h (borrowed), or NULL with a 503
+   detail. */
+static json_t *km_rest_latest(struct km_core *core, const char *topic, int h,
+                              json_t **body, int *status)
 {
     struct km_topic *t = km_bus_find(core->bus, topic);
-    struct km_msg *m = t ? km_topic_latest(t) : NULL;
-    char detail[160];
+    struct km_msg *m = t ? km_topic_latest_host(t, h) : NULL;
+    char detail[160 + KM_HOST_NAME_MAX];
 
     if (m)
         return km_msg_json(m);
-    snprintf(detail, sizeof detail,
-             t ? "no data yet on topic '%s'"
-               : "no topic '%s': no plugin publishes it (is it enabled in katomon.conf?)",
-             topic);
+    if (t && h)
+        snprintf(detail, sizeof detail, "no data yet on topic '%s' from host %s", topic,
+                 km_bus_host_name(core->bus, h));
+    else
+        snprintf(detail, sizeof detail,
+                 t ? "no data yet on topic '%s'"
+                   : "no topic '%s': no plugin publishes it (is it enabled in "
+                     "katomon.conf?)",
+                 topic);
     *body = km_rest_detail(detail);
     *status = 503;
     return NULL;
@@ -56,19 +101,19 @@ static int km_rest_health(json_t **body)
 }
 
 /* GET /system/metrics, /system/container-stats: the latest body as is. */
-static int km_rest_state(struct km_core *core, const char *topic, json_t **body)
+static int km_rest_state(struct km_core *core, const char *topic, int h, json_t **body)
 {
     int status = 200;
-    json_t *v = km_rest_latest(core, topic, body, &status);
+    json_t *v = km_rest_latest(core, topic, h, body, &status);
     if (v)
         *body = json_incref(v);
     return status;
 }
 
-static int km_rest_container(struct km_core *core, const char *name, json_t **body)
+static int km_rest_container(struct km_core *core, const char *name, int h, json_t **body)
 {
     int status = 200;
-    json_t *v = km_rest_latest(core, KM_REST_TOPIC_CONTAINERS, body, &status);
+    json_t *v = km_rest_latest(core, KM_REST_TOPIC_CONTAINERS, h, body, &status);
     json_t *list, *c;
     size_t i;
     char detail[200];
@@ -89,10 +134,10 @@ static int km_rest_container(struct km_core *core, const char *name, json_t **bo
     return 404;
 }
 
-static int km_rest_sessions_count(struct km_core *core, json_t **body)
+static int km_rest_sessions_count(struct km_core *core, int h, json_t **body)
 {
     int status = 200;
-    json_t *v = km_rest_latest(core, KM_REST_TOPIC_SESSIONS, body, &status);
+    json_t *v = km_rest_latest(core, KM_REST_TOPIC_SESSIONS, h, body, &status);
     json_t *n;
 
     if (!v)
@@ -116,10 +161,10 @@ static int km_rest_sessions_count(struct km_core *core, json_t **body)
     return 200;
 }
 
-static int km_rest_kato_health(struct km_core *core, json_t **body)
+static int km_rest_kato_health(struct km_core *core, int h, json_t **body)
 {
     struct km_topic *t = km_bus_find(core->bus, KM_REST_TOPIC_KATO_HEALTH);
-    struct km_msg *m = t ? km_topic_latest(t) : NULL;
+    struct km_msg *m = t ? km_topic_latest_host(t, h) : NULL;
 
     /* the original answers 200 with a status "error" body, not an HTTP error */
     if (m)
@@ -131,16 +176,53 @@ static int km_rest_kato_health(struct km_core *core, json_t **body)
     return 200;
 }
 
+/* GET /api/v1/hosts: the core's hosts topic (core/fleet.c). */
+static int km_rest_hosts(struct km_core *core, int h, json_t **body)
+{
+    if (!km_bus_find(core->bus, KM_REST_TOPIC_HOSTS)) {
+        *body = km_rest_detail("no hosts topic");
+        return 503;
+    }
+    return km_rest_state(core, KM_REST_TOPIC_HOSTS, h, body);
+}
+
+/* A topic's remote hosts with something on it: {"B":{"epoch",
+   "last_seq","oldest_seq"} (event) or {"epoch","has_value":true} (state)}. */
+static json_t *km_rest_topic_hosts(struct km_bus *bus, struct km_topic *t)
+{
+    unsigned nh = km_bus_host_count(bus);
+    json_t *o = json_object();
+
+    for (unsigned h = 1; o && h < nh; h++) {
+        const char *name = km_bus_host_name(bus, (int)h);
+        json_int_t epoch = (json_int_t)km_topic_epoch_host(t, (int)h);
+        if (km_topic_kind(t) == KM_TOPIC_EVENT) {
+            uint64_t last = km_topic_last_seq_host(t, (int)h);
+            if (last)
+                json_object_set_new(
+                    o, name,
+                    json_pack("{s:I, s:I, s:I}", "epoch", epoch, "last_seq",
+                              (json_int_t)last, "oldest_seq",
+                              (json_int_t)km_topic_oldest_seq_host(t, (int)h)));
+        } else if (km_topic_latest_host(t, (int)h)) {
+            json_object_set_new(o, name,
+                                json_pack("{s:I, s:b}", "epoch", epoch, "has_value", 1));
+        }
+    }
+    return o ? o : json_object();
+}
+
 static void km_rest_topic_each(struct km_topic *t, void *arg)
 {
-    json_t *list = arg;
+    struct km_bus *bus = ((void **)arg)[0];
+    json_t *list = ((void **)arg)[1];
     enum km_topic_kind kind = km_topic_kind(t);
     const char *desc = km_topic_description(t);
     json_t *type = km_topic_schema_json(t);
 
     json_array_append_new(
         list,
-        json_pack("{s:s, s:s, s:o, s:s?, s:I, s:I, s:I, s:I, s:I, s:b}", "name",
+        json_pack("{s:s, s:s, s:o, s:s?, s:I, s:I, s:I, s:I, s:I, s:b, s:o}", "name",
                   km_topic_name(t), "kind", kind == KM_TOPIC_EVENT ? "event" : "state",
                   "type", type ? type : json_null(), "description", desc, "last_seq",
                   (json_int_t)km_topic_last_seq(t), "oldest_seq",
@@ -148,15 +230,21 @@ static void km_rest_topic_each(struct km_topic *t, void *arg)
                   (json_int_t)(kind == KM_TOPIC_EVENT ? km_topic_ring_size(t) : 0),
                   "published", (json_int_t)km_topic_published(t), "rejected",
                   (json_int_t)km_topic_rejected(t), "has_value",
-                  km_topic_latest(t) != NULL));
+                  km_topic_latest(t) != NULL, "hosts", km_rest_topic_hosts(bus, t)));
 }
 
 static int km_rest_topics(struct km_core *core, json_t **body)
 {
-    json_t *list = json_array();
-    km_bus_foreach(core->bus, km_rest_topic_each, list);
-    *body = json_pack("{s:o, s:I, s:{s:I, s:I, s:I}}", "topics", list, "epoch",
-                      (json_int_t)km_bus_epoch(core->bus), "bus", "messages",
+    json_t *list = json_array(), *hosts = json_array();
+    void *arg[2] = {core->bus, list};
+    unsigned nh = km_bus_host_count(core->bus);
+
+    km_bus_foreach(core->bus, km_rest_topic_each, arg);
+    for (unsigned h = 0; hosts && h < nh; h++)
+        json_array_append_new(hosts, json_string(km_bus_host_name(core->bus, (int)h)));
+    *body = json_pack("{s:o, s:I, s:s?, s:o*, s:{s:I, s:I, s:I}}", "topics", list,
+                      "epoch", (json_int_t)km_bus_epoch(core->bus), "host",
+                      km_bus_host_name(core->bus, 0), "hosts", hosts, "bus", "messages",
                       (json_int_t)km_bus_stats.messages, "rejected",
                       (json_int_t)km_bus_stats.rejected, "json_encodes",
                       (json_int_t)km_bus_stats.json_encodes);
@@ -213,6 +301,7 @@ static int km_rest_builtin(const char *path)
         "/api/v1/topics",
         "/api/v1/plugins",
         "/api/v1/ws/subscriptions",
+        "/api/v1/hosts",
         KM_RH_PATH,
         KM_RH_PATH_SERIES,
     };
@@ -231,34 +320,58 @@ int km_rest_owns(const char *path)
            strncmp(path, "/api/v1/", 8) == 0;
 }
 
-int km_rest_get(struct km_core *core, struct km_ws *ws, const char *path, json_t **body)
+/* 1 when the answer to GET path reads a topic's value (so takes ?host=). */
+static int km_rest_reads_topic(const char *path)
+{
+    static const char *const paths[] = {
+        "/api/v1/system/metrics", "/api/v1/system/container-stats",
+        "/api/v1/sessions/count", "/api/v1/system/kato-health",
+        "/api/v1/hosts",
+    };
+    static const char cs[] = "/api/v1/system/container-stats/";
+    static const char tl[] = "/api/v1/topics/";
+
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+        if (strcmp(path, paths[i]) == 0)
+            return 1;
+    return strncmp(path, cs, sizeof cs - 1) == 0 || strncmp(path, tl, sizeof tl - 1) == 0;
+}
+
+int km_rest_get(struct km_core *core, struct km_ws *ws, const char *path,
+                const char *query, json_t **body)
 {
     static const char cs[] = "/api/v1/system/container-stats/";
     static const char tl[] = "/api/v1/topics/";
     char name[72];
     char detail[200];
-    int status;
+    int status, h;
 
     *body = NULL;
+    h = 0;
+    /* ?host=NAME: every answer that reads a topic's value reads NAME's */
+    if (km_rest_reads_topic(path) && (status = km_rest_host(core, query, &h, body)) != 0)
+        return status;
     if (strcmp(path, "/health") == 0 || strcmp(path, "/api/v1/health") == 0)
         status = km_rest_health(body);
     else if (strcmp(path, "/api/v1/system/metrics") == 0)
-        status = km_rest_state(core, KM_REST_TOPIC_METRICS, body);
+        status = km_rest_state(core, KM_REST_TOPIC_METRICS, h, body);
     else if (strcmp(path, "/api/v1/system/container-stats") == 0)
-        status = km_rest_state(core, KM_REST_TOPIC_CONTAINERS, body);
+        status = km_rest_state(core, KM_REST_TOPIC_CONTAINERS, h, body);
     else if (strncmp(path, cs, sizeof cs - 1) == 0 && path[sizeof cs - 1] &&
              !strchr(path + sizeof cs - 1, '/'))
-        status = km_rest_container(core, path + sizeof cs - 1, body);
+        status = km_rest_container(core, path + sizeof cs - 1, h, body);
     else if (strcmp(path, "/api/v1/sessions/count") == 0)
-        status = km_rest_sessions_count(core, body);
+        status = km_rest_sessions_count(core, h, body);
     else if (strcmp(path, "/api/v1/system/kato-health") == 0)
-        status = km_rest_kato_health(core, body);
+        status = km_rest_kato_health(core, h, body);
+    else if (strcmp(path, "/api/v1/hosts") == 0)
+        status = km_rest_hosts(core, h, body);
     else if (strcmp(path, "/api/v1/topics") == 0)
         status = km_rest_topics(core, body);
     else if (strncmp(path, tl, sizeof tl - 1) == 0 &&
              km_rest_latest_name(path, name, sizeof name))
         status = km_bus_find(core->bus, name)
-                     ? km_rest_state(core, name, body) /* e.g. host */
+                     ? km_rest_state(core, name, h, body) /* e.g. host */
                      : km_rest_no_topic(name, body);
     else if (strcmp(path, "/api/v1/plugins") == 0)
         status = km_rest_plugins(core, body);
@@ -503,7 +616,7 @@ int km_rest_handle(struct km_core *core, struct km_ws *ws,
             return km_rest_history(core, call->path, call->query,
                                    (double)km_wall_us() / 1e6, body);
         if (strcmp(method, "GET") == 0)
-            return km_rest_get(core, ws, call->path, body);
+            return km_rest_get(core, ws, call->path, call->query, body);
         snprintf(allow, allowlen, "GET, HEAD");
         *body = km_rest_detail("Method Not Allowed");
         return 405;

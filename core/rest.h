@@ -12,12 +12,16 @@
  *   GET /api/v1/topics              every topic: name, kind, type, last seq, ...
  *   GET /api/v1/ws/subscriptions    WebSocket clients, their topics, queued bytes
  *   GET /api/v1/plugins             loaded and disabled plugins, with the reason
+ *   GET /api/v1/hosts               latest "hosts" body: every host, up or not
  *   GET /api/v1/history?series=SEL&from=&to=&step=  points of the matched series
  *   GET /api/v1/history/series?match=SEL  series with history, tiers, counts
  *
  * Everything is served from the bus's latest state, never by asking KATO
- * or Docker. A state topic with no value yet answers 503 {"detail":...};
- * errors are {"detail":"..."} with their status code.
+ * or Docker. Every answer that reads a topic's value takes ?host=NAME:
+ * that host's latest value (default, or an empty NAME: this host's); a
+ * host the bus does not know answers 404 {"detail":"no host NAME"}. A
+ * state topic with no value yet answers 503 {"detail":...}; errors are
+ * {"detail":"..."} with their status code.
  *
  * Plugins add routes under /api/v1/ through km_host.rest_route (kept by
  * the loader, km_loader_find); they are served behind the same token, CORS
@@ -47,13 +51,16 @@ struct km_ws;
 #define KM_REST_TOPIC_CONTAINERS  "containers"
 #define KM_REST_TOPIC_SESSIONS    "sessions"
 #define KM_REST_TOPIC_KATO_HEALTH "kato_health"
+#define KM_REST_TOPIC_HOSTS       "hosts" /* the core's (core/fleet.c) */
 
 /*
- * Answers GET `path` of a built-in endpoint (percent-decoded, no query).
- * ws may be NULL. Returns the HTTP status and sets *body (new reference,
- * always set). 404 for a path it does not know.
+ * Answers GET `path` of a built-in endpoint (percent-decoded) with its raw
+ * query (NULL or "" for none; only "host" is read here). ws may be NULL.
+ * Returns the HTTP status and sets *body (new reference, always set). 404
+ * for a path it does not know, or a ?host= the bus does not know.
  */
-int km_rest_get(struct km_core *core, struct km_ws *ws, const char *path, json_t **body);
+int km_rest_get(struct km_core *core, struct km_ws *ws, const char *path,
+                const char *query, json_t **body);
 
 /* 1 when path belongs to the REST side (/health and /api/v1...). */
 int km_rest_owns(const char *path);

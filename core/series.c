@@ -5,8 +5,10 @@
  * Families and series live in two chained hash tables (FNV-1a, grown at a
  * load factor of 1) and in creation-ordered lists, which is the order
  * GET /metrics writes them in. Each state topic that has fed series has a
- * struct km_tseries listing them, so a walk of its latest message can make
- * the ones it no longer holds stale without looking at anything else.
+ * struct km_tseries listing them, one per host (issue 15: a remote host's
+ * value of a topic feeds its own series, labelled host="B"), so a walk of
+ * its latest message can make the ones it no longer holds stale without
+ * looking at anything else.
  */
 #include "series.h"
 
@@ -20,10 +22,18 @@
 #define KM_WALK_PATH_MAX  256 /* longest field path ("a[].b.c") walked */
 #define KM_HASH_MIN       64  /* initial buckets of either table */
 
-/* The series one state topic feeds. */
+/* The core's state topic of hosts (core/fleet.c): this host's view of the
+   fleet. A remote host's copy of it would only repeat (and clash with, on
+   the "host" label) what this host's says, so it feeds no series. */
+#define KM_SERIES_TOPIC_HOSTS "hosts"
+
+/* The series one state topic feeds, from one host. */
 struct km_tseries {
     const struct km_topic *topic; /* the topic (borrowed from the bus) */
-    uint64_t published;           /* km_topic_published at the last walk */
+    int host;                     /* whose values: a host index (0: this host) */
+    struct km_msg *msg;           /* the message walked last (a reference): a
+                                     topic whose latest is still it is not
+                                     walked again */
     uint64_t walk;                /* walks made of it; series set in walk N have seen N */
     struct km_series *first;      /* its series, linked by tnext */
     struct km_tseries *next;      /* next topic */
@@ -165,6 +175,7 @@ void km_series_reg_free(struct km_series_reg *reg)
     struct km_tseries *ts = reg->topics;
     while (ts) {
         struct km_tseries *n = ts->next;
+        km_msg_unref(ts->msg);
         free(ts);
         ts = n;
     }
@@ -194,6 +205,7 @@ void km_series_detach(struct km_series_reg *reg)
             s->tnext = NULL;
             km_series_stale(s);
         }
+        km_msg_unref(ts->msg);
         free(ts);
         ts = n;
     }
@@ -352,10 +364,10 @@ void km_series_stale(struct km_series *s)
 }
 
 static struct km_tseries *km_tseries_of(struct km_series_reg *reg,
-                                        const struct km_topic *t)
+                                        const struct km_topic *t, int host)
 {
     struct km_tseries *ts = reg->topics;
-    while (ts && ts->topic != t)
+    while (ts && (ts->topic != t || ts->host != host))
         ts = ts->next;
     return ts;
 }
@@ -364,7 +376,7 @@ static struct km_tseries *km_tseries_of(struct km_series_reg *reg,
 static void km_series_unlink(struct km_series_reg *reg, struct km_series *s)
 {
     struct km_family *f = s->family;
-    struct km_tseries *ts = s->topic ? km_tseries_of(reg, s->topic) : NULL;
+    struct km_tseries *ts = s->topic ? km_tseries_of(reg, s->topic, s->host) : NULL;
     struct km_series **p, *prev = NULL;
 
     for (p = ts ? &ts->first : NULL; p && *p; p = &(*p)->tnext)
@@ -518,10 +530,11 @@ static void km_walk_set(struct km_walk *w, const char *name, const char *help,
     }
     if (!s)
         s = km_series_get(w->reg, name, help, type, w->labels);
-    if (!s || (s->topic && s->topic != w->ts->topic))
+    if (!s || (s->topic && (s->topic != w->ts->topic || s->host != w->ts->host)))
         return;
     if (!s->topic) {
         s->topic = w->ts->topic;
+        s->host = w->ts->host;
         s->tnext = w->ts->first;
         w->ts->first = s;
     }
@@ -744,17 +757,22 @@ static void km_walk_value(struct km_walk *w, json_t *v, size_t len, int depth)
 void km_series_ingest(struct km_series_reg *reg, struct km_topic *topic,
                       struct km_msg *msg)
 {
-    struct km_tseries *ts = km_tseries_of(reg, topic);
+    int host = km_msg_host(msg);
+    struct km_tseries *ts = km_tseries_of(reg, topic, host);
     json_t *body = km_msg_json(msg);
 
     if (!ts) {
         if (!(ts = calloc(1, sizeof *ts)))
             return;
         ts->topic = topic;
+        ts->host = host;
         ts->next = reg->topics;
         reg->topics = ts;
     }
-    ts->published = km_topic_published(topic);
+    if (ts->msg != msg) {
+        km_msg_unref(ts->msg);
+        ts->msg = km_msg_ref(msg);
+    }
     ts->walk++;
     if (json_is_object(body)) {
         struct km_walk w = {.reg = reg,
@@ -762,7 +780,10 @@ void km_series_ingest(struct km_series_reg *reg, struct km_topic *topic,
                             .tname = km_topic_name(topic),
                             .table = km_topic_metrics(topic),
                             .t_us = km_msg_time_us(msg)};
-        km_walk_object(&w, body, 0, 0);
+        /* a remote host's series: its topic's series, labelled with it */
+        if (host == 0 ||
+            km_labels_add(w.labels, sizeof w.labels, "host", km_msg_host_name(msg)) == 0)
+            km_walk_object(&w, body, 0, 0);
     }
     /* what this message no longer holds has ended */
     for (struct km_series *s = ts->first; s; s = s->tnext)
@@ -770,18 +791,27 @@ void km_series_ingest(struct km_series_reg *reg, struct km_topic *topic,
             km_series_stale(s);
 }
 
+/* Walks t's latest value of each host that changed since the last walk. */
 static void km_collect_topic(struct km_topic *t, void *arg)
 {
     struct km_series_reg *reg = arg;
-    struct km_msg *m;
-    struct km_tseries *ts;
+    unsigned nh;
 
-    if (km_topic_kind(t) != KM_TOPIC_STATE || !(m = km_topic_latest(t)))
+    if (km_topic_kind(t) != KM_TOPIC_STATE)
         return;
-    ts = km_tseries_of(reg, t);
-    if (ts && ts->published == km_topic_published(t))
-        return;
-    km_series_ingest(reg, t, m);
+    nh = strcmp(km_topic_name(t), KM_SERIES_TOPIC_HOSTS) == 0
+             ? 1
+             : km_bus_host_count(reg->bus);
+    for (unsigned h = 0; h < nh; h++) {
+        struct km_msg *m = km_topic_latest_host(t, (int)h);
+        struct km_tseries *ts;
+        if (!m)
+            continue;
+        ts = km_tseries_of(reg, t, (int)h);
+        if (ts && ts->msg == m)
+            continue;
+        km_series_ingest(reg, t, m);
+    }
 }
 
 void km_series_collect(struct km_series_reg *reg)

@@ -12,6 +12,13 @@
  * more. katomon's own figures come in through collectors, which
  * km_series_collect runs after the walk.
  *
+ * Hosts (issue 15): each host's latest value of a state topic is walked
+ * on its own. A remote host's series are that topic's series with the
+ * label host="NAME" added (sorted in with the others, as every label is);
+ * this host's carry no host label, as before. The core's "hosts" topic is
+ * walked for this host only. Remote series count against max_series like
+ * any other, and history samples them.
+ *
  * A series is live while the latest message of its topic holds it. A
  * series the latest message no longer holds (a container that went away,
  * a source that failed) is stale: it keeps its last value and history but
@@ -72,6 +79,8 @@ struct km_series {
     int live;                     /* 1: its source's latest message holds it */
     const struct km_topic *topic; /* the topic that feeds it; NULL: a collector's
                                      or loaded from the history file */
+    int host;                     /* the host whose value of topic feeds it (0:
+                                     this host); meaningful while topic is set */
     uint64_t seen;                /* walk number of its topic when last set */
     struct km_series *tnext;      /* next series fed by the same topic */
     void *hist;                   /* the history store's data (history.c owns it) */
@@ -133,8 +142,10 @@ void km_series_stale(struct km_series *s);
 void km_series_drop(struct km_series_reg *reg, struct km_series *s);
 
 /* Walks one state message of `topic` now: sets the series it holds, makes
-   the topic's other series stale (what km_series_collect does per topic;
-   public for tests and for the bench). */
+   the topic's other series of the same host (km_msg_host) stale (what
+   km_series_collect does per topic and host; public for tests and for the
+   bench). Keeps a reference to msg until the next walk of that topic and
+   host. */
 void km_series_ingest(struct km_series_reg *reg, struct km_topic *topic,
                       struct km_msg *msg);
 

@@ -45,6 +45,7 @@ static struct km_ws_limits km_server_ws_limits(const struct km_config *cfg)
         lim.max_queue_bytes = cfg->max_queue_bytes;
         lim.ping_interval = cfg->ping_interval;
         lim.idle_timeout = cfg->idle_timeout;
+        lim.compatible_aggregate = cfg->compatible_fleet == KM_FLEET_AGGREGATE;
     }
     return lim;
 }

@@ -42,9 +42,11 @@
 #include "ws_frame.h"
 #include "ws_proto.h"
 
-/* Clients with the same subscription set share one of these. */
+/* Clients with the same subscription set and dialect share one of these
+   (the dialect decides what they receive of other hosts). */
 struct km_subset {
     char *key;                    /* canonical: sorted names joined by '\n'; "*" = all */
+    enum km_ws_dialect dialect;   /* its members' dialect */
     int all;                      /* never subscribed: every topic */
     char **names;                 /* sorted topic names (owned); NULL when all */
     size_t n_names;               /* number of names */
@@ -101,10 +103,10 @@ static void km_subset_free(struct km_ws *ws, struct km_subset *s)
     ws->stats.sets--;
 }
 
-/* The interned set for (names, all): found or made. names are sorted and
+/* The interned set for (names, all, d): found or made. names are sorted and
    unique; copied. NULL on ENOMEM. */
 static struct km_subset *km_subset_get(struct km_ws *ws, char *const *names, size_t n,
-                                       int all)
+                                       int all, enum km_ws_dialect d)
 {
     size_t keylen = 2;
     struct km_subset *s;
@@ -129,7 +131,7 @@ static struct km_subset *km_subset_get(struct km_ws *ws, char *const *names, siz
         }
     }
     for (s = ws->sets; s; s = s->next) {
-        if (strcmp(s->key, key) == 0) {
+        if (s->dialect == d && strcmp(s->key, key) == 0) {
             free(key);
             return s;
         }
@@ -137,6 +139,7 @@ static struct km_subset *km_subset_get(struct km_ws *ws, char *const *names, siz
     if (!(s = calloc(1, sizeof *s)))
         goto fail;
     s->key = key;
+    s->dialect = d;
     s->all = all;
     if (!all && n) {
         if (!(s->names = calloc(n, sizeof *s->names)))
@@ -242,6 +245,14 @@ static struct km_frame *km_ws_event_frame(struct km_ws *ws, struct km_msg *msg,
     return f;
 }
 
+/* What s's realtime_update shows of the other hosts. */
+static enum km_ws_view km_subset_view(const struct km_ws *ws, const struct km_subset *s)
+{
+    if (s->dialect == KM_WS_KATOMON)
+        return KM_WS_VIEW_HOSTS;
+    return ws->lim.compatible_aggregate ? KM_WS_VIEW_AGGREGATE : KM_WS_VIEW_LOCAL;
+}
+
 /*
  * The realtime_update frame of set s for the current tick and state
  * (borrowed, cached in s), or NULL when s has no state topic with a value.
@@ -255,7 +266,8 @@ static struct km_frame *km_ws_state_frame(struct km_ws *ws, struct km_subset *s)
     /* The last one's size is a good guess: one allocation, no realloc. */
     if (s->rt)
         km_tb_reserve(&tb, s->rt->len + 256);
-    if (km_ws_encode_state(&tb, ws->core->bus, s->names, s->n_names, s->all) == 0) {
+    if (km_ws_encode_state(&tb, ws->core->bus, s->names, s->n_names, s->all,
+                           km_subset_view(ws, s)) == 0) {
         free(tb.p);
         return NULL;
     }
@@ -275,11 +287,18 @@ static struct km_frame *km_ws_state_frame(struct km_ws *ws, struct km_subset *s)
  * Fan-out
  * ====================================================================== */
 
-/* The one bus subscription: every topic. */
+/*
+ * The one bus subscription: every topic, every host. A remote host's event
+ * goes to the katomon/1 sets, and to the compatible ones only when
+ * compatible_fleet = aggregate (the original frontend sees this host alone
+ * otherwise, as before). Each set speaks one dialect, so a frame is picked
+ * per set, built at most once per dialect.
+ */
 static void km_ws_bus_cb(struct km_topic *t, struct km_msg *m, void *arg)
 {
     struct km_ws *ws = arg;
     const char *name;
+    int remote = km_msg_host(m) != 0;
 
     if (km_topic_kind(t) == KM_TOPIC_STATE) {
         ws->state_gen++; /* goes out with the next tick */
@@ -288,14 +307,15 @@ static void km_ws_bus_cb(struct km_topic *t, struct km_msg *m, void *arg)
     name = km_topic_name(t);
     struct km_frame *fr[2] = {NULL, NULL}; /* [dialect], borrowed from m's cache */
     for (struct km_subset *s = ws->sets; s; s = s->next) {
-        if (!km_subset_wants(s, name))
+        if (!km_subset_wants(s, name) ||
+            (remote && s->dialect == KM_WS_COMPAT && !ws->lim.compatible_aggregate))
             continue;
         for (struct km_ws_client *c = s->members; c; c = c->set_next) {
             struct km_frame *f;
             if (c->state != KM_WSC_OPEN)
                 continue;
-            if (!(f = fr[c->dialect]) &&
-                !(f = fr[c->dialect] = km_ws_event_frame(ws, m, c->dialect))) {
+            if (!(f = fr[s->dialect]) &&
+                !(f = fr[s->dialect] = km_ws_event_frame(ws, m, s->dialect))) {
                 km_log(KM_LOG_ERROR, "ws: out of memory building a %s frame", name);
                 return;
             }
@@ -378,11 +398,17 @@ static void km_replay_cb(struct km_topic *t, struct km_msg *m, void *arg)
     }
 }
 
-/* Honours one since entry: gap signal first, then the retained messages. */
+/*
+ * Honours one since entry: gap signal first, then the retained messages of
+ * the host it names (this host when none). A host this katomon has not
+ * heard from has an empty sequence here: a since past 0 is "since_ahead"
+ * (start again from 0), as after a restart.
+ */
 static void km_ws_replay(struct km_ws *ws, struct km_ws_client *c,
                          const struct km_ws_since *s)
 {
     struct km_topic *t = km_bus_find(ws->core->bus, s->topic);
+    int h = s->host ? km_bus_host_find(ws->core->bus, s->host) : 0;
     char detail[160];
 
     if (!km_subset_wants(c->set, s->topic)) {
@@ -400,10 +426,12 @@ static void km_ws_replay(struct km_ws *ws, struct km_ws_client *c,
         km_ws_error(c, "bad_since", detail, NULL);
         return;
     }
-    struct km_ws_gap gap = {.topic = s->topic,
-                            .requested_since = s->seq,
-                            .oldest_available = km_topic_oldest_seq(t),
-                            .last_seq = km_topic_last_seq(t)};
+    struct km_ws_gap gap = {
+        .topic = s->topic,
+        .host = s->host ? s->host : km_bus_host_name(ws->core->bus, 0),
+        .requested_since = s->seq,
+        .oldest_available = h < 0 ? 0 : km_topic_oldest_seq_host(t, h),
+        .last_seq = h < 0 ? 0 : km_topic_last_seq_host(t, h)};
     uint64_t last = gap.last_seq, oldest = gap.oldest_available;
     if (s->seq > last) {
         gap.reason = "since_ahead";
@@ -425,7 +453,7 @@ static void km_ws_replay(struct km_ws *ws, struct km_ws_client *c,
      */
     size_t queued = km_ws_client_queued(c), half = ws->lim.max_queue_bytes / 2;
     struct km_replay rp = {ws, c, queued < half ? half - queued : 0, s->seq, 0};
-    km_bus_replay(t, s->seq, km_replay_cb, &rp);
+    km_bus_replay_host(t, h, s->seq, km_replay_cb, &rp);
     if (rp.truncated && c->state == KM_WSC_OPEN) {
         gap.missed = last - rp.last;
         gap.reason = "truncated";
@@ -441,7 +469,8 @@ static void km_ws_subscribe(struct km_ws *ws, struct km_ws_client *c,
 {
     json_t *unknown = NULL;
     json_t *ack = km_ws_ack_msg(ws->core->bus, req, &unknown);
-    struct km_subset *s = ack ? km_subset_get(ws, req->names, req->n_names, 0) : NULL;
+    struct km_subset *s =
+        ack ? km_subset_get(ws, req->names, req->n_names, 0, KM_WS_KATOMON) : NULL;
 
     if (!s) {
         json_decref(ack);
@@ -491,7 +520,7 @@ static void km_ws_subscribe_compat(struct km_ws *ws, struct km_ws_client *c,
         merged[n++] = next;
     }
     if (!c->subscribed || n != nh) {
-        struct km_subset *s = km_subset_get(ws, merged, n, 0);
+        struct km_subset *s = km_subset_get(ws, merged, n, 0, KM_WS_COMPAT);
         if (!s) {
             km_ws_client_close(c, KM_WS_CLOSE_TRY_LATER, "out of memory");
             return;
@@ -633,7 +662,7 @@ struct km_ws *km_ws_new(struct km_core *core, const struct km_ws_limits *lim)
     ws->hk_ev = event_new(core->base, -1, EV_PERSIST, km_ws_hk_cb, ws);
     if (!ws->tick_ev || !ws->hk_ev)
         goto fail;
-    ws->sub = km_bus_subscribe(core->bus, "*", km_ws_bus_cb, ws, ws);
+    ws->sub = km_bus_subscribe_ex(core->bus, "*", km_ws_bus_cb, ws, ws, KM_SUB_HOSTS);
     if (!ws->sub)
         goto fail;
     km_ws_arm(ws);
@@ -667,6 +696,8 @@ void km_ws_set_limits(struct km_ws *ws, const struct km_ws_limits *lim)
                 lim->close_wait != ws->lim.close_wait;
     struct km_ws_conn_limits cl;
 
+    if (lim->compatible_aggregate != ws->lim.compatible_aggregate)
+        ws->state_gen++; /* the compatible sets' cached updates no longer hold */
     ws->lim = *lim;
     km_ws_limits_fix(&ws->lim);
     cl = km_ws_conn_limits(&ws->lim);
@@ -683,7 +714,7 @@ struct km_ws_limits km_ws_get_limits(const struct km_ws *ws)
 int km_ws_attach(struct km_ws *ws, struct bufferevent *bev, const char *peer,
                  km_ws_gone_cb gone, void *arg)
 {
-    struct km_subset *all = km_subset_get(ws, NULL, 0, 1);
+    struct km_subset *all = km_subset_get(ws, NULL, 0, 1, KM_WS_COMPAT);
     struct km_ws_client *c =
         all ? km_ws_client_new(&ws->conns, bev, peer, gone, arg) : NULL;
 
@@ -774,5 +805,9 @@ json_t *km_ws_clients_json(struct km_ws *ws)
         (json_int_t)ws->lim.max_message_bytes, "max_queue_bytes",
         (json_int_t)ws->lim.max_queue_bytes, "ping_interval", ws->lim.ping_interval,
         "idle_timeout", ws->lim.idle_timeout);
+    if (o)
+        json_object_set_new(
+            json_object_get(o, "limits"), "compatible_fleet",
+            json_string(ws->lim.compatible_aggregate ? "aggregate" : "local"));
     return o;
 }

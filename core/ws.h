@@ -5,7 +5,7 @@
  *
  * Owns: every client of /ws (through a struct km_ws_conns), the
  * subscription sets they share (interned: one struct km_subset per
- * distinct set), the one "*" bus subscription and the fan-out of shared
+ * distinct set and dialect), the one "*" bus subscription and the fan-out of shared
  * frames, realtime_update ticks, `since` replay, the housekeeping timers,
  * the counters and GET /api/v1/ws/subscriptions.
  *
@@ -45,6 +45,8 @@ struct km_ws_limits {
     double ping_interval;     /* seconds between server pings; <= 0: none */
     double idle_timeout;      /* seconds without a client frame; <= 0: never */
     double close_wait;        /* seconds to wait for the peer's close frame (5) */
+    int compatible_aggregate; /* [websocket] compatible_fleet = aggregate: 1, compatible
+                                 clients get every host's items; 0: this host's only */
 };
 
 /* Counters, for tests and GET /api/v1/ws/subscriptions. */
@@ -75,9 +77,9 @@ struct km_ws_stats {
 typedef void (*km_ws_gone_cb)(void *arg);
 
 /*
- * New hub on core's loop and bus: subscribes to every topic ("*") once and
- * starts the realtime_update timer. Returns NULL on ENOMEM. core is
- * borrowed and must outlive the hub.
+ * New hub on core's loop and bus: subscribes to every topic ("*") of every
+ * host (KM_SUB_HOSTS) once and starts the realtime_update timer. Returns
+ * NULL on ENOMEM. core is borrowed and must outlive the hub.
  */
 struct km_ws *km_ws_new(struct km_core *core, const struct km_ws_limits *lim);
 /* Closes every client with 1001 (best effort, without blocking), frees. */

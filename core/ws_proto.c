@@ -36,6 +36,27 @@
  * resolved one goes as level "info" (see km_compat_alert). Timestamps are
  * UTC ISO 8601 with microseconds and a Z.
  *
+ * ---- Hosts (issue 15) ------------------------------------------------------
+ *
+ * The hub gets every host's messages (KM_SUB_HOSTS). For katomon/1:
+ *   - realtime_update: "data" is this host's, as above; then
+ *     "hosts":{"B":{TOPIC:<B's latest>,...},...} for every remote host
+ *     with a value among the subscribed state topics (host order; the key
+ *     is absent when there is none; the core's "hosts" topic is this
+ *     host's alone, never shown under another host);
+ *   - a remote host's event carries "host":"B" and "epoch":<B's epoch>,
+ *     and its "seq" is B's seq on that topic (no "host": this host);
+ *   - "since":{"T":N} is this host's sequence; {"T":{"A":N,"B":M}} one per
+ *     host, replayed from each host's ring; replay_gap then names "host".
+ * For compatible clients, nothing changes unless [websocket]
+ * compatible_fleet = aggregate: then every state topic in "data" that a
+ * remote host has a value of is merged: the first host's value (this host
+ * when it has one) gives the keys, and every top-level array is the
+ * concatenation of every host's array under that key, each remote item
+ * (an object) with "host":"B" added and its string "name" prefixed "B/";
+ * remote events go out too, with "host":"B" and each alert's "message"
+ * prefixed "[B] " (and the alert item a "host" too).
+ *
  * Subscribe: a compatible client's set grows to the union of every set it
  * sent, silently (the hub's km_ws_subscribe_compat); a katomon/1 client's
  * is replaced and acknowledged. The dialect is declared by "protocol":
@@ -44,17 +65,22 @@
  * Replies (katomon/1 only, but heartbeat): {"type":"heartbeat","timestamp"}
  * for text "ping";
  * {"type":"subscription_ack","subscriptions":[...],"unknown":[...],
- * "timestamp","epoch":E,"last_seq":{"session_events":N,...}} for every
- * subscribe (epoch: this run of the daemon, see km_bus_epoch - a client
- * whose seqs came from another epoch must start again from 0; last_seq: the
- * current seq of each subscribed event topic) ("unknown" lists names with no topic on
- * the bus yet; they stay subscribed and are delivered if a plugin declares
- * them later); {"type":"error","error":CODE,"detail":TEXT[,"topics":[..]]}
- * for bad JSON (bad_json), a bad request (bad_request, bad_since), an
- * unknown type (unknown_type) or unknown topics (unknown_topic); and for a
- * `since` that cannot be honoured fully, before the replayed messages:
+ * "timestamp","epoch":E,"last_seq":{"session_events":N,...},"host":"A",
+ * "hosts":["A","B"],"epochs":{"A":E,"B":F},
+ * "hosts_last_seq":{"B":{"session_events":M}}} for every subscribe (epoch:
+ * this run of the daemon, see km_bus_epoch - a client whose seqs came from
+ * another epoch must start again from 0; last_seq: the current seq of each
+ * subscribed event topic; epochs and hosts_last_seq: the same per host)
+ * ("unknown" lists names with no topic on the bus yet; they stay subscribed
+ * and are delivered if a plugin declares them later);
+ * {"type":"error","error":CODE,"detail":TEXT[,"topics":[..]]} for bad JSON
+ * (bad_json), a bad request (bad_request, bad_since), an unknown type
+ * (unknown_type) or unknown topics (unknown_topic); and for a `since` that
+ * cannot be honoured fully, before the replayed messages:
  * {"type":"replay_gap","topic":T,"requested_since":N,"oldest_available":M,
- *  "last_seq":L,"missed":K,"reason":R} (M is 0 when the ring is empty):
+ *  "last_seq":L,"missed":K,"reason":R,"host":H} (M is 0 when the ring is
+ * empty; H the host whose sequence it is, this host's name for a since
+ * given as a number):
  * R "not_in_ring" - messages N+1..M-1 are gone (sent before the replay);
  * R "since_ahead" - N > L: the daemon restarted and seq began again;
  * R "truncated"   - the replay stopped at half the client's queue bound
@@ -90,8 +116,10 @@ void km_ws_request_clear(struct km_ws_request *req)
     for (size_t i = 0; i < req->n_names; i++)
         free(req->names[i]);
     free(req->names);
-    for (size_t i = 0; i < req->n_since; i++)
+    for (size_t i = 0; i < req->n_since; i++) {
         free(req->since[i].topic);
+        free(req->since[i].host);
+    }
     free(req->since);
     memset(req, 0, sizeof *req);
 }
@@ -103,6 +131,36 @@ static int km_is_text_ping(const char *text, size_t len)
     while (len && isspace((unsigned char)*text))
         text++, len--;
     return len == 4 && strncasecmp(text, "ping", 4) == 0;
+}
+
+/* One since entry (topic, host or NULL, seq v) into out->since (room made
+   by the caller). 0, or -1 with detail. */
+static int km_since_add(struct km_ws_request *out, const char *topic, const char *host,
+                        json_t *v, char *detail, size_t detaillen)
+{
+    struct km_ws_since *e = &out->since[out->n_since];
+
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+        if (host)
+            snprintf(detail, detaillen,
+                     "since.%s.%s must be a non-negative integer (the last seq seen)",
+                     topic, host);
+        else
+            snprintf(detail, detaillen,
+                     "since.%s must be a non-negative integer (the last seq seen) or "
+                     "an object of host -> last seq seen",
+                     topic);
+        return -1;
+    }
+    if (!(e->topic = strdup(topic)) || (host && !(e->host = strdup(host)))) {
+        free(e->topic);
+        e->topic = NULL;
+        snprintf(detail, detaillen, "out of memory");
+        return -1;
+    }
+    e->seq = (uint64_t)json_integer_value(v);
+    out->n_since++;
+    return 0;
 }
 
 static int km_parse_subscribe(json_t *j, struct km_ws_request *out, char *detail,
@@ -151,10 +209,13 @@ static int km_parse_subscribe(json_t *j, struct km_ws_request *out, char *detail
     out->n_names = w;
 
     if (since && !json_is_null(since)) {
-        const char *key;
+        const char *key, *hk;
+        size_t total = 0;
+        json_t *hv;
         if (!json_is_object(since)) {
             snprintf(detail, detaillen,
-                     "\"since\" must be an object of topic -> last seq seen");
+                     "\"since\" must be an object of topic -> last seq seen (or of "
+                     "topic -> {host: last seq seen})");
             return -1;
         }
         if (json_object_size(since) > KM_WS_MAX_SUBS) {
@@ -162,7 +223,17 @@ static int km_parse_subscribe(json_t *j, struct km_ws_request *out, char *detail
                      KM_WS_MAX_SUBS);
             return -1;
         }
-        out->since = calloc(json_object_size(since) + 1, sizeof *out->since);
+        /* count first: one allocation, and the bound before any work */
+        json_object_foreach(since, key, v)
+        {
+            total += json_is_object(v) ? json_object_size(v) : 1;
+        }
+        if (total > KM_WS_MAX_SINCE) {
+            snprintf(detail, detaillen, "at most %d host entries in \"since\"",
+                     KM_WS_MAX_SINCE);
+            return -1;
+        }
+        out->since = calloc(total + 1, sizeof *out->since);
         if (!out->since)
             goto nomem;
         json_object_foreach(since, key, v)
@@ -172,16 +243,23 @@ static int km_parse_subscribe(json_t *j, struct km_ws_request *out, char *detail
                          "\"since\" has a key that is not a topic name");
                 return -1;
             }
-            if (!json_is_integer(v) || json_integer_value(v) < 0) {
-                snprintf(detail, detaillen,
-                         "since.%s must be a non-negative integer (the last seq seen)",
-                         key);
-                return -1;
+            if (!json_is_object(v)) {
+                if (km_since_add(out, key, NULL, v, detail, detaillen) != 0)
+                    return -1;
+                continue;
             }
-            if (!(out->since[out->n_since].topic = strdup(key)))
-                goto nomem;
-            out->since[out->n_since].seq = (uint64_t)json_integer_value(v);
-            out->n_since++;
+            json_object_foreach(v, hk, hv)
+            {
+                if (!km_host_name_valid(hk)) {
+                    snprintf(detail, detaillen,
+                             "since.%s has a key that is not a host name "
+                             "([A-Za-z0-9_.-], at most %d bytes)",
+                             key, KM_HOST_NAME_MAX);
+                    return -1;
+                }
+                if (km_since_add(out, key, hk, hv, detail, detaillen) != 0)
+                    return -1;
+            }
         }
     }
     return 0;
@@ -262,11 +340,14 @@ out:
  * An alert item as the original frontend knows it (new reference): a
  * resolved notice goes as level "info" (its message already says
  * "(resolved)"; as "error" it would show as a red ERROR toast), and
- * katomon's "state" stays out.
+ * katomon's "state" stays out. host (a remote host's name, or NULL): the
+ * item gains "host" and its message the prefix "[HOST] ", the only place
+ * the original frontend shows where an alert comes from.
  */
-static json_t *km_compat_alert(json_t *a)
+static json_t *km_compat_alert(json_t *a, const char *host)
 {
     const char *state = json_string_value(json_object_get(a, "state"));
+    const char *message = json_string_value(json_object_get(a, "message"));
     json_t *o;
 
     if (!json_is_object(a) || !(o = json_copy(a)))
@@ -274,6 +355,16 @@ static json_t *km_compat_alert(json_t *a)
     if (state && strcmp(state, "resolved") == 0)
         json_object_set_new(o, "level", json_string("info"));
     json_object_del(o, "state");
+    if (host) {
+        size_t n = message ? strlen(host) + strlen(message) + 4 : 0;
+        char *text = n ? malloc(n) : NULL;
+        json_object_set_new(o, "host", json_string(host));
+        if (text) {
+            snprintf(text, n, "[%s] %s", host, message);
+            json_object_set_new(o, "message", json_string(text));
+            free(text);
+        }
+    }
     return o;
 }
 
@@ -291,7 +382,7 @@ static int km_level_rank(json_t *a)
  * resolved notice), each group in published order. A batch that resolves
  * one alert and fires another must not show as a blue INFO toast.
  */
-static json_t *km_compat_alerts(json_t *alerts)
+static json_t *km_compat_alerts(json_t *alerts, const char *host)
 {
     json_t *list = json_array(), *a;
     size_t i;
@@ -299,7 +390,7 @@ static json_t *km_compat_alerts(json_t *alerts)
     for (int rank = 0; list && rank <= 3; rank++)
         json_array_foreach(alerts, i, a)
         {
-            json_t *c = km_compat_alert(a);
+            json_t *c = km_compat_alert(a, host);
             if (km_level_rank(c) == rank)
                 json_array_append(list, c);
             json_decref(c);
@@ -307,9 +398,10 @@ static json_t *km_compat_alerts(json_t *alerts)
     return list;
 }
 
-/* The text of a session_event or system_alert for one dialect, into tb. */
+/* The text of a session_event or system_alert for one dialect, into tb.
+   host: the remote host that published msg, or NULL (this host). */
 static void km_event_text(struct km_tb *tb, struct km_msg *msg, int alerts,
-                          enum km_ws_dialect d, const char *ts)
+                          enum km_ws_dialect d, const char *ts, const char *host)
 {
     json_t *body = km_msg_json(msg), *o = json_object(), *v;
     const char *k;
@@ -327,10 +419,11 @@ static void km_event_text(struct km_tb *tb, struct km_msg *msg, int alerts,
     }
     json_object_foreach(body, k, v)
     {
-        if (strcmp(k, "type") == 0 || strcmp(k, "seq") == 0)
+        if (strcmp(k, "type") == 0 || strcmp(k, "seq") == 0 ||
+            (host && (strcmp(k, "host") == 0 || strcmp(k, "epoch") == 0)))
             continue;
         if (alerts && d == KM_WS_COMPAT && strcmp(k, "alerts") == 0 && json_is_array(v)) {
-            json_object_set_new(o, k, km_compat_alerts(v));
+            json_object_set_new(o, k, km_compat_alerts(v, host));
         } else {
             json_object_set(o, k, v); /* a reference, not a copy */
         }
@@ -339,6 +432,11 @@ static void km_event_text(struct km_tb *tb, struct km_msg *msg, int alerts,
         json_object_set_new(o, "timestamp", json_string(ts));
     if (d == KM_WS_KATOMON)
         json_object_set_new(o, "seq", json_integer((json_int_t)km_msg_seq(msg)));
+    if (host) {
+        json_object_set_new(o, "host", json_string(host));
+        if (d == KM_WS_KATOMON)
+            json_object_set_new(o, "epoch", json_integer((json_int_t)km_msg_epoch(msg)));
+    }
     km_tb_json(tb, o);
     json_decref(o);
 }
@@ -346,22 +444,32 @@ static void km_event_text(struct km_tb *tb, struct km_msg *msg, int alerts,
 int km_ws_encode_event(struct km_tb *tb, struct km_msg *msg, enum km_ws_dialect d)
 {
     const char *name = km_topic_name(km_msg_topic(msg));
+    const char *host = km_msg_host(msg) != 0 ? km_msg_host_name(msg) : NULL;
     int alerts = strcmp(name, "system_alerts") == 0;
     char ts[KM_ISO_LEN];
 
     km_format_iso(km_msg_time_us(msg), 6, ts, sizeof ts);
     if (alerts || strcmp(name, "session_events") == 0) {
-        km_event_text(tb, msg, alerts, d, ts);
+        km_event_text(tb, msg, alerts, d, ts, host);
         return 0;
     }
     /* katomon's own envelope: the same bytes for both dialects */
     const char *text;
     size_t tlen;
     char num[32];
-    snprintf(num, sizeof num, "%llu", (unsigned long long)km_msg_seq(msg));
     km_tb_str(tb, "{\"type\":\"event\",\"topic\":\"");
     km_tb_str(tb, name); /* [a-z0-9_.-]: nothing to escape */
-    km_tb_str(tb, "\",\"seq\":");
+    if (host) {
+        km_tb_str(tb, "\",\"host\":\"");
+        km_tb_str(tb, host); /* [A-Za-z0-9_.-]: nothing to escape */
+        snprintf(num, sizeof num, "%lld", (long long)km_msg_epoch(msg));
+        km_tb_str(tb, "\",\"epoch\":");
+        km_tb_str(tb, num);
+        km_tb_str(tb, ",\"seq\":");
+    } else {
+        km_tb_str(tb, "\",\"seq\":");
+    }
+    snprintf(num, sizeof num, "%llu", (unsigned long long)km_msg_seq(msg));
     km_tb_str(tb, num);
     km_tb_str(tb, ",\"timestamp\":\"");
     km_tb_str(tb, ts);
@@ -374,56 +482,218 @@ int km_ws_encode_event(struct km_tb *tb, struct km_msg *msg, enum km_ws_dialect 
     return 1;
 }
 
-/* Appends "name":<latest text> for a state topic with a value. */
-static void km_rt_add(struct km_tb *tb, struct km_topic *t, int *count)
+/* One realtime_update being written. */
+struct km_rt {
+    struct km_tb *tb;     /* the text */
+    struct km_bus *bus;   /* read */
+    enum km_ws_view view; /* what of the other hosts goes in */
+    int host;             /* whose values the current pass writes */
+    int count;            /* topic values written in all */
+    int in_obj;           /* keys written in the current object */
+    int hosts_open;       /* KM_WS_VIEW_HOSTS: the "hosts" object is open */
+};
+
+/* 1 when a remote host's value of t counts as that host's data: the core's
+   hosts topic describes the fleet as this host sees it, and a copy bridged
+   from another host would only confuse. */
+static int km_rt_remote_ok(const struct km_topic *t)
 {
+    return strcmp(km_topic_name(t), KM_WS_TOPIC_HOSTS) != 0;
+}
+
+/* Appends "name":<text>, the key of t and the cached text of m. */
+static void km_rt_put(struct km_rt *r, const struct km_topic *t, const char *text,
+                      size_t len)
+{
+    km_tb_str(r->tb, r->in_obj ? ",\"" : "\"");
+    km_tb_str(r->tb, km_topic_name(t));
+    km_tb_str(r->tb, "\":");
+    km_tb_add(r->tb, text, len);
+    r->in_obj++;
+    r->count++;
+}
+
+/*
+ * A remote item of a compatible client's aggregate (new reference): an
+ * object gets "host" and its string "name" the prefix "HOST/" (so two hosts'
+ * "kato" containers stay apart in the original frontend's lists, which key
+ * on the name); anything else goes as is.
+ */
+static json_t *km_rt_remote_item(json_t *item, const char *host)
+{
+    const char *name = json_string_value(json_object_get(item, "name"));
+    json_t *o;
+
+    if (!json_is_object(item) || !(o = json_copy(item)))
+        return json_incref(item);
+    json_object_set_new(o, "host", json_string(host));
+    if (name) {
+        size_t n = strlen(host) + strlen(name) + 2;
+        char *text = malloc(n);
+        if (text) {
+            snprintf(text, n, "%s/%s", host, name);
+            json_object_set_new(o, "name", json_string(text));
+            free(text);
+        }
+    }
+    return o;
+}
+
+/*
+ * The aggregate of every host's value of t (new reference), base its
+ * value from host `base` (the first host that has one): base's keys, and
+ * each top-level array the concatenation of every host's array under
+ * that key, host order, remote items through km_rt_remote_item. NULL on
+ * ENOMEM.
+ */
+static json_t *km_rt_merge(struct km_rt *r, struct km_topic *t, int base)
+{
+    unsigned nh = km_bus_host_count(r->bus);
+    json_t *body = km_msg_json(km_topic_latest_host(t, base)), *o = json_object(), *v;
+    const char *k;
+
+    if (!o)
+        return NULL;
+    json_object_foreach(body, k, v)
+    {
+        json_t *list;
+        if (!json_is_array(v)) {
+            json_object_set(o, k, v); /* a reference, not a copy */
+            continue;
+        }
+        if (!(list = json_array())) {
+            json_decref(o);
+            return NULL;
+        }
+        for (unsigned h = (unsigned)base; h < nh; h++) {
+            struct km_msg *m = km_topic_latest_host(t, (int)h);
+            json_t *arr = m ? json_object_get(km_msg_json(m), k) : NULL, *item;
+            const char *host = h ? km_bus_host_name(r->bus, (int)h) : NULL;
+            size_t i;
+            if (!json_is_array(arr))
+                continue;
+            json_array_foreach(arr, i, item)
+            {
+                json_array_append_new(list, host ? km_rt_remote_item(item, host)
+                                                 : json_incref(item));
+            }
+        }
+        json_object_set_new(o, k, list);
+    }
+    return o;
+}
+
+/* KM_WS_VIEW_AGGREGATE: t's value in "data" with every host's items. A
+   topic no remote host has a value of goes as it would locally. */
+static void km_rt_add_aggregate(struct km_rt *r, struct km_topic *t)
+{
+    unsigned nh = km_bus_host_count(r->bus);
+    int base = km_topic_latest_host(t, 0) ? 0 : -1, remote = 0;
+    struct km_msg *m;
+    json_t *o;
+    const char *text;
+    size_t len;
+
+    for (unsigned h = 1; h < nh && km_rt_remote_ok(t); h++)
+        if (km_topic_latest_host(t, (int)h)) {
+            remote = 1;
+            if (base < 0)
+                base = (int)h;
+            break;
+        }
+    if (base < 0)
+        return;
+    if (!remote) {
+        m = km_topic_latest_host(t, 0);
+        if ((text = km_msg_text(m, &len)))
+            km_rt_put(r, t, text, len);
+        else
+            r->tb->failed = 1;
+        return;
+    }
+    if (!(o = km_rt_merge(r, t, base))) {
+        r->tb->failed = 1;
+        return;
+    }
+    km_tb_str(r->tb, r->in_obj ? ",\"" : "\"");
+    km_tb_str(r->tb, km_topic_name(t));
+    km_tb_str(r->tb, "\":");
+    km_tb_json(r->tb, o);
+    json_decref(o);
+    r->in_obj++;
+    r->count++;
+}
+
+/* Appends t's value of host r->host, when it has one (for a remote host the
+   first one opens "hosts" and the host's object). */
+static void km_rt_add(struct km_topic *t, void *arg)
+{
+    struct km_rt *r = arg;
     struct km_msg *m;
     const char *text;
     size_t len;
 
-    if (!t || km_topic_kind(t) != KM_TOPIC_STATE || !(m = km_topic_latest(t)))
+    if (!t || km_topic_kind(t) != KM_TOPIC_STATE)
         return;
-    if (!(text = km_msg_text(m, &len))) {
-        tb->failed = 1;
+    if (r->view == KM_WS_VIEW_AGGREGATE) {
+        km_rt_add_aggregate(r, t);
         return;
     }
-    km_tb_str(tb, *count ? ",\"" : "\"");
-    km_tb_str(tb, km_topic_name(t));
-    km_tb_str(tb, "\":");
-    km_tb_add(tb, text, len);
-    (*count)++;
+    if (r->host && !km_rt_remote_ok(t))
+        return;
+    if (!(m = km_topic_latest_host(t, r->host)))
+        return;
+    if (!(text = km_msg_text(m, &len))) {
+        r->tb->failed = 1;
+        return;
+    }
+    if (r->host && r->in_obj == 0) {
+        km_tb_str(r->tb, r->hosts_open ? "},\"" : "},\"hosts\":{\"");
+        km_tb_str(r->tb, km_bus_host_name(r->bus, r->host)); /* nothing to escape */
+        km_tb_str(r->tb, "\":{");
+        r->hosts_open = 1;
+    }
+    km_rt_put(r, t, text, len);
 }
 
-struct km_rt_all {
-    struct km_tb *tb; /* text being built */
-    int *count;       /* keys so far */
-};
-
-static void km_rt_add_each(struct km_topic *t, void *arg)
+/* Calls km_rt_add for names[0..n), or every topic when all. */
+static void km_rt_pass(struct km_rt *r, char *const *names, size_t n, int all)
 {
-    struct km_rt_all *a = arg;
-    km_rt_add(a->tb, t, a->count);
+    if (all) {
+        km_bus_foreach(r->bus, km_rt_add, r);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        km_rt_add(km_bus_find(r->bus, names[i]), r);
 }
 
 int km_ws_encode_state(struct km_tb *tb, struct km_bus *bus, char *const *names, size_t n,
-                       int all)
+                       int all, enum km_ws_view view)
 {
+    struct km_rt r = {.tb = tb, .bus = bus, .view = view};
     char ts[KM_ISO_LEN];
-    int count = 0;
 
     km_format_iso(km_wall_us(), 6, ts, sizeof ts);
     km_tb_str(tb, "{\"type\":\"realtime_update\",\"timestamp\":\"");
     km_tb_str(tb, ts);
     km_tb_str(tb, "\",\"data\":{");
-    if (all) {
-        struct km_rt_all a = {tb, &count};
-        km_bus_foreach(bus, km_rt_add_each, &a);
-    } else {
-        for (size_t i = 0; i < n; i++)
-            km_rt_add(tb, km_bus_find(bus, names[i]), &count);
+    km_rt_pass(&r, names, n, all);
+    if (view == KM_WS_VIEW_HOSTS) {
+        unsigned nh = km_bus_host_count(bus);
+        /* "data" is closed by the first remote host's "},": see km_rt_add */
+        for (unsigned h = 1; h < nh; h++) {
+            r.host = (int)h;
+            r.in_obj = 0;
+            km_rt_pass(&r, names, n, all);
+        }
+        if (r.hosts_open)
+            km_tb_str(tb, "}}}");
+        else
+            km_tb_str(tb, "}}");
+        return r.count;
     }
     km_tb_str(tb, "}}");
-    return count;
+    return r.count;
 }
 
 /* ======================================================================
@@ -462,6 +732,49 @@ static json_t *km_subscribed_seqs(struct km_bus *bus, const struct km_ws_request
     return seqs ? seqs : json_object();
 }
 
+/* The ack's fleet part: "host", "hosts", "epochs" and "hosts_last_seq"
+   (remote host -> subscribed event topic -> its last seq there, for the
+   topics it has messages on). 0, or -1 on ENOMEM. */
+static int km_ack_hosts(json_t *ack, struct km_bus *bus, const struct km_ws_request *req)
+{
+    unsigned nh = km_bus_host_count(bus);
+    json_t *names = json_array(), *epochs = json_object(), *seqs = json_object();
+    int rc = -1;
+
+    if (!names || !epochs || !seqs)
+        goto out;
+    for (unsigned h = 0; h < nh; h++) {
+        const char *name = km_bus_host_name(bus, (int)h);
+        struct km_bus_host info;
+        json_t *hs = NULL;
+        if (!name || km_bus_host_info(bus, (int)h, &info) != 0)
+            continue;
+        json_array_append_new(names, json_string(name));
+        json_object_set_new(epochs, name, json_integer((json_int_t)info.epoch));
+        for (size_t i = 0; h && i < req->n_names; i++) {
+            struct km_topic *t = km_bus_find(bus, req->names[i]);
+            uint64_t last;
+            if (!t || km_topic_kind(t) != KM_TOPIC_EVENT ||
+                !(last = km_topic_last_seq_host(t, (int)h)))
+                continue;
+            if (!hs &&
+                (!(hs = json_object()) || json_object_set_new(seqs, name, hs) != 0))
+                goto out;
+            json_object_set_new(hs, req->names[i], json_integer((json_int_t)last));
+        }
+    }
+    if (json_object_set_new(ack, "host", json_string(km_bus_host_name(bus, 0))) == 0 &&
+        json_object_set(ack, "hosts", names) == 0 &&
+        json_object_set(ack, "epochs", epochs) == 0 &&
+        json_object_set(ack, "hosts_last_seq", seqs) == 0)
+        rc = 0;
+out:
+    json_decref(names);
+    json_decref(epochs);
+    json_decref(seqs);
+    return rc;
+}
+
 json_t *km_ws_ack_msg(struct km_bus *bus, const struct km_ws_request *req,
                       json_t **unknown)
 {
@@ -481,6 +794,10 @@ json_t *km_ws_ack_msg(struct km_bus *bus, const struct km_ws_request *req,
                     "subscriptions", subs, "unknown", unk, "timestamp", ts, "epoch",
                     (json_int_t)km_bus_epoch(bus), "last_seq",
                     km_subscribed_seqs(bus, req));
+    if (ack && km_ack_hosts(ack, bus, req) != 0) {
+        json_decref(ack);
+        ack = NULL;
+    }
     if (ack)
         *unknown = json_incref(unk);
 out:
@@ -509,9 +826,10 @@ json_t *km_ws_replay_gap_msg(const struct km_ws_gap *g)
         (json_int_t)g->oldest_available, "last_seq", (json_int_t)g->last_seq, "missed",
         (json_int_t)g->missed, "reason", g->reason);
 
-    if (o && strcmp(g->reason, "truncated") == 0 &&
-        json_object_set_new(o, "resume_since",
-                            json_integer((json_int_t)g->resume_since)) != 0) {
+    if (o && ((g->host && json_object_set_new(o, "host", json_string(g->host)) != 0) ||
+              (strcmp(g->reason, "truncated") == 0 &&
+               json_object_set_new(o, "resume_since",
+                                   json_integer((json_int_t)g->resume_since)) != 0))) {
         json_decref(o); /* all or nothing, as one json_pack was */
         return NULL;
     }

@@ -39,10 +39,26 @@
 /* Names in one subscribe (and, for a compatible client, in its union). */
 #define KM_WS_MAX_SUBS 64
 
+/* "since" entries in one subscribe, every host of every topic counted (a
+   64 KiB message holds about 3,000; this keeps the replay work bounded). */
+#define KM_WS_MAX_SINCE 1024
+
+/* The core's state topic of hosts (core/fleet.c): this host's only; a
+   remote host's value of it is never shown as that host's data. */
+#define KM_WS_TOPIC_HOSTS "hosts"
+
 /* How the server talks to one client (see the top of this file). */
 enum km_ws_dialect {
     KM_WS_COMPAT = 0,  /* the original frontend's protocol (the default) */
     KM_WS_KATOMON = 1, /* katomon/1: acks, errors, replay, seq, state */
+};
+
+/* What a realtime_update shows of the other hosts (issue 15). */
+enum km_ws_view {
+    KM_WS_VIEW_LOCAL = 0,     /* this host only: the frame of before, byte for byte */
+    KM_WS_VIEW_HOSTS = 1,     /* katomon/1: "data" this host's, "hosts" the others' */
+    KM_WS_VIEW_AGGREGATE = 2, /* compatible_fleet = aggregate: every host's items
+                                 concatenated into "data" */
 };
 
 /* "compatible" or KM_WS_PROTOCOL: the dialect's name (static text). */
@@ -55,10 +71,11 @@ enum km_ws_req_type {
     KM_WS_REQ_SUBSCRIBE = 2, /* {"type":"subscribe","subscriptions":[...]} */
 };
 
-/* One "since" entry of a subscribe. */
+/* One "since" entry of a subscribe: one topic of one host. */
 struct km_ws_since {
     char *topic;  /* owned */
-    uint64_t seq; /* replay messages with seq > this */
+    char *host;   /* owned; NULL: this host ("since":{"t":N}) */
+    uint64_t seq; /* replay that host's messages with seq > this */
 };
 
 /* A parsed request; clear with km_ws_request_clear. */
@@ -82,8 +99,9 @@ struct km_ws_request {
  *   "bad_protocol" - a "protocol" other than KM_WS_PROTOCOL.
  * On -1, out->katomon still says whether "protocol":"katomon/1" was given
  * (the caller picks its answer by dialect); nothing else is left to clear.
- * Bounded: KM_WS_MAX_SUBS names and since entries, each a topic name
- * (km_topic_name_valid).
+ * Bounded: KM_WS_MAX_SUBS names and since topics, each a topic name
+ * (km_topic_name_valid); a since value is a seq (this host) or an object of
+ * host name (km_host_name_valid) -> seq; KM_WS_MAX_SINCE entries in all.
  */
 int km_ws_parse_request(const char *text, size_t len, struct km_ws_request *out,
                         char *code, size_t codelen, char *detail, size_t detaillen);
@@ -98,6 +116,9 @@ int km_ws_strcmp_p(const void *a, const void *b);
 /*
  * Writes event msg (borrowed) for dialect d into tb: session_event or
  * system_alert for those two topics, else katomon's "event" envelope.
+ * A remote host's message carries "host" and its host's "epoch"; for the
+ * compatible dialect (sent only with compatible_fleet = aggregate) its
+ * alert messages are prefixed "[HOST] ".
  * Returns 1 when the text is the same for every dialect (the envelope), 0
  * when it is d's own. An allocation failure sets tb->failed.
  */
@@ -107,11 +128,15 @@ int km_ws_encode_event(struct km_tb *tb, struct km_msg *msg, enum km_ws_dialect 
  * Writes a realtime_update into tb: "data" holds the latest text of each
  * state topic with a value among names[0..n) (sorted; bus borrowed), or of
  * every state topic when all. No body is encoded again: each is spliced
- * from the bus's cached text. Returns how many topics went into "data" (0:
- * nothing to send; tb then holds a useless text the caller frees).
+ * from the bus's cached text. view says what of the other hosts goes in:
+ * KM_WS_VIEW_HOSTS adds "hosts":{"B":{TOPIC:<B's latest>,...},...} (absent
+ * when no remote host has a value); KM_WS_VIEW_AGGREGATE merges every
+ * host's value into each topic of "data" (see the top of ws_proto.c).
+ * Returns how many topic values went in (0: nothing to send; tb then holds
+ * a useless text the caller frees).
  */
 int km_ws_encode_state(struct km_tb *tb, struct km_bus *bus, char *const *names, size_t n,
-                       int all);
+                       int all, enum km_ws_view view);
 
 /* ---- server messages: one-client replies (new references; NULL on ENOMEM) - */
 
@@ -125,8 +150,12 @@ json_t *km_ws_error_msg(const char *code, const char *detail, json_t *topics);
 /*
  * The subscription_ack for req (katomon/1): "subscriptions" (req's names),
  * "unknown" (names with no topic on bus yet), "timestamp", "epoch" and
- * "last_seq" (the current seq of each subscribed event topic). *unknown
- * gets a new reference to the "unknown" array (NULL when the ack is NULL).
+ * "last_seq" (the current seq of each subscribed event topic), "host" (this
+ * host's name), "hosts" (every known host's name, this one first),
+ * "epochs" (host -> its epoch) and "hosts_last_seq" (remote host -> topic
+ * -> its last seq, for the subscribed event topics it has messages on).
+ * *unknown gets a new reference to the "unknown" array (NULL when the ack
+ * is NULL).
  */
 json_t *km_ws_ack_msg(struct km_bus *bus, const struct km_ws_request *req,
                       json_t **unknown);
@@ -138,9 +167,10 @@ void km_ws_unknown_detail(json_t *unknown, char *buf, size_t len);
 /* A replay_gap's fields (see the top of ws_proto.c). */
 struct km_ws_gap {
     const char *topic;         /* the topic asked for (borrowed) */
+    const char *host;          /* whose sequence (borrowed); NULL: not said */
     uint64_t requested_since;  /* the client's since */
-    uint64_t oldest_available; /* oldest seq in the ring; 0 when empty */
-    uint64_t last_seq;         /* the topic's current seq */
+    uint64_t oldest_available; /* oldest seq in the host's ring; 0 when empty */
+    uint64_t last_seq;         /* the host's current seq on the topic */
     uint64_t missed;           /* messages the client will not get */
     const char *reason;        /* "not_in_ring", "since_ahead" or "truncated" */
     uint64_t resume_since;     /* "truncated" only: the seq to ask from next */

@@ -12,6 +12,12 @@
  *     item stops matching or disappears.
  * A track's level is what was last sent, so the firing counts (am_firing)
  * say what the dashboard and the history say.
+ *
+ * The fleet kinds (issue 15) run the same machine with one key per subject:
+ * host_down per remote host of the core's `hosts` topic ("up" false), and
+ * source_down per state topic ("_source"."healthy" false). A subject gets a
+ * key only when its condition first holds, so healthy hosts and topics cost
+ * nothing; a resolution repeats the last age or error that was seen down.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,12 +195,14 @@ static void member_text(json_t *item, const char *field, char *buf, size_t len)
         buf[0] = '\0';
 }
 
-static struct am_track *track_for(struct am_rule *r, const char *item)
+/* The key of item; a new one when create (NULL: none, or the table is
+   full). */
+static struct am_track *track_for(struct am_rule *r, const char *item, int create)
 {
     for (int i = 0; i < r->n_tracks; i++)
         if (strcmp(r->tracks[i].item, item) == 0)
             return &r->tracks[i];
-    if (r->n_tracks == AM_MAX_TRACKS)
+    if (!create || r->n_tracks == AM_MAX_TRACKS)
         return NULL;
     struct am_track *t = &r->tracks[r->n_tracks++];
     memset(t, 0, sizeof *t);
@@ -217,7 +225,7 @@ static void eval_match(struct am_rule *r, json_t *msg, json_t *batch, uint64_t *
     {
         char name[96], value[64];
         member_text(item, r->name_field, name, sizeof name);
-        struct am_track *t = name[0] ? track_for(r, name) : NULL;
+        struct am_track *t = name[0] ? track_for(r, name, 1) : NULL;
         if (!t)
             continue;
         t->seen = 1;
@@ -243,12 +251,80 @@ static void eval_match(struct am_rule *r, json_t *msg, json_t *batch, uint64_t *
     }
 }
 
+/* host_down and source_down alerts: the subject's name and what was seen. */
+static json_t *describe_fleet(const struct am_rule *r, struct am_track *t, int level,
+                              const char *state, void *argp)
+{
+    char msg[400];
+    json_t *alert = new_alert(r, t, level, state, argp);
+
+    if (r->kind == AM_HOST_DOWN) {
+        am_render(msg, sizeof msg, r, t->value, 0, t->item, NULL, level);
+        json_object_set_new(alert, "host", json_string(t->item));
+        json_object_set_new(alert, "value", json_real(t->value));
+    } else {
+        am_render(msg, sizeof msg, r, t->value, 0, t->item, t->detail, level);
+        json_object_set_new(alert, "topic", json_string(t->item));
+        json_object_set_new(alert, "error", json_string(t->detail));
+        json_object_set_new(alert, "failures", json_integer((json_int_t)t->value));
+    }
+    set_message(alert, msg, state);
+    json_object_set_new(alert, "item", json_string(t->item));
+    return alert;
+}
+
+static void eval_host_down(struct am_rule *r, json_t *msg, json_t *batch,
+                           uint64_t *next_id)
+{
+    json_t *hosts = json_object_get(msg, "hosts"), *h;
+    const char *local = json_string_value(json_object_get(msg, "local"));
+    size_t i;
+
+    json_array_foreach(hosts, i, h)
+    {
+        const char *name = json_string_value(json_object_get(h, "name"));
+        json_t *up = json_object_get(h, "up"), *age = json_object_get(h, "age_s");
+        if (!name || !*name || !json_is_boolean(up) ||
+            json_is_true(json_object_get(h, "local")) || (local && !strcmp(name, local)))
+            continue; /* this host is up while it runs */
+        int down = json_is_false(up);
+        struct am_track *t = track_for(r, name, down);
+        if (!t)
+            continue; /* up and never down: nothing to say */
+        if (down)
+            t->value = json_is_number(age) ? json_number_value(age) : 0;
+        step(r, t, down ? r->match_level : 0, 0, batch, describe_fleet, next_id);
+    }
+}
+
+void am_eval_source(struct am_rule *r, const char *topic, json_t *msg, json_t *batch,
+                    uint64_t *next_id)
+{
+    json_t *src = json_object_get(msg, "_source");
+    json_t *healthy = json_object_get(src, "healthy");
+
+    if (r->kind != AM_SOURCE_DOWN || !json_is_boolean(healthy) ||
+        (strcmp(r->topic, "*") != 0 && strcmp(r->topic, topic) != 0))
+        return;
+    int down = json_is_false(healthy);
+    struct am_track *t = track_for(r, topic, down);
+    if (!t)
+        return;
+    if (down) {
+        const char *err = json_string_value(json_object_get(src, "error"));
+        json_t *failures = json_object_get(src, "failures");
+        snprintf(t->detail, sizeof t->detail, "%s", err && *err ? err : "unhealthy");
+        t->value = json_is_integer(failures) ? (double)json_integer_value(failures) : 0;
+    }
+    step(r, t, down ? r->match_level : 0, 0, batch, describe_fleet, next_id);
+}
+
 int am_make_tracks(struct am_rule *r)
 {
-    r->tracks = calloc(r->is_match ? AM_MAX_TRACKS : 1, sizeof *r->tracks);
+    r->tracks = calloc(am_rule_itemized(r) ? AM_MAX_TRACKS : 1, sizeof *r->tracks);
     if (!r->tracks)
         return -1;
-    if (!r->is_match) {
+    if (!am_rule_itemized(r)) {
         r->n_tracks = 1;
         snprintf(r->tracks[0].key, sizeof r->tracks[0].key, "%s", r->type);
     }
@@ -257,7 +333,11 @@ int am_make_tracks(struct am_rule *r)
 
 void am_eval(struct am_rule *r, json_t *msg, json_t *batch, uint64_t *next_id)
 {
-    if (r->is_match)
+    if (r->kind == AM_HOST_DOWN)
+        eval_host_down(r, msg, batch, next_id);
+    else if (r->kind == AM_SOURCE_DOWN)
+        return; /* needs the topic's name: am_eval_source */
+    else if (r->is_match)
         eval_match(r, msg, batch, next_id);
     else
         eval_threshold(r, msg, batch, next_id);
@@ -303,8 +383,9 @@ json_t *am_firing(const struct am_rule *rules, int n_rules)
 
     for (int i = 0; i < n_rules && !bad; i++) {
         const struct am_rule *r = &rules[i];
-        int has[3] = {0, r->is_match ? r->match_level == 1 : r->has_warning,
-                      r->is_match ? r->match_level == 2 : r->has_critical};
+        int items = am_rule_itemized(r);
+        int has[3] = {0, items ? r->match_level == 1 : r->has_warning,
+                      items ? r->match_level == 2 : r->has_critical};
         for (int level = 1; level <= 2 && !bad; level++) {
             int n = 0;
             for (int k = 0; k < r->n_tracks; k++)

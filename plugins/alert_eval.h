@@ -24,30 +24,50 @@
 /* The state of one alert key. */
 struct am_track {
     char key[160];     /* TYPE or TYPE_ITEMNAME */
-    char item[96];     /* item name (match rules); "" otherwise */
+    char item[96];     /* item name (match rules), host (host_down), topic
+                          (source_down); "" otherwise */
     int level;         /* 0 clear, 1 warning, 2 error: what was last sent */
     unsigned streak;   /* consecutive samples the condition held */
     int64_t last_sent; /* monotonic µs of the last firing/reminder sent */
     int seen;          /* match rules: present in this evaluation */
+    double value;      /* fleet rules: the last sample that held (host_down:
+                          age_s; source_down: failures), which a resolution
+                          repeats */
+    char detail[160];  /* source_down: the last error while it held */
 };
 
-/* Gives r its alert keys: room for AM_MAX_TRACKS items (a match rule), or
-   its one key, the rule's type. 0, or -1 on ENOMEM (r->tracks NULL). */
+/* Gives r its alert keys: room for AM_MAX_TRACKS items (a match, host_down
+   or source_down rule), or its one key, the rule's type. 0, or -1 on
+   ENOMEM (r->tracks NULL). */
 int am_make_tracks(struct am_rule *r);
 
 /*
  * Evaluates rule r on msg, a message of its topic (the caller checks the
  * topic and that the source is healthy): appends to the array batch each
  * alert it raises, re-sends or resolves, numbered "a<N>" from ++*next_id.
+ * A host_down rule reads the core's `hosts` value: one alert per remote
+ * host whose "up" is false ("host" names it), resolved when it is up; the
+ * local host is never its subject. A source_down rule does nothing here
+ * (see am_eval_source).
  */
 void am_eval(struct am_rule *r, json_t *msg, json_t *batch, uint64_t *next_id);
 
 /*
+ * Evaluates a source_down rule r on msg, a message of the state topic
+ * `topic` (any topic: the rule's own `topic`, when it has one, filters):
+ * fires when msg's "_source"."healthy" is false (the alert has "topic" and
+ * "error"), resolves when it is true again. A message without a boolean
+ * "_source"."healthy" says nothing. Alerts go to batch as in am_eval.
+ */
+void am_eval_source(struct am_rule *r, const char *topic, json_t *msg, json_t *batch,
+                    uint64_t *next_id);
+
+/*
  * What is firing now: {"alerts": [{"type", "level", "firing"}, ...]} with
  * one item per (type, level) pair the rules can raise (a threshold rule:
- * warning and/or error as it has `warning` and `critical`; a match rule:
- * its level), in rule order, warning before error, rules of one type
- * summed, and "firing" the number of their keys at that level now (0
+ * warning and/or error as it has `warning` and `critical`; a match,
+ * host_down or source_down rule: its level), in rule order, warning before error, rules
+ * of one type summed, and "firing" the number of their keys at that level now (0
  * included). The body of the alerts_firing topic. New reference; NULL
  * on ENOMEM.
  */

@@ -4,7 +4,7 @@
  * Rules come from the [alert NAME] sections of katomon.conf, a kind of
  * section this plugin declares (.kinds); their grammar is alert_rules.c's,
  * shared by the plugin's check (--check-config, start-up, SIGHUP) and by
- * init/reload, which build the rules with it. Two kinds:
+ * init/reload, which build the rules with it. Four kinds:
  *
  *   threshold  `path` names a number in each message of `topic`; `op` (>, >=,
  *              <, <=) compares it with `warning`; `critical` escalates to
@@ -13,6 +13,17 @@
  *   match      `path` ends in [*] and names an array of items (containers);
  *              `match` ("status != running || health == unhealthy") is
  *              tested on each item; `name_field` names the item.
+ *   host_down  (issue 15) one alert per remote host whose "up" is false in
+ *              the core's `hosts` topic ("host B down: no message for 31 s",
+ *              with "host": "B"), resolved when it is up again.
+ *   source_down (issue 15) one alert per state topic whose "_source" says
+ *              healthy false ("redis_bridge: source down: connection
+ *              refused", with "topic" and "error"), resolved when healthy;
+ *              it subscribes to "*", this host's topics only.
+ * Both fleet kinds are built in: when no section is of that kind, a rule
+ * parsed as an empty [alert host_down] / [alert source_down] is added, so
+ * a fleet is watched without configuration and such a section tunes it or
+ * (enabled = false) turns it off.
  *
  * Per alert key (the rule's type, or TYPE_NAME per item) a state machine
  * (alert_eval.c) fires after `for` samples, escalates, reminds every
@@ -56,7 +67,11 @@
  * 8601 such as 2026-11-23T02:40:00Z or ...+00:00; limit 1..10000, default
  * 100; newest first: {"alerts", "total" (matching), "unread" (all)}),
  * GET /api/v1/alerts/active, POST /api/v1/alerts/read ({"ids": [...]} or
- * {"all": true}), DELETE /api/v1/alerts.
+ * {"all": true}), DELETE /api/v1/alerts. Each takes ?host=NAME (issue 15;
+ * absent or this host's name: as before; an unknown name: 404): GET
+ * answers another host's alerts from the batches its system_alerts
+ * brought here over a bridge (alert_remote.c); POST and DELETE refuse
+ * (400), a host's read marks and history being its own.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -72,6 +87,7 @@
 #include <katomon/util.h>
 
 #include "alert_eval.h"
+#include "alert_remote.h"
 #include "alert_rules.h"
 
 #define LINE_MAX_LEN 65536 /* longest history line read back */
@@ -94,6 +110,7 @@ static const struct km_field alert_item[] = {
     KM_FIELD("id", KM_STRING, KM_F_REQUIRED),
     KM_FIELD("value", KM_NUMBER, 0),
     KM_FIELD("threshold", KM_NUMBER, 0),
+    KM_FIELD("host", KM_STRING, 0), /* host_down: the host it is about */
     KM_FIELD_END,
 };
 static const struct km_field alert_array_item = KM_FIELD_OBJECT(NULL, 0, alert_item);
@@ -129,7 +146,7 @@ static const struct km_metric firing_metrics[] = {
 
 /* One subscribed topic with the rules reading it. */
 struct watched {
-    char topic[65];     /* topic name */
+    char topic[65];     /* topic name; "*": every topic (source_down) */
     struct km_sub *sub; /* our subscription */
 };
 
@@ -424,6 +441,16 @@ static void publish_batch(json_t *alerts)
         json_pack("{s:s, s:s, s:o}", "id", id, "timestamp", when, "alerts", alerts));
 }
 
+/* Publishes what one evaluation raised (steals batch), then the counts. */
+static void finish(json_t *batch)
+{
+    if (json_array_size(batch) > 0)
+        publish_batch(batch);
+    else
+        json_decref(batch);
+    publish_firing();
+}
+
 static void on_message(struct km_topic *topic, struct km_msg *msg, void *arg)
 {
     const char *name = am.host->topic_name(topic);
@@ -440,11 +467,24 @@ static void on_message(struct km_topic *topic, struct km_msg *msg, void *arg)
             am_eval(r, body, batch, &am.next_id);
         }
     }
-    if (json_array_size(batch) > 0)
-        publish_batch(batch);
-    else
-        json_decref(batch);
-    publish_firing();
+    finish(batch);
+}
+
+/* Every topic of this host ("*"): the source_down rules read each state
+   topic's "_source" (events and our own alerts_firing have none). */
+static void on_any(struct km_topic *topic, struct km_msg *msg, void *arg)
+{
+    json_t *body = am.host->msg_json(msg);
+    json_t *batch;
+
+    if (am.host->msg_seq(msg) != 0 || topic == am.firing ||
+        !json_is_object(json_object_get(body, "_source")) || !(batch = json_array()))
+        return;
+    for (int i = 0; i < am.n_rules; i++)
+        if (am.rules[i].kind == AM_SOURCE_DOWN)
+            am_eval_source(&am.rules[i], am.host->topic_name(topic), body, batch,
+                           &am.next_id);
+    finish(batch);
 }
 
 /* ---- REST ---- */
@@ -475,7 +515,10 @@ static int rest_list(const struct km_rest_call *call, json_t **reply, const char
     const char *si = am.host->rest_param(call, "since", since, sizeof since);
     const char *li = am.host->rest_param(call, "limit", limit_s, sizeof limit_s);
     long limit = li ? strtol(li, NULL, 10) : 100;
+    int h, status = am_remote_host(am.host, am.ctx, call, &h, reply);
 
+    if (status)
+        return status;
     if (limit <= 0 || limit > 10000) {
         *detail = "limit must be between 1 and 10000";
         return 400;
@@ -491,10 +534,13 @@ static int rest_list(const struct km_rest_call *call, json_t **reply, const char
            (km_format_iso truncates toward the past) */
         km_format_iso(us, 3, since_iso, sizeof since_iso);
     }
+    /* another host: what its system_alerts brought here (none read here) */
+    json_t *remote = h > 0 ? am_remote_entries(am.host, am.ctx, am.out, h) : NULL;
+    json_t *entries = h > 0 ? remote : am.history;
     json_t *out = json_array();
     size_t unread = 0, total = 0;
-    for (size_t i = json_array_size(am.history); i-- > 0;) {
-        json_t *e = json_array_get(am.history, i);
+    for (size_t i = json_array_size(entries); i-- > 0;) {
+        json_t *e = json_array_get(entries, i);
         if (!json_is_true(json_object_get(e, "read")))
             unread++;
         if ((lv && strcmp(lv, json_string_value(json_object_get(e, "level")) ?: "")) ||
@@ -507,6 +553,7 @@ static int rest_list(const struct km_rest_call *call, json_t **reply, const char
         if ((long)json_array_size(out) < limit)
             json_array_append(out, e);
     }
+    json_decref(remote);
     *reply = json_pack("{s:o, s:I, s:I}", "alerts", out, "total", (json_int_t)total,
                        "unread", (json_int_t)unread);
     return 200;
@@ -515,6 +562,17 @@ static int rest_list(const struct km_rest_call *call, json_t **reply, const char
 static int rest_active(const struct km_rest_call *call, json_t **reply,
                        const char **detail, void *arg)
 {
+    int h, status = am_remote_host(am.host, am.ctx, call, &h, reply);
+
+    if (status)
+        return status;
+    if (h > 0) {
+        json_t *entries = am_remote_entries(am.host, am.ctx, am.out, h);
+        json_t *active = am_remote_active(entries);
+        json_decref(entries);
+        *reply = json_pack("{s:o*}", "active", active);
+        return *reply ? 200 : 500;
+    }
     json_t *out = json_array();
     for (int i = 0; i < am.n_rules; i++)
         for (int k = 0; k < am.rules[i].n_tracks; k++) {
@@ -529,9 +587,25 @@ static int rest_active(const struct km_rest_call *call, json_t **reply,
     return 200;
 }
 
+/* POST and DELETE with ?host=: 0 for this host, else the status to answer
+   (404 for an unknown host, 400 for another one: its history is its own). */
+static int local_only(const struct km_rest_call *call, json_t **reply,
+                      const char **detail)
+{
+    int h, status = am_remote_host(am.host, am.ctx, call, &h, reply);
+
+    if (status || h == 0)
+        return status;
+    *detail = "the alerts of another host are marked read and cleared on that host";
+    return 400;
+}
+
 static int rest_read(const struct km_rest_call *call, json_t **reply, const char **detail,
                      void *arg)
 {
+    int status = local_only(call, reply, detail);
+    if (status)
+        return status;
     json_t *body = json_loadb(call->body, call->body_len, 0, NULL);
     json_t *ids = json_object_get(body, "ids");
     size_t marked = 0, i;
@@ -579,6 +653,9 @@ static int rest_read(const struct km_rest_call *call, json_t **reply, const char
 static int rest_clear(const struct km_rest_call *call, json_t **reply,
                       const char **detail, void *arg)
 {
+    int status = local_only(call, reply, detail);
+    if (status)
+        return status;
     size_t n = json_array_size(am.history);
     json_t *line =
         json_pack("{s:s, s:I}", "op", "clear", "next_id", (json_int_t)am.next_id);
@@ -602,6 +679,7 @@ static void free_rules(void)
     am.n_rules = 0;
 }
 
+/* Subscribes once to topic ("*": every topic, for the source_down rules). */
 static int watch(const char *topic)
 {
     for (int i = 0; i < am.n_watched; i++)
@@ -613,7 +691,8 @@ static int watch(const char *topic)
     am.watched = w;
     w = &am.watched[am.n_watched];
     snprintf(w->topic, sizeof w->topic, "%s", topic);
-    w->sub = am.host->subscribe(am.ctx, topic, on_message, NULL);
+    w->sub =
+        am.host->subscribe(am.ctx, topic, strcmp(topic, "*") ? on_message : on_any, NULL);
     if (!w->sub)
         return -1;
     am.n_watched++;
@@ -643,12 +722,13 @@ static int load_rules(void)
     size_t n = 0;
     const struct km_conf_section *const *secs =
         am.host->config_sections(am.ctx, "alert", &n);
+    static const enum am_kind fleet[] = {AM_HOST_DOWN, AM_SOURCE_DOWN};
     struct am_rule *rules;
-    int count = 0;
+    int count = 0, builtin = 0;
 
     if (am_check(NULL, secs, n, log_problem, NULL) != 0)
         return -1;
-    if (!(rules = calloc(n ? n : 1, sizeof *rules)))
+    if (!(rules = calloc(n + 2, sizeof *rules)))
         return -1;
     for (size_t i = 0; i < n; i++) {
         if (!am_rule_enabled(secs[i]))
@@ -662,13 +742,35 @@ static int load_rules(void)
         }
         count++;
     }
+    for (size_t k = 0; k < 2; k++) { /* the fleet kinds' built-ins, unless said */
+        size_t i = 0;
+        while (i < n && am_rule_kind(secs[i]) != (int)fleet[k])
+            i++;
+        if (i < n)
+            continue;
+        if (am_rule_builtin(fleet[k], &rules[count]) < 0 ||
+            am_make_tracks(&rules[count]) < 0) {
+            for (int j = 0; j < count; j++)
+                free(rules[j].tracks);
+            free(rules);
+            return -1;
+        }
+        count++;
+        builtin |= 1 << k;
+    }
     free_rules();
     am.rules = rules;
     am.n_rules = count;
     for (int i = 0; i < count; i++)
         if (watch(rules[i].topic) < 0)
             return -1;
-    am.host->log(am.ctx, KM_LOG_INFO, "%d alert rules", count);
+    /* "N alert rules" counts the sections, as before the built-ins */
+    am.host->log(am.ctx, KM_LOG_INFO, "%d alert rules%s%s%s",
+                 count - !!(builtin & 1) - !!(builtin & 2),
+                 builtin ? ", and the built-in " : "", builtin & 1 ? "host_down" : "",
+                 builtin == 3  ? " and source_down"
+                 : builtin & 2 ? "source_down"
+                               : "");
     return 0;
 }
 
@@ -707,7 +809,8 @@ static int am_init(struct km_ctx *ctx, const struct km_host *host)
                   host->strerror(err));
         return -1;
     }
-    if (load_rules() < 0 || history_open() < 0)
+    /* history first: a state topic's value may raise alerts at subscribe */
+    if (history_open() < 0 || load_rules() < 0)
         return -1;
     publish_firing();
     am.sync = host->timer_add(ctx, host->config_double(ctx, "sync_interval"),
@@ -745,8 +848,17 @@ static void am_shutdown(struct km_ctx *ctx)
     am.fd = -1;
 }
 
-KM_PLUGIN_DEFINE(.name = "alert_manager", .version = "1.0",
-                 .description =
-                     "alert rules from [alert] sections, with persistent history",
-                 .config = am_keys, .init = am_init, .reload = am_reload,
-                 .shutdown = am_shutdown, .kinds = am_kinds, .check = am_check);
+/* The topics init declares, named in the descriptor (.topics) for collect = false. */
+static const struct km_topic_def am_topics[] = {
+    {"system_alerts", KM_TOPIC_EVENT, batch_schema, 512,
+     "alert batches (firing and resolved)", NULL},
+    {"alerts_firing", KM_TOPIC_STATE, firing_schema, 0,
+     "alerts firing now, by type and level", firing_metrics},
+    {NULL, 0, NULL, 0, NULL, NULL},
+};
+
+KM_PLUGIN_DEFINE(
+        .name = "alert_manager", .version = "1.0",
+        .description = "alert rules from [alert] sections, with persistent history",
+        .config = am_keys, .init = am_init, .reload = am_reload, .shutdown = am_shutdown,
+        .kinds = am_kinds, .check = am_check, .topics = am_topics);

@@ -2,14 +2,20 @@
  * alert_rules.c - the [alert NAME] rule grammar of alert_manager (see
  * alert_rules.h). etc/katomon.conf documents it for operators.
  *
- *   topic       a topic name: [a-z0-9_.-], at most 64 bytes (required)
+ *   kind        threshold, match, host_down or source_down (default:
+ *               NAME when the section is [alert host_down] or [alert
+ *               source_down], else match when `match` is set, else
+ *               threshold)
+ *   topic       a topic name: [a-z0-9_.-], at most 64 bytes (required;
+ *               source_down: optional, one topic instead of every one;
+ *               host_down: none, it reads the core's `hosts`)
  *   path        steps of [A-Za-z0-9_-] joined by '.', at most 127 bytes
  *               (required); a match rule's ends in [*] (the items of a
  *               list), a threshold rule's names one number and has none
  *   match       makes it a match rule: TEST [|| TEST]..., at most 4, a TEST
  *               being FIELD == VALUE or FIELD != VALUE, FIELD a path
  *               without [*], VALUE one word
- *   level       warning or error (match rules only)
+ *   level       warning or error (match, host_down, source_down rules)
  *   name_field  a path without [*] (match rules only; default name)
  *   op          > >= < <= (threshold rules only; default >)
  *   warning, critical, clear
@@ -18,6 +24,8 @@
  *               on the resolving side of the first threshold crossed
  *   type        at most 63 printable bytes, no braces (default NAME)
  *   message     at most 255 bytes; the {placeholders} of the rule's kind
+ * host_down and source_down rules have no path, match, op, thresholds or
+ * name_field.
  *   enabled, for, cooldown
  *               typed keys only (the loader checks them)
  *
@@ -53,6 +61,7 @@ static const struct km_conf_key rule_keys[] = {
     {"match", KM_CONF_STRING, NULL, 0, 0, "condition tested on every item of path"},
     {"level", KM_CONF_STRING, NULL, 0, 0, "level of a match rule"},
     {"name_field", KM_CONF_STRING, NULL, 0, 0, "member naming an item"},
+    {"kind", KM_CONF_STRING, NULL, 0, 0, "threshold, match, host_down or source_down"},
     {NULL, KM_CONF_STRING, NULL, 0, 0, NULL},
 };
 
@@ -65,20 +74,38 @@ const struct km_conf_kind am_kinds[] = {
 
 #define FOR_THRESHOLD 1 /* means something in a threshold rule */
 #define FOR_MATCH     2 /* ... in a match rule */
+#define FOR_HOST      4 /* ... in a host_down rule */
+#define FOR_SOURCE    8 /* ... in a source_down rule */
+#define FOR_ALL       (FOR_THRESHOLD | FOR_MATCH | FOR_HOST | FOR_SOURCE)
 
 /* Every placeholder, in the order of enum placeholder. */
 static const struct {
     const char *name; /* as written between braces */
     int rules;        /* FOR_THRESHOLD | FOR_MATCH */
 } placeholders[] = {
-    {"value", FOR_THRESHOLD | FOR_MATCH},
+    {"value", FOR_ALL},
     {"value_pct", FOR_THRESHOLD},
     {"threshold", FOR_THRESHOLD},
-    {"name", FOR_MATCH},
+    {"name", FOR_MATCH | FOR_HOST | FOR_SOURCE},
     {"matched", FOR_MATCH},
-    {"type", FOR_THRESHOLD | FOR_MATCH},
-    {"level", FOR_THRESHOLD | FOR_MATCH},
+    {"type", FOR_ALL},
+    {"level", FOR_ALL},
+    {"host", FOR_HOST},
+    {"age", FOR_HOST},
+    {"topic", FOR_SOURCE},
+    {"error", FOR_SOURCE},
 };
+
+/* The FOR_ bit of a kind. */
+static int kind_bit(enum am_kind kind)
+{
+    static const int bits[] = {FOR_THRESHOLD, FOR_MATCH, FOR_HOST, FOR_SOURCE};
+    return bits[kind];
+}
+
+/* The kinds' names, as `kind` spells them, in the order of enum am_kind. */
+static const char *const kind_names[] = {"threshold", "match", "host_down",
+                                         "source_down"};
 
 /* Index into placeholders[]. */
 enum placeholder {
@@ -88,7 +115,11 @@ enum placeholder {
     PH_NAME,
     PH_MATCHED,
     PH_TYPE,
-    PH_LEVEL
+    PH_LEVEL,
+    PH_HOST,
+    PH_AGE,
+    PH_TOPIC,
+    PH_ERROR
 };
 
 #define N_PLACEHOLDERS ((int)(sizeof placeholders / sizeof placeholders[0]))
@@ -125,10 +156,22 @@ void am_render(char *out, size_t len, const struct am_rule *r, double value,
         int which = *p == '{' ? placeholder_at(p, &plen) : PH_TEXT;
         switch (which) {
         case PH_VALUE:
-            if (r->is_match) /* e.g. exited */
+            if (r->is_match || r->kind == AM_SOURCE_DOWN) /* e.g. exited */
                 snprintf(piece, sizeof piece, "%s", matched ? matched : "");
+            else if (r->kind == AM_HOST_DOWN) /* seconds */
+                snprintf(piece, sizeof piece, "%.0f", value);
             else
                 snprintf(piece, sizeof piece, "%.1f", value);
+            break;
+        case PH_AGE:
+            snprintf(piece, sizeof piece, "%.0f", value);
+            break;
+        case PH_HOST:
+        case PH_TOPIC:
+            snprintf(piece, sizeof piece, "%s", name ? name : "");
+            break;
+        case PH_ERROR:
+            snprintf(piece, sizeof piece, "%s", matched ? matched : "");
             break;
         case PH_VALUE_PCT:
             snprintf(piece, sizeof piece, "%.1f", value * 100);
@@ -378,14 +421,22 @@ static void read_type(struct parse *ps, struct am_rule *r)
 static void read_message(struct parse *ps, struct am_rule *r)
 {
     const struct km_conf_entry *e = entry(ps->sec, "message");
-    const char *kind = r->is_match ? "a match rule" : "a threshold rule";
-    int mine = r->is_match ? FOR_MATCH : FOR_THRESHOLD;
+    static const char *const kinds[] = {"a threshold rule", "a match rule",
+                                        "a host_down rule", "a source_down rule"};
+    const char *kind = kinds[r->kind];
+    int mine = kind_bit(r->kind);
     char list[160] = "";
     size_t plen;
 
     if (!e) { /* e.g. "container_down 'kato-redis' is exited" */
-        if (r->is_match)
+        if (r->kind == AM_MATCH)
             snprintf(r->message, sizeof r->message, "%s '{name}' is {matched}", r->type);
+        else if (r->kind == AM_HOST_DOWN) /* "host B down: no message for 31 s" */
+            snprintf(r->message, sizeof r->message,
+                     "host {host} down: no message for "
+                     "{age} s");
+        else if (r->kind == AM_SOURCE_DOWN) /* "redis_bridge: source down: ..." */
+            snprintf(r->message, sizeof r->message, "{topic}: source down: {error}");
         else
             snprintf(r->message, sizeof r->message, "{type}: {value}");
         return;
@@ -419,11 +470,24 @@ static void read_message(struct parse *ps, struct am_rule *r)
     snprintf(r->message, sizeof r->message, "%s", e->value);
 }
 
+/* level: warning or error (default error), of a match or fleet rule. */
+static void read_level(struct parse *ps, struct am_rule *r)
+{
+    const struct km_conf_entry *level = entry(ps->sec, "level");
+
+    r->match_level = 2;
+    if (level && strcmp(level->value, "warning") == 0)
+        r->match_level = 1;
+    else if (level && strcmp(level->value, "error") != 0)
+        problem(ps, level->line,
+                "bad value `%.60s` for `level` in [alert %s]: expected warning or error",
+                level->value, ps->sec->name);
+}
+
 /* A match rule: match, level, name_field; no threshold keys. */
 static void read_match(struct parse *ps, struct am_rule *r, const struct km_conf_entry *m)
 {
     static const char *const threshold_only[] = {"warning", "critical", "clear", "op"};
-    const struct km_conf_entry *level = entry(ps->sec, "level");
     const struct km_conf_entry *nf = entry(ps->sec, "name_field");
     const char *why = NULL;
 
@@ -433,13 +497,7 @@ static void read_match(struct parse *ps, struct am_rule *r, const struct km_conf
             "bad value `%.60s` for `match` in [alert %s]: %s; expected FIELD == VALUE "
             "or FIELD != VALUE, such as status != running (up to 4, joined with ||)",
             m->value, ps->sec->name, why);
-    r->match_level = 2;
-    if (level && strcmp(level->value, "warning") == 0)
-        r->match_level = 1;
-    else if (level && strcmp(level->value, "error") != 0)
-        problem(ps, level->line,
-                "bad value `%.60s` for `level` in [alert %s]: expected warning or error",
-                level->value, ps->sec->name);
+    read_level(ps, r);
     snprintf(r->name_field, sizeof r->name_field, "name");
     if (nf && (path_kind(nf->value, strlen(nf->value)) != 1 ||
                strlen(nf->value) >= sizeof r->name_field))
@@ -457,6 +515,66 @@ static void read_match(struct parse *ps, struct am_rule *r, const struct km_conf
                     "(match at line %d); keep either match or warning/critical",
                     e->key, ps->sec->name, m->line);
     }
+}
+
+/* kind: what the rule watches (am_rule_kind says the default); a `kind`
+   that disagrees with `match` is reported. */
+static void read_kind(struct parse *ps, struct am_rule *r,
+                      const struct km_conf_entry *match)
+{
+    const struct km_conf_entry *e = entry(ps->sec, "kind");
+    int k = am_rule_kind(ps->sec);
+
+    if (k < 0) {
+        problem(ps, e->line,
+                "bad value `%.60s` for `kind` in [alert %s]: expected threshold, match, "
+                "host_down or source_down",
+                e->value, ps->sec->name);
+        k = match ? AM_MATCH : AM_THRESHOLD; /* check the rest as the keys say */
+    } else if (k == AM_THRESHOLD && match) {
+        problem(ps, match->line,
+                "`match` makes [alert %s] a match rule, but it says kind = threshold at "
+                "line %d: remove one of them",
+                ps->sec->name, e->line);
+        k = AM_MATCH; /* check the rest as the keys say: one problem */
+    } else if (k == AM_MATCH && !match) {
+        problem(ps, e->line,
+                "[alert %s] is a match rule (kind = match) without `match`; add a line "
+                "such as match = status != running",
+                ps->sec->name);
+    }
+    r->kind = (enum am_kind)k;
+    r->is_match = k == AM_MATCH;
+}
+
+/* A host_down or source_down rule: none of the keys that read a path; a
+   source_down rule may name one topic (default: every state topic). */
+static void read_fleet(struct parse *ps, struct am_rule *r)
+{
+    static const char *const not_here[] = {"path",     "match", "op",         "warning",
+                                           "critical", "clear", "name_field", "topic"};
+    const char *what = r->kind == AM_HOST_DOWN
+                           ? "it watches every remote host in the core's `hosts` topic"
+                           : "it watches the \"_source\" of every state topic (or of "
+                             "`topic`)";
+    size_t n = sizeof not_here / sizeof not_here[0];
+
+    if (r->kind == AM_SOURCE_DOWN)
+        n--; /* topic: one topic rather than every one */
+    for (size_t i = 0; i < n; i++) {
+        const struct km_conf_entry *e = entry(ps->sec, not_here[i]);
+        if (e)
+            problem(ps, e->line,
+                    "`%s` means nothing in [alert %s], a %s rule: %s; remove it", e->key,
+                    ps->sec->name, kind_names[r->kind], what);
+    }
+    if (r->kind == AM_HOST_DOWN)
+        snprintf(r->topic, sizeof r->topic, "hosts");
+    else if (entry(ps->sec, "topic"))
+        read_topic(ps, r);
+    else
+        snprintf(r->topic, sizeof r->topic, "*");
+    read_level(ps, r);
 }
 
 /* +1 for > and >=, -1 for < and <=: the direction that is worse. */
@@ -546,15 +664,60 @@ int am_rule_parse(const struct km_conf_section *sec, struct am_rule *r,
         r->for_n = (unsigned)n;
     if ((e = entry(sec, "cooldown")) && km_conf_parse_double(e->value, &d) == 0 && d >= 0)
         r->cooldown = d;
+    read_kind(&ps, r, match);
     read_type(&ps, r);
-    read_topic(&ps, r);
-    read_path(&ps, r, match);
-    if (match)
-        read_match(&ps, r, match);
-    else
-        read_threshold(&ps, r);
+    if (r->kind == AM_HOST_DOWN || r->kind == AM_SOURCE_DOWN) {
+        read_fleet(&ps, r);
+    } else {
+        read_topic(&ps, r);
+        /* kind = match without `match` was reported: check the path as a list */
+        read_path(&ps, r, r->is_match ? (match ? match : entry(sec, "kind")) : NULL);
+        if (r->is_match && match)
+            read_match(&ps, r, match);
+        else if (!r->is_match)
+            read_threshold(&ps, r);
+    }
     read_message(&ps, r);
     return ps.problems;
+}
+
+int am_rule_kind(const struct km_conf_section *sec)
+{
+    const struct km_conf_entry *e = entry(sec, "kind");
+
+    if (e) {
+        for (int k = 0; k < (int)(sizeof kind_names / sizeof kind_names[0]); k++)
+            if (strcmp(e->value, kind_names[k]) == 0)
+                return k;
+        return -1;
+    }
+    if (strcmp(sec->name, "host_down") == 0)
+        return AM_HOST_DOWN;
+    if (strcmp(sec->name, "source_down") == 0)
+        return AM_SOURCE_DOWN;
+    return entry(sec, "match") ? AM_MATCH : AM_THRESHOLD;
+}
+
+/* Reports nothing: an empty built-in section has no problem to report. */
+static void __attribute__((format(printf, 4, 5)))
+report_none(void *arg, const struct km_conf_section *sec, int line, const char *fmt, ...)
+{
+    (void)arg, (void)sec, (void)line, (void)fmt;
+}
+
+int am_rule_builtin(enum am_kind kind, struct am_rule *r)
+{
+    struct km_conf_section sec = {"alert", NULL, "(built in)", 0, NULL, 0};
+
+    if (kind != AM_HOST_DOWN && kind != AM_SOURCE_DOWN)
+        return -1;
+    sec.name = kind_names[kind];
+    return am_rule_parse(&sec, r, report_none, NULL) == 0 ? 0 : -1;
+}
+
+int am_rule_itemized(const struct am_rule *r)
+{
+    return r->is_match || r->kind != AM_THRESHOLD; /* is_match: rules made by hand */
 }
 
 int am_rule_enabled(const struct km_conf_section *sec)

@@ -212,6 +212,14 @@ static const struct km_metric containers_metrics[] = {
     {NULL, NULL, NULL, 0, 0, NULL},
 };
 
+/* The topic init declares; named in the descriptor too (.topics), so a katomon
+   with collect = false knows it without running the plugin. */
+static const struct km_topic_def ds_topics[] = {
+    {"containers", KM_TOPIC_STATE, containers_schema, 0,
+     "Docker containers of the KATO deployment", containers_metrics},
+    {NULL, 0, NULL, 0, NULL, NULL},
+};
+
 /* ---- state ---- */
 
 /* CPU counters of the previous sample of one container. */
@@ -767,13 +775,7 @@ static int ds_init(struct km_ctx *ctx, const struct km_host *host)
     ds.timeout_ms = (unsigned)(host->config_double(ctx, "timeout") * 1000);
     ds.use_events = host->config_bool(ctx, "events");
 
-    struct km_topic_def def = {"containers",
-                               KM_TOPIC_STATE,
-                               containers_schema,
-                               0,
-                               "Docker containers of the KATO deployment",
-                               containers_metrics};
-    ds.topic = host->topic_declare(ctx, &def, &err);
+    ds.topic = host->topic_declare(ctx, &ds_topics[0], &err);
     if (!ds.topic) {
         host->log(ctx, KM_LOG_ERROR, "cannot declare topic containers: %s",
                   host->strerror(err));
@@ -793,7 +795,7 @@ static void ds_shutdown(struct km_ctx *ctx)
     memset(&ds, 0, sizeof ds);
 }
 
-KM_PLUGIN_DEFINE(.name = "docker_stats", .version = "1.0",
-                 .description =
-                     "Docker container CPU, memory, network, block I/O, health",
-                 .config = ds_keys, .init = ds_init, .shutdown = ds_shutdown);
+KM_PLUGIN_DEFINE(
+        .name = "docker_stats", .version = "1.0",
+        .description = "Docker container CPU, memory, network, block I/O, health",
+        .config = ds_keys, .init = ds_init, .shutdown = ds_shutdown, .topics = ds_topics);

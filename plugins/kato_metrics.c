@@ -205,20 +205,32 @@ static const struct km_metric health_metrics[] = {
     {NULL, NULL, NULL, 0, 0, NULL},
 };
 
+/*
+ * The topics init declares, one per polled endpoint (sources[i] feeds
+ * kato_topics[i]); named in the descriptor too (.topics), so a katomon with
+ * collect = false knows them without running the plugin.
+ */
+static const struct km_topic_def kato_topics[] = {
+    {"metrics", KM_TOPIC_STATE, metrics_schema, 0, "KATO GET /metrics body",
+     metrics_metrics},
+    {"sessions", KM_TOPIC_STATE, sessions_schema, 0, "active and total KATO sessions",
+     sessions_metrics},
+    {"kato_health", KM_TOPIC_STATE, health_schema, 0, "KATO GET /health body",
+     health_metrics},
+    {NULL, 0, NULL, 0, NULL, NULL},
+};
+
 /* ---- state ---- */
 
 /* One polled endpoint. */
 struct kato_source {
-    const char *path;                /* e.g. "/metrics" */
-    const char *topic_name;          /* topic it feeds */
-    const struct km_field *schema;   /* that topic's type */
-    const struct km_metric *metrics; /* its series */
-    const char *description;         /* for GET /api/v1/topics */
-    struct km_topic *topic;          /* declared at init */
-    struct km_http_req *req;         /* request in flight, or NULL */
-    unsigned failures;               /* consecutive failed polls */
-    json_t *(*shape)(json_t *body);  /* turns a good body into the topic's message
-                                        (steals body); NULL: as is */
+    const char *path;               /* e.g. "/metrics" */
+    const struct km_topic_def *def; /* the topic it feeds (kato_topics) */
+    struct km_topic *topic;         /* declared at init */
+    struct km_http_req *req;        /* request in flight, or NULL */
+    unsigned failures;              /* consecutive failed polls */
+    json_t *(*shape)(json_t *body); /* turns a good body into the topic's message
+                                       (steals body); NULL: as is */
 };
 
 static const struct km_host *host;
@@ -232,14 +244,13 @@ static double last_total_created; /* for sessions.total_count */
 static json_t *shape_sessions(json_t *body);
 
 static struct kato_source sources[] = {
-    {"/metrics", "metrics", metrics_schema, metrics_metrics, "KATO GET /metrics body",
-     NULL, NULL, 0, NULL},
-    {"/sessions/count", "sessions", sessions_schema, sessions_metrics,
-     "active and total KATO sessions", NULL, NULL, 0, shape_sessions},
-    {"/health", "kato_health", health_schema, health_metrics, "KATO GET /health body",
-     NULL, NULL, 0, NULL},
+    {"/metrics", &kato_topics[0], NULL, NULL, 0, NULL},
+    {"/sessions/count", &kato_topics[1], NULL, NULL, 0, shape_sessions},
+    {"/health", &kato_topics[2], NULL, NULL, 0, NULL},
 };
 #define N_SOURCES (sizeof sources / sizeof sources[0])
+_Static_assert(N_SOURCES + 1 == sizeof kato_topics / sizeof kato_topics[0],
+               "one topic per source, and the {NULL} end");
 
 /* ---- messages ---- */
 
@@ -261,9 +272,9 @@ static json_t *error_message(struct kato_source *s, const char *error)
 {
     json_t *m;
 
-    if (strcmp(s->topic_name, "kato_health") == 0)
+    if (strcmp(s->def->name, "kato_health") == 0)
         m = json_pack("{s:s, s:s}", "status", "error", "error", error);
-    else if (strcmp(s->topic_name, "sessions") == 0)
+    else if (strcmp(s->def->name, "sessions") == 0)
         m = json_pack("{s:n, s:I, s:s}", "active_count", "total_count",
                       (json_int_t)last_total_created, "error", error);
     else
@@ -287,7 +298,7 @@ static void publish_error(struct kato_source *s, const char *fmt, ...)
     s->failures++;
     /* say it once when the source goes bad, not every interval */
     if (s->failures == 1)
-        host->log(ctx, KM_LOG_WARNING, "%s: %s (retrying every poll)", s->topic_name,
+        host->log(ctx, KM_LOG_WARNING, "%s: %s (retrying every poll)", s->def->name,
                   error);
     host->publish(ctx, s->topic, error_message(s, error));
 }
@@ -332,7 +343,7 @@ static void on_response(const struct km_http_response *resp, void *arg)
                  kato_error);
         s->failures++;
         if (s->failures == 1)
-            host->log(ctx, KM_LOG_WARNING, "%s: %s", s->topic_name, error);
+            host->log(ctx, KM_LOG_WARNING, "%s: %s", s->def->name, error);
         json_object_set_new(body, "_source", km_source_json(error, s->failures));
         if (host->publish(ctx, s->topic, body) == KM_ESCHEMA) {
             s->failures--; /* publish_error counts this poll */
@@ -343,7 +354,7 @@ static void on_response(const struct km_http_response *resp, void *arg)
     json_object_set_new(body, "_source", km_source_json(NULL, 0));
     if (s->failures)
         host->log(ctx, KM_LOG_NOTICE, "%s: KATO answers again after %u failed polls",
-                  s->topic_name, s->failures);
+                  s->def->name, s->failures);
     unsigned failures = s->failures;
     s->failures = 0;
     if (host->publish(ctx, s->topic, body) == KM_ESCHEMA) {
@@ -404,13 +415,11 @@ static int kato_init(struct km_ctx *c, const struct km_host *h)
 
     for (size_t i = 0; i < N_SOURCES; i++) {
         struct kato_source *s = &sources[i];
-        struct km_topic_def def = {s->topic_name,  KM_TOPIC_STATE, s->schema, 0,
-                                   s->description, s->metrics};
         s->failures = 0;
         s->req = NULL;
-        s->topic = host->topic_declare(ctx, &def, &err);
+        s->topic = host->topic_declare(ctx, s->def, &err);
         if (!s->topic) {
-            host->log(ctx, KM_LOG_ERROR, "cannot declare topic %s: %s", s->topic_name,
+            host->log(ctx, KM_LOG_ERROR, "cannot declare topic %s: %s", s->def->name,
                       host->strerror(err));
             return -1;
         }
@@ -429,4 +438,5 @@ static void kato_shutdown(struct km_ctx *c)
 
 KM_PLUGIN_DEFINE(.name = "kato_metrics", .version = "1.0",
                  .description = "polls KATO /metrics, /health and /sessions/count",
-                 .config = kato_keys, .init = kato_init, .shutdown = kato_shutdown);
+                 .config = kato_keys, .init = kato_init, .shutdown = kato_shutdown,
+                 .topics = kato_topics);

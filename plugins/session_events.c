@@ -74,6 +74,15 @@ static const struct km_field event_schema[] = {
     KM_FIELD_END,
 };
 
+/* The topic init declares (its ring from ring_size; here the default), named
+   in the descriptor too (.topics), so a katomon with collect = false knows it
+   without running the plugin. .metrics NULL: an event topic has no series. */
+static const struct km_topic_def se_topics[] = {
+    {"session_events", KM_TOPIC_EVENT, event_schema, 512,
+     "KATO sessions created and destroyed", NULL},
+    {NULL, 0, NULL, 0, NULL, NULL},
+};
+
 /* Where the stream connection stands. */
 enum stream_state {
     ST_IDLE,      /* not connected; a retry timer may be pending */
@@ -342,14 +351,8 @@ static int se_init(struct km_ctx *ctx, const struct km_host *host)
     se.retry_s = host->config_double(ctx, "retry");
     se.ping_s = host->config_double(ctx, "ping_interval");
     se.last_event_us = km_mono_us();
-    /* .metrics NULL: an event topic has no series */
-    unsigned ring = (unsigned)host->config_int(ctx, "ring_size");
-    struct km_topic_def def = {"session_events",
-                               KM_TOPIC_EVENT,
-                               event_schema,
-                               ring,
-                               "KATO sessions created and destroyed",
-                               NULL};
+    struct km_topic_def def = se_topics[0];
+    def.ring_size = (unsigned)host->config_int(ctx, "ring_size");
     se.topic = host->topic_declare(ctx, &def, &err);
     if (!se.topic) {
         host->log(ctx, KM_LOG_ERROR, "cannot declare topic session_events: %s",
@@ -376,4 +379,5 @@ static void se_shutdown(struct km_ctx *ctx)
 
 KM_PLUGIN_DEFINE(.name = "session_events", .version = "1.0",
                  .description = "KATO session events, from /ws/events or count changes",
-                 .config = se_keys, .init = se_init, .shutdown = se_shutdown);
+                 .config = se_keys, .init = se_init, .shutdown = se_shutdown,
+                 .topics = se_topics);

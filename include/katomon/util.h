@@ -227,8 +227,8 @@ static inline int km_host_name_valid(const char *name)
         char c = *p;
         if (len >= KM_HOST_NAME_MAX)
             return 0;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == '-'))
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
             return 0;
     }
     return 1;

@@ -89,6 +89,7 @@ static struct {
     int inflight_max;
     const char *sub; /* comma list, or NULL */
     int sub_random;  /* > 0: each subscribes to this many random topics of sub */
+    const char *proto; /* subscribe's "protocol" ("katomon/1"), or NULL: none */
     int stall;       /* connections that never read */
     double warmup, duration;
     int pid;
@@ -358,7 +359,10 @@ static void send_subscribe(struct conn *c)
             n += (size_t)snprintf(msg + n, sizeof msg - n, "%s\"%s\"", i ? "," : "",
                                   g.topics[i]);
     }
-    n += (size_t)snprintf(msg + n, sizeof msg - n, "]}");
+    n += (size_t)snprintf(msg + n, sizeof msg - n, "]");
+    if (g.proto)
+        n += (size_t)snprintf(msg + n, sizeof msg - n, ",\"protocol\":\"%s\"", g.proto);
+    n += (size_t)snprintf(msg + n, sizeof msg - n, "}");
     send_frame(c, 1, msg, n);
 }
 
@@ -909,7 +913,7 @@ static void usage(void)
         "usage: bench_client -p PORT [-n N] [--path /ws] [--sub a,b,c] [--sub-random K]\n"
         "  [--stall K] [--warmup S] [--duration S] [--pid PID] [--km-stats] [--idle]\n"
         "  [--settle S] [--src K] [--inflight K] [--label L] [--out FILE] [--seed N]\n"
-        "  [--memcount FILE]\n");
+        "  [--memcount FILE] [--proto katomon/1]\n");
     exit(2);
 }
 
@@ -925,7 +929,8 @@ int main(int argc, char **argv)
         {"settle", 1, 0, 'e'},   {"src", 1, 0, 'a'},
         {"inflight", 1, 0, 'f'}, {"label", 1, 0, 'l'},
         {"out", 1, 0, 'o'},      {"seed", 1, 0, 'x'},
-        {"memcount", 1, 0, 'm'}, {0, 0, 0, 0}};
+        {"memcount", 1, 0, 'm'}, {"proto", 1, 0, 'R'},
+        {0, 0, 0, 0}};
     struct rlimit rl;
     int o;
 
@@ -995,6 +1000,9 @@ int main(int argc, char **argv)
             break;
         case 'm':
             g.memcount = optarg;
+            break;
+        case 'R':
+            g.proto = optarg;
             break;
         default:
             usage();

@@ -10,7 +10,11 @@
 #  - a section of a kind no plugin reads: an error with a did-you-mean, and
 #    start-up refuses it too; with its plugin disabled, only a warning;
 #  - a rule error --check-config reports keeps start-up from running
-#    alert_manager too (the check runs before init).
+#    alert_manager too (the check runs before init);
+#  - an edge (issue 15): the fixed file with [core] host_name and collect =
+#    false on both plugins is accepted and starts them passive (nothing of
+#    theirs runs); collect = false on a plugin that does not name its topics
+#    (kato_api) and a host_name that is not one are errors at their lines.
 #
 # Run by `make check` (automake test protocol: 0 pass, 77 skip, else fail);
 # KEEP=1 keeps its scratch directory (configs, outputs, logs) for a look.
@@ -209,6 +213,52 @@ if [ $rc -ne 0 ] && grep -q "plugin alert_manager (.*): $T/rule.conf:$n: critica
     ok "start-up: the same check disables alert_manager (fatal here)"
 else
     not_ok "start-up with a rule error: exit $rc" "$T/rule.log"
+fi
+
+# ---- an edge: collect = false -------------------------------------------------------
+sed 's/^log_level = info$/log_level = info\nhost_name = edge-1/' "$T/good.conf" |
+    sed 's/^\(\[plugin .*\]\)$/\1\ncollect = false/' >"$T/edge.conf"
+if "$KATOMON" --check-config -c "$T/edge.conf" >"$T/edge.out" 2>&1 &&
+    grep -q "^$T/edge.conf: configuration OK$" "$T/edge.out"; then
+    ok "an edge (collect = false on both plugins): --check-config says OK"
+else
+    not_ok "the edge file refused" "$T/edge.out"
+fi
+"$KATOMON" -f -c "$T/edge.conf" >"$T/edge.log" 2>&1 &
+KPID=$!
+PIDS="$PIDS $KPID"
+if wait_for "$T/edge.log" "katomon .* started" 15 &&
+    grep -q "this host is 'edge-1'" "$T/edge.log" &&
+    grep -q "plugin kato_metrics .* passive (collect = false): 3 topics declared, not started" "$T/edge.log" &&
+    grep -q "plugin alert_manager .* passive (collect = false): 2 topics declared, not started" "$T/edge.log"; then
+    ok "the edge starts both plugins passive"
+else
+    not_ok "edge start-up" "$T/edge.log"
+fi
+kill -TERM "$KPID"
+wait "$KPID"
+rc=$?
+if [ $rc -eq 0 ] && ! grep -q "alert rules\| error: " "$T/edge.log"; then
+    ok "no plugin code ran, no error, exit 0"
+else
+    not_ok "edge run (exit $rc)" "$T/edge.log"
+fi
+cat >"$T/noedge.conf" <<EOF
+[core]
+plugin_dir = $PLUGIN_BUILD_DIR
+state_dir = $T/state
+host_name = edge:1
+[plugin kato_api]
+collect = false
+EOF
+"$KATOMON" --check-config -c "$T/noedge.conf" >"$T/noedge.out" 2>&1
+rc=$?
+if [ $rc -eq 1 ] &&
+    grep -q "^$T/noedge.conf:4: bad value \`edge:1\` for \`host_name\` in \[core\]: expected a host name" "$T/noedge.out" &&
+    grep -q "^$T/noedge.conf:6: plugin kato_api cannot run with collect = false" "$T/noedge.out"; then
+    ok "a bad host_name and collect = false without .topics: errors at their lines"
+else
+    not_ok "noedge (exit $rc)" "$T/noedge.out"
 fi
 
 echo "$passes passed, $fails failed"

@@ -227,6 +227,172 @@ START_TEST(test_same_type_summed)
 }
 END_TEST
 
+/* ---- the fleet kinds (issue 15) ---------------------------------------------- */
+
+/* A built-in fleet rule (host_down or source_down), as alert_manager adds it. */
+static struct am_rule *fleet(enum am_kind kind)
+{
+    struct am_rule *r = &rules[n_rules++];
+
+    ck_assert_int_eq(am_rule_builtin(kind, r), 0);
+    ck_assert_int_eq(am_make_tracks(r), 0);
+    return r;
+}
+
+/* The `hosts` value with A local and B up or not, age_s of B. */
+static json_t *hosts_feed(int b_up, double age)
+{
+    char text[512];
+
+    snprintf(text, sizeof text,
+             "{\"local\":\"A\",\"stale_after_s\":15,\"hosts\":["
+             "{\"name\":\"A\",\"local\":true,\"up\":true,\"age_s\":0},"
+             "{\"name\":\"B\",\"local\":false,\"up\":%s,\"age_s\":%g}]}",
+             b_up ? "true" : "false", age);
+    return feed(text);
+}
+
+/* The batch's one alert (borrowed from batch). */
+static json_t *only(json_t *batch)
+{
+    ck_assert_int_eq(json_array_size(batch), 1);
+    return json_array_get(batch, 0);
+}
+
+static const char *str(json_t *a, const char *key)
+{
+    const char *v = json_string_value(json_object_get(a, key));
+    ck_assert_msg(v != NULL, "no string %s", key);
+    return v;
+}
+
+START_TEST(test_host_down)
+{
+    fleet(AM_HOST_DOWN);
+    assert_firing(
+        "{\"alerts\":[{\"type\":\"host_down\",\"level\":\"error\",\"firing\":0}]}");
+    json_t *b = hosts_feed(1, 0.4); /* up: nothing, and no key spent on it */
+    ck_assert_int_eq(json_array_size(b), 0);
+    ck_assert_int_eq(rules[0].n_tracks, 0);
+    json_decref(b);
+    b = hosts_feed(0, 31.2);
+    json_t *a = only(b);
+    ck_assert_str_eq(str(a, "message"), "host B down: no message for 31 s");
+    ck_assert_str_eq(str(a, "host"), "B");
+    ck_assert_str_eq(str(a, "key"), "host_down_B");
+    ck_assert_str_eq(str(a, "state"), "firing");
+    ck_assert_str_eq(str(a, "level"), "error");
+    ck_assert_double_eq(json_number_value(json_object_get(a, "value")), 31.2);
+    json_decref(b);
+    assert_firing(
+        "{\"alerts\":[{\"type\":\"host_down\",\"level\":\"error\",\"firing\":1}]}");
+    b = hosts_feed(0, 32.2); /* still down, within the cooldown: quiet */
+    ck_assert_int_eq(json_array_size(b), 0);
+    json_decref(b);
+    b = hosts_feed(1, 0.1);
+    a = only(b);
+    ck_assert_str_eq(str(a, "state"), "resolved");
+    ck_assert_str_eq(str(a, "host"), "B");
+    /* a resolution repeats the last age seen down */
+    ck_assert_str_eq(str(a, "message"), "host B down: no message for 32 s (resolved)");
+    json_decref(b);
+    assert_firing(
+        "{\"alerts\":[{\"type\":\"host_down\",\"level\":\"error\",\"firing\":0}]}");
+}
+END_TEST
+
+START_TEST(test_host_down_local_never)
+{
+    fleet(AM_HOST_DOWN);
+    /* a malformed local item saying down, and one named like "local" */
+    json_t *b = feed("{\"local\":\"A\",\"hosts\":["
+                     "{\"name\":\"A\",\"local\":true,\"up\":false,\"age_s\":99},"
+                     "{\"name\":\"A\",\"up\":false,\"age_s\":99},"
+                     "{\"name\":\"C\",\"up\":\"no\"},"
+                     "{\"up\":false},"
+                     "{\"name\":\"D\",\"local\":false,\"up\":false,\"age_s\":15}]}");
+    ck_assert_str_eq(str(only(b), "host"), "D");
+    json_decref(b);
+    b = feed("{\"hosts\":5}"); /* not a list: no verdict */
+    ck_assert_int_eq(json_array_size(b), 0);
+    json_decref(b);
+    assert_firing(
+        "{\"alerts\":[{\"type\":\"host_down\",\"level\":\"error\",\"firing\":1}]}");
+}
+END_TEST
+
+/* Evaluates the source_down rules on `text` as a message of topic. */
+static json_t *source_feed(const char *topic, const char *text)
+{
+    json_t *msg = json_loads(text, 0, NULL);
+    json_t *batch = json_array();
+
+    ck_assert_ptr_nonnull(msg);
+    for (int i = 0; i < n_rules; i++) {
+        am_eval(&rules[i], msg, batch, &next_id); /* says nothing for source_down */
+        am_eval_source(&rules[i], topic, msg, batch, &next_id);
+    }
+    json_decref(msg);
+    return batch;
+}
+
+#define SOURCE(healthy, error)                                                           \
+    "{\"connected\":" #healthy ",\"_source\":{\"healthy\":" #healthy ",\"error\":" error \
+    ",\"fetched_at\":\"2026-01-01T00:00:00.000Z\",\"failures\":3}}"
+
+START_TEST(test_source_down)
+{
+    fleet(AM_SOURCE_DOWN);
+    json_t *b = source_feed("redis_bridge", SOURCE(true, "null"));
+    ck_assert_int_eq(json_array_size(b), 0);
+    json_decref(b);
+    b = source_feed("redis_bridge", SOURCE(false, "\"connection refused\""));
+    json_t *a = only(b);
+    ck_assert_str_eq(str(a, "message"), "redis_bridge: source down: connection refused");
+    ck_assert_str_eq(str(a, "topic"), "redis_bridge");
+    ck_assert_str_eq(str(a, "error"), "connection refused");
+    ck_assert_str_eq(str(a, "key"), "source_down_redis_bridge");
+    ck_assert_str_eq(str(a, "state"), "firing");
+    ck_assert_int_eq(json_integer_value(json_object_get(a, "failures")), 3);
+    ck_assert_ptr_null(json_object_get(a, "host"));
+    json_decref(b);
+    /* another topic, no error text; one without _source says nothing */
+    b = source_feed("containers", SOURCE(false, "null"));
+    ck_assert_str_eq(str(only(b), "message"), "containers: source down: unhealthy");
+    json_decref(b);
+    b = source_feed("metrics", "{\"error\":\"x\"}");
+    ck_assert_int_eq(json_array_size(b), 0);
+    json_decref(b);
+    assert_firing(
+        "{\"alerts\":[{\"type\":\"source_down\",\"level\":\"error\",\"firing\":2}]}");
+    b = source_feed("redis_bridge", SOURCE(true, "null"));
+    a = only(b);
+    ck_assert_str_eq(str(a, "state"), "resolved");
+    ck_assert_str_eq(str(a, "message"),
+                     "redis_bridge: source down: connection refused (resolved)");
+    json_decref(b);
+    assert_firing(
+        "{\"alerts\":[{\"type\":\"source_down\",\"level\":\"error\",\"firing\":1}]}");
+}
+END_TEST
+
+START_TEST(test_source_down_one_topic)
+{
+    struct am_rule *r = fleet(AM_SOURCE_DOWN);
+    snprintf(r->topic, sizeof r->topic, "redis_bridge"); /* topic = redis_bridge */
+    r->for_n = 2;                                        /* for = 2 */
+    json_t *b = source_feed("containers", SOURCE(false, "\"docker gone\""));
+    ck_assert_int_eq(json_array_size(b), 0);
+    json_decref(b);
+    b = source_feed("redis_bridge", SOURCE(false, "\"refused\""));
+    ck_assert_int_eq(json_array_size(b), 0); /* 1 of 2 samples */
+    json_decref(b);
+    b = source_feed("redis_bridge", SOURCE(false, "\"refused\""));
+    ck_assert_str_eq(str(only(b), "state"), "firing");
+    json_decref(b);
+}
+END_TEST
+
 static Suite *eval_suite(void)
 {
     Suite *s = suite_create("alert_eval");
@@ -239,6 +405,10 @@ static Suite *eval_suite(void)
     tcase_add_test(tc, test_no_verdict);
     tcase_add_test(tc, test_match_counts_items);
     tcase_add_test(tc, test_same_type_summed);
+    tcase_add_test(tc, test_host_down);
+    tcase_add_test(tc, test_host_down_local_never);
+    tcase_add_test(tc, test_source_down);
+    tcase_add_test(tc, test_source_down_one_topic);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -430,6 +430,145 @@ START_TEST(test_render)
 }
 END_TEST
 
+/* ---- the fleet kinds: host_down, source_down (issue 15) ----------------------- */
+
+START_TEST(test_fleet_grammar)
+{
+    /* keys that read a path mean nothing to them: each at its line */
+    EXPECT_ONE("[core]\n[alert host_down]\nlevel = warning\npath = hosts[*]\n", 4,
+               "`path` means nothing in [alert host_down], a host_down rule",
+               "the core's `hosts` topic; remove it");
+    EXPECT_ONE("[alert host_down]\ntopic = hosts\n", 2, "`topic` means nothing",
+               "a host_down rule");
+    EXPECT_ONE("[alert source_down]\nwarning = 3\n", 2,
+               "`warning` means nothing in [alert source_down], a source_down rule",
+               "\"_source\" of every state topic");
+    EXPECT_ONE("[alert gone]\nkind = host_down\nmatch = up == false\n", 3,
+               "`match` means nothing in [alert gone], a host_down rule");
+    /* a source_down rule may name one topic, a valid one */
+    EXPECT_ONE("[alert source_down]\ntopic = Redis!\n", 2,
+               "bad value `Redis!` for `topic`");
+    EXPECT_ONE(
+        "[alert host_down]\nlevel = critical\n", 2,
+        "bad value `critical` for `level` in [alert host_down]: expected warning or "
+        "error");
+    /* kind: a known one, agreeing with `match` */
+    EXPECT_ONE("[alert x]\ntopic = t\npath = a\nwarning = 1\nkind = hostdown\n", 5,
+               "bad value `hostdown` for `kind` in [alert x]: expected threshold, match, "
+               "host_down or source_down");
+    EXPECT_ONE(
+        "[alert x]\nkind = threshold\ntopic = t\npath = a[*]\nmatch = s == up\n", 5,
+        "`match` makes [alert x] a match rule, but it says kind = threshold at line 2");
+    EXPECT_ONE("[alert x]\ntopic = t\npath = a[*]\nkind = match\n", 4,
+               "[alert x] is a match rule (kind = match) without `match`");
+    /* placeholders of each kind */
+    EXPECT_ONE("[alert host_down]\nmessage = {host} silent since {error}\n", 2,
+               "placeholder {error} means nothing in `message` of [alert host_down], a "
+               "host_down rule",
+               "{value}, {name}, {type}, {level}, {host}, {age}");
+    EXPECT_ONE("[alert source_down]\nmessage = {topic} after {age} s\n", 2,
+               "placeholder {age} means nothing", "a source_down rule",
+               "{value}, {name}, {type}, {level}, {topic}, {error}");
+    EXPECT_ONE("[alert x]\ntopic = t\npath = a\nwarning = 1\nmessage = {host} hot\n", 5,
+               "placeholder {host} means nothing", "a threshold rule");
+    /* every problem of a file at once, at its line */
+    ck_assert_int_eq(run("[alert host_down]\n" /* 1 */
+                         "path = x\n"          /* 2: path */
+                         "for = 0\n"           /* 3: typed key */
+                         "[alert source_down]\n"
+                         "enabled = false\n"
+                         "clear = 3\n"), /* 6: clear */
+                     3);
+    expect_at(2, "`path` means nothing", NULL);
+    expect_at(3, "for `for` in [alert host_down]", NULL);
+    expect_at(6, "`clear` means nothing in [alert source_down]", NULL);
+}
+END_TEST
+
+START_TEST(test_fleet_ok)
+{
+    struct am_rule r;
+
+    ck_assert_int_eq(run("[alert host_down]\n"
+                         "\n"
+                         "[alert source_down]\n"
+                         "enabled = false\n"
+                         "\n"
+                         "[alert bridge_down]\n"
+                         "kind = source_down\n"
+                         "topic = redis_bridge\n"
+                         "level = warning\n"
+                         "for = 3\n"
+                         "cooldown = 300\n"
+                         "type = bridge\n"
+                         "message = {name}: {value} ({level})\n"
+                         "\n"
+                         "[alert silent]\n"
+                         "kind = host_down\n"
+                         "message = {host} quiet for {age} s\n"),
+                     0);
+    ck_assert_int_eq(am_rule_kind(alert("host_down")), AM_HOST_DOWN);
+    ck_assert_int_eq(am_rule_kind(alert("source_down")), AM_SOURCE_DOWN);
+    ck_assert_int_eq(am_rule_kind(alert("bridge_down")), AM_SOURCE_DOWN);
+    ck_assert_int_eq(am_rule_enabled(alert("source_down")), 0);
+    ck_assert_int_eq(am_rule_parse(alert("host_down"), &r, plugin_report, NULL), 0);
+    ck_assert_int_eq(r.kind, AM_HOST_DOWN);
+    ck_assert_int_eq(r.is_match, 0);
+    ck_assert_str_eq(r.topic, "hosts");
+    ck_assert_str_eq(r.type, "host_down");
+    ck_assert_str_eq(r.message, "host {host} down: no message for {age} s");
+    ck_assert_int_eq(r.match_level, 2);
+    ck_assert_int_eq(am_rule_itemized(&r), 1);
+    ck_assert_int_eq(am_rule_parse(alert("bridge_down"), &r, plugin_report, NULL), 0);
+    ck_assert_int_eq(r.kind, AM_SOURCE_DOWN);
+    ck_assert_str_eq(r.topic, "redis_bridge");
+    ck_assert_str_eq(r.type, "bridge");
+    ck_assert_int_eq(r.match_level, 1);
+    ck_assert_uint_eq(r.for_n, 3);
+    ck_assert_double_eq(r.cooldown, 300);
+    ck_assert_int_eq(am_rule_parse(alert("silent"), &r, plugin_report, NULL), 0);
+    ck_assert_str_eq(r.type, "silent");
+    ck_assert_str_eq(r.topic, "hosts");
+    /* the other kinds keep their defaults: by `match` */
+    ck_assert_int_eq(run("[alert a]\ntopic = t\npath = x\nwarning = 1\n"
+                         "[alert b]\ntopic = t\npath = x[*]\nmatch = s == up\n"
+                         "[alert c]\nkind = match\ntopic = t\npath = x[*]\nmatch = s == "
+                         "up\n"),
+                     0);
+    ck_assert_int_eq(am_rule_kind(alert("a")), AM_THRESHOLD);
+    ck_assert_int_eq(am_rule_kind(alert("b")), AM_MATCH);
+    ck_assert_int_eq(am_rule_parse(alert("c"), &r, plugin_report, NULL), 0);
+    ck_assert_int_eq(r.is_match, 1);
+    ck_assert_int_eq(am_rule_itemized(&r), 1);
+
+    /* the built-ins are the empty sections */
+    ck_assert_int_eq(am_rule_builtin(AM_SOURCE_DOWN, &r), 0);
+    ck_assert_str_eq(r.name, "source_down");
+    ck_assert_str_eq(r.topic, "*");
+    ck_assert_str_eq(r.message, "{topic}: source down: {error}");
+    ck_assert_int_eq(am_rule_builtin(AM_HOST_DOWN, &r), 0);
+    ck_assert_str_eq(r.type, "host_down");
+    ck_assert_int_eq(am_rule_builtin(AM_THRESHOLD, &r), -1);
+}
+END_TEST
+
+START_TEST(test_fleet_render)
+{
+    struct am_rule r;
+    char out[256];
+
+    ck_assert_int_eq(am_rule_builtin(AM_HOST_DOWN, &r), 0);
+    am_render(out, sizeof out, &r, 31.4, 0, "B", NULL, 2);
+    ck_assert_str_eq(out, "host B down: no message for 31 s");
+    ck_assert_int_eq(am_rule_builtin(AM_SOURCE_DOWN, &r), 0);
+    am_render(out, sizeof out, &r, 4, 0, "redis_bridge", "connection refused", 2);
+    ck_assert_str_eq(out, "redis_bridge: source down: connection refused");
+    snprintf(r.message, sizeof r.message, "{name}|{value}|{type}|{level}");
+    am_render(out, sizeof out, &r, 4, 0, "t", "e", 1);
+    ck_assert_str_eq(out, "t|e|source_down|warning");
+}
+END_TEST
+
 static Suite *rules_suite(void)
 {
     Suite *s = suite_create("alert_rules");
@@ -446,12 +585,15 @@ static Suite *rules_suite(void)
     tcase_add_test(bad, test_placeholders);
     tcase_add_test(bad, test_all_at_once);
     tcase_add_test(bad, test_rule_limit);
+    tcase_add_test(bad, test_fleet_grammar);
     suite_add_tcase(s, bad);
 
     tcase_add_checked_fixture(good, setup, teardown);
     tcase_add_test(good, test_variants_ok);
     tcase_add_test(good, test_shipped_rules);
     tcase_add_test(good, test_render);
+    tcase_add_test(good, test_fleet_ok);
+    tcase_add_test(good, test_fleet_render);
     suite_add_tcase(s, good);
     return s;
 }

@@ -22,6 +22,7 @@
 
 /* by path: a plain "config.h" would find autoconf's in the build dir */
 #include "../../core/config.h"
+#include <katomon/util.h> /* km_host_name_valid */
 
 static char tmpdir[256];      /* this test's scratch directory */
 static char path[512];        /* file written by write_conf */
@@ -690,7 +691,7 @@ START_TEST(test_check_keys_ok)
 {
     const struct km_conf_section *sec =
         plugin_section("interval = 2.5\nretries = 10\nurl =\nverbose = On\n"
-                       "offset = -99999\nfile = p.so\nenabled = yes\n");
+                       "offset = -99999\nfile = p.so\nenabled = yes\ncollect = no\n");
     ck_assert_uint_eq(check_keys(sec, plugin_keys), 0);
 }
 END_TEST
@@ -702,7 +703,7 @@ START_TEST(test_check_keys_unknown)
     ck_assert_uint_eq(check_keys(sec, plugin_keys), 1);
     snprintf(want, sizeof want,
              "unknown key `intervall` in [plugin p]; did you mean `interval`? p takes: "
-             "interval, retries, url, verbose, offset (and file, enabled)");
+             "interval, retries, url, verbose, offset (and file, enabled, collect)");
     ck_assert_str_eq(seen.v[0].text, want);
     ck_assert_int_eq(seen.v[0].line, 3);
     ck_assert_str_eq(seen.v[0].file, path);
@@ -710,7 +711,7 @@ START_TEST(test_check_keys_unknown)
     ck_assert_uint_eq(check_keys(sec, NULL), 2);
     ck_assert_msg(strstr(seen.v[0].text,
                          "unknown key `interval` in [plugin p]; p takes no keys besides "
-                         "file and enabled"),
+                         "file, enabled and collect"),
                   "%s", seen.v[0].text);
     km_problems_clear(&seen);
 }
@@ -945,6 +946,117 @@ START_TEST(test_lookups)
 }
 END_TEST
 
+/* ---- the fleet's keys (issue 15) ------------------------------------------ */
+
+START_TEST(test_fleet_defaults)
+{
+    char host[128];
+    cfg = km_config_defaults();
+    ck_assert_ptr_nonnull(cfg);
+    ck_assert_str_eq(cfg->host_name, km_config_default_host_name(host, sizeof host));
+    ck_assert_int_eq(km_host_name_valid(cfg->host_name), 1);
+    ck_assert_int_eq(cfg->max_hosts, 64);
+    ck_assert_double_eq(cfg->host_stale, 15);
+    ck_assert_int_eq(cfg->compatible_fleet, KM_FLEET_LOCAL);
+    /* a file that does not say keeps them */
+    km_config_free(cfg);
+    write_conf("[core]\nlog_level = info\n");
+    load_ok(path);
+    ck_assert_str_eq(cfg->host_name, host);
+    ck_assert_int_eq(cfg->max_hosts, 64);
+    ck_assert_double_eq(cfg->host_stale, 15);
+}
+END_TEST
+
+START_TEST(test_fleet_keys)
+{
+    write_conf("[core]\n"
+               "host_name = Web-1.example_2\n"
+               "max_hosts = 1024\n"
+               "host_stale = 1.5m\n"
+               "[websocket]\n"
+               "compatible_fleet = aggregate\n"
+               "[plugin p]\n"
+               "collect = false\n");
+    load_ok(path);
+    ck_assert_str_eq(cfg->host_name, "Web-1.example_2");
+    ck_assert_int_eq(cfg->max_hosts, 1024);
+    ck_assert_double_eq(cfg->host_stale, 90);
+    ck_assert_int_eq(cfg->compatible_fleet, KM_FLEET_AGGREGATE);
+    ck_assert_str_eq(km_conf_value(km_config_section(cfg, "plugin", "p"), "collect"),
+                     "false");
+    km_config_free(cfg);
+    cfg = NULL;
+    /* the edges of each range, and plain seconds */
+    write_conf("[core]\nhost_name = x\nmax_hosts = 1\nhost_stale = 1\n"
+               "[websocket]\ncompatible_fleet = local\n");
+    load_ok(path);
+    ck_assert_str_eq(cfg->host_name, "x");
+    ck_assert_int_eq(cfg->max_hosts, 1);
+    ck_assert_double_eq(cfg->host_stale, 1);
+    ck_assert_int_eq(cfg->compatible_fleet, KM_FLEET_LOCAL);
+}
+END_TEST
+
+START_TEST(test_err_fleet_keys)
+{
+    char name[80];
+
+    expect_error(
+        "[core]\nhost_name = web 1\n", 2, "bad value `web 1` for `host_name` in [core]",
+        "expected a host name of 1 to 64 characters from A-Z a-z 0-9 _ . -", NULL);
+    expect_error("[core]\n\nhost_name = db:1\n", 3, "bad value `db:1` for `host_name`",
+                 NULL);
+    expect_error("[core]\nhost_name = *\n", 2, "for `host_name`", NULL);
+    expect_error("[core]\nhost_name =\n", 2, "`host_name` in [core] is empty", NULL);
+    memset(name, 'a', 65);
+    name[65] = '\0';
+    char text[200];
+    snprintf(text, sizeof text, "[core]\nhost_name = %s\n", name);
+    expect_error(text, 2, "for `host_name` in [core]", NULL);
+    name[64] = '\0'; /* 64 fits */
+    snprintf(text, sizeof text, "[core]\nhost_name = %s\n", name);
+    write_conf(text);
+    load_ok(path);
+    ck_assert_str_eq(cfg->host_name, name);
+
+    expect_error("[core]\nmax_hosts = 0\n", 2, "bad value `0` for `max_hosts` in [core]",
+                 "expected an integer from 1 to 1024", NULL);
+    expect_error("[core]\nmax_hosts = 1025\n", 2, "for `max_hosts`", NULL);
+    expect_error("[core]\nhost_stale = 0.5\n", 2,
+                 "bad value `0.5` for `host_stale` in [core]",
+                 "expected a duration from 1 to 86400", "unit s, m, h, d", NULL);
+    expect_error("[core]\nhost_stale = 2d\n", 2, "for `host_stale`", NULL);
+    expect_error("[core]\nhost_stale = 15x\n", 2, "bad value `15x`", NULL);
+    expect_error("[websocket]\ncompatible_fleet = all\n", 2,
+                 "bad value `all` for `compatible_fleet` in [websocket]",
+                 "expected local (compatible clients see this host only) or aggregate",
+                 NULL);
+    expect_error("[plugin p]\ncollect = perhaps\n", 2,
+                 "bad value `perhaps` for `collect` in [plugin p]", NULL);
+}
+END_TEST
+
+START_TEST(test_host_name_made_valid)
+{
+    char buf[KM_HOST_NAME_MAX + 1], long_name[200], small[4];
+
+    ck_assert_str_eq(km_config_host_name_from("db_1:prod", buf, sizeof buf), "db_1-prod");
+    ck_assert_str_eq(km_config_host_name_from("h\xc3\xa4st", buf, sizeof buf), "h--st");
+    ck_assert_str_eq(km_config_host_name_from("", buf, sizeof buf), "localhost");
+    ck_assert_str_eq(km_config_host_name_from(NULL, buf, sizeof buf), "localhost");
+    memset(long_name, 'b', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    km_config_host_name_from(long_name, buf, sizeof buf);
+    ck_assert_uint_eq(strlen(buf), KM_HOST_NAME_MAX);
+    ck_assert_int_eq(km_host_name_valid(buf), 1);
+    /* a short buffer is cut, never overrun */
+    ck_assert_str_eq(km_config_host_name_from("abcdef", small, sizeof small), "abc");
+    /* whatever this machine is called, the default is a valid name */
+    ck_assert_int_eq(km_host_name_valid(km_config_default_host_name(buf, sizeof buf)), 1);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -963,6 +1075,10 @@ static Suite *config_suite(void)
     tcase_add_test(good, test_plugin_kinds_kept);
     tcase_add_test(good, test_problem_list);
     tcase_add_test(good, test_lookups);
+    tcase_add_test(good, test_fleet_defaults);
+    tcase_add_test(good, test_fleet_keys);
+    tcase_add_test(good, test_history_section);
+    tcase_add_test(good, test_history_defaults);
     suite_add_tcase(s, good);
 
     tcase_add_checked_fixture(bad, setup, teardown);
@@ -987,6 +1103,7 @@ static Suite *config_suite(void)
     tcase_add_test(bad, test_all_problems_at_once);
     tcase_add_test(bad, test_reading_goes_on);
     tcase_add_test(bad, test_too_many_errors);
+    tcase_add_test(bad, test_err_fleet_keys);
     suite_add_tcase(s, bad);
 
     tcase_add_checked_fixture(keys, setup, teardown);
@@ -999,6 +1116,9 @@ static Suite *config_suite(void)
     tcase_add_test(parse, test_parse_bool);
     tcase_add_test(parse, test_parse_int);
     tcase_add_test(parse, test_parse_double);
+    tcase_add_test(parse, test_parse_duration);
+    tcase_add_test(parse, test_parse_tiers);
+    tcase_add_test(parse, test_host_name_made_valid);
     suite_add_tcase(s, parse);
     return s;
 }

@@ -198,6 +198,7 @@ struct info {
     char desc_name[64];         /* desc->name, "" when no desc */
     char desc_version[64];      /* desc->version */
     int has_desc;               /* desc was not NULL */
+    size_t n_topics;            /* topics declared for a passive plugin */
 };
 
 static void take_info(const struct km_plugin_info *pi, void *arg)
@@ -210,6 +211,7 @@ static void take_info(const struct km_plugin_info *pi, void *arg)
     snprintf(in->reason, sizeof in->reason, "%s", pi->reason ? pi->reason : "");
     snprintf(in->file, sizeof in->file, "%s", pi->file);
     in->has_desc = pi->desc != NULL;
+    in->n_topics = pi->n_topics;
     if (pi->desc) {
         snprintf(in->desc_name, sizeof in->desc_name, "%s",
                  pi->desc->name ? pi->desc->name : "");
@@ -667,6 +669,235 @@ START_TEST(test_check_config)
     use_config("[plugin test_good]\nenabled = no\n[plugin gone]\nenabled = off\n");
     ck_assert_uint_eq(check_config(), 0);
     km_problems_clear(&found);
+}
+END_TEST
+
+/* ---- collect = false: passive plugins (issue 15) ---------------------------- */
+
+START_TEST(test_collect_false_is_passive)
+{
+    char needle[512];
+    int err = 0;
+
+    use_config("[plugin test_topics]\ncollect = false\n");
+    ck_assert_uint_eq(check_config(), 0); /* --check-config accepts it */
+    km_problems_clear(&found);
+    load_all_ok();
+
+    struct info in = plugin_info("test_topics");
+    ck_assert_int_eq(in.state, KM_PLUGIN_PASSIVE);
+    ck_assert_str_eq(km_plugin_state_name(in.state), "passive");
+    ck_assert_int_eq(in.has_desc, 1);
+    ck_assert_str_eq(in.desc_version, "1.0");
+    ck_assert_uint_eq(in.n_topics, 2);
+    ck_assert_str_eq(in.reason, "");
+    snprintf(needle, sizeof needle,
+             "plugin test_topics 1.0 loaded from %s/test_topics.so, passive (collect = "
+             "false): 2 topics declared, not started",
+             plugin_dir);
+    ck_assert_msg(find_line(needle) >= 0, "no line '%s'", needle);
+    /* none of its code ran */
+    ck_assert_int_eq(count_lines(0, "plugin test_topics: init ran"), 0);
+    ck_assert_int_eq(errors(), 0);
+    ck_assert_int_eq(event_base_get_num_events(core.base, EVENT_BASE_COUNT_ADDED), 0);
+
+    /* its topics are there, as its descriptor says, and nothing published */
+    struct km_topic *tt = km_bus_find(core.bus, "tt");
+    struct km_topic *ev = km_bus_find(core.bus, "tt_events");
+    ck_assert_ptr_nonnull(tt);
+    ck_assert_ptr_nonnull(ev);
+    ck_assert_int_eq(km_topic_kind(tt), KM_TOPIC_STATE);
+    ck_assert_int_eq(km_topic_kind(ev), KM_TOPIC_EVENT);
+    ck_assert_uint_eq(km_topic_ring_size(ev), 8);
+    ck_assert_str_eq(km_topic_description(tt), "test_topics' state");
+    ck_assert_ptr_nonnull(km_topic_metrics(tt));
+    ck_assert_ptr_nonnull(km_topic_schema(tt));
+    ck_assert_uint_eq(km_topic_published(tt), 0);
+    /* owned by the plugin: the core may not publish, nor a plugin take it */
+    ck_assert_int_eq(km_bus_publish(tt, json_pack("{s:i}", "v", 1), NULL), KM_EOWNER);
+    struct km_topic_def def = {"tt", KM_TOPIC_STATE, NULL, 0, NULL, NULL};
+    ck_assert_ptr_null(km_bus_declare(core.bus, &def, NULL, &err));
+    ck_assert_int_eq(err, KM_EEXIST);
+    /* what a bridge brings in is checked against the plugin's schema */
+    struct km_remote r = {"beta", KM_TOPIC_STATE, 1, 0, 1000};
+    ck_assert_int_eq(km_bus_publish_remote(tt, json_pack("{s:i}", "v", 7), &r), KM_OK);
+    ck_assert_int_eq(km_bus_publish_remote(tt, json_pack("{s:s}", "v", "x"), &r),
+                     KM_ESCHEMA);
+    ck_assert_ptr_nonnull(km_topic_latest_host(tt, 1));
+
+    /* the end: nothing to shut down, its topics disowned all the same */
+    n_lines = 0;
+    km_loader_free(core.loader);
+    core.loader = NULL;
+    ck_assert_int_eq(count_lines(0, "plugin test_topics: shutdown"), 0);
+    ck_assert_int_eq(count_lines(KM_LOG_INFO, "plugin test_topics: released (passive)"),
+                     1);
+    ck_assert_int_eq(km_bus_publish_remote(tt, json_pack("{s:i}", "v", 8), &r),
+                     KM_EOWNER);
+}
+END_TEST
+
+START_TEST(test_collect_true_runs_init)
+{
+    /* collect = true (the default, said) changes nothing */
+    use_config("[plugin test_topics]\ncollect = yes\n");
+    load_all_ok();
+    ck_assert_int_eq(plugin_info("test_topics").state, KM_PLUGIN_RUNNING);
+    ck_assert_uint_eq(plugin_info("test_topics").n_topics, 0);
+    ck_assert_int_eq(count_lines(KM_LOG_INFO, "plugin test_topics: init ran"), 1);
+    ck_assert_uint_eq(km_topic_published(km_bus_find(core.bus, "tt")), 1);
+    ck_assert_int_eq(errors(), 0);
+}
+END_TEST
+
+START_TEST(test_collect_false_needs_topics)
+{
+    struct info in;
+
+    /* a plugin that does not name its topics cannot be passive: an error at
+       the collect line, by --check-config and start-up alike */
+    use_config("[plugin test_good]\ngreeting = x\n\ncollect = false\n");
+    ck_assert_uint_eq(check_config(), 1);
+    found_at(KM_LOG_ERROR, conf_line_of("collect"),
+             "plugin test_good cannot run with collect = false: it does not name the "
+             "topics it declares (its descriptor has no .topics)");
+    load_all_ok();
+    in = plugin_info("test_good");
+    ck_assert_int_eq(in.state, KM_PLUGIN_DISABLED);
+    ck_assert_msg(strstr(in.reason, "cannot run with collect = false"), "reason: %s",
+                  in.reason);
+    char at[32];
+    snprintf(at, sizeof at, ":%d: ", conf_line_of("collect"));
+    ck_assert_msg(strstr(in.reason, at), "no line %s in: %s", at, in.reason);
+    ck_assert_ptr_null(km_bus_find(core.bus, "test"));
+    ck_assert_int_eq(count_lines(0, "plugin test_good: shutdown"), 0);
+
+    /* built before .topics: said so */
+    use_config("[plugin test_oldabi]\ncollect = off\n");
+    ck_assert_uint_eq(check_config(), 1);
+    found_at(KM_LOG_ERROR, conf_line_of("collect"), "no .topics: built before them");
+    km_problems_clear(&found);
+}
+END_TEST
+
+START_TEST(test_collect_false_topic_taken)
+{
+    char err[1024];
+    int e = 0;
+    /* a topic of .topics that cannot be declared: the plugin is disabled
+       and keeps none of them */
+    struct km_topic_def ev = {"tt_events", KM_TOPIC_EVENT, NULL, 0, NULL, NULL};
+    ck_assert_ptr_nonnull(km_bus_declare(core.bus, &ev, NULL, &e));
+    use_config("[plugin test_topics]\ncollect = false\n");
+    ck_assert_int_eq(km_loader_load_all(core.loader, err, sizeof err), 0);
+    struct info in = plugin_info("test_topics");
+    ck_assert_int_eq(in.state, KM_PLUGIN_DISABLED);
+    ck_assert_str_eq(in.reason, "collect = false: cannot declare its topic tt_events: "
+                                "exists already (topic or REST route)");
+    /* tt was declared first: orphaned now, like the topics of a failed init */
+    ck_assert_int_eq(km_bus_publish(km_bus_find(core.bus, "tt"), json_object(), NULL),
+                     KM_EOWNER);
+}
+END_TEST
+
+START_TEST(test_collect_false_reload)
+{
+    struct km_config *old;
+
+    use_config("[plugin test_topics]\ncollect = false\n");
+    load_all_ok();
+    n_lines = 0;
+    /* a reload runs its checks but not its code; collect needs a restart */
+    old = core.cfg;
+    core.cfg = NULL;
+    use_config("[plugin test_topics]\ncollect = true\n");
+    km_config_free(old);
+    km_loader_reload(core.loader);
+    ck_assert_int_eq(
+        count_lines(KM_LOG_WARNING,
+                    "plugin test_topics: collect changed; restart katomon to apply it"),
+        1);
+    ck_assert_int_eq(count_lines(0, "plugin test_topics: reloaded"), 0);
+    ck_assert_int_eq(count_lines(0, "plugin test_topics: init ran"), 0);
+    ck_assert_int_eq(plugin_info("test_topics").state, KM_PLUGIN_PASSIVE);
+    /* unchanged: quiet */
+    n_lines = 0;
+    old = core.cfg;
+    core.cfg = NULL;
+    use_config("[plugin test_topics]\ncollect = false\n");
+    km_config_free(old);
+    km_loader_reload(core.loader);
+    ck_assert_int_eq(count_lines(0, "plugin test_topics: collect changed"), 0);
+    ck_assert_int_eq(errors(), 0);
+}
+END_TEST
+
+START_TEST(test_edge_of_the_shipped_plugins)
+{
+    /* an edge: every collector of katomon passive; their topics as their
+       init would declare them, with their series tables */
+    static const char *const topics[] = {
+        "host",        "containers",     "metrics",       "sessions",
+        "kato_health", "session_events", "system_alerts", "alerts_firing",
+    };
+    static const char *const plugins[] = {"host_stats", "docker_stats", "kato_metrics",
+                                          "session_events", "alert_manager"};
+    char body[2048] = "";
+    size_t used = 0;
+
+    for (size_t i = 0; i < 5; i++)
+        used += (size_t)snprintf(body + used, sizeof body - used,
+                                 "[plugin %s]\nfile = %s/%s.so\ncollect = false\n\n",
+                                 plugins[i], build_dir, plugins[i]);
+    use_config("%s", body);
+    ck_assert_uint_eq(check_config(), 0);
+    km_problems_clear(&found);
+    load_all_ok();
+    for (size_t i = 0; i < 5; i++)
+        ck_assert_msg(plugin_info(plugins[i]).state == KM_PLUGIN_PASSIVE, "%s: %s",
+                      plugins[i], plugin_info(plugins[i]).reason);
+    for (size_t i = 0; i < 8; i++) {
+        struct km_topic *t = km_bus_find(core.bus, topics[i]);
+        ck_assert_msg(t != NULL, "no topic %s", topics[i]);
+        ck_assert_uint_eq(km_topic_published(t), 0);
+        ck_assert_ptr_nonnull(km_topic_schema(t));
+        if (km_topic_kind(t) == KM_TOPIC_STATE)
+            ck_assert_msg(km_topic_metrics(t) != NULL, "%s: no series table", topics[i]);
+    }
+    ck_assert_uint_eq(km_topic_ring_size(km_bus_find(core.bus, "session_events")), 512);
+    ck_assert_int_eq(event_base_get_num_events(core.base, EVENT_BASE_COUNT_ADDED), 0);
+    ck_assert_int_eq(errors(), 0);
+}
+END_TEST
+
+/* The descriptor of a running plugin, from km_loader_foreach. */
+static void take_desc(const struct km_plugin_info *pi, void *arg)
+{
+    if (pi->state == KM_PLUGIN_RUNNING)
+        *(const struct km_plugin **)arg = pi->desc;
+}
+
+START_TEST(test_topics_match_init)
+{
+    /* each plugin with .topics names there exactly what its init declares;
+       host_stats runs here: the same name, kind, schema and series table */
+    const struct km_plugin *desc = NULL;
+
+    use_config("[plugin host_stats]\nfile = %s/host_stats.so\ninterval = 60\n",
+               build_dir);
+    load_all_ok();
+    km_loader_foreach(core.loader, take_desc, &desc);
+    ck_assert_ptr_nonnull(desc);
+    ck_assert_ptr_nonnull(desc->topics);
+    const struct km_topic_def *d = desc->topics;
+    struct km_topic *t = km_bus_find(core.bus, d->name);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_str_eq(d->name, "host");
+    ck_assert_int_eq(km_topic_kind(t), d->kind);
+    ck_assert_ptr_eq(km_topic_schema(t), d->schema);
+    ck_assert_ptr_eq(km_topic_metrics(t), d->metrics);
+    ck_assert_str_eq(km_topic_description(t), d->description);
+    ck_assert_ptr_null(d[1].name);
 }
 END_TEST
 
@@ -1329,6 +1560,108 @@ START_TEST(test_host_topics)
 }
 END_TEST
 
+/* A recorder of deliveries: host index and value. */
+struct hostbox {
+    int n;          /* deliveries */
+    int host[8];    /* msg_host of each (first 8) */
+    long long v[8]; /* their "v" */
+};
+
+static void on_host_msg(struct km_topic *topic, struct km_msg *msg, void *arg)
+{
+    struct hostbox *b = arg;
+    if (b->n < 8) {
+        b->host[b->n] = km_host_iface.msg_host(msg);
+        b->v[b->n] = json_integer_value(json_object_get(km_msg_json(msg), "v"));
+    }
+    b->n++;
+}
+
+static void count_replay(struct km_topic *topic, struct km_msg *msg, void *arg)
+{
+    (*(int *)arg)++;
+}
+
+START_TEST(test_host_hosts)
+{
+    const struct km_host *h = &km_host_iface;
+    struct km_ctx *ctx = unit_ctx();
+    const struct km_topic_def sdef = {"unit", KM_TOPIC_STATE, NULL, 0, NULL, NULL};
+    const struct km_topic_def edef = {"unit_ev", KM_TOPIC_EVENT, NULL, 4, NULL, NULL};
+    struct hostbox all = {0}, mine = {0};
+    int err = 0, n = 0;
+
+    ck_assert(KM_HOST_HAS(h, replay_host));
+    ck_assert_int_eq(km_bus_set_host(core.bus, "alpha"), KM_OK);
+    struct km_topic *t = h->topic_declare(ctx, &sdef, &err);
+    struct km_topic *e = h->topic_declare(ctx, &edef, &err);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_str_eq(h->host_name(ctx, 0), "alpha");
+    ck_assert_ptr_null(h->host_name(ctx, 1));
+    ck_assert_int_eq(h->host_find(ctx, "alpha"), 0);
+    ck_assert_int_eq(h->host_find(ctx, "beta"), -1);
+    ck_assert_int_eq(h->host_find(ctx, NULL), -1);
+    ck_assert_ptr_nonnull(h->subscribe_hosts(ctx, "unit", on_host_msg, &all));
+    ck_assert_ptr_nonnull(h->subscribe(ctx, "unit", on_host_msg, &mine));
+    ck_assert_ptr_null(h->subscribe_hosts(ctx, NULL, on_host_msg, &all));
+    ck_assert_ptr_null(h->subscribe_hosts(ctx, "unit", NULL, NULL));
+
+    /* a remote host's message: to subscribe_hosts only, with its host */
+    struct km_remote r = {"beta", KM_TOPIC_STATE, 5, 0, 1000};
+    ck_assert_int_eq(h->publish_remote(ctx, t, json_pack("{s:i}", "v", 2), &r), KM_OK);
+    ck_assert_int_eq(h->host_find(ctx, "beta"), 1);
+    ck_assert_str_eq(h->host_name(ctx, 1), "beta");
+    ck_assert_int_eq(all.n, 1);
+    ck_assert_int_eq(all.host[0], 1);
+    ck_assert_int_eq(mine.n, 0);
+    ck_assert_int_eq(h->publish(ctx, t, json_pack("{s:i}", "v", 1)), KM_OK);
+    ck_assert_int_eq(all.n, 2);
+    ck_assert_int_eq(all.host[1], 0);
+    ck_assert_int_eq(mine.n, 1);
+    struct km_msg *m = h->topic_latest_host(t, 1);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_int_eq(h->msg_host(m), 1);
+    ck_assert_int_eq(h->msg_epoch(m), 5);
+    ck_assert_int_eq(h->msg_epoch(h->topic_latest_host(t, 0)), km_bus_epoch(core.bus));
+    ck_assert_ptr_null(h->topic_latest_host(t, 2));
+    ck_assert_ptr_null(h->topic_latest_host(NULL, 0));
+    ck_assert_int_eq(h->msg_host(NULL), 0);
+
+    /* refusals, each with its code; body stolen every time (ASan says) */
+    ck_assert_int_eq(h->publish_remote(ctx, NULL, json_object(), &r), KM_EINVAL);
+    ck_assert_int_eq(h->publish_remote(ctx, t, json_object(), NULL), KM_EINVAL);
+    r.host = "alpha"; /* our own name */
+    ck_assert_int_eq(h->publish_remote(ctx, t, json_object(), &r), KM_EINVAL);
+    r.host = "beta";
+    r.epoch = 4; /* older than beta's */
+    ck_assert_int_eq(h->publish_remote(ctx, t, json_object(), &r), KM_ESTALE);
+    r.epoch = 5;
+    r.kind = KM_TOPIC_EVENT;
+    ck_assert_int_eq(h->publish_remote(ctx, t, json_object(), &r), KM_EKIND);
+
+    /* events: replay per host */
+    struct km_remote re = {"beta", KM_TOPIC_EVENT, 5, 1, 1000};
+    ck_assert_int_eq(h->publish_remote(ctx, e, json_pack("{s:i}", "v", 1), &re), KM_OK);
+    re.seq = 2;
+    ck_assert_int_eq(h->publish_remote(ctx, e, json_pack("{s:i}", "v", 2), &re), KM_OK);
+    ck_assert_int_eq(h->publish_remote(ctx, e, json_pack("{s:i}", "v", 2), &re),
+                     KM_ESTALE);
+    ck_assert_int_eq(h->replay_host(ctx, e, 1, 0, count_replay, &n), 2);
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(h->replay_host(ctx, e, 0, 0, count_replay, &n), 0);
+    ck_assert_int_eq(h->replay_host(ctx, e, 9, 0, count_replay, &n), KM_EINVAL);
+    ck_assert_int_eq(h->replay_host(ctx, t, 1, 0, count_replay, &n), KM_EKIND);
+    ck_assert_int_eq(h->replay_host(ctx, NULL, 1, 0, count_replay, &n), KM_EINVAL);
+    ck_assert_int_eq(h->replay_host(ctx, e, 1, 0, NULL, NULL), KM_EINVAL);
+
+    ck_assert_str_eq(h->strerror(KM_ESTALE),
+                     "stale: an older epoch, or a sequence number already seen");
+    ck_assert_str_eq(h->strerror(KM_EFULL), "too many hosts ([core] max_hosts)");
+    unit_done(ctx);
+}
+END_TEST
+
 static int dummy_route(const struct km_rest_call *call, json_t **reply,
                        const char **detail, void *arg)
 {
@@ -1499,6 +1832,13 @@ static Suite *loader_suite(void)
     tcase_add_test(load, test_reload_runs_checks);
     tcase_add_test(load, test_reload);
     tcase_add_test(load, test_plugin_http_request_reported);
+    tcase_add_test(load, test_collect_false_is_passive);
+    tcase_add_test(load, test_collect_true_runs_init);
+    tcase_add_test(load, test_collect_false_needs_topics);
+    tcase_add_test(load, test_collect_false_topic_taken);
+    tcase_add_test(load, test_collect_false_reload);
+    tcase_add_test(load, test_edge_of_the_shipped_plugins);
+    tcase_add_test(load, test_topics_match_init);
     suite_add_tcase(s, load);
 
     tcase_add_checked_fixture(hs, setup, teardown);
@@ -1513,6 +1853,7 @@ static Suite *loader_suite(void)
     tcase_add_test(host, test_host_io);
     tcase_add_test(host, test_host_config_and_log);
     tcase_add_test(host, test_host_topics);
+    tcase_add_test(host, test_host_hosts);
     tcase_add_test(host, test_host_rest);
     tcase_add_test(host, test_host_http_tracking);
     suite_add_tcase(s, host);

@@ -526,6 +526,37 @@ START_TEST(test_selfstats)
 }
 END_TEST
 
+/* A remote host's series in the exposition: its topic's family, labelled
+   host="beta", beside this host's unlabelled sample; promtool-valid. */
+START_TEST(test_remote_host_series)
+{
+    struct km_topic *t = declare("host", num_schema);
+    struct km_remote r = {
+        .host = "beta", .kind = KM_TOPIC_STATE, .epoch = 1000, .time_us = km_wall_us()};
+    struct km_metrics_text text;
+
+    ck_assert_int_eq(km_bus_set_host(core.bus, "alpha"), 0);
+    ck_assert_int_eq(km_bus_publish(t, js("{\"n\":1}"), NULL), KM_OK);
+    ck_assert_int_eq(km_bus_publish_remote(t, js("{\"n\":2.5}"), &r), KM_OK);
+    r.host = "gamma.example-1";
+    ck_assert_int_eq(km_bus_publish_remote(t, js("{\"n\":3}"), &r), KM_OK);
+    ck_assert_int_eq(km_metrics_scrape(core.series, &text), 0);
+    ck_assert_ptr_nonnull(strstr(text.data, "\nkatomon_host_n 1\n"));
+    ck_assert_ptr_nonnull(strstr(text.data, "\nkatomon_host_n{host=\"beta\"} 2.5\n"));
+    ck_assert_ptr_nonnull(
+        strstr(text.data, "\nkatomon_host_n{host=\"gamma.example-1\"} 3\n"));
+    /* one family: one HELP and one TYPE */
+    const char *help = strstr(text.data, "# HELP katomon_host_n ");
+    ck_assert_ptr_nonnull(help);
+    ck_assert_ptr_null(strstr(help + 1, "# HELP katomon_host_n "));
+    struct expo x = {0};
+    check_exposition(text.data, &x);
+    ck_assert_int_eq(x.samples, (long)km_series_live(core.series));
+    promtool_check(text.data);
+    km_metrics_text_free(&text);
+}
+END_TEST
+
 /* With a history store: its samples and its memory. */
 START_TEST(test_selfstats_history)
 {
@@ -744,6 +775,7 @@ static Suite *metrics_suite(void)
     tcase_add_checked_fixture(tc, core_setup, core_teardown);
     tcase_add_test(tc, test_selfstats);
     tcase_add_test(tc, test_selfstats_history);
+    tcase_add_test(tc, test_remote_host_series);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("route");

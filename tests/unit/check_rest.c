@@ -527,6 +527,160 @@ START_TEST(test_unserved_and_bad_paths)
 }
 END_TEST
 
+/* ---- hosts (issue 15) --------------------------------------------------- */
+
+/* GET path?query through km_rest_handle: the status; *out the body (owned). */
+static int get_q(const char *path, const char *query, json_t **out)
+{
+    struct km_rest_call c = {"GET", path, query, "", 0, NULL};
+    char allow[64];
+
+    *out = NULL;
+    return km_rest_handle(&core, NULL, &c, out, allow, sizeof allow, NULL, NULL);
+}
+
+/* A state topic declared by the core (owner NULL) for these tests. */
+static struct km_topic *declare_state(const char *name)
+{
+    struct km_topic_def def = {.name = name, .kind = KM_TOPIC_STATE};
+    struct km_topic *t = km_bus_declare(core.bus, &def, NULL, NULL);
+    ck_assert_ptr_nonnull(t);
+    return t;
+}
+
+/* host publishes text on t, as a bridge would hand it over. */
+static void pub_remote(struct km_topic *t, const char *host, const char *text)
+{
+    struct km_remote r = {
+        .host = host, .kind = KM_TOPIC_STATE, .epoch = 1000, .time_us = km_wall_us()};
+    ck_assert_int_eq(km_bus_publish_remote(t, json_loads(text, 0, NULL), &r), KM_OK);
+}
+
+static void pub_local(struct km_topic *t, const char *text)
+{
+    ck_assert_int_eq(km_bus_publish(t, json_loads(text, 0, NULL), NULL), KM_OK);
+}
+
+/* The "detail" of an error body (a static copy). */
+static const char *detail_of(json_t *j)
+{
+    static char d[256];
+    snprintf(d, sizeof d, "%s", json_string_value(json_object_get(j, "detail")) ?: "-");
+    return d;
+}
+
+/* ?host= on every answer that reads a topic's value, 404 for an unknown
+   host, GET /api/v1/hosts, and the per-host counts of /api/v1/topics. */
+START_TEST(test_host_query)
+{
+    json_t *j;
+
+    ck_assert_int_eq(km_bus_set_host(core.bus, "alpha"), 0);
+    /* no hosts topic yet (core/fleet.c declares it in the daemon) */
+    ck_assert_int_eq(get_q("/api/v1/hosts", "", &j), 503);
+    ck_assert_str_eq(detail_of(j), "no hosts topic");
+    json_decref(j);
+
+    struct km_topic *metrics = declare_state("metrics");
+    struct km_topic *containers = declare_state("containers");
+    struct km_topic *sessions = declare_state("sessions");
+    struct km_topic *hosts = declare_state("hosts");
+    pub_local(metrics, "{\"who\":\"alpha\"}");
+    pub_local(containers, "{\"containers\":[{\"name\":\"kato\",\"cpu\":1}]}");
+    pub_local(hosts, "{\"local\":\"alpha\",\"hosts\":[{\"name\":\"alpha\"},"
+                     "{\"name\":\"beta\"}]}");
+    pub_remote(metrics, "beta", "{\"who\":\"beta\"}");
+    pub_remote(containers, "beta", "{\"containers\":[{\"name\":\"kato\",\"cpu\":2}]}");
+    pub_remote(sessions, "beta", "{\"active_count\":7}");
+
+    /* default, an empty host, this host's own name: this host's value */
+    static const char *const mine[] = {"", "host=", "host=alpha", "x=1&host=alpha&y"};
+    for (size_t i = 0; i < sizeof mine / sizeof mine[0]; i++) {
+        ck_assert_int_eq(get_q("/api/v1/system/metrics", mine[i], &j), 200);
+        ck_assert_str_eq(json_string_value(json_object_get(j, "who")), "alpha");
+        json_decref(j);
+    }
+    ck_assert_int_eq(get_q("/api/v1/system/metrics", "host=beta", &j), 200);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "who")), "beta");
+    json_decref(j);
+    ck_assert_int_eq(get_q("/api/v1/system/metrics", "host=%62eta", &j), 200);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "who")), "beta");
+    json_decref(j);
+    ck_assert_int_eq(get_q("/api/v1/topics/metrics/latest", "host=beta", &j), 200);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "who")), "beta");
+    json_decref(j);
+    ck_assert_int_eq(get_q("/api/v1/system/container-stats/kato", "host=beta", &j), 200);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "cpu")), 2);
+    json_decref(j);
+    ck_assert_int_eq(get_q("/api/v1/system/container-stats/kato", "", &j), 200);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "cpu")), 1);
+    json_decref(j);
+    /* sessions: beta has a value, alpha none */
+    ck_assert_int_eq(get_q("/api/v1/sessions/count", "host=beta", &j), 200);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "active_session_count")), 7);
+    json_decref(j);
+    ck_assert_int_eq(get_q("/api/v1/sessions/count", "", &j), 503);
+    json_decref(j);
+    ck_assert_int_eq(get_q("/api/v1/system/container-stats", "host=beta", &j), 200);
+    json_decref(j);
+
+    /* unknown hosts: 404 naming them, on every route that reads a value */
+    static const char *const routes[] = {
+        "/api/v1/system/metrics",
+        "/api/v1/system/container-stats",
+        "/api/v1/sessions/count",
+        "/api/v1/system/kato-health",
+        "/api/v1/topics/metrics/latest",
+        "/api/v1/system/container-stats/kato",
+        "/api/v1/hosts",
+    };
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        ck_assert_msg(get_q(routes[i], "host=gamma", &j) == 404, "%s", routes[i]);
+        ck_assert_str_eq(detail_of(j), "no host gamma");
+        json_decref(j);
+    }
+    ck_assert_int_eq(get_q("/api/v1/system/metrics", "host=no%20such", &j), 404);
+    ck_assert_str_eq(detail_of(j), "no host no such");
+    json_decref(j);
+    /* routes that read no topic value do not care */
+    ck_assert_int_eq(get_q("/api/v1/health", "host=gamma", &j), 200);
+    json_decref(j);
+
+    /* /api/v1/hosts: the hosts topic's value */
+    ck_assert_int_eq(get_q("/api/v1/hosts", "", &j), 200);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "local")), "alpha");
+    ck_assert_int_eq(json_array_size(json_object_get(j, "hosts")), 2);
+    json_decref(j);
+
+    /* /api/v1/topics: the hosts, and per topic the remote hosts with data */
+    ck_assert_int_eq(get_q("/api/v1/topics", "", &j), 200);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "host")), "alpha");
+    ck_assert_int_eq(json_array_size(json_object_get(j, "hosts")), 2);
+    ck_assert_str_eq(json_string_value(json_array_get(json_object_get(j, "hosts"), 1)),
+                     "beta");
+    json_t *t;
+    size_t i;
+    int seen = 0;
+    json_array_foreach(json_object_get(j, "topics"), i, t)
+    {
+        const char *name = json_string_value(json_object_get(t, "name"));
+        json_t *hs = json_object_get(t, "hosts");
+        ck_assert(json_is_object(hs));
+        if (strcmp(name, "metrics") == 0 || strcmp(name, "sessions") == 0) {
+            json_t *b = json_object_get(hs, "beta");
+            ck_assert(json_is_true(json_object_get(b, "has_value")));
+            ck_assert_int_eq(json_integer_value(json_object_get(b, "epoch")), 1000);
+            seen++;
+        } else if (strcmp(name, "hosts") == 0) {
+            ck_assert_int_eq(json_object_size(hs), 0);
+            seen++;
+        }
+    }
+    ck_assert_int_eq(seen, 3);
+    json_decref(j);
+}
+END_TEST
+
 static Suite *rest_suite(void)
 {
     Suite *s = suite_create("rest");
@@ -539,6 +693,7 @@ static Suite *rest_suite(void)
     tcase_add_test(tc, test_later_over_http);
     tcase_add_test(tc, test_deadline_and_shutdown_over_http);
     tcase_add_test(tc, test_unserved_and_bad_paths);
+    tcase_add_test(tc, test_host_query);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -267,6 +267,116 @@ START_TEST(test_collector)
 }
 END_TEST
 
+/* Host `host` publishes body on t, as a bridge hands it over. */
+static void pub_remote(struct km_topic *t, const char *host, const char *body)
+{
+    struct km_remote r = {
+        .host = host, .kind = KM_TOPIC_STATE, .epoch = 1000, .time_us = km_wall_us()};
+    ck_assert_int_eq(km_bus_publish_remote(t, js(body), &r), KM_OK);
+}
+
+/* A remote host's series: the topic's series labelled host="NAME"; this
+   host's keep no host label; each host goes stale on its own; the core's
+   hosts topic is this host's only. */
+START_TEST(test_remote_hosts)
+{
+    ck_assert_int_eq(km_bus_set_host(bus, "alpha"), 0);
+    struct km_topic *t = declare("host", host_metrics);
+    struct km_topic *hosts = declare("hosts", NULL);
+    ck_assert_int_eq(
+        km_bus_publish(t,
+                       js("{\"memory\":{\"used_bytes\":100},\"containers\":[{\"name\":"
+                          "\"kato\",\"cpu\":1.5}],\"_source\":{\"healthy\":true}}"),
+                       NULL),
+        KM_OK);
+    pub_remote(t, "beta",
+               "{\"memory\":{\"used_bytes\":200},\"containers\":[{\"name\":\"kato\","
+               "\"cpu\":2.5},{\"name\":\"redis\",\"cpu\":0.5}],"
+               "\"_source\":{\"healthy\":false}}");
+    ck_assert_int_eq(km_bus_publish(hosts,
+                                    js("{\"hosts\":[{\"name\":\"alpha\",\"up\":1},"
+                                       "{\"name\":\"beta\",\"up\":1}]}"),
+                                    NULL),
+                     KM_OK);
+    pub_remote(hosts, "beta", "{\"hosts\":[{\"name\":\"beta\",\"up\":1}]}");
+    km_series_collect(reg);
+
+    ck_assert_double_eq(value_of("katomon_host_memory_used_bytes", ""), 100);
+    ck_assert_double_eq(value_of("katomon_host_memory_used_bytes", "host=\"beta\""), 200);
+    ck_assert_double_eq(value_of("katomon_container_cpu_percent", "container=\"kato\""),
+                        1.5);
+    ck_assert_double_eq(
+        value_of("katomon_container_cpu_percent", "container=\"kato\",host=\"beta\""),
+        2.5);
+    ck_assert_double_eq(
+        value_of("katomon_container_cpu_percent", "container=\"redis\",host=\"beta\""),
+        0.5);
+    ck_assert_double_eq(value_of("katomon_source_up", "source=\"docker\",topic=\"host\""),
+                        1);
+    ck_assert_double_eq(
+        value_of("katomon_source_up", "host=\"beta\",source=\"docker\",topic=\"host\""),
+        0);
+    struct km_series *s =
+        km_series_find(reg, "katomon_host_memory_used_bytes", "host=\"beta\"");
+    ck_assert_int_eq(s->host, km_bus_host_find(bus, "beta"));
+    ck_assert_ptr_eq(s->topic, t);
+    /* the hosts topic: this host's items only (labelled by item, not by host) */
+    ck_assert_double_eq(value_of("katomon_hosts_hosts_up", "host=\"alpha\""), 1);
+    ck_assert_double_eq(value_of("katomon_hosts_hosts_up", "host=\"beta\""), 1);
+    ck_assert_int_eq(km_series_family(reg, "katomon_hosts_hosts_up")->nseries, 2);
+    /* 2 + 1 + source_up: this host 3, beta 4, hosts 2 */
+    ck_assert_int_eq(km_series_count(reg), 9);
+
+    /* beta drops redis: only beta's redis goes stale; alpha untouched */
+    pub_remote(t, "beta",
+               "{\"memory\":{\"used_bytes\":300},\"containers\":[{\"name\":\"kato\","
+               "\"cpu\":3.5}]}");
+    km_series_collect(reg);
+    ck_assert_double_eq(value_of("katomon_host_memory_used_bytes", "host=\"beta\""), 300);
+    ck_assert_int_eq(km_series_find(reg, "katomon_container_cpu_percent",
+                                    "container=\"redis\",host=\"beta\"")
+                         ->live,
+                     0);
+    ck_assert_double_eq(value_of("katomon_container_cpu_percent", "container=\"kato\""),
+                        1.5);
+    ck_assert_double_eq(value_of("katomon_host_memory_used_bytes", ""), 100);
+    /* a local publish does not make beta's series stale, nor the reverse */
+    ck_assert_int_eq(km_bus_publish(t, js("{\"memory\":{\"used_bytes\":101}}"), NULL),
+                     KM_OK);
+    km_series_collect(reg);
+    ck_assert_double_eq(value_of("katomon_host_memory_used_bytes", ""), 101);
+    ck_assert_double_eq(
+        value_of("katomon_container_cpu_percent", "container=\"kato\",host=\"beta\""),
+        3.5);
+    /* nothing new: no walk (a value changed by hand stays) */
+    s->value = 99;
+    km_series_collect(reg);
+    ck_assert_double_eq(s->value, 99);
+}
+END_TEST
+
+/* max_series counts every host's series. */
+START_TEST(test_remote_hosts_cap)
+{
+    km_series_detach(reg);
+    km_series_reg_free(reg);
+    reg = km_series_reg_new(3);
+    km_series_attach(reg, bus);
+    ck_assert_int_eq(km_bus_set_host(bus, "alpha"), 0);
+    struct km_topic *t = declare("host", host_metrics);
+    ck_assert_int_eq(km_bus_publish(t,
+                                    js("{\"memory\":{\"used_bytes\":1},\"load\":{"
+                                       "\"1m\":2}}"),
+                                    NULL),
+                     KM_OK);
+    pub_remote(t, "beta", "{\"memory\":{\"used_bytes\":3},\"load\":{\"1m\":4}}");
+    km_series_collect(reg);
+    ck_assert_int_eq(km_series_count(reg), 3);
+    ck_assert_int_eq(km_series_refused(reg), 1);
+    ck_assert_double_eq(value_of("katomon_host_load1", ""), 2);
+}
+END_TEST
+
 static Suite *series_suite(void)
 {
     Suite *s = suite_create("series");
@@ -279,6 +389,8 @@ static Suite *series_suite(void)
     tcase_add_test(tc, test_many_series);
     tcase_add_test(tc, test_labels_text);
     tcase_add_test(tc, test_collector);
+    tcase_add_test(tc, test_remote_hosts);
+    tcase_add_test(tc, test_remote_hosts_cap);
     suite_add_tcase(s, tc);
     return s;
 }

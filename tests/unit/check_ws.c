@@ -467,6 +467,66 @@ START_TEST(test_parse_requests)
 }
 END_TEST
 
+/* "since" per host: {"t":N} is this host, {"t":{"A":N,...}} one per host. */
+START_TEST(test_parse_since_hosts)
+{
+    struct km_ws_request req;
+    char code[32];
+
+    ck_assert_int_eq(
+        parse("{\"type\":\"subscribe\",\"protocol\":\"katomon/1\",\"subscriptions\":[],"
+              "\"since\":{\"a\":{\"alpha\":1,\"b.c-1\":2},\"b\":3,\"c\":{}}}",
+              &req, code),
+        0);
+    ck_assert_int_eq(req.n_since, 3);
+    ck_assert_str_eq(req.since[0].topic, "a");
+    ck_assert_str_eq(req.since[0].host, "alpha");
+    ck_assert_int_eq(req.since[0].seq, 1);
+    ck_assert_str_eq(req.since[1].topic, "a");
+    ck_assert_str_eq(req.since[1].host, "b.c-1");
+    ck_assert_int_eq(req.since[1].seq, 2);
+    ck_assert_str_eq(req.since[2].topic, "b");
+    ck_assert_ptr_null(req.since[2].host);
+    ck_assert_int_eq(req.since[2].seq, 3);
+    km_ws_request_clear(&req);
+
+    static const char *const bad[] = {
+        "{\"type\":\"subscribe\",\"subscriptions\":[],\"since\":{\"a\":{\"b c\":1}}}",
+        "{\"type\":\"subscribe\",\"subscriptions\":[],\"since\":{\"a\":{\"b:c\":1}}}",
+        "{\"type\":\"subscribe\",\"subscriptions\":[],\"since\":{\"a\":{\"B\":-1}}}",
+        "{\"type\":\"subscribe\",\"subscriptions\":[],\"since\":{\"a\":{\"B\":\"1\"}}}",
+        "{\"type\":\"subscribe\",\"subscriptions\":[],\"since\":{\"a\":{\"B\":{}}}}",
+        "{\"type\":\"subscribe\",\"subscriptions\":[],\"since\":{\"a\":[1]}}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_msg(parse(bad[i], &req, code) == -1, "accepted %s", bad[i]);
+        ck_assert_str_eq(code, "bad_request");
+        ck_assert_ptr_null(req.since);
+    }
+    /* a 65-byte host name */
+    char text[512];
+    snprintf(
+        text, sizeof text,
+        "{\"type\":\"subscribe\",\"subscriptions\":[],\"since\":{\"a\":{\"%065d\":1}}}",
+        0);
+    ck_assert_int_eq(parse(text, &req, code), -1);
+    /* more host entries than KM_WS_MAX_SINCE */
+    char *big = malloc(64 * 1024);
+    size_t o = (size_t)snprintf(
+        big, 128, "{\"type\":\"subscribe\",\"subscriptions\":[],\"since\":{");
+    for (int t = 0; t < 2; t++) {
+        o += (size_t)snprintf(big + o, 32, "%s\"t%d\":{", t ? "," : "", t);
+        for (int h = 0; h <= KM_WS_MAX_SINCE / 2; h++)
+            o += (size_t)snprintf(big + o, 32, "%s\"h%d\":1", h ? "," : "", h);
+        o += (size_t)snprintf(big + o, 8, "}");
+    }
+    snprintf(big + o, 8, "}}");
+    ck_assert_int_eq(parse(big, &req, code), -1);
+    ck_assert_ptr_null(req.since);
+    free(big);
+}
+END_TEST
+
 /* ---- static files ------------------------------------------------------------- */
 
 static char tmpdir[PATH_MAX];
@@ -1038,6 +1098,336 @@ START_TEST(test_inproc_replay_truncated)
 }
 END_TEST
 
+/* ---- hosts (issue 15) ---------------------------------------------------------- */
+
+/* Host `host` (epoch 1000) published body on t, as a bridge hands it over;
+   seq for an event topic. */
+static void pub_remote(struct km_topic *t, const char *host, uint64_t seq,
+                       const char *json)
+{
+    struct km_remote r = {.host = host,
+                          .kind = km_topic_kind(t),
+                          .epoch = 1000,
+                          .seq = seq,
+                          .time_us = km_wall_us()};
+    ck_assert_int_eq(km_bus_publish_remote(t, json_loads(json, 0, NULL), &r), KM_OK);
+}
+
+/* The next message, whatever its type (parsed; fails the test on none). */
+static json_t *next_any(struct wsc *c)
+{
+    struct wsc_msg *m = wsc_next(c, 3000);
+    ck_assert_msg(m != NULL, "no message");
+    json_t *j = json_loads(m->data, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    wsc_msg_free(m);
+    return j;
+}
+
+/* Nothing more before a heartbeat: c got exactly what was checked. */
+static void expect_nothing_more(struct wsc *c)
+{
+    wsc_send_text(c, "ping");
+    json_t *j = next_any(c);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "type")), "heartbeat");
+    json_decref(j);
+}
+
+static const char *str_at(json_t *j, const char *key)
+{
+    return json_string_value(json_object_get(j, key));
+}
+
+static json_int_t int_at(json_t *j, const char *key)
+{
+    return json_integer_value(json_object_get(j, key));
+}
+
+/*
+ * katomon/1: the ack names the hosts, realtime_update carries the others'
+ * values under "hosts", a remote event its host, epoch and seq. A
+ * compatible client meanwhile sees exactly what it saw before: this host's
+ * data, this host's events.
+ */
+START_TEST(test_inproc_hosts_katomon)
+{
+    struct km_ws *ws = km_server_ws(srv);
+    ck_assert_int_eq(km_bus_set_host(core.bus, "alpha"), 0);
+    struct wsc *compat = client();
+    struct wsc *k = client();
+    json_t *j, *d, *h;
+
+    pub(t_metrics, "{\"who\":\"alpha\"}");
+    pub(t_containers, "{\"containers\":[{\"name\":\"kato\"}]}");
+    pub_remote(t_metrics, "beta", 0, "{\"who\":\"beta\"}");
+    pub_remote(t_sessions, "beta", 0, "{\"active_count\":4}");
+    pub_remote(t_host, "gamma", 0, "{\"load\":1}");
+    pub_remote(t_sev, "beta", 7,
+               "{\"event_type\":\"session_created\",\"timestamp\":\"t\",\"data\":{}}");
+
+    wsc_send_text(k, "{\"type\":\"subscribe\",\"protocol\":\"katomon/1\","
+                     "\"subscriptions\":[\"metrics\",\"sessions\",\"session_events\"]}");
+    j = next_of(k, "subscription_ack");
+    ck_assert_str_eq(str_at(j, "host"), "alpha");
+    ck_assert_int_eq(json_array_size(json_object_get(j, "hosts")), 3);
+    ck_assert_str_eq(json_string_value(json_array_get(json_object_get(j, "hosts"), 0)),
+                     "alpha");
+    ck_assert_str_eq(json_string_value(json_array_get(json_object_get(j, "hosts"), 1)),
+                     "beta");
+    ck_assert_int_eq(int_at(json_object_get(j, "epochs"), "beta"), 1000);
+    ck_assert_int_eq(int_at(json_object_get(j, "epochs"), "alpha"),
+                     km_bus_epoch(core.bus));
+    ck_assert_int_eq(int_at(json_object_get(json_object_get(j, "hosts_last_seq"), "beta"),
+                            "session_events"),
+                     7);
+    ck_assert_int_eq(int_at(json_object_get(j, "last_seq"), "session_events"), 0);
+    json_decref(j);
+    /* the update sent at once: this host's data, beta's under hosts; gamma
+       has nothing subscribed */
+    j = next_of(k, "realtime_update");
+    d = json_object_get(j, "data");
+    ck_assert_int_eq(json_object_size(d), 1);
+    ck_assert_str_eq(str_at(json_object_get(d, "metrics"), "who"), "alpha");
+    h = json_object_get(j, "hosts");
+    ck_assert_int_eq(json_object_size(h), 1);
+    ck_assert_str_eq(
+        str_at(json_object_get(json_object_get(h, "beta"), "metrics"), "who"), "beta");
+    ck_assert_int_eq(
+        int_at(json_object_get(json_object_get(h, "beta"), "sessions"), "active_count"),
+        4);
+    json_decref(j);
+
+    /* a remote event: host, epoch, its own seq; then a local one: neither */
+    pub_remote(t_sev, "beta", 8,
+               "{\"event_type\":\"session_destroyed\",\"timestamp\":\"t\",\"data\":{}}");
+    pub(t_sev, "{\"event_type\":\"session_created\",\"timestamp\":\"t\",\"data\":{}}");
+    j = next_any(k);
+    ck_assert_str_eq(str_at(j, "type"), "session_event");
+    ck_assert_str_eq(str_at(j, "host"), "beta");
+    ck_assert_int_eq(int_at(j, "epoch"), 1000);
+    ck_assert_int_eq(int_at(j, "seq"), 8);
+    ck_assert_str_eq(str_at(j, "event_type"), "session_destroyed");
+    json_decref(j);
+    j = next_any(k);
+    ck_assert_str_eq(str_at(j, "type"), "session_event");
+    ck_assert_ptr_null(json_object_get(j, "host"));
+    ck_assert_ptr_null(json_object_get(j, "epoch"));
+    ck_assert_int_eq(int_at(j, "seq"), 1);
+    json_decref(j);
+    expect_nothing_more(k);
+
+    /* the compatible client: only this host's event, and an update without
+       "hosts", shaped as before */
+    j = next_of(compat, "session_event");
+    ck_assert_str_eq(str_at(j, "event_type"), "session_created");
+    ck_assert_ptr_null(json_object_get(j, "host"));
+    json_decref(j);
+    expect_nothing_more(compat);
+    km_ws_tick(ws);
+    j = next_of(compat, "realtime_update");
+    ck_assert_int_eq(json_object_size(j), 3); /* type, timestamp, data */
+    d = json_object_get(j, "data");
+    ck_assert_int_eq(json_object_size(d), 2); /* metrics, containers: alpha's */
+    ck_assert_str_eq(str_at(json_object_get(d, "metrics"), "who"), "alpha");
+    ck_assert_ptr_null(json_object_get(d, "sessions"));
+    json_decref(j);
+    j = next_of(k, "realtime_update");
+    ck_assert_ptr_nonnull(json_object_get(j, "hosts"));
+    json_decref(j);
+
+    /* same names, other dialect: two sets, two frames per tick */
+    struct km_ws_stats a, b;
+    wsc_send_text(compat, "{\"type\":\"subscribe\",\"subscriptions\":[\"metrics\","
+                          "\"sessions\",\"session_events\"]}");
+    wsc_send_text(compat, "ping");
+    json_decref(next_of(compat, "heartbeat"));
+    km_ws_get_stats(ws, &a);
+    ck_assert_int_eq(a.sets, 2);
+    km_ws_tick(ws);
+    km_ws_get_stats(ws, &b);
+    ck_assert_int_eq(b.frames_built - a.frames_built, 2);
+    j = next_of(compat, "realtime_update");
+    ck_assert_ptr_null(json_object_get(j, "hosts"));
+    ck_assert_int_eq(json_object_size(json_object_get(j, "data")), 1);
+    json_decref(j);
+    wsc_free(compat);
+    wsc_free(k);
+}
+END_TEST
+
+/* "since" per host replays each host's ring exactly; gaps name the host. */
+START_TEST(test_inproc_since_per_host)
+{
+    ck_assert_int_eq(km_bus_set_host(core.bus, "alpha"), 0);
+    char ev[128];
+    for (int i = 1; i <= 3; i++) {
+        snprintf(ev, sizeof ev,
+                 "{\"event_type\":\"session_created\",\"timestamp\":\"t\",\"data\":{"
+                 "\"n\":%d}}",
+                 i);
+        pub(t_sev, ev);
+    }
+    for (int i = 1; i <= 12; i++) { /* ring of 8: beta's 1..4 are gone */
+        snprintf(ev, sizeof ev,
+                 "{\"event_type\":\"session_created\",\"timestamp\":\"t\",\"data\":{"
+                 "\"n\":%d}}",
+                 100 + i);
+        pub_remote(t_sev, "beta", (uint64_t)i, ev);
+    }
+    struct wsc *c = client();
+    json_t *j;
+
+    /* exact: alpha's 3, beta's 11 and 12, nothing else */
+    wsc_send_text(c, "{\"type\":\"subscribe\",\"protocol\":\"katomon/1\","
+                     "\"subscriptions\":[\"session_events\"],"
+                     "\"since\":{\"session_events\":{\"alpha\":2,\"beta\":10}}}");
+    json_decref(next_of(c, "subscription_ack"));
+    j = next_any(c);
+    ck_assert_str_eq(str_at(j, "type"), "session_event");
+    ck_assert_ptr_null(json_object_get(j, "host"));
+    ck_assert_int_eq(int_at(j, "seq"), 3);
+    json_decref(j);
+    for (int want = 11; want <= 12; want++) {
+        j = next_any(c);
+        ck_assert_str_eq(str_at(j, "type"), "session_event");
+        ck_assert_str_eq(str_at(j, "host"), "beta");
+        ck_assert_int_eq(int_at(j, "seq"), want);
+        ck_assert_int_eq(int_at(json_object_get(j, "data"), "n"), 100 + want);
+        json_decref(j);
+    }
+    expect_nothing_more(c);
+
+    /* a number is this host's sequence, as before (the gap names it) */
+    wsc_send_text(c, "{\"type\":\"subscribe\",\"protocol\":\"katomon/1\","
+                     "\"subscriptions\":[\"session_events\"],"
+                     "\"since\":{\"session_events\":9}}");
+    json_decref(next_of(c, "subscription_ack"));
+    j = next_any(c);
+    ck_assert_str_eq(str_at(j, "type"), "replay_gap");
+    ck_assert_str_eq(str_at(j, "reason"), "since_ahead");
+    ck_assert_str_eq(str_at(j, "host"), "alpha");
+    ck_assert_int_eq(int_at(j, "last_seq"), 3);
+    json_decref(j);
+    expect_nothing_more(c);
+
+    /* beta's 2: 3 and 4 are gone (not_in_ring, missed 2), then 5..12;
+       an unknown host past 0: since_ahead, naming it */
+    wsc_send_text(c, "{\"type\":\"subscribe\",\"protocol\":\"katomon/1\","
+                     "\"subscriptions\":[\"session_events\"],"
+                     "\"since\":{\"session_events\":{\"beta\":2,\"gamma\":5}}}");
+    json_decref(next_of(c, "subscription_ack"));
+    j = next_any(c);
+    ck_assert_str_eq(str_at(j, "type"), "replay_gap");
+    ck_assert_str_eq(str_at(j, "reason"), "not_in_ring");
+    ck_assert_str_eq(str_at(j, "host"), "beta");
+    ck_assert_int_eq(int_at(j, "oldest_available"), 5);
+    ck_assert_int_eq(int_at(j, "last_seq"), 12);
+    ck_assert_int_eq(int_at(j, "missed"), 2);
+    json_decref(j);
+    for (int want = 5; want <= 12; want++) {
+        j = next_any(c);
+        ck_assert_str_eq(str_at(j, "host"), "beta");
+        ck_assert_int_eq(int_at(j, "seq"), want);
+        json_decref(j);
+    }
+    j = next_any(c);
+    ck_assert_str_eq(str_at(j, "type"), "replay_gap");
+    ck_assert_str_eq(str_at(j, "reason"), "since_ahead");
+    ck_assert_str_eq(str_at(j, "host"), "gamma");
+    ck_assert_int_eq(int_at(j, "last_seq"), 0);
+    json_decref(j);
+    expect_nothing_more(c);
+    wsc_free(c);
+}
+END_TEST
+
+/* [websocket] compatible_fleet = aggregate: compatible clients get every
+   host's items (labelled, names prefixed) and remote alerts ("[B] "). */
+START_TEST(test_inproc_compat_aggregate)
+{
+    struct km_ws *ws = km_server_ws(srv);
+    struct km_ws_limits lim = km_ws_get_limits(ws);
+    ck_assert_int_eq(km_bus_set_host(core.bus, "alpha"), 0);
+    struct wsc *c = client();
+    json_t *j, *d, *list, *it;
+
+    pub(t_containers, "{\"containers\":[{\"name\":\"kato\",\"cpu\":1}],"
+                      "\"aggregated\":{\"container_count\":1}}");
+    pub_remote(t_containers, "beta", 0,
+               "{\"containers\":[{\"name\":\"kato\",\"cpu\":2},{\"name\":\"redis\","
+               "\"cpu\":3}],\"aggregated\":{\"container_count\":2}}");
+    pub_remote(t_sessions, "beta", 0, "{\"active_count\":4}");
+    pub(t_metrics, "{\"who\":\"alpha\"}");
+
+    /* local first (the default): this host only */
+    km_ws_tick(ws);
+    j = next_of(c, "realtime_update");
+    d = json_object_get(j, "data");
+    ck_assert_int_eq(
+        json_array_size(json_object_get(json_object_get(d, "containers"), "containers")),
+        1);
+    ck_assert_ptr_null(json_object_get(d, "sessions"));
+    json_decref(j);
+    pub_remote(t_alerts, "beta", 1,
+               "{\"id\":\"a1\",\"timestamp\":\"t\",\"alerts\":[{\"level\":\"error\","
+               "\"type\":\"container_down\",\"message\":\"Container 'x' is exited\"}]}");
+    expect_nothing_more(c);
+
+    lim.compatible_aggregate = 1;
+    km_ws_set_limits(ws, &lim);
+    km_ws_tick(ws);
+    j = next_of(c, "realtime_update");
+    d = json_object_get(j, "data");
+    list = json_object_get(json_object_get(d, "containers"), "containers");
+    ck_assert_int_eq(json_array_size(list), 3);
+    it = json_array_get(list, 0);
+    ck_assert_str_eq(str_at(it, "name"), "kato");
+    ck_assert_ptr_null(json_object_get(it, "host"));
+    it = json_array_get(list, 1);
+    ck_assert_str_eq(str_at(it, "name"), "beta/kato");
+    ck_assert_str_eq(str_at(it, "host"), "beta");
+    ck_assert_int_eq(int_at(it, "cpu"), 2);
+    ck_assert_str_eq(str_at(json_array_get(list, 2), "name"), "beta/redis");
+    /* objects that are not arrays: the first host's (this one's) */
+    ck_assert_int_eq(
+        int_at(json_object_get(json_object_get(d, "containers"), "aggregated"),
+               "container_count"),
+        1);
+    /* a topic only beta has: beta's value */
+    ck_assert_int_eq(int_at(json_object_get(d, "sessions"), "active_count"), 4);
+    ck_assert_str_eq(str_at(json_object_get(d, "metrics"), "who"), "alpha");
+    ck_assert_ptr_null(json_object_get(j, "hosts"));
+    json_decref(j);
+
+    pub_remote(t_alerts, "beta", 2,
+               "{\"id\":\"a2\",\"timestamp\":\"t\",\"alerts\":[{\"level\":\"error\","
+               "\"type\":\"container_down\",\"message\":\"Container 'y' is exited\","
+               "\"state\":\"firing\"}]}");
+    j = next_any(c);
+    ck_assert_str_eq(str_at(j, "type"), "system_alert");
+    ck_assert_str_eq(str_at(j, "host"), "beta");
+    ck_assert_ptr_null(json_object_get(j, "seq"));
+    it = json_array_get(json_object_get(j, "alerts"), 0);
+    ck_assert_str_eq(str_at(it, "message"), "[beta] Container 'y' is exited");
+    ck_assert_str_eq(str_at(it, "host"), "beta");
+    ck_assert_ptr_null(json_object_get(it, "state"));
+    json_decref(j);
+    expect_nothing_more(c);
+
+    /* back to local: as before */
+    lim.compatible_aggregate = 0;
+    km_ws_set_limits(ws, &lim);
+    km_ws_tick(ws);
+    j = next_of(c, "realtime_update");
+    d = json_object_get(j, "data");
+    ck_assert_int_eq(
+        json_array_size(json_object_get(json_object_get(d, "containers"), "containers")),
+        1);
+    json_decref(j);
+    wsc_free(c);
+}
+END_TEST
+
 /* [websocket] enabled = false: /ws is 404, the rest is served. */
 START_TEST(test_inproc_ws_disabled)
 {
@@ -1124,6 +1514,7 @@ static Suite *ws_suite(void)
     tcase_add_test(tc, test_reader_errors);
     tcase_add_test(tc, test_reader_dead_after_error);
     tcase_add_test(tc, test_parse_requests);
+    tcase_add_test(tc, test_parse_since_hosts);
     tcase_add_test(tc, test_mime);
     suite_add_tcase(s, tc);
 
@@ -1144,6 +1535,9 @@ static Suite *ws_suite(void)
     tcase_add_test(tc, test_inproc_bind_error);
     tcase_add_test(tc, test_inproc_ws_disabled);
     tcase_add_test(tc, test_inproc_replay_truncated);
+    tcase_add_test(tc, test_inproc_hosts_katomon);
+    tcase_add_test(tc, test_inproc_since_per_host);
+    tcase_add_test(tc, test_inproc_compat_aggregate);
     suite_add_tcase(s, tc);
     return s;
 }
