@@ -216,6 +216,15 @@ describe('the fleet: two katomons bridged over Redis', { concurrency: false, ski
     const item = page.locator('.alert-history .alert-item[data-type="high_error_rate"][data-host="beta"]').first();
     await item.waitFor({ timeout: 15000 });
     assert.equal((await item.locator('.host-tag').textContent()).replace('Host ', ''), 'beta');
+    // as many as katomon holds for beta (?host=beta)
+    await until(async () => (await page.locator('.alert-history .alert-item').count())
+      === (await alpha.api('/api/v1/alerts?host=beta&limit=500')).alerts.length, 'beta\'s alerts, all of them');
+    // beta's read marks and clearing are beta's: read-only here, nothing unread
+    await page.locator('.remote-note', { hasText: 'beta\'s own dashboard' }).waitFor();
+    assert.ok(await page.locator('#alerts-read-all').isDisabled());
+    assert.ok(await page.locator('#alerts-clear').isDisabled());
+    assert.equal(await item.locator('.mark-read').count(), 0);
+    assert.ok(await page.locator('#bell .badge').isHidden(), 'no unread badge for beta');
     await simB.set({ error_rate: 0.01 });
 
     // a link keeps the host: a new page opened with ?host=beta shows beta

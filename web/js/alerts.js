@@ -9,10 +9,13 @@
 //       POST /api/v1/alerts/read {"ids":[...]} | {"all":true} -> {"marked","unread"}
 //       DELETE /api/v1/alerts -> {"cleared"}
 //
-// The fleet (fleet.js): the history shown is the picked host's, every
-// request above with ?host=B when a remote host is picked (its alerts as
-// this katomon received them), and only that host's system_alert events
-// are added live. Another host picked: the list starts again and loads.
+// The fleet (fleet.js): the history shown is the picked host's, the GETs
+// above with ?host=B when a remote host is picked (its alerts as this
+// katomon received them), and only that host's system_alert events are
+// added live. Another host picked: the list starts again and loads. A
+// remote host's history is read-only here (readOnly): its read marks and
+// clearing belong to that host (katomon answers 400 to them), so nothing
+// of it counts as unread and the actions are off.
 
 const LIMIT = 500;
 
@@ -44,6 +47,11 @@ export class AlertStore extends EventTarget {
 
   _key(host) {
     return this.fleet ? this.fleet.key(host) : '';
+  }
+
+  /** A remote host's alerts: shown, never marked read or cleared here. */
+  get readOnly() {
+    return !!this.host;
   }
 
   /** `?host=B` / `&host=B` for the host shown, '' for this host. */
@@ -84,9 +92,10 @@ export class AlertStore extends EventTarget {
           if (this.loaded && !this.byId.has(a.id)) fresh.push(a);
         }
         this.list = (r.alerts || []).filter((a) => a && typeof a.id === 'string');
+        if (this.readOnly) for (const a of this.list) a.read = true;
         this.byId = new Map(this.list.map((a) => [a.id, a]));
         this.total = Number(r.total) || this.list.length;
-        this.unread = Number(r.unread) || 0;
+        this.unread = this.readOnly ? 0 : Number(r.unread) || 0;
         this.error = null;
         this.available = true;
         const first = !this.loaded;
@@ -129,7 +138,7 @@ export class AlertStore extends EventTarget {
       // the original protocol's alerts have no id of their own
       const id = typeof a.id === 'string' ? a.id : `${msg.id || 'alert'}#${i}`;
       if (this.byId.has(id)) return;
-      const entry = { ...a, id, timestamp: a.timestamp || msg.timestamp, batch: msg.id, read: false };
+      const entry = { ...a, id, timestamp: a.timestamp || msg.timestamp, batch: msg.id, read: this.readOnly };
       if (!entry.state) entry.state = 'firing';
       fresh.push(entry);
     });
@@ -137,7 +146,7 @@ export class AlertStore extends EventTarget {
     for (const e of fresh) this.byId.set(e.id, e);
     this.list = [...fresh.reverse(), ...this.list].slice(0, LIMIT);
     this.total += fresh.length;
-    this.unread += fresh.length;
+    if (!this.readOnly) this.unread += fresh.length;
     this._changed();
     this.dispatchEvent(new CustomEvent('new', { detail: { alerts: fresh.slice().reverse(), replayed } }));
     clearTimeout(this._activeTimer);
@@ -156,6 +165,7 @@ export class AlertStore extends EventTarget {
   }
 
   async markRead(ids) {
+    if (this.readOnly) return;
     ids = ids.filter((id) => this.byId.get(id) && !this.byId.get(id).read);
     if (!ids.length) return;
     for (const id of ids) this.byId.get(id).read = true;
@@ -171,6 +181,7 @@ export class AlertStore extends EventTarget {
   }
 
   async markAllRead() {
+    if (this.readOnly) return;
     for (const a of this.list) a.read = true;
     this.unread = 0;
     this._changed();
@@ -184,6 +195,7 @@ export class AlertStore extends EventTarget {
   }
 
   async clearAll() {
+    if (this.readOnly) return;
     const keep = { list: this.list, total: this.total, unread: this.unread };
     this.list = [];
     this.byId = new Map();

@@ -122,7 +122,8 @@ function renderDrawer() {
     if (again && drawerFilters.contains(again)) again.focus();
   }
   const list = alerts.filtered(drawerFilter);
-  setText(drawerCount, alerts.unread ? `${alerts.unread} unread` : 'All read');
+  setText(drawerCount, alerts.readOnly ? `${alerts.host}'s alerts (read and cleared on ${alerts.host})`
+    : alerts.unread ? `${alerts.unread} unread` : 'All read');
   drawerError.hidden = !alerts.error;
   setText(drawerError, alerts.error || '');
   let body;
@@ -135,13 +136,13 @@ function renderDrawer() {
   } else {
     body = h('ul', { class: 'alert-list compact', 'aria-label': 'Alert history' },
       list.slice(0, 100).map((a) => alertItem(a, {
-        onRead: (x) => alerts.markRead([x.id]),
+        onRead: alerts.readOnly ? null : (x) => alerts.markRead([x.id]),
         host: fleet.multi ? { name: fleet.label(alerts.host), local: !alerts.host } : null,
       })));
   }
   replace(drawerList, body);
-  $('drawer-read-all').disabled = alerts.unread === 0;
-  $('drawer-clear').disabled = alerts.list.length === 0;
+  $('drawer-read-all').disabled = alerts.readOnly || alerts.unread === 0;
+  $('drawer-clear').disabled = alerts.readOnly || alerts.list.length === 0;
 }
 
 function openDrawer() {

@@ -29,6 +29,7 @@ export function mount({ conn, alerts, fleet, params, armClear, setQuery }) {
   const filters = h('div', { class: 'filters-wrap' });
   const activeBox = h('div', { class: 'active-strip' });
   const error = h('p', { class: 'form-error', role: 'alert', hidden: true });
+  const remoteNote = h('p', { class: 'notice remote-note', hidden: true });
   const body = h('div', { class: 'alert-history' });
 
   const el = h('section', { class: 'page page-alerts' },
@@ -43,7 +44,7 @@ export function mount({ conn, alerts, fleet, params, armClear, setQuery }) {
       activeBox),
     h('section', { class: 'section', 'aria-labelledby': 'hist-h' },
       h('div', { class: 'section-head section-head-wrap' }, h('h2', { id: 'hist-h' }, 'History'), filters),
-      summary, error, body));
+      summary, remoteNote, error, body));
 
   function setFilter(f) {
     filter = f;
@@ -61,8 +62,12 @@ export function mount({ conn, alerts, fleet, params, armClear, setQuery }) {
       filtersKey = key;
       replace(filters, alertFilters(filter, alerts.types(), setFilter, { withState: true, idPrefix: 'alerts' }));
     }
-    readAll.disabled = alerts.unread === 0;
-    clear.disabled = alerts.list.length === 0;
+    readAll.disabled = alerts.readOnly || alerts.unread === 0;
+    clear.disabled = alerts.readOnly || alerts.list.length === 0;
+    remoteNote.hidden = !alerts.readOnly;
+    setText(remoteNote, alerts.readOnly
+      ? `These are ${alerts.host}'s alerts as this katomon received them. They are marked read and cleared on ${alerts.host}'s own dashboard.`
+      : '');
     error.hidden = !alerts.error;
     setText(error, alerts.error || '');
 
@@ -91,7 +96,7 @@ export function mount({ conn, alerts, fleet, params, armClear, setQuery }) {
         h('button', { class: 'btn', type: 'button', onclick: () => setFilter({ level: '', type: '', state: '' }) }, 'Reset filters'));
     } else {
       content = h('ul', { class: 'alert-list', 'aria-label': 'Alert history' },
-        list.map((a) => alertItem(a, { onRead: (x) => alerts.markRead([x.id]), host: ih })));
+        list.map((a) => alertItem(a, { onRead: alerts.readOnly ? null : (x) => alerts.markRead([x.id]), host: ih })));
     }
     replace(body, content);
   }
