@@ -29,7 +29,7 @@ export function mount({ conn, alerts, fleet, params, armClear, setQuery }) {
   const filters = h('div', { class: 'filters-wrap' });
   const activeBox = h('div', { class: 'active-strip' });
   const error = h('p', { class: 'form-error', role: 'alert', hidden: true });
-  const remoteNote = h('p', { class: 'notice remote-note', hidden: true });
+  const remoteNote = h('p', { class: 'notice info-note remote-note', hidden: true });
   const body = h('div', { class: 'alert-history' });
 
   const el = h('section', { class: 'page page-alerts' },
@@ -85,7 +85,7 @@ export function mount({ conn, alerts, fleet, params, armClear, setQuery }) {
     const list = alerts.filtered(filter);
     const filtered = filter.level || filter.type || filter.state;
     setText(summary, alerts.loaded
-      ? `${filtered ? `${fmtInt(list.length)} of ` : ''}${fmtInt(alerts.list.length)} alert${alerts.list.length === 1 ? '' : 's'} · ${fmtInt(alerts.unread)} unread`
+      ? `${filtered ? `${fmtInt(list.length)} of ` : ''}${fmtInt(alerts.list.length)} alert${alerts.list.length === 1 ? '' : 's'}${alerts.readOnly ? '' : ` · ${fmtInt(alerts.unread)} unread`}`
       : '');
     let content;
     if (!alerts.available && !alerts.list.length) content = emptyState('Alert history unavailable', 'katomon keeps no alert history (is the alert_manager plugin loaded in katomon.conf?). New alerts still appear here as they come.');

@@ -51,7 +51,7 @@ export function mount({ conn, store, fleet, navigate }) {
   const release = conn.claim('fleet', TOPICS);
   const chip = sourceChip();
   const summary = h('p', { class: 'section-summary', id: 'fleet-summary', 'aria-live': 'polite' });
-  const notice = h('p', { class: 'notice', role: 'status', hidden: true });
+  const notice = h('p', { class: 'notice info-note', role: 'status', hidden: true });
   // explicit ARIA table roles: the phone layout displays the rows as
   // blocks, which strips a table's semantics in some browsers
   const col = (label, cls) => h('th', { scope: 'col', role: 'columnheader', class: cls || null }, label);
