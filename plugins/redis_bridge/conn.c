@@ -1,10 +1,17 @@
 /*
- * conn.c - redis_bridge's one connection to Redis, on the daemon's loop
- * through the host's fd verbs (katomon/hiredis.h) and its timers.
+ * conn.c - redis_bridge's connections to Redis, on the daemon's loop
+ * through the host's fd verbs (katomon/hiredis.h) and its timers. There
+ * are two, each a struct kb_conn with its own role, because a connection
+ * in pub/sub mode cannot PUBLISH:
  *
- * Connected at start and kept: AUTH and SELECT (from the url,
- * katomon/redis_url.h) go first, and the connection is ready for PUBLISH
- * once Redis accepted them. hiredis 0.14 has no timeouts of its own, so
+ *   publish    PUBLISH only (redis_bridge.c sends through it)
+ *   subscribe  PSUBSCRIBE conf.pattern once logged in, then every
+ *              pmessage goes to conf.on_message (sub.c)
+ *
+ * Both are made and kept the same way, by the code below: AUTH and
+ * SELECT (from the url, katomon/redis_url.h) go first; a publishing
+ * connection is ready once Redis accepted them, a subscribing one once
+ * Redis acknowledged the PSUBSCRIBE. hiredis 0.14 has no timeouts of its own, so
  * one one-shot timer watches progress: while a connect or commands are
  * outstanding, Redis must accept the connection or answer one of them
  * within `timeout`, or the connection is dropped and every outstanding
@@ -13,6 +20,15 @@
  * reconnect_max, times a jitter factor in [1, 2) (a seeded PRNG, so
  * several hosts that lost the same Redis do not all come back in the same
  * instant), never more than reconnect_max.
+ *
+ * hiredis 0.14's reader has no limit on a bulk reply: a 10 MiB PUBLISH on
+ * a channel we subscribe to would be buffered whole before any callback
+ * sees it. So the subscribing connection's fd watch is ours
+ * (watch_reader): after each read hiredis did (at most 16 KiB) it adds
+ * what the reader holds (unparsed bytes, the parts of the reply built so
+ * far) and past conf.max_held drops the connection (conf.on_oversize
+ * counts it) and subscribes again after the backoff: that message is lost,
+ * nothing else is.
  *
  * Ownership: struct kb_conn owns the redisAsyncContext (freed through
  * redisAsyncFree, which runs every outstanding reply callback with NULL)
@@ -33,12 +49,14 @@
 
 struct kb_conn {
     struct km_redis_url url;  /* where, and AUTH/SELECT */
-    struct kb_conn_conf conf; /* timeout and backoff */
+    struct kb_conn_conf conf; /* role, timeout, backoff, hooks */
     redisAsyncContext *ac;    /* the connection; NULL: none */
     int connected;            /* the TCP connect finished */
     int login_left;           /* AUTH/SELECT replies still awaited */
-    int ready;                /* connected and logged in: PUBLISH goes out */
+    int ready;                /* publish: logged in; subscribe: PSUBSCRIBE acked */
     int ever_ready;           /* was ready once: later readiness is a reconnect */
+    int sub_wait;             /* the PSUBSCRIBE acknowledgement is awaited */
+    uint64_t reconnects;      /* times it became ready again after a loss */
     int last_failed;          /* the last PUBLISH was refused or lost */
     size_t inflight;          /* commands sent, not answered (all kinds) */
     size_t pending;           /* PUBLISHes sent, not answered */
@@ -51,7 +69,7 @@ struct kb_conn {
     int freeing;              /* in kb_conn_free: callbacks only clean up */
 };
 
-/* One command sent. */
+/* One command sent (not PSUBSCRIBE: its callback is the connection's). */
 struct kb_cmd {
     struct kb_conn *c; /* its connection */
     size_t bytes;      /* PUBLISH: payload bytes; 0: AUTH/SELECT */
@@ -59,6 +77,15 @@ struct kb_cmd {
 };
 
 static int connect_now(struct kb_conn *c);
+static void progress(struct kb_conn *c);
+static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata);
+
+/* The health changed: tell the plugin, unless it is going. */
+static void changed(struct kb_conn *c)
+{
+    if (!c->freeing && c->conf.on_change)
+        c->conf.on_change();
+}
 
 /* ---- timers, backoff ---- */
 
@@ -105,16 +132,36 @@ static void set_ready(struct kb_conn *c, int ready)
     if (!ready || c->freeing)
         return;
     if (c->failures || c->ever_ready)
-        kb.host->log(kb.ctx, KM_LOG_NOTICE, "connected to Redis at %s%s", c->url.where,
-                     c->ever_ready ? " again" : "");
+        kb.host->log(kb.ctx, KM_LOG_NOTICE, "%s connection to Redis at %s made%s",
+                     c->conf.role, c->url.where, c->ever_ready ? " again" : "");
     if (c->ever_ready && !was)
-        kb.n.reconnects++;
+        c->reconnects++;
     c->ever_ready = 1;
     c->failures = 0;
     c->last_failed = 0;
     c->error[0] = '\0';
-    kb_health_changed();
-    kb_resend_states();
+    changed(c);
+    if (c->conf.on_ready)
+        c->conf.on_ready();
+}
+
+/* Logged in: a publishing connection is ready; a subscribing one
+   subscribes (ready on the acknowledgement, on_sub_reply). */
+static void logged_in(struct kb_conn *c)
+{
+    const char *argv[] = {"PSUBSCRIBE", c->conf.pattern};
+
+    if (!c->conf.pattern) {
+        set_ready(c, 1);
+        return;
+    }
+    /* privdata is the connection: hiredis keeps this callback for every
+       pmessage, and runs it once more with NULL when the context goes */
+    if (redisAsyncCommandArgv(c->ac, on_sub_reply, c, 2, argv, NULL) != REDIS_OK)
+        return;    /* the context is failing: its disconnect callback says why */
+    c->inflight++; /* the acknowledgement is awaited within timeout */
+    c->sub_wait = 1;
+    progress(c);
 }
 
 /* The connection failed or was dropped: remember why, retry later. */
@@ -136,11 +183,12 @@ static void failed(struct kb_conn *c, const char *fmt, ...)
     if (c->freeing)
         return;
     if (c->failures == 1) /* once per outage, not per attempt */
-        kb.host->log(kb.ctx, KM_LOG_WARNING, "%s (retrying with backoff up to %g s)",
+        kb.host->log(kb.ctx, KM_LOG_WARNING,
+                     "%s connection: %s (retrying with backoff up to %g s)", c->conf.role,
                      c->error, c->conf.reconnect_max);
     timer_stop(&c->retry);
     c->retry = kb.host->timer_add(kb.ctx, backoff(c), 0, on_retry, c);
-    kb_health_changed();
+    changed(c);
 }
 
 /* Drops the connection (from anywhere, hiredis callbacks included). */
@@ -196,7 +244,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     c->connected = 1;
     progress(c);
     if (c->login_left == 0)
-        set_ready(c, 1);
+        logged_in(c);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -236,7 +284,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
         if (rep->type == REDIS_REPLY_ERROR)
             drop(c, "%s failed at Redis %s: %.300s", cmd->name, c->url.where, rep->str);
         else if (--c->login_left == 0 && c->connected)
-            set_ready(c, 1);
+            logged_in(c);
     } else if (rep->type == REDIS_REPLY_ERROR) {
         kb.n.failed++;
         if (!c->last_failed)
@@ -245,16 +293,113 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
         c->last_failed = 1;
         snprintf(c->error, sizeof c->error, "Redis at %s refused PUBLISH: %.300s",
                  c->url.where, rep->str);
-        kb_health_changed();
+        changed(c);
     } else {
         kb.n.published++;
         if (c->last_failed) {
             c->last_failed = 0;
             c->error[0] = '\0';
-            kb_health_changed();
+            changed(c);
         }
     }
     free(cmd);
+}
+
+/* The PSUBSCRIBE callback: its acknowledgement, then every pmessage,
+   then NULL when the context goes. */
+static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct kb_conn *c = privdata;
+    redisReply *rep = reply, **el;
+
+    if (c->sub_wait && (!rep || c->ac == ac)) {
+        c->sub_wait = 0;
+        c->inflight--;
+    }
+    if (c->ac != ac)
+        return; /* dropped by us, or an old context going */
+    if (!rep) { /* going: hiredis frees ac after this */
+        failed(c, "Redis at %s: connection lost: %s", c->url.where,
+               ac->errstr[0] ? ac->errstr : "(no reason given)");
+        return;
+    }
+    el = rep->element;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        drop(c, "PSUBSCRIBE failed at Redis %s: %.300s", c->url.where, rep->str);
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
+        el[0]->type != REDIS_REPLY_STRING)
+        return; /* not pub/sub: nothing hiredis would route here */
+    if (strcmp(el[0]->str, "psubscribe") == 0) {
+        progress(c);
+        set_ready(c, 1);
+    } else if (strcmp(el[0]->str, "pmessage") == 0 && rep->elements == 4 &&
+               el[2]->type == REDIS_REPLY_STRING && el[3]->type == REDIS_REPLY_STRING &&
+               c->ready && c->conf.on_message) {
+        c->conf.on_message(el[2]->str, el[2]->len, el[3]->str, el[3]->len);
+    }
+}
+
+/* ---- the reader's bound (subscribing connection) ---- */
+
+/* Bytes hiredis's reader holds for the reply it has not finished: the
+   unparsed buffer (a bulk string is parsed only once it is complete) and
+   the strings of the array built so far (the channel of a pmessage whose
+   payload is still arriving). */
+static size_t reader_held(const redisAsyncContext *ac)
+{
+    const redisReader *r = ac->c.reader;
+    size_t held;
+
+    if (!r)
+        return 0;
+    held = r->len > r->pos ? r->len - r->pos : 0;
+    if (r->ridx >= 0 && r->rstack[0].obj) {
+        const redisReply *top = r->rstack[0].obj;
+        if (top->type == REDIS_REPLY_ARRAY)
+            for (size_t i = 0; i < top->elements && top->element; i++)
+                if (top->element[i])
+                    held += top->element[i]->len;
+    }
+    return held;
+}
+
+/* The subscribing connection's fd watch: hiredis's adapter
+   (km_redis_io_ready) does the I/O, then the reader is measured. */
+static void on_sub_io(int fd, unsigned events, void *arg)
+{
+    struct kb_conn *c = arg;
+    redisAsyncContext *ac = c->ac;
+    size_t held;
+
+    if (!ac)
+        return;
+    km_redis_io_ready(fd, events, ac->ev.data);
+    /* every way hiredis frees ac runs one of our callbacks, which clears c->ac */
+    if (c->ac != ac || (held = reader_held(ac)) <= c->conf.max_held)
+        return;
+    if (c->conf.on_oversize)
+        c->conf.on_oversize(held);
+    drop(c,
+         "a message from Redis at %s passed %zu bytes (max_payload and the envelope): "
+         "dropped with the connection",
+         c->url.where, c->conf.max_held);
+}
+
+/* Puts the subscribing connection's fd watch in our hands: the adapter
+   keeps working through its struct (its io member is the watch it sets
+   and deletes), only the callback is ours. 0 or -1. */
+static int watch_reader(struct kb_conn *c, redisAsyncContext *ac)
+{
+    struct km_redis_io *e = ac->ev.data;
+    struct km_io *io = kb.host->io_add(kb.ctx, ac->c.fd, e->events, on_sub_io, c);
+
+    if (!io)
+        return -1;
+    kb.host->io_del(kb.ctx, e->io);
+    e->io = io;
+    return 0;
 }
 
 /* Queues one command. 0 or -1. */
@@ -294,11 +439,14 @@ static int connect_now(struct kb_conn *c)
         return -1;
     }
     ac->data = c;
-    if (km_redis_attach(ac, kb.host, kb.ctx) != REDIS_OK) {
+    if (km_redis_attach(ac, kb.host, kb.ctx) != REDIS_OK ||
+        (c->conf.max_held && watch_reader(c, ac) < 0)) {
         redisAsyncFree(ac);
         failed(c, "cannot connect to Redis at %s: out of memory", c->url.where);
         return -1;
     }
+    if (c->conf.pattern) /* it may wait long for a message: notice a dead peer */
+        redisEnableKeepAlive(&ac->c);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     c->ac = ac;
@@ -376,6 +524,11 @@ unsigned kb_conn_failures(const struct kb_conn *c)
     return c->failures;
 }
 
+uint64_t kb_conn_reconnects(const struct kb_conn *c)
+{
+    return c->reconnects;
+}
+
 const char *kb_conn_where(const struct kb_conn *c)
 {
     return c->url.where;
@@ -387,7 +540,7 @@ int kb_conn_publish(struct kb_conn *c, const char *channel, const char *payload,
     const char *argv[] = {"PUBLISH", channel, payload};
     size_t lens[] = {7, strlen(channel), len};
 
-    if (!c->ready || !c->ac)
+    if (!c->ready || !c->ac || c->conf.pattern)
         return -1;
     return send_cmd(c, len ? len : 1, 3, argv, lens);
 }

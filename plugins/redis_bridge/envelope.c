@@ -27,23 +27,6 @@
 
 static const char kb_hexdigits[] = "0123456789abcdef";
 
-int kb_host_name_valid(const char *name)
-{
-    size_t len = 0;
-
-    if (!name || !*name)
-        return 0;
-    for (const char *p = name; *p; p++, len++) {
-        char c = *p;
-        if (len >= KB_HOST_NAME_MAX)
-            return 0;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 /* HMAC-SHA256 of data into mac (32 bytes). 0 or -1. */
 static int kb_hmac(const void *key, size_t key_len, const void *data, size_t len,
                    unsigned char mac[32])
@@ -123,7 +106,7 @@ char *kb_envelope_encode(const struct kb_envelope *e, const char *body, size_t b
 static int kb_fail(char *err, size_t errlen, const char *why)
 {
     snprintf(err, errlen, "%s", why);
-    return -1;
+    return KB_EV_GARBAGE;
 }
 
 /* 64 lowercase hex digits -> 32 bytes. 0 or -1. */
@@ -152,12 +135,16 @@ static int kb_check_sig(const char *sig, size_t sig_len, const char *json,
                        "the signature is neither '-' nor 64 lowercase hex digits");
     if (!secret || !secret_len)
         return 0; /* no secret here: the signature is not checked */
-    if (!is_hex)
-        return kb_fail(err, errlen, "unsigned ('-') but a shared secret is required");
+    if (!is_hex) {
+        kb_fail(err, errlen, "unsigned ('-') but a shared secret is required");
+        return KB_EV_SIG;
+    }
     if (kb_hmac(secret, secret_len, json, json_len, want) < 0)
         return kb_fail(err, errlen, "cannot compute the HMAC (libcrypto)");
-    if (CRYPTO_memcmp(got, want, sizeof want) != 0)
-        return kb_fail(err, errlen, "wrong HMAC: not signed with this secret");
+    if (CRYPTO_memcmp(got, want, sizeof want) != 0) {
+        kb_fail(err, errlen, "wrong HMAC: not signed with this secret");
+        return KB_EV_SIG;
+    }
     return 0;
 }
 
@@ -189,7 +176,7 @@ static int kb_fields(json_t *root, struct kb_envelope *e, char *err, size_t errl
     if (kb_int_member(root, "v", 1, 1, &v) < 0)
         return kb_fail(err, errlen, "v is not 1");
     host = json_string_value(json_object_get(root, "host"));
-    if (!kb_host_name_valid(host) ||
+    if (!km_host_name_valid(host) ||
         strlen(host) != json_string_length(json_object_get(root, "host")))
         return kb_fail(err, errlen,
                        "host is not a host name ([A-Za-z0-9_.-], 1-64 bytes)");
@@ -234,7 +221,7 @@ int kb_envelope_verify(const char *payload, size_t len, const void *secret,
     memset(e, 0, sizeof *e);
     if (len > max) {
         snprintf(err, errlen, "payload of %zu bytes exceeds the limit of %zu", len, max);
-        return -1;
+        return KB_EV_SIZE;
     }
     if (len < KB_MAGIC_LEN || memcmp(payload, KB_MAGIC, KB_MAGIC_LEN) != 0)
         return kb_fail(err, errlen, "not a katomon payload (no \"KM1 \")");
@@ -247,15 +234,48 @@ int kb_envelope_verify(const char *payload, size_t len, const void *secret,
         return kb_fail(err, errlen, "no signature field ended by a space");
     json = sp + 1;
     size_t json_len = len - (size_t)(json - payload);
-    if (kb_check_sig(sig, (size_t)(sp - sig), json, json_len, secret, secret_len, err,
-                     errlen) < 0)
-        return -1;
+    if ((rc = kb_check_sig(sig, (size_t)(sp - sig), json, json_len, secret, secret_len,
+                           err, errlen)) < 0)
+        return rc;
     root = json_loadb(json, json_len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
         snprintf(err, errlen, "bad JSON: %s", jerr.text);
-        return -1;
+        return KB_EV_GARBAGE;
     }
     rc = kb_fields(root, e, err, errlen);
     json_decref(root);
     return rc;
+}
+
+/* ---- channels ---- */
+
+/* Copies [p, p + n) into out (max + 1 bytes) when 1 <= n <= max. 0 or -1. */
+static int kb_part(const char *p, size_t n, char *out, size_t max)
+{
+    if (n == 0 || n > max || memchr(p, '\0', n))
+        return -1;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return 0;
+}
+
+int kb_channel_split(const char *channel, size_t len, const char *prefix,
+                     char host[KB_HOST_NAME_MAX + 1], char topic[KB_TOPIC_NAME_MAX + 1])
+{
+    size_t plen = strlen(prefix);
+    const char *h, *colon, *end = channel + len;
+
+    host[0] = topic[0] = '\0';
+    if (len <= plen + 1 || memcmp(channel, prefix, plen) != 0 || channel[plen] != ':')
+        return -1;
+    h = channel + plen + 1;
+    if (!(colon = memchr(h, ':', (size_t)(end - h))))
+        return -1;
+    if (kb_part(h, (size_t)(colon - h), host, KB_HOST_NAME_MAX) < 0 ||
+        kb_part(colon + 1, (size_t)(end - colon - 1), topic, KB_TOPIC_NAME_MAX) < 0 ||
+        !km_host_name_valid(host) || !km_topic_name_valid(topic)) {
+        host[0] = topic[0] = '\0';
+        return -1;
+    }
+    return 0;
 }

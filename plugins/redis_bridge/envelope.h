@@ -30,9 +30,12 @@
 #include <stdint.h>
 #include <jansson.h>
 
-#define KB_HOST_NAME_MAX 64   /* longest host name, bytes */
-#define KB_SIG_HEX       64   /* hex digits of an HMAC-SHA256 */
-#define KB_SECRET_MAX    4096 /* longest shared secret, bytes */
+#include <katomon/util.h>
+
+#define KB_HOST_NAME_MAX  KM_HOST_NAME_MAX  /* longest host name, bytes */
+#define KB_TOPIC_NAME_MAX KM_TOPIC_NAME_MAX /* longest topic name, bytes */
+#define KB_SIG_HEX        64                /* hex digits of an HMAC-SHA256 */
+#define KB_SECRET_MAX     4096              /* longest shared secret, bytes */
 /* Bytes the envelope adds around BODY, at most (the prefix, the signature,
    the fixed keys, two names of 64 bytes and four 20-digit numbers). */
 #define KB_ENVELOPE_OVERHEAD 512
@@ -46,18 +49,20 @@ enum kb_kind {
 /* What an envelope says (kb_envelope_encode's input, kb_envelope_verify's
    output). */
 struct kb_envelope {
-    char host[KB_HOST_NAME_MAX + 1]; /* publishing host */
-    char topic[64 + 1];              /* topic on that host (KM_TOPIC_NAME_MAX) */
-    enum kb_kind kind;               /* state or event */
-    uint64_t seq;                    /* event seq; 0 on state */
-    int64_t epoch;                   /* the publisher's bus epoch, µs */
-    int64_t time;                    /* publish time, µs */
-    json_t *body;                    /* verify: the body (new reference; the
-                                        caller releases it); encode: unused */
+    char host[KB_HOST_NAME_MAX + 1];   /* publishing host */
+    char topic[KB_TOPIC_NAME_MAX + 1]; /* topic on that host */
+    enum kb_kind kind;                 /* state or event */
+    uint64_t seq;                      /* event seq; 0 on state */
+    int64_t epoch;                     /* the publisher's bus epoch, µs */
+    int64_t time;                      /* publish time, µs */
+    json_t *body;                      /* verify: the body (new reference; the
+                                          caller releases it); encode: unused */
 };
 
-/* 1 when name (NULL is fine) is a host name: [A-Za-z0-9_.-]{1,64}. */
-int kb_host_name_valid(const char *name);
+/* Why kb_envelope_verify refused a payload (its return value). */
+#define KB_EV_GARBAGE -1 /* not the format: no "KM1 ", bad JSON, bad fields */
+#define KB_EV_SIG     -2 /* a secret is required: unsigned, or the wrong HMAC */
+#define KB_EV_SIZE    -3 /* larger than max: refused before anything was read */
 
 /*
  * Builds the payload of envelope `e` with body text `body` (body_len bytes,
@@ -76,8 +81,8 @@ char *kb_envelope_encode(const struct kb_envelope *e, const char *body, size_t b
  * 64 lowercase hex digits equal to the HMAC of the JSON bytes; none: "-"
  * or 64 hex digits, not checked), the JSON (an object with exactly the
  * eight keys, v 1, valid names, a known kind, seq 0 for state and >= 1 for
- * event, epoch > 0, time >= 0, body an object). Returns 0, or -1 with the
- * reason in err (e->body NULL).
+ * event, epoch > 0, time >= 0, body an object). Returns 0, or KB_EV_SIZE,
+ * KB_EV_SIG or KB_EV_GARBAGE with the reason in err (e->body NULL).
  */
 int kb_envelope_verify(const char *payload, size_t len, const void *secret,
                        size_t secret_len, size_t max, struct kb_envelope *e, char *err,
@@ -87,5 +92,15 @@ int kb_envelope_verify(const char *payload, size_t len, const void *secret,
    0, or -1 (libcrypto failed). */
 int kb_hmac_hex(const void *key, size_t key_len, const void *data, size_t len,
                 char out[KB_SIG_HEX + 1]);
+
+/*
+ * Splits a channel name (len bytes, untrusted; need not end in NUL) of
+ * the form PREFIX:HOST:TOPIC whose PREFIX equals `prefix`: copies HOST and
+ * TOPIC, both checked against their name rules (km_host_name_valid,
+ * km_topic_name_valid), into host and topic. 0, or -1 (another prefix, a
+ * part missing, empty or too long, a bad name, a third ':').
+ */
+int kb_channel_split(const char *channel, size_t len, const char *prefix,
+                     char host[KB_HOST_NAME_MAX + 1], char topic[KB_TOPIC_NAME_MAX + 1]);
 
 #endif /* KB_ENVELOPE_H */

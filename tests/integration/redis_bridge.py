@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """redis_bridge.py - the publishing half of the redis_bridge plugin
-(issue 15, step 1) against a real redis-server and the KATO simulator.
+(issue 15) against a real redis-server and the KATO simulator (the
+subscribing half and three hosts: fleet.py).
 
 Real sockets, the real katomon binary ($top_builddir/katomon) with the
 plugins of this build ($PLUGIN_BUILD_DIR), tests/sim/kato_sim.py and a
@@ -17,13 +18,16 @@ Covered:
      channel's), kind, seq (0 on state; increasing on session_events),
      epoch (= GET /api/v1/topics' epoch), time; body equal to what REST
      serves for the topic (GET /api/v1/topics/NAME/latest)
-  C  the health topic: connected, counters, _source healthy; GET /metrics
+  C  the health topic: connected and subscribed, counters, _source
+     healthy; our own messages coming back on the subscription are neither
+     received nor refused; GET /metrics
      katomon_source_up{source="redis",topic="redis_bridge"} 1
   D  redis-server killed: katomon stays up and REST serves; source_up 0
-     within a deadline, _source says why, dropped_disconnected grows
+     within a deadline, _source says why for both connections,
+     dropped_disconnected grows
   E  redis-server restarted on the same port: the bridge reconnects within
-     reconnect_max (plus the timeout), reconnects counted, publishing
-     resumes, source_up 1 again
+     reconnect_max (plus the timeout), reconnects counted (both
+     connections), publishing resumes, source_up 1 again
 and at the end: exit status 0 on SIGTERM and no sanitizer report on stderr.
 Waits are deadline polls; nothing depends on the jitter's value.
 """
@@ -140,7 +144,7 @@ def main() -> int:
             return C.done()
         r = Redis(password=PASSWORD, workdir=W)
         C.ok(f"redis-server with a password on 127.0.0.1:{r.port}")
-        conf = base_conf(W) + f"""
+        conf = base_conf(W).replace("[core]\n", f"[core]\nhost_name = {HOST}\n", 1) + f"""
 [plugin kato_metrics]
 url = {sim.url}
 interval = 0.5
@@ -152,7 +156,6 @@ retry = 1
 
 [plugin redis_bridge]
 url = {r.url}
-host_name = {HOST}
 secret = {SECRET}
 timeout = {TIMEOUT}
 reconnect_min = 0.2
@@ -187,6 +190,9 @@ def run(k: Katomon, sim: Sim, r: Redis, subs: list) -> None:
     chans = {c for c, _ in got}
     C.check(want <= chans, "A: channels katomon:HOST:metrics, :sessions, :kato_health",
             sorted(chans))
+    # one event per session needs KATO's stream (counts alone may fold three into one)
+    C.check(k.wait_log(r"following KATO /ws/events", 10) is not None,
+            "session_events follows KATO's /ws/events", k.text()[-2000:])
     sim.create(3)  # session_events: three created events
     ev_chan = f"katomon:{HOST}:session_events"
     got += sub.collect(lambda g: sum(c == ev_chan for c, _ in g) >= 3, 15)
@@ -253,6 +259,17 @@ def run(k: Katomon, sim: Sim, r: Redis, subs: list) -> None:
             PASSWORD not in json.dumps(h),
             "C: redis_bridge topic: connected, published > 0, _source healthy, no "
             "password in it", h)
+    h = wait_until(lambda: (lambda v: v if v.get("subscribed") else None)(health(k)),
+                   10) or health(k)
+    refused = {x.get("reason"): x.get("count") for x in h.get("refused", [])
+               if isinstance(x, dict)}
+    C.check(h.get("publish") is True and h.get("subscribe") is True and
+            h.get("subscribed") is True and h.get("received") == 0 and
+            set(refused) >= {"garbage", "oversize", "bad_sig", "forged", "unknown_topic",
+                             "schema", "kind", "stale", "hosts_full", "other"} and
+            not any(refused.values()),
+            "C: subscribed too; its own messages coming back are neither received nor "
+            "refused", h)
     C.check(wait_until(lambda: source_up(k) == "1", 10),
             'C: GET /metrics katomon_source_up{source="redis",topic="redis_bridge"} 1')
     st, text = k.get("/metrics")
@@ -266,9 +283,14 @@ def run(k: Katomon, sim: Sim, r: Redis, subs: list) -> None:
     C.check(wait_until(lambda: source_up(k) == "0", TIMEOUT + 10),
             'D: Redis killed -> katomon_source_up{source="redis",topic="redis_bridge"} 0')
     h1 = health(k)
-    C.check(h1.get("connected") is False and h1.get("_source", {}).get("healthy") is False
-            and isinstance(h1.get("_source", {}).get("error"), str),
-            "D: health: connected false, _source says why", h1)
+    h1 = wait_until(lambda: (lambda v: v if v.get("subscribed") is False and
+                             "subscribe:" in str(v.get("_source", {}).get("error"))
+                             else None)(health(k)), 10) or health(k)
+    C.check(h1.get("connected") is False and h1.get("subscribed") is False and
+            h1.get("_source", {}).get("healthy") is False and
+            "publish:" in str(h1.get("_source", {}).get("error")) and
+            "subscribe:" in str(h1.get("_source", {}).get("error")),
+            "D: health: connected and subscribed false, _source says why for each", h1)
     d0 = h1.get("dropped_disconnected", 0)
     C.check(wait_until(lambda: health(k).get("dropped_disconnected", 0) > d0, 15),
             "D: dropped_disconnected grows while Redis is down",
@@ -289,8 +311,11 @@ def run(k: Katomon, sim: Sim, r: Redis, subs: list) -> None:
     C.check(back and took < RECONNECT_MAX + TIMEOUT + 5,
             f"E: Redis restarted -> the bridge reconnects ({took:.1f} s; reconnect_max "
             f"{RECONNECT_MAX})", health(k))
-    C.check(wait_until(lambda: health(k).get("reconnects", 0) >= 1, 10),
-            "E: reconnects counted", health(k))
+    C.check(wait_until(lambda: health(k).get("reconnects", 0) >= 1 and
+                       health(k).get("sub_reconnects", 0) >= 1 and
+                       health(k).get("subscribed") is True, 10),
+            "E: reconnects counted (publishing and subscribing), subscribed again",
+            health(k))
     got2 = sub2.collect(lambda g: any(c == f"katomon:{HOST}:metrics" for c, _ in g), 10)
     C.check(any(c == f"katomon:{HOST}:metrics" and signed_ok(*decode(p)[:2]) for c, p in got2),
             "E: publishing resumes (signed metrics on the new subscription)",

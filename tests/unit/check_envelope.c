@@ -4,7 +4,8 @@
  * text the encoder writes, round trips, the HMAC (a known vector, good,
  * bad, missing, the wrong secret), every truncation, garbage, a 10 MiB
  * payload refused by its size, bad names, kinds, seqs and bodies, and
- * random bytes and random mutations from a fixed seed.
+ * random bytes and random mutations from a fixed seed; verify's reasons
+ * (garbage, signature, size); channel names split into host and topic.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,26 +125,26 @@ START_TEST(test_hmac_checks)
     ck_assert_int_eq(verify(p, len, 1, &got, err), 0);
     json_decref(got.body);
     /* missing */
-    ck_assert_int_eq(verify(u, ulen, 1, &got, err), -1);
+    ck_assert_int_eq(verify(u, ulen, 1, &got, err), KB_EV_SIG);
     ck_assert_ptr_null(got.body);
     ck_assert_ptr_nonnull(strstr(err, "secret is required"));
     /* the wrong secret */
     ck_assert_int_eq(kb_envelope_verify(p, len, "other", 5, MAX, &got, err, sizeof err),
-                     -1);
+                     KB_EV_SIG);
     ck_assert_ptr_nonnull(strstr(err, "wrong HMAC"));
     /* each hex digit changed, one at a time */
     for (int i = 4; i < 4 + KB_SIG_HEX; i++) {
         char keep = p[i];
         p[i] = keep == '0' ? '1' : '0';
-        ck_assert_int_eq(verify(p, len, 1, &got, err), -1);
+        ck_assert_int_eq(verify(p, len, 1, &got, err), KB_EV_SIG);
         p[i] = keep;
     }
     /* uppercase hex is not the format */
     for (int i = 4; i < 4 + KB_SIG_HEX; i++)
         if (p[i] >= 'a' && p[i] <= 'f') {
             p[i] = (char)(p[i] - 'a' + 'A');
-            ck_assert_int_eq(verify(p, len, 1, &got, err), -1);
-            ck_assert_int_eq(verify(p, len, 0, &got, err), -1);
+            ck_assert_int_eq(verify(p, len, 1, &got, err), KB_EV_GARBAGE);
+            ck_assert_int_eq(verify(p, len, 0, &got, err), KB_EV_GARBAGE);
             break;
         }
     free(p);
@@ -164,8 +165,7 @@ START_TEST(test_truncations)
         for (size_t n = 0; n < len; n++) {
             char *cut = malloc(n + 1); /* exact size: ASan sees any over-read */
             memcpy(cut, p, n);
-            ck_assert_msg(verify(cut, n, sign, &got, err) == -1, "prefix of %zu bytes",
-                          n);
+            ck_assert_msg(verify(cut, n, sign, &got, err) < 0, "prefix of %zu bytes", n);
             ck_assert_ptr_null(got.body);
             free(cut);
         }
@@ -199,8 +199,9 @@ START_TEST(test_garbage)
     char err[256];
 
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        ck_assert_msg(verify(bad[i], strlen(bad[i]), 0, &got, err) == -1, "%s", bad[i]);
-        ck_assert_int_eq(verify(bad[i], strlen(bad[i]), 1, &got, err), -1);
+        ck_assert_msg(verify(bad[i], strlen(bad[i]), 0, &got, err) == KB_EV_GARBAGE, "%s",
+                      bad[i]);
+        ck_assert_int_lt(verify(bad[i], strlen(bad[i]), 1, &got, err), 0);
         ck_assert_ptr_null(got.body);
         ck_assert(err[0] != '\0');
     }
@@ -218,13 +219,13 @@ START_TEST(test_size_first)
     /* 10 MiB of a valid-looking start: refused by its size, not parsed */
     memset(p, ' ', big);
     memcpy(p, "KM1 - {", 7);
-    ck_assert_int_eq(verify(p, big, 1, &got, err), -1);
+    ck_assert_int_eq(verify(p, big, 1, &got, err), KB_EV_SIZE);
     ck_assert_ptr_nonnull(strstr(err, "exceeds the limit"));
     free(p);
     /* a valid envelope one byte over max is refused the same way */
     p = kb_envelope_encode(&e, "{}", 2, NULL, 0, MAX, &len);
     ck_assert_int_eq(kb_envelope_verify(p, len, NULL, 0, len - 1, &got, err, sizeof err),
-                     -1);
+                     KB_EV_SIZE);
     ck_assert_ptr_nonnull(strstr(err, "exceeds the limit"));
     ck_assert_int_eq(kb_envelope_verify(p, len, NULL, 0, len, &got, err, sizeof err), 0);
     json_decref(got.body);
@@ -244,7 +245,7 @@ static void refused(const char *json, const char *why)
     size_t len;
     char *p = make(json, 1, &len);
 
-    ck_assert_msg(verify(p, len, 1, &got, err) == -1, "accepted: %s", json);
+    ck_assert_msg(verify(p, len, 1, &got, err) == KB_EV_GARBAGE, "accepted: %s", json);
     ck_assert_ptr_null(got.body);
     ck_assert_msg(strstr(err, why) != NULL, "%s: said '%s', not '%s'", json, err, why);
     free(p);
@@ -344,7 +345,7 @@ START_TEST(test_random)
             p[j] = (i & 1) ? (char)next() : alphabet[next() % (sizeof alphabet - 1)];
         if (n >= 4 && i % 3 == 0)
             memcpy(p, "KM1 ", 4);
-        ck_assert_int_eq(verify(p, n, 1, &got, err), -1);
+        ck_assert_int_lt(verify(p, n, 1, &got, err), 0);
         if (verify(p, n, 0, &got, err) == 0) /* never expected; must not leak if so */
             json_decref(got.body);
         free(p);
@@ -355,7 +356,7 @@ START_TEST(test_random)
         size_t at = next() % len;
         memcpy(p, good, len);
         p[at] = (char)(p[at] ^ (1 + next() % 255));
-        ck_assert_msg(verify(p, len, 1, &got, err) == -1, "byte %zu changed", at);
+        ck_assert_msg(verify(p, len, 1, &got, err) < 0, "byte %zu changed", at);
         if (verify(p, len, 0, &got, err) == 0)
             json_decref(got.body); /* unsigned reading: a changed digit may pass */
         free(p);
@@ -364,23 +365,80 @@ START_TEST(test_random)
 }
 END_TEST
 
+/* A channel that must not split. */
+static void no_split(const char *ch)
+{
+    char host[KB_HOST_NAME_MAX + 1] = "x", topic[KB_TOPIC_NAME_MAX + 1] = "y";
+
+    ck_assert_msg(kb_channel_split(ch, strlen(ch), "katomon", host, topic) == -1, "%s",
+                  ch);
+    ck_assert_str_eq(host, "");
+    ck_assert_str_eq(topic, "");
+}
+
+START_TEST(test_channel_split)
+{
+    char host[KB_HOST_NAME_MAX + 1], topic[KB_TOPIC_NAME_MAX + 1];
+    char name[200];
+
+    ck_assert_int_eq(
+        kb_channel_split("katomon:node-1.Example:metrics", 30, "katomon", host, topic),
+        0);
+    ck_assert_str_eq(host, "node-1.Example");
+    ck_assert_str_eq(topic, "metrics");
+    /* the length given is the channel: no NUL needed, none read past it */
+    ck_assert_int_eq(kb_channel_split("katomon:B:alertsXYZ", 16, "katomon", host, topic),
+                     0);
+    ck_assert_str_eq(topic, "alerts");
+    ck_assert_int_eq(kb_channel_split("p.x-1:B:t", 9, "p.x-1", host, topic), 0);
+    no_split("");
+    no_split("katomon");
+    no_split("katomon:");
+    no_split("katomon:B");
+    no_split("katomon:B:");
+    no_split("katomon::metrics");
+    no_split("katomonx:B:metrics");
+    no_split("katomo:B:metrics");
+    no_split("other:B:metrics");
+    no_split("katomon:B:metrics:x");
+    no_split("katomon:B:Metrics");
+    no_split("katomon:B*:metrics");
+    no_split("katomon:B b:metrics");
+    no_split("katomon:B:met rics");
+    no_split("katomon:B:metrics\n");
+    /* 64 bytes are a name, 65 are not */
+    snprintf(name, sizeof name, "katomon:%064d:t", 0);
+    ck_assert_int_eq(kb_channel_split(name, strlen(name), "katomon", host, topic), 0);
+    ck_assert_uint_eq(strlen(host), 64);
+    snprintf(name, sizeof name, "katomon:%065d:t", 0);
+    no_split(name);
+    snprintf(name, sizeof name, "katomon:h:%064d", 0);
+    ck_assert_int_eq(kb_channel_split(name, strlen(name), "katomon", host, topic), 0);
+    snprintf(name, sizeof name, "katomon:h:%065d", 0);
+    no_split(name);
+    /* a NUL inside is not a name, whatever follows it */
+    ck_assert_int_eq(kb_channel_split("katomon:B\0x:t", 13, "katomon", host, topic), -1);
+    ck_assert_int_eq(kb_channel_split("katomon:B:t\0", 12, "katomon", host, topic), -1);
+}
+END_TEST
+
 START_TEST(test_host_names)
 {
-    ck_assert(kb_host_name_valid("Node-1.example_A"));
-    ck_assert(kb_host_name_valid("x"));
-    ck_assert(!kb_host_name_valid(NULL));
-    ck_assert(!kb_host_name_valid(""));
-    ck_assert(!kb_host_name_valid("a:b"));
-    ck_assert(!kb_host_name_valid("a/b"));
-    ck_assert(!kb_host_name_valid("a b"));
-    ck_assert(!kb_host_name_valid("a?"));
+    ck_assert(km_host_name_valid("Node-1.example_A"));
+    ck_assert(km_host_name_valid("x"));
+    ck_assert(!km_host_name_valid(NULL));
+    ck_assert(!km_host_name_valid(""));
+    ck_assert(!km_host_name_valid("a:b"));
+    ck_assert(!km_host_name_valid("a/b"));
+    ck_assert(!km_host_name_valid("a b"));
+    ck_assert(!km_host_name_valid("a?"));
     char name[KB_HOST_NAME_MAX + 2];
     memset(name, 'a', sizeof name);
     name[KB_HOST_NAME_MAX] = '\0';
-    ck_assert(kb_host_name_valid(name));
+    ck_assert(km_host_name_valid(name));
     name[KB_HOST_NAME_MAX] = 'a';
     name[KB_HOST_NAME_MAX + 1] = '\0';
-    ck_assert(!kb_host_name_valid(name));
+    ck_assert(!km_host_name_valid(name));
 }
 END_TEST
 
@@ -402,6 +460,7 @@ int main(void)
     tcase_add_test(tc, test_fields);
     tcase_add_test(tc, test_random);
     tcase_add_test(tc, test_host_names);
+    tcase_add_test(tc, test_channel_split);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
