@@ -516,14 +516,15 @@ static void km_topic_store(struct km_topic *t, struct km_msg *msg)
         t->held++;
 }
 
-int km_bus_validate(struct km_topic *t, json_t *body)
+int km_bus_validate(struct km_topic *t, json_t *body, bool quiet)
 {
     char err[KM_ERR_MAX];
     if (km_schema_check(t->schema, body, err, sizeof err) == 0)
         return KM_OK;
     t->rejected++;
     km_bus_stats.rejected++;
-    km_log(KM_LOG_WARNING, "topic %s: message refused: %s", t->name, err);
+    if (!quiet)
+        km_log(KM_LOG_WARNING, "topic %s: message refused: %s", t->name, err);
     return KM_ESCHEMA;
 }
 
@@ -537,7 +538,7 @@ int km_bus_publish(struct km_topic *topic, json_t *body, const void *publisher)
     else if (!json_is_object(body))
         rc = KM_EINVAL;
     else
-        rc = km_bus_validate(topic, body);
+        rc = km_bus_validate(topic, body, false);
     if (rc != KM_OK) {
         json_decref(body);
         return rc;

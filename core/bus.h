@@ -200,7 +200,8 @@ int km_bus_host_info(const struct km_bus *bus, int h, struct km_bus_host *out);
  * KM_EOWNER (orphaned topic), KM_EKIND (r->kind differs from the topic's),
  * KM_EFULL (a new host past max_hosts), KM_ESTALE (an epoch older than
  * the host's, or an event seq <= the last one of that host on this topic in
- * this epoch), KM_ESCHEMA (logged like a local one), KM_ENOMEM. Every
+ * this epoch), KM_ESCHEMA (not logged: the caller logs, once per burst),
+ * KM_ENOMEM. Every
  * refusal of a known host counts in its `refused`; KM_ESCHEMA also in the
  * topic's rejected. A newer epoch: the host restarted (restarts + 1) and
  * its sequences on each topic start again. On KM_OK the message's time is

@@ -242,7 +242,7 @@ int km_bus_publish_remote(struct km_topic *topic, json_t *body, const struct km_
     if (rc == KM_OK && topic->kind == KM_TOPIC_EVENT)
         rc = km_remote_seq_check(km_hslot(topic, h), r->epoch, r->seq);
     if (rc == KM_OK)
-        rc = km_bus_validate(topic, body);
+        rc = km_bus_validate(topic, body, true);
     if (rc == KM_OK && !rec) {
         if ((h = km_host_add(bus, r->host)) < 0)
             rc = KM_ENOMEM;

@@ -129,9 +129,11 @@ struct km_bus {
 
 /* CLOCK_* now, µs. */
 int64_t km_bus_clock_us(clockid_t clock);
-/* Validates body against t's schema; on a mismatch logs and counts it
-   (topic and process-wide) and returns KM_ESCHEMA. */
-int km_bus_validate(struct km_topic *t, json_t *body);
+/* Validates body against t's schema; on a mismatch counts it (topic and
+   process-wide), logs it unless quiet, and returns KM_ESCHEMA. Remote
+   messages are quiet: a bad host could send thousands a second, and the
+   bridge that received them logs once per burst. */
+int km_bus_validate(struct km_topic *t, json_t *body, bool quiet);
 /* Queues msg (a reference taken) for delivery after the messages before it. */
 void km_bus_enqueue(struct km_bus *bus, struct km_msg *msg);
 /* Delivers what is queued unless a callback runs (see bus.c). Returns

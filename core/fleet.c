@@ -6,10 +6,11 @@
  *    records when each host's last message arrived (km_bus_host_info), and
  *    a host that falls silent sends nothing that could tell the bus so. The
  *    1 s timer compares that time with [core] host_stale.
- *  - A silent host turns stale on the timer (within a second of the stale
- *    time); a stale host that speaks again is noticed by the "*" subscription
- *    at its first message, which arms an immediate check. The check runs
- *    from the loop, never inside the bus's delivery, so the publish of
+ *  - A silent host turns stale when its stale time is up: the 1 s tick
+ *    also arms a one-shot timer for the earliest deadline of the hosts that
+ *    are up, so host_down is not late by up to a second; a stale host that speaks again
+ * is noticed by the "*" subscription at its first message, which arms an immediate check.
+ * The check runs from the loop, never inside the bus's delivery, so the publish of
  *    `hosts` is never a nested one.
  *  - The per-host memory here is one small record per host the bus knows,
  *    bounded by [core] max_hosts (at most KM_HOSTS_MAX).
@@ -38,6 +39,8 @@ struct km_fleet {
     struct km_topic *topic;      /* `hosts` (the bus's) */
     struct event *tick_ev;       /* 1 s persistent timer */
     struct event *now_ev;        /* an immediate check (a host appeared or is back) */
+    struct event *deadline_ev;   /* one-shot: the earliest up host's stale time */
+    int64_t next_stale_us;       /* that time (monotonic µs); 0: no host up */
     int now_armed;               /* now_ev is active and has not run yet */
     struct km_sub *sub;          /* "*" of every host: notices returns at once */
     struct km_fleet_host *hosts; /* per host index (owned); [0] unused */
@@ -209,6 +212,7 @@ int km_fleet_check(struct km_fleet *f, int64_t now_us)
                n - f->n_hosts);
         n = f->n_hosts;
     }
+    f->next_stale_us = 0;
     for (unsigned h = 1; h < n; h++) {
         struct km_fleet_host *fh = &f->hosts[h];
         struct km_bus_host hi;
@@ -231,6 +235,9 @@ int km_fleet_check(struct km_fleet *f, int64_t now_us)
             changed = 1;
         }
         fh->up = up;
+        int64_t due = hi.last_seen_mono + stale_us;
+        if (up && (!f->next_stale_us || due < f->next_stale_us))
+            f->next_stale_us = due;
     }
     f->n_hosts = n > f->n_hosts ? n : f->n_hosts;
     if (n <= 1 && !changed)
@@ -240,7 +247,18 @@ int km_fleet_check(struct km_fleet *f, int64_t now_us)
 
 int km_fleet_tick(struct km_fleet *f)
 {
-    return km_fleet_check(f, km_mono_us());
+    int rc = km_fleet_check(f, km_mono_us());
+    /* Wake up just past the earliest deadline when it comes before the
+       next tick (a host's new messages only push it later: then that
+       check finds it up and the next tick re-arms). */
+    if (f->deadline_ev && f->next_stale_us) {
+        int64_t wait = f->next_stale_us - km_mono_us() + 1000;
+        if (wait < 1000000) {
+            struct timeval tv = {0, wait > 0 ? (suseconds_t)wait : 0};
+            event_add(f->deadline_ev, &tv);
+        }
+    }
+    return rc;
 }
 
 int km_fleet_host_up(const struct km_fleet *f, int h)
@@ -297,7 +315,8 @@ struct km_fleet *km_fleet_new(struct km_core *core)
     }
     f->tick_ev = event_new(core->base, -1, EV_PERSIST, km_fleet_tick_cb, f);
     f->now_ev = event_new(core->base, -1, 0, km_fleet_now_cb, f);
-    if (!f->tick_ev || !f->now_ev || event_add(f->tick_ev, &one) != 0)
+    f->deadline_ev = event_new(core->base, -1, 0, km_fleet_tick_cb, f);
+    if (!f->tick_ev || !f->now_ev || !f->deadline_ev || event_add(f->tick_ev, &one) != 0)
         goto fail;
     f->sub = km_bus_subscribe_ex(core->bus, "*", km_fleet_on_msg, f, f, KM_SUB_HOSTS);
     if (!f->sub)
@@ -318,6 +337,8 @@ void km_fleet_free(struct km_fleet *f)
         event_free(f->tick_ev);
     if (f->now_ev)
         event_free(f->now_ev);
+    if (f->deadline_ev)
+        event_free(f->deadline_ev);
     free(f->hosts);
     free(f);
 }

@@ -267,16 +267,13 @@ static int km_rest_latest_name(const char *path, char *name, size_t len)
 
 static void km_rest_plugin_each(const struct km_plugin_info *info, void *arg)
 {
-    static const char *const states[] = {"", "running", "disabled", "off"};
     const struct km_plugin *d = info->desc;
-    int st = info->state >= KM_PLUGIN_RUNNING && info->state <= KM_PLUGIN_OFF
-                 ? (int)info->state
-                 : 0;
 
-    json_array_append_new(
-        arg, json_pack("{s:s, s:s?, s:s, s:s?, s:s?, s:s?}", "name", info->name, "file",
-                       info->file, "state", states[st], "reason", info->reason, "version",
-                       d ? d->version : NULL, "description", d ? d->description : NULL));
+    json_array_append_new(arg, json_pack("{s:s, s:s?, s:s, s:s?, s:s?, s:s?}", "name",
+                                         info->name, "file", info->file, "state",
+                                         km_plugin_state_name(info->state), "reason",
+                                         info->reason, "version", d ? d->version : NULL,
+                                         "description", d ? d->description : NULL));
 }
 
 static int km_rest_plugins(struct km_core *core, json_t **body)

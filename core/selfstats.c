@@ -160,10 +160,11 @@ static void km_self_topic(struct km_topic *t, void *arg)
 
 static void km_self_plugin(const struct km_plugin_info *info, void *arg)
 {
-    km_self_set1(arg, "katomon_plugin_up",
-                 "1 when the plugin is running, 0 when it is disabled or off.",
-                 KM_SERIES_GAUGE, "plugin", info->name,
-                 info->state == KM_PLUGIN_RUNNING ? 1 : 0);
+    km_self_set1(
+        arg, "katomon_plugin_up",
+        "1 when the plugin is running, 0 when it is disabled or off.", KM_SERIES_GAUGE,
+        "plugin", info->name,
+        info->state == KM_PLUGIN_RUNNING || info->state == KM_PLUGIN_PASSIVE ? 1 : 0);
 }
 
 static void km_self_ws(struct km_series_reg *reg, struct km_core *core)

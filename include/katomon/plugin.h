@@ -508,8 +508,8 @@ struct km_host {
      *   KM_EKIND (a state topic), KM_EINVAL (no such host, NULL cb).
      * publish_remote: a message that host r->host published on its own
      *   bus, as a bridge received it. Steals body always. It is validated
-     *   like publish (KM_ESCHEMA: logged, counted on the topic and on the
-     *   host) and delivered with that host's index to subscribe_hosts
+     *   like publish (KM_ESCHEMA: counted on the topic and on the host, but
+     *   not logged: the caller logs, once per burst) and delivered with that host's index to subscribe_hosts
      *   subscribers only. Any plugin may call it, on a declared topic that
      *   is not orphaned. Returns KM_OK, KM_EINVAL (NULL topic, body not an
      *   object, a bad host name or this host's own name, r->seq 0 on an

@@ -488,12 +488,14 @@ START_TEST(test_no_subscribe_gets_everything)
     json_t *j;
 
     publish_state();
-    j = realtime_with(c, 4);
+    /* the test's four state topics and the core's own "hosts" */
+    j = realtime_with(c, 5);
     json_t *data = json_object_get(j, "data");
     ck_assert_int_eq(num(json_object_get(data, "metrics"), "requests_total"), 42);
     ck_assert_int_eq(num(json_object_get(data, "sessions"), "active_count"), 3);
     ck_assert_ptr_nonnull(json_object_get(data, "containers"));
     ck_assert_ptr_nonnull(json_object_get(data, "host"));
+    ck_assert_ptr_nonnull(json_object_get(json_object_get(data, "hosts"), "hosts"));
     json_decref(j);
 
     cmd("pub session_events {\"event_type\":\"session_created\",\"timestamp\":"
@@ -523,7 +525,7 @@ START_TEST(test_message_shapes)
     subscribe(k, "[\"session_events\",\"system_alerts\",\"test_events\"]", NULL);
     json_decref(must_recv(k, "subscription_ack"));
     publish_state();
-    j = realtime_with(c, 4);
+    j = realtime_with(c, 5); /* four state topics and the core's "hosts" */
     keys_are(j, "type", "timestamp", "data", NULL);
     is_utc_time(str(j, "timestamp"));
     json_t *ct = json_object_get(json_object_get(j, "data"), "containers");

@@ -730,8 +730,8 @@ def phase_host_down(f: Fleet) -> None:
         k = f.k[name]
         got = wait_until(lambda: firing(k, "host_down", "B"), STALE + 5, 0.05)
         took = time.monotonic() - t0
-        C.check(got and took <= STALE + 2.5,
-                f"D: {name}: host_down fires for B within host_stale ({took:.1f} s; "
+        C.check(got and took <= STALE + 1.0,
+                f"D: {name}: host_down fires for B within host_stale ({took:.2f} s; "
                 f"host_stale {STALE:g} s)", active(k))
         C.check(hosts_view(k).get("B", {}).get("up") is False,
                 f"D: {name}: GET /api/v1/hosts shows B down", hosts_view(k).get("B"))

@@ -93,6 +93,11 @@ CONTAINER_FAMILIES = {
 }
 OTHER = {"katomon_source_up": "gauge", "katomon_source_failures": "gauge",
          "katomon_alerts_firing": "gauge"}
+# The core's hosts topic (issue 15): one of each per known host.
+FLEET = {"katomon_host_up": "gauge", "katomon_host_last_seen_age_seconds": "gauge",
+         "katomon_host_stale_seconds": "gauge", "katomon_host_messages_total": "counter",
+         "katomon_host_refused_total": "counter", "katomon_host_gaps_total": "counter",
+         "katomon_host_missed_total": "counter", "katomon_host_restarts_total": "counter"}
 # Prefixes of names derived from the plugins' topics: every family under
 # them must be one the plugins declare.
 DECLARED_PREFIXES = ("katomon_kato_", "katomon_host_", "katomon_container_",
@@ -101,7 +106,8 @@ DECLARED_PREFIXES = ("katomon_kato_", "katomon_host_", "katomon_container_",
 # The shipped rules' (type, level) pairs: katomon_alerts_firing's label sets.
 ALERT_PAIRS = {("high_cpu", "warning"), ("high_cpu", "error"), ("high_memory", "warning"),
                ("high_memory", "error"), ("high_error_rate", "warning"),
-               ("high_error_rate", "error"), ("container_down", "error")}
+               ("high_error_rate", "error"), ("container_down", "error"),
+               ("host_down", "error"), ("source_down", "error")}
 
 
 # ---------------------------------------------------------------------------
@@ -368,7 +374,8 @@ def check_metrics(k: Katomon, promtool: str, with_docker: bool) -> dict:
     bad_counter = [n for n, f in fams.items() if (f["type"] == "counter") !=
                    n.endswith("_total")]
     C.check(not bad_counter, "counters, and only they, end in _total", bad_counter)
-    declared = {**KATO, **HOST, **SESSIONS, **OTHER, **(CONTAINER_FAMILIES if with_docker else {})}
+    declared = {**KATO, **HOST, **SESSIONS, **OTHER, **FLEET,
+                **(CONTAINER_FAMILIES if with_docker else {})}
     got = {n for n in fams if n.startswith(DECLARED_PREFIXES)}
     C.check(got == set(declared), "the plugins' families are exactly the brief's names",
             {"missing": sorted(set(declared) - got), "unexpected": sorted(got - set(declared))})

@@ -201,7 +201,7 @@ START_TEST(test_refusals)
     r.kind = KM_TOPIC_STATE;
     ck_assert_int_eq(km_bus_publish_remote(state_t, json_pack("{s:s}", "v", "x"), &r),
                      KM_ESCHEMA);
-    ck_assert_int_eq(log_lines, 1);
+    ck_assert_int_eq(log_lines, 0); /* counted, not logged: the bridge logs per burst */
     ck_assert_uint_eq(km_topic_rejected(state_t), 1);
     /* nothing was accepted from beta: no host record, nothing held */
     ck_assert_uint_eq(km_bus_host_count(bus), 1);
