@@ -635,6 +635,34 @@ describe('katomon dashboard', { concurrency: false }, () => {
     assert.deepEqual(problems, []);
   });
 
+  it('shows this host alone on the Fleet page, with no host picker', { timeout: 30000 }, async () => {
+    const { page, problems } = await open('fleet');
+    await realtime(page);
+    assert.equal(await page.locator('h1').textContent(), 'Fleet');
+    const rows = page.locator('#fleet-table tbody tr');
+    await rows.first().waitFor();
+    assert.equal(await rows.count(), 1);
+    const r = rows.first();
+    assert.equal(await r.getAttribute('data-local'), 'true');
+    assert.equal(await r.getAttribute('data-status'), 'up');
+    assert.match(await r.locator('th').textContent(), /this host/);
+    // CPU and memory from host_stats, alerts from alert_manager
+    await until(async () => /\d+\.\d %/.test(await r.locator('.cpu-cell').textContent()), 'CPU of this host');
+    await until(async () => /\d+\.\d %/.test(await r.locator('.mem-cell').textContent()), 'memory of this host');
+    assert.match(await page.locator('#fleet-summary').textContent(), /^1 host · 1 up$/);
+    // how hosts join, and no picker for one host
+    await page.locator('#fleet .notice', { hasText: 'redis_bridge' }).waitFor();
+    assert.ok(await page.locator('#host-pick').isHidden(), 'no host picker with one host');
+    assert.equal(await page.locator('.page-host:visible').count(), 0);
+    // nothing is labelled with a host either
+    await page.locator('nav a[data-nav="alerts"]').click();
+    await page.locator('body[data-page="alerts"]').waitFor();
+    await page.locator('.alert-history .alert-item').first().waitFor();
+    assert.equal(await page.locator('.alert-item .host-tag').count(), 0);
+    assert.equal(new URL(page.url()).searchParams.get('host'), null);
+    assert.deepEqual(problems, []);
+  });
+
   it('is keyboard reachable and labelled', { timeout: 20000 }, async () => {
     const { page } = await open('alerts');
     await realtime(page);

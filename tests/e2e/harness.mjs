@@ -8,8 +8,9 @@
 // containers run.sh started for this run), E2E_DOCKER_ERROR (why it could
 // not).
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -87,8 +88,10 @@ function stopChild(child, timeout = 5000) {
 
 // ---- the KATO simulator ------------------------------------------------------
 
+let sims = 0; // simulators started by this process: each its own port file
+
 export async function startSim() {
-  const portFile = path.join(env.tmp, `sim-${process.pid}.port`);
+  const portFile = path.join(env.tmp, `sim-${process.pid}-${++sims}.port`);
   fs.rmSync(portFile, { force: true });
   const child = spawn('python3', [path.join(env.srcdir, 'tests/sim/kato_sim.py'), '--port', '0', '--port-file', portFile, '--sessions', '3'],
     { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -106,6 +109,79 @@ export async function startSim() {
     metrics: () => json(`${url}/metrics`),
     stop: () => stopChild(child),
   };
+}
+
+// ---- Redis (the fleet) -------------------------------------------------------
+
+/** A free loopback TCP port (the kernel's pick; closed again before use). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** One RESP command on a fresh connection; resolves to the first reply line. */
+function redisCmd(port, ...args) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let buf = '';
+    const done = (f, v) => { sock.destroy(); f(v); };
+    sock.setTimeout(2000, () => done(reject, new Error('redis: no answer')));
+    sock.on('error', (e) => done(reject, e));
+    sock.on('data', (d) => {
+      buf += d.toString();
+      const i = buf.indexOf('\r\n');
+      if (i >= 0) done(resolve, buf.slice(0, i));
+    });
+    sock.on('connect', () => sock.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join('')}`));
+  });
+}
+
+/** Where redis-server is, or null (setup.sh installs it as root). */
+export function redisServerPath() {
+  for (const p of ['/usr/bin/redis-server', '/usr/local/bin/redis-server', '/usr/sbin/redis-server']) {
+    if (fs.existsSync(p)) return p;
+  }
+  const r = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
+  return r.status === 0 && r.stdout.trim() ? r.stdout.trim() : null;
+}
+
+/**
+ * A private redis-server on a free loopback port: no persistence, its own
+ * directory, in the foreground; resolves once PING answers PONG.
+ */
+export async function startRedis() {
+  const bin = redisServerPath();
+  if (!bin) throw new Error('redis-server not found (tests/e2e/setup.sh installs it as root: apt-get install redis-server)');
+  const dir = path.join(env.tmp, `redis-${process.pid}`);
+  fs.mkdirSync(dir, { recursive: true });
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort();
+    const child = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+      '--daemonize', 'no', '--dir', dir, '--protected-mode', 'yes'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const log = [];
+    collect(child, log);
+    try {
+      await until(async () => {
+        if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}: ${log.slice(-5).join(' | ')}`);
+        return (await redisCmd(port, 'PING')) === '+PONG';
+      }, 'redis-server to answer PING', 10000);
+    } catch (e) {
+      await stopChild(child);
+      if (attempt < 2 && /exited/.test(e.message)) continue; // the port was taken meanwhile
+      throw e;
+    }
+    return {
+      port, url: `redis://127.0.0.1:${port}/0`, log, child,
+      cmd: (...args) => redisCmd(port, ...args),
+      stop: () => stopChild(child),
+    };
+  }
 }
 
 // ---- Docker ------------------------------------------------------------------
@@ -140,16 +216,30 @@ export function needContainers(t) {
 
 // ---- katomon -------------------------------------------------------------
 
-export function katomonConfig({ port = 0, simUrl, stateDir, websocket = true, containers = [] }) {
+/**
+ * fleet: {hostName, hostStale, redisUrl, prefix} makes this katomon one
+ * host of a fleet bridged over Redis ([core] host_name and host_stale,
+ * [plugin redis_bridge]).
+ */
+export function katomonConfig({ port = 0, simUrl, stateDir, websocket = true, containers = [], fleet = null }) {
   // Docker: this run's containers, else a label nothing carries, so that
   // no container of this machine raises container_down alerts in the tests.
   const watch = containers.length ? `containers = ${containers.join(',')}` : 'label = katomon.e2e';
+  const core = fleet ? `host_name = ${fleet.hostName}\nhost_stale = ${fleet.hostStale || '15s'}\n` : '';
+  const bridge = fleet ? `
+[plugin redis_bridge]
+url = ${fleet.redisUrl}
+prefix = ${fleet.prefix || 'katomon'}
+timeout = 1
+reconnect_min = 0.2
+reconnect_max = 2
+` : '';
   return `; written by tests/e2e/harness.mjs
 [core]
 plugin_dir = ${env.pluginDir}
 state_dir = ${stateDir}
 log_level = info
-
+${core}
 [http]
 bind = 127.0.0.1
 port = ${port}
@@ -200,15 +290,32 @@ level = error
 name_field = name
 cooldown = 60
 message = Container '{name}' is {value}
-`;
+${bridge}`;
 }
 
-export async function startKatomon({ simUrl, port = 0, name = 'katomon', stateDir, websocket = true }) {
+/**
+ * Whether this katomon build can be one host of a fleet: --check-config of
+ * a fleet config ([core] host_name, host_stale, [plugin redis_bridge]).
+ * {ok, why}: why is what --check-config printed when it refused.
+ */
+export function fleetSupport() {
+  const dir = path.join(env.tmp, 'fleet-check');
+  fs.mkdirSync(dir, { recursive: true });
+  const conf = path.join(dir, 'katomon.conf');
+  fs.writeFileSync(conf, katomonConfig({
+    simUrl: 'http://127.0.0.1:9', stateDir: path.join(dir, 'state'),
+    fleet: { hostName: 'check', hostStale: '3s', redisUrl: 'redis://127.0.0.1:9/0' },
+  }));
+  const r = spawnSync(env.katomon, ['--check-config', '-c', conf], { encoding: 'utf8', timeout: 20000 });
+  return { ok: r.status === 0, why: `${r.stdout || ''}${r.stderr || ''}`.trim() };
+}
+
+export async function startKatomon({ simUrl, port = 0, name = 'katomon', stateDir, websocket = true, containers = docker.names, fleet = null }) {
   const dir = path.join(env.tmp, name);
   fs.mkdirSync(dir, { recursive: true });
   stateDir = stateDir || path.join(dir, 'state');
   const conf = path.join(dir, 'katomon.conf');
-  fs.writeFileSync(conf, katomonConfig({ port, simUrl, stateDir, websocket, containers: docker.names }));
+  fs.writeFileSync(conf, katomonConfig({ port, simUrl, stateDir, websocket, containers, fleet }));
   const child = spawn(env.katomon, ['-f', '-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
   const log = [];
   collect(child, log);
@@ -225,6 +332,11 @@ export async function startKatomon({ simUrl, port = 0, name = 'katomon', stateDi
     url, port: Number(m[2]), log, child, stateDir, conf,
     api: (p, opts) => json(`${url}${p}`, opts),
     stop: () => stopChild(child),
+    kill: () => new Promise((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) { resolve(); return; }
+      child.once('exit', () => resolve());
+      child.kill('SIGKILL');
+    }),
   };
 }
 

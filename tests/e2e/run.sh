@@ -3,7 +3,9 @@
 #
 # Starts nothing itself: dashboard.test.mjs starts the KATO simulator and a
 # freshly built katomon on ephemeral ports (short intervals) and drives
-# Debian's chromium headless with playwright-core. Screenshots (light and
+# Debian's chromium headless with playwright-core; fleet.test.mjs then starts
+# a private redis-server and two katomons ("alpha", "beta") bridged over it
+# (issue 15) and drives the Fleet page and the host picker. Screenshots (light and
 # dark, desktop and phone) go to $E2E_SCREENSHOTS (default
 # tests/e2e/screenshots in the source tree, or in the build tree when the
 # source tree is read-only, as under distcheck).
@@ -149,7 +151,7 @@ export CHROMIUM=/usr/bin/chromium
 export E2E_TMP=$tmp
 echo "e2e: katomon $KATOMON, plugins $KM_PLUGIN_DIR, web $KM_WEB_ROOT"
 echo "e2e: screenshots in $E2E_SCREENSHOTS"
-node --test --test-concurrency=1 --test-reporter=spec "$here/dashboard.test.mjs"
+node --test --test-concurrency=1 --test-reporter=spec "$here/dashboard.test.mjs" "$here/fleet.test.mjs"
 rc=$?
 [ $rc -eq 0 ] || exit 1
 exit 0

@@ -1,9 +1,10 @@
 #!/bin/sh
 # tests/e2e/setup.sh - installs what the browser tests need; idempotent.
 #
-#   - Debian's chromium (the browser) and libjs-chart.js (the dashboard's
-#     chart library, served by katomon under /vendor/), with apt-get when
-#     missing (needs root; skipped with a message otherwise);
+#   - Debian's chromium (the browser), libjs-chart.js (the dashboard's
+#     chart library, served by katomon under /vendor/) and redis-server
+#     (the fleet test's Redis, run privately on a free port), with apt-get
+#     when missing (needs root; skipped with a message otherwise);
 #   - playwright-core, pinned by package-lock.json, with `npm ci` into
 #     NODE_MODULES_DIR (default: tests/e2e/node_modules). Never
 #     `npx playwright install`: the tests drive Debian's chromium.
@@ -17,6 +18,7 @@ dest=${1:-$here}
 need=
 [ -x /usr/bin/chromium ] || need="$need chromium"
 [ -f /usr/share/javascript/chart.js/chart.min.js ] || need="$need libjs-chart.js"
+command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || need="$need redis-server"
 if [ -n "$need" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "e2e setup: apt-get install$need"

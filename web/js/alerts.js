@@ -8,6 +8,14 @@
 //       GET /api/v1/alerts/active -> {"active":[{key,type,rule,level}]}
 //       POST /api/v1/alerts/read {"ids":[...]} | {"all":true} -> {"marked","unread"}
 //       DELETE /api/v1/alerts -> {"cleared"}
+//
+// The fleet (fleet.js): the history shown is the picked host's, the GETs
+// above with ?host=B when a remote host is picked (its alerts as this
+// katomon received them), and only that host's system_alert events are
+// added live. Another host picked: the list starts again and loads. A
+// remote host's history is read-only here (readOnly): its read marks and
+// clearing belong to that host (katomon answers 400 to them), so nothing
+// of it counts as unread and the actions are off.
 
 const LIMIT = 500;
 
@@ -15,10 +23,12 @@ export const KNOWN_TYPES = ['high_cpu', 'high_memory', 'high_error_rate', 'conta
 export const LEVELS = ['error', 'warning', 'info'];
 
 export class AlertStore extends EventTarget {
-  constructor(api, conn) {
+  constructor(api, conn, fleet) {
     super();
     this.api = api;
     this.conn = conn;
+    this.fleet = fleet;
+    this.host = fleet ? fleet.picked : ''; // whose alerts these are ('' = this host)
     this.list = [];          // newest first
     this.byId = new Map();
     this.total = 0;
@@ -28,27 +38,64 @@ export class AlertStore extends EventTarget {
     this.error = null;
     this.available = true;   // false when katomon has no alert history API
     conn.addEventListener('event', (e) => {
-      if (e.detail.topic === 'system_alerts') this._batch(e.detail);
+      if (e.detail.topic === 'system_alerts' && this._key(e.detail.host) === this.host) this._batch(e.detail);
     });
+    if (fleet) fleet.addEventListener('change', () => this._switch());
     conn.addEventListener('subscribed', () => this.load());
     conn.addEventListener('polltick', () => this.load({ quiet: true }));
+  }
+
+  _key(host) {
+    return this.fleet ? this.fleet.key(host) : '';
+  }
+
+  /** A remote host's alerts: shown, never marked read or cleared here. */
+  get readOnly() {
+    return !!this.host;
+  }
+
+  /** `?host=B` / `&host=B` for the host shown, '' for this host. */
+  _q(sep = '?') {
+    return this.host ? `${sep}host=${encodeURIComponent(this.host)}` : '';
+  }
+
+  /** Another host picked: its history, from the start. */
+  _switch() {
+    const host = this.fleet.picked;
+    if (host === this.host) return;
+    this.host = host;
+    this.list = [];
+    this.byId = new Map();
+    this.total = 0;
+    this.unread = 0;
+    this.active = [];
+    this.loaded = false;
+    this.error = null;
+    this.available = true;
+    this._gen = (this._gen || 0) + 1; // answers for the previous host are dropped
+    this._loading = null;
+    this._changed();
+    this.load();
   }
 
   /** Loads (or reloads) the history; new entries found are announced. */
   async load({ quiet = false } = {}) {
     if (this._loading) return this._loading;
-    this._loading = (async () => {
+    const gen = this._gen;
+    const p = (async () => {
       try {
-        const r = await this.api.get(`/api/v1/alerts?limit=${LIMIT}`);
+        const r = await this.api.get(`/api/v1/alerts?limit=${LIMIT}${this._q('&')}`);
+        if (gen !== this._gen) return;
         const fresh = [];
         for (const a of r.alerts || []) {
           if (!a || typeof a.id !== 'string') continue;
           if (this.loaded && !this.byId.has(a.id)) fresh.push(a);
         }
         this.list = (r.alerts || []).filter((a) => a && typeof a.id === 'string');
+        if (this.readOnly) for (const a of this.list) a.read = true;
         this.byId = new Map(this.list.map((a) => [a.id, a]));
         this.total = Number(r.total) || this.list.length;
-        this.unread = Number(r.unread) || 0;
+        this.unread = this.readOnly ? 0 : Number(r.unread) || 0;
         this.error = null;
         this.available = true;
         const first = !this.loaded;
@@ -58,21 +105,25 @@ export class AlertStore extends EventTarget {
         if (!first && fresh.length) this.dispatchEvent(new CustomEvent('new', { detail: { alerts: fresh.reverse(), replayed: true } }));
         this.loadActive();
       } catch (e) {
+        if (gen !== this._gen) return;
         // 404: a backend without katomon's alert history (the original
-        // dashboard's); live alerts are still listed as they come
+        // dashboard's), or no such host; live alerts are still listed as they come
         if (e.status === 404) { this.available = false; this.loaded = true; }
         if (!quiet || !this.loaded) this.error = e.message;
         this._changed();
       } finally {
-        this._loading = null;
+        if (this._loading === p) this._loading = null;
       }
     })();
-    return this._loading;
+    this._loading = p;
+    return p;
   }
 
   async loadActive() {
+    const gen = this._gen;
     try {
-      const r = await this.api.get('/api/v1/alerts/active');
+      const r = await this.api.get(`/api/v1/alerts/active${this._q()}`);
+      if (gen !== this._gen) return;
       this.active = Array.isArray(r.active) ? r.active : [];
       this._changed();
     } catch { /* optional */ }
@@ -87,7 +138,7 @@ export class AlertStore extends EventTarget {
       // the original protocol's alerts have no id of their own
       const id = typeof a.id === 'string' ? a.id : `${msg.id || 'alert'}#${i}`;
       if (this.byId.has(id)) return;
-      const entry = { ...a, id, timestamp: a.timestamp || msg.timestamp, batch: msg.id, read: false };
+      const entry = { ...a, id, timestamp: a.timestamp || msg.timestamp, batch: msg.id, read: this.readOnly };
       if (!entry.state) entry.state = 'firing';
       fresh.push(entry);
     });
@@ -95,7 +146,7 @@ export class AlertStore extends EventTarget {
     for (const e of fresh) this.byId.set(e.id, e);
     this.list = [...fresh.reverse(), ...this.list].slice(0, LIMIT);
     this.total += fresh.length;
-    this.unread += fresh.length;
+    if (!this.readOnly) this.unread += fresh.length;
     this._changed();
     this.dispatchEvent(new CustomEvent('new', { detail: { alerts: fresh.slice().reverse(), replayed } }));
     clearTimeout(this._activeTimer);
@@ -114,13 +165,14 @@ export class AlertStore extends EventTarget {
   }
 
   async markRead(ids) {
+    if (this.readOnly) return;
     ids = ids.filter((id) => this.byId.get(id) && !this.byId.get(id).read);
     if (!ids.length) return;
     for (const id of ids) this.byId.get(id).read = true;
     this.unread = Math.max(0, this.unread - ids.length);
     this._changed();
     try {
-      const r = await this.api.post('/api/v1/alerts/read', { ids });
+      const r = await this.api.post(`/api/v1/alerts/read${this._q()}`, { ids });
       if (r && Number.isInteger(r.unread)) this.unread = r.unread;
       this._changed();
     } catch (e) {
@@ -129,11 +181,12 @@ export class AlertStore extends EventTarget {
   }
 
   async markAllRead() {
+    if (this.readOnly) return;
     for (const a of this.list) a.read = true;
     this.unread = 0;
     this._changed();
     try {
-      const r = await this.api.post('/api/v1/alerts/read', { all: true });
+      const r = await this.api.post(`/api/v1/alerts/read${this._q()}`, { all: true });
       if (r && Number.isInteger(r.unread)) this.unread = r.unread;
       this._changed();
     } catch (e) {
@@ -142,6 +195,7 @@ export class AlertStore extends EventTarget {
   }
 
   async clearAll() {
+    if (this.readOnly) return;
     const keep = { list: this.list, total: this.total, unread: this.unread };
     this.list = [];
     this.byId = new Map();
@@ -149,7 +203,7 @@ export class AlertStore extends EventTarget {
     this.unread = 0;
     this._changed();
     try {
-      await this.api.del('/api/v1/alerts');
+      await this.api.del(`/api/v1/alerts${this._q()}`);
     } catch (e) {
       Object.assign(this, keep);
       this.byId = new Map(this.list.map((a) => [a.id, a]));

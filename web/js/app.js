@@ -1,5 +1,5 @@
-// app.js - the katomon dashboard: layout (status, bell, alert sidebar,
-// toasts, connection banner) and the client-side router.
+// app.js - the katomon dashboard: layout (status, host picker, bell, alert
+// sidebar, toasts, connection banner) and the client-side router.
 //
 // Routes live in the URL fragment (#/, #/sessions, #/alerts?level=error),
 // so any deep link works whatever serves the files.
@@ -7,6 +7,7 @@
 import { Api } from './api.js';
 import { Connection } from './conn.js';
 import { Store } from './store.js';
+import { Fleet, hostName } from './fleet.js';
 import { AlertStore } from './alerts.js';
 import { Toaster } from './toasts.js';
 import { TimeRange } from './history.js';
@@ -16,19 +17,22 @@ import { alertFilters, alertItem, emptyState, humanize, LEVEL_LABEL } from './ui
 import * as overview from './pages/overview.js';
 import * as sessions from './pages/sessions.js';
 import * as alertsPage from './pages/alerts.js';
+import * as fleetPage from './pages/fleet.js';
 
 const ROUTES = {
   '': { page: overview, title: 'Overview', nav: 'overview' },
   sessions: { page: sessions, title: 'Sessions', nav: 'sessions' },
   alerts: { page: alertsPage, title: 'Alerts', nav: 'alerts' },
+  fleet: { page: fleetPage, title: 'Fleet', nav: 'fleet' },
 };
 
 const STATUS_LABEL = { connecting: 'Connecting', realtime: 'Real-time', offline: 'Offline', error: 'Error' };
 
 const api = new Api();
 const conn = new Connection(api, { historyTopics: ['session_events'] });
-const store = new Store(conn);
-const alerts = new AlertStore(api, conn);
+const fleet = new Fleet(conn);
+const store = new Store(conn, fleet);
+const alerts = new AlertStore(api, conn, fleet);
 const range = new TimeRange(); // the charts' time range, one for every page
 const $ = (id) => document.getElementById(id);
 
@@ -44,7 +48,7 @@ alerts.addEventListener('new', (e) => {
       kind: 'alert',
       level: resolved ? 'success' : a.level === 'error' ? 'error' : a.level === 'warning' ? 'warning' : 'info',
       title: a.message || humanize(a.type),
-      body: `${replayed ? 'While you were offline · ' : ''}${resolved ? 'Resolved' : LEVEL_LABEL[a.level] || 'Alert'} · ${humanize(a.type)}`,
+      body: `${fleet.multi ? `${fleet.label(alerts.host)} · ` : ''}${replayed ? 'While you were offline · ' : ''}${resolved ? 'Resolved' : LEVEL_LABEL[a.level] || 'Alert'} · ${humanize(a.type)}`,
       timeout: 10000,
     });
   }
@@ -118,7 +122,8 @@ function renderDrawer() {
     if (again && drawerFilters.contains(again)) again.focus();
   }
   const list = alerts.filtered(drawerFilter);
-  setText(drawerCount, alerts.unread ? `${alerts.unread} unread` : 'All read');
+  setText(drawerCount, alerts.readOnly ? `${alerts.host}'s alerts (read and cleared on ${alerts.host})`
+    : alerts.unread ? `${alerts.unread} unread` : 'All read');
   drawerError.hidden = !alerts.error;
   setText(drawerError, alerts.error || '');
   let body;
@@ -130,11 +135,14 @@ function renderDrawer() {
       h('button', { class: 'btn', type: 'button', onclick: () => { drawerFilter = { level: '', type: '' }; renderDrawer(); } }, 'Reset filters'));
   } else {
     body = h('ul', { class: 'alert-list compact', 'aria-label': 'Alert history' },
-      list.slice(0, 100).map((a) => alertItem(a, { onRead: (x) => alerts.markRead([x.id]) })));
+      list.slice(0, 100).map((a) => alertItem(a, {
+        onRead: alerts.readOnly ? null : (x) => alerts.markRead([x.id]),
+        host: fleet.multi ? { name: fleet.label(alerts.host), local: !alerts.host } : null,
+      })));
   }
   replace(drawerList, body);
-  $('drawer-read-all').disabled = alerts.unread === 0;
-  $('drawer-clear').disabled = alerts.list.length === 0;
+  $('drawer-read-all').disabled = alerts.readOnly || alerts.unread === 0;
+  $('drawer-clear').disabled = alerts.readOnly || alerts.list.length === 0;
 }
 
 function openDrawer() {
@@ -186,6 +194,52 @@ function resetClear(btn) {
 
 alerts.addEventListener('change', () => { renderBadge(); renderDrawer(); });
 
+// ---- the host picker ----------------------------------------------------
+//
+// One host's data on every page (fleet.js): a select in the header, shown
+// once katomon knows more than one host (or a remote host is picked, so
+// there is a way back). Options: this host first, then the fleet; a stale
+// host says so. The pick goes to localStorage and the URL (?host=B).
+
+const picker = $('host-pick');
+const pickerSel = $('host-picker');
+let pickerKey = null;
+
+function renderPicker() {
+  const rows = fleet.list();
+  if (fleet.picked && !rows.some((r) => !r.local && r.name === fleet.picked)) {
+    rows.push({ name: fleet.picked, local: false, up: null, known: false, missing: true });
+  }
+  picker.hidden = rows.length < 2;
+  document.body.dataset.fleet = rows.length > 1 ? 'multi' : 'single';
+  const opts = rows.map((r) => {
+    const value = r.local ? '' : r.name;
+    let text = r.local ? `${r.name || 'This host'} (this host)` : r.name;
+    if (r.missing) text += ' (not seen)';
+    else if (!r.local && r.up === false) text += ' (stale)';
+    return [value, text];
+  });
+  const key = JSON.stringify([opts, fleet.picked]);
+  if (key === pickerKey) return;
+  pickerKey = key;
+  const focused = document.activeElement === pickerSel;
+  replace(pickerSel, opts.map(([value, text]) => h('option', { value, selected: value === fleet.picked }, text)));
+  pickerSel.value = fleet.picked;
+  picker.dataset.picked = fleet.pickedName;
+  if (focused) pickerSel.focus();
+}
+
+pickerSel.addEventListener('change', () => fleet.pick(pickerSel.value));
+fleet.addEventListener('hosts', renderPicker);
+fleet.addEventListener('change', () => {
+  conn.setPicked(fleet.picked);
+  renderPicker();
+  route(); // every page shows the picked host: mount it anew
+});
+conn.pollHosts = () => (document.body.dataset.page === 'fleet'
+  ? fleet.list().map((r) => (r.local ? '' : r.name))
+  : [fleet.picked]);
+
 // ---- relative times keep moving ------------------------------------------
 
 setInterval(() => {
@@ -224,6 +278,12 @@ function navigate(to, { replace: rep = false } = {}) {
 
 function route() {
   const { path, params } = parseLocation();
+  // a link naming a host picks it (the change routes again)
+  const urlHost = hostName(params.get('host'));
+  if (urlHost && fleet.key(urlHost) !== fleet.picked) {
+    fleet.pick(urlHost);
+    return;
+  }
   const r = ROUTES[path];
   if (current) {
     try { current.unmount(); } catch { /* page gone */ }
@@ -233,7 +293,7 @@ function route() {
     if (r && a.dataset.nav === r.nav) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
-  const ctx = { api, conn, store, alerts, toaster, range, params, openDrawer, armClear, setQuery };
+  const ctx = { api, conn, store, alerts, fleet, toaster, range, params, openDrawer, armClear, setQuery, navigate };
   if (!r) {
     currentTitle = 'Not found';
     replace(main, h('section', { class: 'page' },
@@ -246,6 +306,8 @@ function route() {
     replace(main, current.el);
   }
   document.body.dataset.page = r ? r.nav : 'notfound';
+  // the URL names the picked host (none for this host), so a link keeps it
+  if ((params.get('host') || '') !== fleet.picked) setQuery({ host: fleet.picked });
   renderBadge();
   if (!firstRoute) {
     const h1 = main.querySelector('h1');
@@ -294,7 +356,9 @@ if (location.hash.startsWith('#/')) {
 
 // ---- start -----------------------------------------------------------------
 
-conn.claim('layout', ['system_alerts']);
+conn.claim('layout', ['system_alerts', 'hosts']);
+conn.setPicked(fleet.picked);
+renderPicker();
 route();
 renderStatus();
 renderBadge();
@@ -302,4 +366,4 @@ alerts.load();
 conn.start();
 
 // for the end-to-end tests and for debugging from the console
-window.katomon = { api, conn, store, alerts, toaster, range, navigate, version: '1' };
+window.katomon = { api, conn, store, alerts, fleet, toaster, range, navigate, version: '1' };

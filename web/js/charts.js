@@ -79,6 +79,8 @@ export class LiveChart {
     this.yMax = yMax;
     this.threshold = threshold;
     this.store = store;
+    this.fleet = store && store.fleet;
+    this.host = this.fleet ? this.fleet.picked : ''; // the host whose history it shows
     this.api = api;
     this.range = range;
     this.chart = null;
@@ -121,7 +123,9 @@ export class LiveChart {
     let answer = null;
     let error = null;
     try {
-      answer = await fetchHistory(this.api, this.series.map((s) => HISTORY_SERIES[s.key].name), range.key);
+      // the picked host's series (fleet.js): host="B" for a remote host
+      const sel = (name) => (this.fleet ? this.fleet.selector(name, this.host) : name);
+      answer = await fetchHistory(this.api, this.series.map((s) => sel(HISTORY_SERIES[s.key].name)), range.key);
     } catch (e) {
       error = e;
     }
@@ -130,7 +134,7 @@ export class LiveChart {
     this.error = error;
     this.series.forEach((s, i) => {
       const hs = HISTORY_SERIES[s.key];
-      const found = answer ? findSeries(answer, hs.name) : null;
+      const found = answer ? findSeries(answer, hs.name, {}, this.fleet ? this.fleet.key(this.host) : null) : null;
       this.lines[i].setHistory(found ? found.points : [], answer ? answer.step : 1, hs.scale || 1);
     });
     this.downsampled = !!(answer && answer.downsampled);

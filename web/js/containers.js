@@ -43,11 +43,15 @@ function row(attrs, head, cells) {
     }));
 }
 
-/** The table for the containers topic's list and aggregate; sparks: Sparklines. */
-export function containersTable(list, agg, sparks) {
+/**
+ * The table for the containers topic's list and aggregate; sparks:
+ * Sparklines; host: the host's name when the fleet has several (the
+ * caption and each row say whose containers they are).
+ */
+export function containersTable(list, agg, sparks, host = '') {
   const sum = (f) => list.reduce((s, x) => s + (isNum(get(x, f)) ? get(x, f) : 0), 0);
-  return h('table', { class: 'data-table containers-table', role: 'table' },
-    h('caption', { class: 'sr-only' }, 'Containers and their resource use'),
+  return h('table', { class: 'data-table containers-table', role: 'table', dataset: host ? { host } : {} },
+    h('caption', { class: 'sr-only' }, host ? `Containers on host ${host} and their resource use` : 'Containers and their resource use'),
     h('thead', { role: 'rowgroup' }, h('tr', { role: 'row' },
       h('th', { scope: 'col', role: 'columnheader' }, 'Name'),
       COLUMNS.map((c) => h('th', { scope: 'col', role: 'columnheader', class: [c.num ? 'num' : '', c.cls || ''].filter(Boolean).join(' ') || null }, c.label)))),
@@ -60,7 +64,7 @@ export function containersTable(list, agg, sparks) {
       const running = status === 'running';
       const bad = !running || x.health === 'unhealthy';
       const live = (text) => (running ? text : DASH); // a stopped container has no figures
-      return row({ dataset: { name: x.name || '' }, class: bad ? 'row-bad' : '' },
+      return row({ dataset: host ? { name: x.name || '', host } : { name: x.name || '' }, class: bad ? 'row-bad' : '' },
         h('th', { scope: 'row', role: 'rowheader', class: 'name' }, x.name || DASH, x.id ? h('span', { class: 'cid' }, x.id) : null),
         [
           { title: x.error, content: h('span', null, h('span', { class: `status-dot st-${bad ? 'bad' : x.health === 'starting' ? 'warn' : 'ok'}` }), status + healthTxt) },

@@ -113,10 +113,20 @@ export function fetchHistory(api, selectors, since) {
   return api.get(`/api/v1/history?${historyQuery(selectors, since)}`, { timeout: 15000 });
 }
 
-/** The answer's series named `name` with no labels (or, given, these). */
-export function findSeries(answer, name, labels = {}) {
+/**
+ * The answer's series named `name` with these labels (any others allowed).
+ * host: a host key ('' = this host: no host label; "B": host="B"), or
+ * null for any host.
+ */
+export function findSeries(answer, name, labels = {}, host = null) {
   const list = (answer && Array.isArray(answer.series)) ? answer.series : [];
-  return list.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels && s.labels[k] === v)) || null;
+  return list.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels && s.labels[k] === v)
+    && (host === null || seriesHost(s) === host)) || null;
+}
+
+/** The host key of a series of a history answer: its host label, '' without one. */
+export function seriesHost(s) {
+  return (s && s.labels && typeof s.labels.host === 'string') ? s.labels.host : '';
 }
 
 const tf = (opts) => new Intl.DateTimeFormat(undefined, opts);

@@ -5,7 +5,7 @@
 
 import { h, setText } from './dom.js';
 import { fmtPct, get, isNum } from './format.js';
-import { CONTAINER_CPU, fetchHistory } from './history.js';
+import { CONTAINER_CPU, fetchHistory, seriesHost } from './history.js';
 import { LIVE_GAP_MS, Timeline } from './timeline.js';
 
 const W = 72;
@@ -18,6 +18,7 @@ export class Sparklines extends EventTarget {
     this.api = api;
     this.store = store;
     this.range = range;
+    this.host = store.fleet ? store.fleet.picked : ''; // the host whose containers it draws
     this.lines = new Map(); // container name -> Timeline
     this.state = 'loading';
     this._seq = 0;
@@ -32,15 +33,17 @@ export class Sparklines extends EventTarget {
     this.state = 'loading';
     let answer = null;
     try {
-      answer = await fetchHistory(this.api, [CONTAINER_CPU], this.range.key);
+      const fleet = this.store.fleet;
+      answer = await fetchHistory(this.api, [fleet ? fleet.selector(CONTAINER_CPU, this.host) : CONTAINER_CPU], this.range.key);
     } catch {
       answer = null; // the rows still get the live points
     }
     if (seq !== this._seq || this.destroyed) return;
     this.lines = new Map();
+    const hostKey = this.store.fleet ? this.store.fleet.key(this.host) : '';
     for (const s of (answer && answer.series) || []) {
       const name = s.labels && s.labels.container;
-      if (!name) continue;
+      if (!name || seriesHost(s) !== hostKey) continue;
       const l = new Timeline();
       l.setHistory(s.points, answer.step);
       this.lines.set(name, l);
@@ -52,8 +55,8 @@ export class Sparklines extends EventTarget {
 
   /** Appends the containers topic's latest sample to each container's line. */
   follow() {
-    const body = this.store.get('containers');
-    const t = this.store.sampleTime('containers');
+    const body = this.store.get('containers', this.host);
+    const t = this.store.sampleTime('containers', this.host);
     const list = body && Array.isArray(body.containers) ? body.containers : [];
     const min = this.store.now() - this.range.ms;
     let behind = false;

@@ -1,6 +1,11 @@
 // store.js - latest value of each state topic, its health, and the short
 // time series the live charts draw. Fed by the connection (WebSocket or
 // the HTTP fallback); pages read from it and listen for `change`.
+//
+// Values are kept per host (fleet.js): '' is this host, "B" a remote host
+// whose values came in realtime_update's `hosts`. get/status/sampleTime
+// answer for the picked host unless told another; the chart series follow
+// the picked host only, and start again when another host is picked.
 
 import { get, isNum, parseTime } from './format.js';
 
@@ -8,6 +13,7 @@ export const SERIES_WINDOW_MS = 5 * 60 * 1000;
 const STALE_MIN_MS = 15000;
 const GAP_MS = 12000;
 const STORAGE_KEY = 'katomon.series.v1';
+const HOSTS_MAX = 1024; // hosts whose values we keep
 
 /** Series the charts draw: name -> [topic, path in that topic's body]. */
 export const SERIES = {
@@ -23,14 +29,22 @@ export const SERIES = {
 };
 
 export class Store extends EventTarget {
-  constructor(conn) {
+  constructor(conn, fleet) {
     super();
     this.conn = conn;
-    this.sources = new Map(); // topic -> {body, at, ts, via, fetchedAt, gap}
+    this.fleet = fleet;
+    this.byHost = new Map([['', new Map()]]); // host key -> (topic -> {body, at, t, via, lag, fetched, gap})
     this.series = new Map(Object.keys(SERIES).map((k) => [k, []]));
     this.unknown = new Set();
     this.skew = 0; // server clock - browser clock (ms), from the stream's timestamps
     conn.addEventListener('state', (e) => this._state(e.detail));
+    if (fleet) {
+      fleet.addEventListener('change', () => {
+        // the charts show one host: its series start now (history fills them)
+        for (const k of this.series.keys()) this.series.set(k, []);
+        this._changed('*');
+      });
+    }
     conn.addEventListener('ack', (e) => {
       this.unknown = new Set(e.detail.unknown);
       this._changed('*');
@@ -46,14 +60,14 @@ export class Store extends EventTarget {
   // katomon keeps no history of state topics).
   _save() {
     try {
-      sessionStorage.setItem(STORAGE_KEY, JSON.stringify({ at: Date.now(), series: Object.fromEntries(this.series) }));
+      sessionStorage.setItem(STORAGE_KEY, JSON.stringify({ at: Date.now(), host: this._picked(), series: Object.fromEntries(this.series) }));
     } catch { /* storage full or off */ }
   }
 
   _restore() {
     try {
       const saved = JSON.parse(sessionStorage.getItem(STORAGE_KEY) || 'null');
-      if (!saved || !saved.series) return;
+      if (!saved || !saved.series || (saved.host || '') !== this._picked()) return;
       const since = Date.now() - SERIES_WINDOW_MS;
       for (const [k, arr] of Object.entries(saved.series)) {
         if (!this.series.has(k) || !Array.isArray(arr)) continue;
@@ -64,8 +78,29 @@ export class Store extends EventTarget {
     } catch { /* bad data: start empty */ }
   }
 
-  get(topic) {
-    const s = this.sources.get(topic);
+  /** The picked host's key ('' = this host). */
+  _picked() {
+    return this.fleet ? this.fleet.picked : '';
+  }
+
+  _key(host) {
+    if (host === undefined) return this._picked();
+    return this.fleet ? this.fleet.key(host) : (host || '');
+  }
+
+  /** The picked host's values (topic -> entry). */
+  get sources() {
+    return this.hostSources();
+  }
+
+  /** A host's values (topic -> entry); host: a name, '' for this host, default the picked one. */
+  hostSources(host) {
+    return this.byHost.get(this._key(host)) || new Map();
+  }
+
+  /** The latest value of a topic on a host (default the picked one). */
+  get(topic, host) {
+    const s = this.hostSources(host).get(topic);
     return s ? s.body : undefined;
   }
 
@@ -75,15 +110,21 @@ export class Store extends EventTarget {
   }
 
   /** Time (katomon's clock, ms) of the latest sample of a topic, or null. */
-  sampleTime(topic) {
-    const s = this.sources.get(topic);
+  sampleTime(topic, host) {
+    const s = this.hostSources(host).get(topic);
     return s ? s.t : null;
   }
 
-  _state({ topic, body, ts, via }) {
+  _state({ topic, body, ts, via, host }) {
     if (!body || typeof body !== 'object') return;
+    const key = this._key(host || '');
+    let sources = this.byHost.get(key);
+    if (!sources) {
+      if (this.byHost.size >= HOSTS_MAX) return;
+      this.byHost.set(key, (sources = new Map()));
+    }
     const now = Date.now();
-    const prev = this.sources.get(topic);
+    const prev = sources.get(topic);
     const src = body._source || {};
     // Times from the server are compared with the server's own clock (the
     // update's timestamp), so a skewed browser clock does not fake staleness.
@@ -100,9 +141,9 @@ export class Store extends EventTarget {
       const g = entry.fetched - prev.fetched;
       entry.gap = prev.gap ? prev.gap * 0.7 + g * 0.3 : g;
     }
-    this.sources.set(topic, entry);
-    this._sample(topic, body, t);
-    this._changed(topic);
+    sources.set(topic, entry);
+    if (key === this._picked()) this._sample(topic, body, t);
+    this._changed(topic, key);
   }
 
   _sample(topic, body, now) {
@@ -127,14 +168,16 @@ export class Store extends EventTarget {
    * What a page should say about a topic's data:
    *   {kind: 'ok'|'poll'|'stale'|'error'|'missing'|'unconfigured', label, detail}
    */
-  status(topic) {
-    const s = this.sources.get(topic);
+  status(topic, host) {
+    const s = this.hostSources(host).get(topic);
     if (this.unknown.has(topic) && !s) {
       return { kind: 'unconfigured', label: 'Not configured', detail: `No plugin publishes "${topic}"; enable it in katomon.conf.` };
     }
     if (!s) {
       const down = this.conn.state !== 'realtime';
-      return { kind: 'missing', label: down ? 'No data' : 'Waiting', detail: down ? 'No data received yet' : 'Waiting for the first sample' };
+      const key = this._key(host);
+      const from = key ? ` from ${key}` : '';
+      return { kind: 'missing', label: down ? 'No data' : 'Waiting', detail: down ? `No data received yet${from}` : `Waiting for the first sample${from}` };
     }
     const err = s.body.error || (s.body._source && s.body._source.healthy === false && s.body._source.error);
     if (err) {
@@ -150,8 +193,14 @@ export class Store extends EventTarget {
     return { kind: 'ok', label: 'Live', detail: 'Live over WebSocket' };
   }
 
-  _changed(topic) {
-    this.dispatchEvent(new CustomEvent('change', { detail: { topic } }));
+  /**
+   * `change` {topic}: a value of the picked host (or, topic '*', anything);
+   * `hostchange` {topic, host}: a value of any host (host: its key, absent
+   * for '*'), for the pages that show every host (the Fleet page).
+   */
+  _changed(topic, host) {
+    if (host === undefined || host === this._picked()) this.dispatchEvent(new CustomEvent('change', { detail: { topic } }));
+    this.dispatchEvent(new CustomEvent('hostchange', { detail: { topic, host } }));
   }
 }
 

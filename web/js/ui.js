@@ -47,20 +47,27 @@ export function alertValue(a) {
   return isNum(a.threshold) ? `${v} · threshold ${ft(a.threshold)}` : v;
 }
 
-/** One alert of the history (sidebar and alerts page). */
-export function alertItem(a, { onRead } = {}) {
+/** A small tag naming the host a list item belongs to (the fleet). */
+export function hostTag(name, { local = false } = {}) {
+  return h('span', { class: `tag host-tag${local ? ' host-local' : ''}`, title: local ? `Host ${name} (this katomon)` : `Host ${name}` },
+    h('span', { class: 'sr-only' }, 'Host '), name);
+}
+
+/** One alert of the history (sidebar and alerts page); host: {name, local} to label it with. */
+export function alertItem(a, { onRead, host } = {}) {
   const level = LEVELS.includes(a.level) ? a.level : 'info';
   const resolved = a.state === 'resolved';
   const value = alertValue(a);
   const unread = !a.read;
   const li = h('li', {
     class: `alert-item level-${level}${resolved ? ' resolved' : ''}${unread ? ' unread' : ''}`,
-    dataset: { id: a.id, level, type: a.type || '', state: a.state || 'firing' },
+    dataset: { id: a.id, level, type: a.type || '', state: a.state || 'firing', ...(host ? { host: host.name } : {}) },
   },
   h('span', { class: 'alert-mark', 'aria-hidden': 'true' }, icon(resolved ? 'check' : level === 'info' ? 'info' : 'alert')),
   h('div', { class: 'alert-body' },
     h('p', { class: 'alert-msg' }, a.message || humanize(a.type)),
     h('p', { class: 'alert-meta' },
+      host ? hostTag(host.name, host) : null,
       h('span', { class: `tag level-tag level-${level}` }, LEVEL_LABEL[level]),
       h('span', { class: `tag state-tag ${resolved ? 'state-resolved' : 'state-firing'}` }, resolved ? 'Resolved' : 'Firing'),
       h('span', { class: 'tag type-tag' }, humanize(a.type)),
@@ -102,4 +109,38 @@ export function card(label, { key, wide } = {}) {
   const sub = h('dd', { class: 'card-sub' }, '\u00a0');
   const el = h('div', { class: `card${wide ? ' wide' : ''}`, dataset: { key: key || '' } }, h('dt', { class: 'card-label' }, label), value, sub);
   return { el, value, sub };
+}
+
+/**
+ * The line under a page's title naming the host it shows, once the fleet
+ * has more than one host (fleet.js). Follows the fleet; {el, destroy}.
+ */
+export function pageHost(fleet) {
+  const el = h('p', { class: 'page-host', hidden: true });
+  let shown = null;
+  const render = () => {
+    el.hidden = !fleet.multi;
+    if (el.hidden) return;
+    const local = !fleet.picked;
+    const name = fleet.label(fleet.picked);
+    const entry = fleet.entry(fleet.picked);
+    const stale = !local && !!entry && entry.up === false;
+    const key = `${name}|${local}|${stale}`;
+    if (key === shown) return; // the hosts topic comes every second
+    shown = key;
+    el.dataset.host = name;
+    el.replaceChildren('Host ', hostTag(name, { local }), local ? ' (this host)' : '',
+      stale ? h('span', { class: 'tag stale-tag' }, 'stale: no data for a while') : '',
+      ' · ', h('a', { href: 'fleet' }, 'every host'));
+  };
+  fleet.addEventListener('hosts', render);
+  fleet.addEventListener('change', render);
+  render();
+  return {
+    el,
+    destroy() {
+      fleet.removeEventListener('hosts', render);
+      fleet.removeEventListener('change', render);
+    },
+  };
 }

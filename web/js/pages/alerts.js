@@ -1,17 +1,21 @@
 // pages/alerts.js - the whole alert history kept by katomon: filters
 // (level, type, state; kept in the URL so a filtered view can be linked),
 // what is firing now, mark all read, clear all. Needs only system_alerts,
-// which the layout already subscribes to.
+// which the layout already subscribes to. In a fleet: the picked host's
+// alerts (alerts.js), each labelled with its host.
 
 import { h, replace, setText } from '../dom.js';
 import { fmtInt } from '../format.js';
 import { LEVELS } from '../alerts.js';
-import { alertFilters, alertItem, emptyState, humanize, LEVEL_LABEL } from '../ui.js';
+import { alertFilters, alertItem, emptyState, hostTag, humanize, LEVEL_LABEL, pageHost } from '../ui.js';
 
 export const TOPICS = ['system_alerts'];
 
-export function mount({ conn, alerts, params, armClear, setQuery }) {
+export function mount({ conn, alerts, fleet, params, armClear, setQuery }) {
   const release = conn.claim('alerts-page', TOPICS);
+  const hostLine = pageHost(fleet);
+  // in a fleet every alert says whose it is
+  const itemHost = () => (fleet.multi ? { name: fleet.label(alerts.host), local: !alerts.host } : null);
   let filter = {
     level: LEVELS.includes(params.get('level')) ? params.get('level') : '',
     type: params.get('type') || '',
@@ -25,20 +29,22 @@ export function mount({ conn, alerts, params, armClear, setQuery }) {
   const filters = h('div', { class: 'filters-wrap' });
   const activeBox = h('div', { class: 'active-strip' });
   const error = h('p', { class: 'form-error', role: 'alert', hidden: true });
+  const remoteNote = h('p', { class: 'notice info-note remote-note', hidden: true });
   const body = h('div', { class: 'alert-history' });
 
   const el = h('section', { class: 'page page-alerts' },
     h('header', { class: 'page-head page-head-actions' },
       h('div', null,
         h('h1', { tabindex: '-1' }, 'Alerts'),
-        h('p', { class: 'page-sub' }, 'Every alert katomon raised, newest first. The history is kept by katomon, so it survives reloads.')),
+        h('p', { class: 'page-sub' }, 'Every alert katomon raised, newest first. The history is kept by katomon, so it survives reloads.'),
+        hostLine.el),
       h('div', { class: 'actions' }, readAll, clear)),
     h('section', { class: 'section', 'aria-labelledby': 'active-h' },
       h('div', { class: 'section-head' }, h('h2', { id: 'active-h' }, 'Firing now')),
       activeBox),
     h('section', { class: 'section', 'aria-labelledby': 'hist-h' },
       h('div', { class: 'section-head section-head-wrap' }, h('h2', { id: 'hist-h' }, 'History'), filters),
-      summary, error, body));
+      summary, remoteNote, error, body));
 
   function setFilter(f) {
     filter = f;
@@ -56,15 +62,21 @@ export function mount({ conn, alerts, params, armClear, setQuery }) {
       filtersKey = key;
       replace(filters, alertFilters(filter, alerts.types(), setFilter, { withState: true, idPrefix: 'alerts' }));
     }
-    readAll.disabled = alerts.unread === 0;
-    clear.disabled = alerts.list.length === 0;
+    readAll.disabled = alerts.readOnly || alerts.unread === 0;
+    clear.disabled = alerts.readOnly || alerts.list.length === 0;
+    remoteNote.hidden = !alerts.readOnly;
+    setText(remoteNote, alerts.readOnly
+      ? `These are ${alerts.host}'s alerts as this katomon received them. They are marked read and cleared on ${alerts.host}'s own dashboard.`
+      : '');
     error.hidden = !alerts.error;
     setText(error, alerts.error || '');
 
     const active = alerts.active || [];
+    const ih = itemHost();
     replace(activeBox, active.length
       ? h('ul', { class: 'active-list', 'aria-label': 'Alerts firing now' }, active.map((a) => h('li', { class: `active-chip level-${a.level}` },
         h('span', { class: 'dot', 'aria-hidden': 'true' }),
+        ih ? hostTag(ih.name, ih) : null,
         h('span', null, humanize(a.type)),
         a.key && a.key !== a.type ? h('span', { class: 'muted' }, a.key.replace(`${a.type}_`, '')) : null,
         h('span', { class: 'sr-only' }, `, ${LEVEL_LABEL[a.level] || a.level}`))))
@@ -73,7 +85,7 @@ export function mount({ conn, alerts, params, armClear, setQuery }) {
     const list = alerts.filtered(filter);
     const filtered = filter.level || filter.type || filter.state;
     setText(summary, alerts.loaded
-      ? `${filtered ? `${fmtInt(list.length)} of ` : ''}${fmtInt(alerts.list.length)} alert${alerts.list.length === 1 ? '' : 's'} · ${fmtInt(alerts.unread)} unread`
+      ? `${filtered ? `${fmtInt(list.length)} of ` : ''}${fmtInt(alerts.list.length)} alert${alerts.list.length === 1 ? '' : 's'}${alerts.readOnly ? '' : ` · ${fmtInt(alerts.unread)} unread`}`
       : '');
     let content;
     if (!alerts.available && !alerts.list.length) content = emptyState('Alert history unavailable', 'katomon keeps no alert history (is the alert_manager plugin loaded in katomon.conf?). New alerts still appear here as they come.');
@@ -84,12 +96,15 @@ export function mount({ conn, alerts, params, armClear, setQuery }) {
         h('button', { class: 'btn', type: 'button', onclick: () => setFilter({ level: '', type: '', state: '' }) }, 'Reset filters'));
     } else {
       content = h('ul', { class: 'alert-list', 'aria-label': 'Alert history' },
-        list.map((a) => alertItem(a, { onRead: (x) => alerts.markRead([x.id]) })));
+        list.map((a) => alertItem(a, { onRead: alerts.readOnly ? null : (x) => alerts.markRead([x.id]), host: ih })));
     }
     replace(body, content);
   }
 
   alerts.addEventListener('change', render);
+  let multi = fleet.multi;
+  const onHosts = () => { if (fleet.multi !== multi) { multi = fleet.multi; render(); } };
+  fleet.addEventListener('hosts', onHosts);
   render();
   alerts.load({ quiet: true });
   alerts.loadActive();
@@ -98,6 +113,8 @@ export function mount({ conn, alerts, params, armClear, setQuery }) {
     el,
     unmount() {
       release();
+      hostLine.destroy();
+      fleet.removeEventListener('hosts', onHosts);
       alerts.removeEventListener('change', render);
     },
   };

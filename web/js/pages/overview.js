@@ -10,7 +10,7 @@ import { LiveChart } from '../charts.js';
 import { pageRangePicker } from '../history.js';
 import { Sparklines } from '../sparklines.js';
 import { containersTable, fmtMb } from '../containers.js';
-import { card, emptyState, sourceChip } from '../ui.js';
+import { card, emptyState, hostTag, pageHost, sourceChip } from '../ui.js';
 
 export const TOPICS = ['metrics', 'containers', 'host', 'kato_health'];
 export const ERROR_RATE_THRESHOLD = 0.05; // the original dashboard's warning level
@@ -24,8 +24,9 @@ function section(id, title, chip, ...content) {
 }
 
 export function mount(ctx) {
-  const { conn, store, api, range } = ctx;
+  const { conn, store, api, range, fleet } = ctx;
   const release = conn.claim('overview', TOPICS);
+  const hostLine = pageHost(fleet); // which host this page shows, in a fleet
   const picker = pageRangePicker(ctx); // before the charts: ?range= decides their first request
 
   // ---- KATO ----
@@ -95,13 +96,16 @@ export function mount(ctx) {
   const ctSummary = h('p', { class: 'section-summary' });
   const ctBody = h('div', { class: 'table-wrap' });
   const ctSection = section('containers', 'Containers', ctChip, ctSummary, ctBody);
+  const ctHost = h('span', { class: 'section-note ct-host' }); // "on beta", in a fleet
+  ctSection.querySelector('h2').append(ctHost);
   const sparks = new Sparklines({ api, store, range });
   sparks.addEventListener('change', () => onChange({ detail: { topic: 'sparklines' } }));
 
   const el = h('section', { class: 'page page-overview' },
     h('header', { class: 'page-head' },
       h('h1', { tabindex: '-1' }, 'Overview'),
-      h('p', { class: 'page-sub' }, 'The KATO service, the host and its containers, live.')),
+      h('p', { class: 'page-sub' }, 'The KATO service, the host and its containers, live.'),
+      hostLine.el),
     katoSection, hostSection, chartSection, ctSection);
 
   // ---- rendering ----
@@ -171,12 +175,18 @@ export function mount(ctx) {
     const c = store.get('containers');
     const st = store.status('containers');
     ctChip.set(st);
+    const hostLabel = fleet.multi ? fleet.label(fleet.picked) : '';
+    if (ctHost.dataset.host !== hostLabel) {
+      ctHost.dataset.host = hostLabel;
+      ctHost.replaceChildren(...(hostLabel ? ['on ', hostTag(hostLabel, { local: !fleet.picked })] : []));
+      lastCtKey = null;
+    }
     ctSection.classList.toggle('is-stale', st.kind === 'stale');
     const agg = (c && c.aggregated) || {};
     const list = (c && Array.isArray(c.containers)) ? c.containers : [];
     if (!c || st.kind === 'error' || st.kind === 'unconfigured' || !list.length) {
       setText(ctSummary, '');
-      const key = `empty:${st.kind}:${st.detail}`;
+      const key = `empty:${st.kind}:${st.detail}:${hostLabel}`;
       if (key === lastCtKey) return;
       lastCtKey = key;
       let body;
@@ -190,7 +200,7 @@ export function mount(ctx) {
     }
     lastCtKey = null;
     setText(ctSummary, `${fmtInt(agg.container_count ?? list.length)} containers · CPU ${fmtPct(agg.total_cpu_percent)} · memory ${fmtMb(agg.total_memory_mb)} of ${fmtMb(agg.total_memory_limit_mb)} (${fmtPct(agg.total_memory_percent)})`);
-    const table = containersTable(list, agg, sparks);
+    const table = containersTable(list, agg, sparks, hostLabel);
     replace(ctBody, table);
   }
 
@@ -211,6 +221,11 @@ export function mount(ctx) {
     });
   }
   store.addEventListener('change', onChange);
+  // the fleet growing past one host labels the containers with their host
+  const onHosts = () => {
+    if ((fleet.multi ? fleet.label(fleet.picked) : '') !== (ctHost.dataset.host || '')) onChange({ detail: { topic: 'sparklines' } });
+  };
+  fleet.addEventListener('hosts', onHosts);
   // staleness is a matter of time passing, not of new data
   const tick = setInterval(() => onChange({ detail: { topic: '*' } }), 5000);
   renderKato();
@@ -227,6 +242,8 @@ export function mount(ctx) {
       charts.forEach((c) => c.destroy());
       sparks.destroy();
       picker.destroy();
+      hostLine.destroy();
+      fleet.removeEventListener('hosts', onHosts);
     },
   };
 }

@@ -2,21 +2,25 @@
 // feed of session_created / session_destroyed events (with toasts).
 // Subscribes to sessions and session_events. The feed starts with the
 // recent events katomon still holds (since 0), then goes on live; after a
-// reconnect the events missed meanwhile are replayed into it.
+// reconnect the events missed meanwhile are replayed into it. In a fleet
+// it shows the picked host: its values, and its events only (the
+// connection fills its history anew when another host is picked).
 
 import { h, icon, replace, setText } from '../dom.js';
 import { fmtInt, isNum, parseTime, shortId } from '../format.js';
 import { LiveChart } from '../charts.js';
 import { pageRangePicker } from '../history.js';
-import { card, emptyState, relTimeEl, sourceChip } from '../ui.js';
+import { card, emptyState, pageHost, relTimeEl, sourceChip } from '../ui.js';
 
 export const TOPICS = ['sessions', 'session_events'];
 const FEED_MAX = 200;
 const HOUR = 3600 * 1000;
 
 export function mount(ctx) {
-  const { conn, store, toaster, api, range } = ctx;
+  const { conn, store, toaster, api, range, fleet } = ctx;
   const release = conn.claim('sessions', TOPICS);
+  const host = fleet.picked; // the host this page shows ('' = this one)
+  const hostLine = pageHost(fleet);
   const picker = pageRangePicker(ctx);
   const feed = []; // newest first: {kind: 'event'|'note', ...}
 
@@ -40,7 +44,8 @@ export function mount(ctx) {
   const el = h('section', { class: 'page page-sessions' },
     h('header', { class: 'page-head' },
       h('h1', { tabindex: '-1' }, 'Sessions'),
-      h('p', { class: 'page-sub' }, 'KATO sessions as they are created and end.')),
+      h('p', { class: 'page-sub' }, 'KATO sessions as they are created and end.'),
+      hostLine.el),
     h('section', { class: 'section', 'aria-labelledby': 'sess-h' },
       h('div', { class: 'section-head' }, h('h2', { id: 'sess-h' }, 'Now'), chip.el),
       notice,
@@ -137,7 +142,7 @@ export function mount(ctx) {
 
   function onEvent(e) {
     const { topic, msg, seq, replayed, history } = e.detail;
-    if (topic !== 'session_events') return;
+    if (topic !== 'session_events' || fleet.key(e.detail.host) !== host) return;
     const d = msg.data || {};
     const created = msg.event_type === 'session_created' || (msg.event_type !== 'session_destroyed' && d.delta > 0);
     const t = parseTime(msg.timestamp);
@@ -157,9 +162,9 @@ export function mount(ctx) {
 
   function onGap(e) {
     const { topic, missed, reason } = e.detail;
-    if (topic !== 'session_events') return;
+    if (topic !== 'session_events' || fleet.key(e.detail.host) !== host) return;
     const text = reason === 'restart'
-      ? 'katomon restarted; showing the events of its new run'
+      ? `${host ? `katomon on ${host}` : 'katomon'} restarted; showing the events of its new run`
       : `${missed} session event${missed === 1 ? '' : 's'} could not be replayed (older than katomon keeps)`;
     add({ kind: 'note', t: Date.now(), text });
   }
@@ -187,6 +192,7 @@ export function mount(ctx) {
       store.removeEventListener('change', onChange);
       chart.destroy();
       picker.destroy();
+      hostLine.destroy();
     },
   };
 }
