@@ -175,6 +175,7 @@ struct km_bus_host {
     uint64_t gaps;          /* event seq jumps seen (seq > last + 1) */
     uint64_t missed;        /* event messages those jumps skipped */
     uint64_t restarts;      /* newer epochs seen after its first message */
+    int forgotten;          /* km_bus_host_forget'ed, and silent since */
 };
 
 /* Names this host (copied): 0, or KM_EINVAL (not km_host_name_valid).
@@ -191,6 +192,14 @@ const char *km_bus_host_name(const struct km_bus *bus, int h);
 int km_bus_host_find(const struct km_bus *bus, const char *name);
 /* Fills *out for host h: 0, or KM_EINVAL (no such host). */
 int km_bus_host_info(const struct km_bus *bus, int h, struct km_bus_host *out);
+/*
+ * Forgets remote host h (>= 1; a host retired or renamed): drops every
+ * value and event the bus holds from it, so nothing serves them any more,
+ * and marks it forgotten. Its record (name, index, counters) stays, and its
+ * next accepted message brings it back as at first sight (not counted as a
+ * gap). KM_OK, or KM_EINVAL for host 0 or no such host.
+ */
+int km_bus_host_forget(struct km_bus *bus, int h);
 
 /*
  * Publishes a message that host r->host published on its own bus (a

@@ -93,7 +93,8 @@ int km_bus_host_info(const struct km_bus *bus, int h, struct km_bus_host *out)
                                 .refused = r->refused,
                                 .gaps = r->gaps,
                                 .missed = r->missed,
-                                .restarts = r->restarts};
+                                .restarts = r->restarts,
+                                .forgotten = r->forgotten};
     return KM_OK;
 }
 
@@ -137,6 +138,30 @@ void km_hslots_free(struct km_topic *t)
     free(t->hs);
     t->hs = NULL;
     t->nhs = 0;
+}
+
+/* km_bus_foreach's worker for km_bus_host_forget: one topic's slot. */
+struct km_forget {
+    int h; /* the host */
+};
+
+static void km_forget_topic(struct km_topic *t, void *arg)
+{
+    int h = ((struct km_forget *)arg)->h;
+    if ((size_t)h <= t->nhs) {
+        km_hslot_clear(&t->hs[h - 1], t->ring_size);
+        t->hs[h - 1].epoch = 0; /* its next message is a first sight */
+    }
+}
+
+int km_bus_host_forget(struct km_bus *bus, int h)
+{
+    if (!bus || h < 1 || (unsigned)h >= bus->nhosts)
+        return KM_EINVAL;
+    struct km_forget f = {h};
+    km_bus_foreach(bus, km_forget_topic, &f);
+    bus->hosts[h]->forgotten = true;
+    return KM_OK;
 }
 
 /* Host h's slot on t (h >= 1), or NULL when it has none. */
@@ -273,6 +298,7 @@ int km_bus_publish_remote(struct km_topic *topic, json_t *body, const struct km_
     msg->seq = topic->kind == KM_TOPIC_EVENT ? r->seq : 0;
     msg->time_us = r->time_us;
     msg->mono_us = km_bus_clock_us(CLOCK_MONOTONIC);
+    rec->forgotten = false;
     rec->messages++;
     rec->last_seen_us = km_bus_clock_us(CLOCK_REALTIME);
     rec->last_seen_mono = msg->mono_us;

@@ -40,6 +40,7 @@ struct km_hostrec {
     uint64_t gaps;                   /* event seq jumps */
     uint64_t missed;                 /* event messages the jumps skipped */
     uint64_t restarts;               /* newer epochs after its first message */
+    bool forgotten;                  /* km_bus_host_forget'ed, silent since */
 };
 
 /* An immutable, reference-counted published message. */

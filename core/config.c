@@ -85,6 +85,12 @@ static const struct km_key core_keys[] = {
      .max = 86400,
      .unit = "seconds",
      .offset = KM_CFG(host_stale)},
+    {.name = "host_forget",
+     .type = KM_V_DURATION,
+     .min = 0,
+     .max = 30 * 86400,
+     .unit = "seconds",
+     .offset = KM_CFG(host_forget)},
     {.name = NULL},
 };
 
@@ -540,6 +546,7 @@ struct km_config *km_config_defaults(void)
     cfg->log_level = KM_LOG_INFO;
     cfg->max_hosts = KM_HOSTS_DEFAULT;
     cfg->host_stale = KM_HOST_STALE_DEFAULT;
+    cfg->host_forget = KM_HOST_FORGET_DEFAULT;
     cfg->compatible_fleet = KM_FLEET_LOCAL;
     cfg->port = 8080;
     cfg->max_connections = 10000;

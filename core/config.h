@@ -39,6 +39,9 @@ struct km_tiers {
 /* [core] host_stale default and floor, seconds. */
 #define KM_HOST_STALE_DEFAULT 15.0
 #define KM_HOST_STALE_MIN     1.0
+/* [core] host_forget default, seconds (netdata drops an orphan child after
+   an hour too). */
+#define KM_HOST_FORGET_DEFAULT 3600.0
 
 struct km_config {
     char *path; /* file it was read from */
@@ -54,6 +57,8 @@ struct km_config {
     int max_hosts;               /* hosts the bus keeps at most, this one included */
     double host_stale;           /* seconds without a message before a remote host
                                     counts as down (>= 1) */
+    double host_forget;          /* seconds without a message before a remote host
+                                    is forgotten (its values dropped); 0: never */
 
     /* [http] */
     char *bind;        /* listen address (IPv4/IPv6 literal or host name) */

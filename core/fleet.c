@@ -174,7 +174,7 @@ static int km_fleet_publish(struct km_fleet *f, int64_t now_us, double stale_s)
 
     for (unsigned h = 0; list && h < f->n_hosts; h++) {
         struct km_bus_host hi;
-        if (km_bus_host_info(bus, (int)h, &hi) != 0)
+        if (km_bus_host_info(bus, (int)h, &hi) != 0 || hi.forgotten)
             continue;
         if (json_array_append_new(
                 list,
@@ -204,6 +204,9 @@ int km_fleet_check(struct km_fleet *f, int64_t now_us)
     struct km_bus *bus = f->core->bus;
     double stale_s = km_fleet_stale_s(f);
     int64_t stale_us = (int64_t)(stale_s * 1e6);
+    double forget_s = f->core->cfg ? f->core->cfg->host_forget : KM_HOST_FORGET_DEFAULT;
+    /* never before it is stale: a host is forgotten only once it is down */
+    int64_t forget_us = forget_s > 0 ? (int64_t)(fmax(forget_s, stale_s) * 1e6) : 0;
     unsigned n = km_bus_host_count(bus);
     int changed = stale_s != f->stale_published;
 
@@ -220,6 +223,16 @@ int km_fleet_check(struct km_fleet *f, int64_t now_us)
         if (km_bus_host_info(bus, (int)h, &hi) != 0)
             continue;
         int up = hi.last_seen_mono > 0 && now_us - hi.last_seen_mono < stale_us;
+        if (!up && !hi.forgotten && forget_us > 0 && hi.last_seen_mono > 0 &&
+            now_us - hi.last_seen_mono >= forget_us) {
+            /* retired or renamed: stop showing it and firing host_down */
+            km_bus_host_forget(bus, (int)h);
+            km_log(KM_LOG_NOTICE,
+                   "host %s: forgotten after %lld s without a message (its values "
+                   "dropped; its next message brings it back)",
+                   hi.name, (long long)((now_us - hi.last_seen_mono) / 1000000));
+            changed = 1;
+        }
         if (fresh) {
             km_log(KM_LOG_INFO, "host %s: first message (epoch %lld)", hi.name,
                    (long long)hi.epoch);

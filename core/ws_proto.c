@@ -747,7 +747,7 @@ static int km_ack_hosts(json_t *ack, struct km_bus *bus, const struct km_ws_requ
         const char *name = km_bus_host_name(bus, (int)h);
         struct km_bus_host info;
         json_t *hs = NULL;
-        if (!name || km_bus_host_info(bus, (int)h, &info) != 0)
+        if (!name || km_bus_host_info(bus, (int)h, &info) != 0 || info.forgotten)
             continue;
         json_array_append_new(names, json_string(name));
         json_object_set_new(epochs, name, json_integer((json_int_t)info.epoch));

@@ -280,6 +280,10 @@ static void eval_host_down(struct am_rule *r, json_t *msg, json_t *batch,
     const char *local = json_string_value(json_object_get(msg, "local"));
     size_t i;
 
+    if (!json_is_array(hosts))
+        return; /* not a list: no verdict on anyone */
+    for (int k = 0; k < r->n_tracks; k++)
+        r->tracks[k].seen = 0;
     json_array_foreach(hosts, i, h)
     {
         const char *name = json_string_value(json_object_get(h, "name"));
@@ -291,9 +295,17 @@ static void eval_host_down(struct am_rule *r, json_t *msg, json_t *batch,
         struct am_track *t = track_for(r, name, down);
         if (!t)
             continue; /* up and never down: nothing to say */
+        t->seen = 1;
         if (down)
             t->value = json_is_number(age) ? json_number_value(age) : 0;
         step(r, t, down ? r->match_level : 0, 0, batch, describe_fleet, next_id);
+    }
+    for (int k = 0; k < r->n_tracks; k++) { /* forgotten by the core: resolved */
+        struct am_track *t = &r->tracks[k];
+        if (!t->seen && t->level) {
+            t->streak = 0;
+            step(r, t, 0, 0, batch, describe_fleet, next_id);
+        }
     }
 }
 

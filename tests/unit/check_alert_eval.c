@@ -301,6 +301,24 @@ START_TEST(test_host_down)
 }
 END_TEST
 
+/* A host the core forgets (gone from `hosts`) while down: resolved. */
+START_TEST(test_host_down_forgotten)
+{
+    fleet(AM_HOST_DOWN);
+    json_t *b = hosts_feed(0, 20);
+    ck_assert_str_eq(str(only(b), "state"), "firing");
+    json_decref(b);
+    b = feed("{\"local\":\"A\",\"stale_after_s\":15,\"hosts\":["
+             "{\"name\":\"A\",\"local\":true,\"up\":true,\"age_s\":0}]}");
+    json_t *a = only(b);
+    ck_assert_str_eq(str(a, "state"), "resolved");
+    ck_assert_str_eq(str(a, "host"), "B");
+    json_decref(b);
+    assert_firing(
+        "{\"alerts\":[{\"type\":\"host_down\",\"level\":\"error\",\"firing\":0}]}");
+}
+END_TEST
+
 START_TEST(test_host_down_local_never)
 {
     fleet(AM_HOST_DOWN);
@@ -406,6 +424,7 @@ static Suite *eval_suite(void)
     tcase_add_test(tc, test_match_counts_items);
     tcase_add_test(tc, test_same_type_summed);
     tcase_add_test(tc, test_host_down);
+    tcase_add_test(tc, test_host_down_forgotten);
     tcase_add_test(tc, test_host_down_local_never);
     tcase_add_test(tc, test_source_down);
     tcase_add_test(tc, test_source_down_one_topic);

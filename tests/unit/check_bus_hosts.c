@@ -321,6 +321,33 @@ START_TEST(test_restart_epoch)
 }
 END_TEST
 
+START_TEST(test_forget)
+{
+    ck_assert_int_eq(rpub(state_t, "beta", 500, 0, 1), KM_OK);
+    ck_assert_int_eq(rpub(event_t, "beta", 500, 1, 1), KM_OK);
+    ck_assert_int_eq(rpub(event_t, "beta", 500, 2, 2), KM_OK);
+    ck_assert_int_eq(km_bus_host_forget(bus, 0), KM_EINVAL);
+    ck_assert_int_eq(km_bus_host_forget(bus, 2), KM_EINVAL);
+    ck_assert_int_eq(km_bus_host_forget(bus, 1), KM_OK);
+    struct km_bus_host info;
+    km_bus_host_info(bus, 1, &info);
+    ck_assert_int_eq(info.forgotten, 1);
+    ck_assert_uint_eq(info.messages, 3); /* the record and its counters stay */
+    ck_assert_ptr_null(km_topic_latest_host(state_t, 1));
+    ck_assert_uint_eq(km_topic_last_seq_host(event_t, 1), 0);
+    nrec = 0;
+    ck_assert_int_eq(km_bus_replay_host(event_t, 1, 0, replay_cb, NULL), 0);
+    ck_assert_int_eq(nrec, 0);
+    /* back at seq 9 of the same run: a first sight, not a gap */
+    ck_assert_int_eq(rpub(event_t, "beta", 500, 9, 9), KM_OK);
+    km_bus_host_info(bus, 1, &info);
+    ck_assert_int_eq(info.forgotten, 0);
+    ck_assert_uint_eq(info.gaps, 0);
+    ck_assert_uint_eq(km_topic_last_seq_host(event_t, 1), 9);
+    ck_assert_int_eq(km_bus_host_find(bus, "beta"), 1);
+}
+END_TEST
+
 /* A callback that publishes remotely from inside a delivery: deferred,
    delivered after, never re-entering. */
 static int depth, max_depth;
@@ -361,6 +388,7 @@ static Suite *bus_hosts_suite(void)
     tcase_add_test(tc, test_event_seqs_and_gaps);
     tcase_add_test(tc, test_ring_wraps_exact);
     tcase_add_test(tc, test_restart_epoch);
+    tcase_add_test(tc, test_forget);
     tcase_add_test(tc, test_nested_remote_publish);
     suite_add_tcase(s, tc);
     return s;

@@ -957,6 +957,7 @@ START_TEST(test_fleet_defaults)
     ck_assert_int_eq(km_host_name_valid(cfg->host_name), 1);
     ck_assert_int_eq(cfg->max_hosts, 64);
     ck_assert_double_eq(cfg->host_stale, 15);
+    ck_assert_double_eq(cfg->host_forget, 3600);
     ck_assert_int_eq(cfg->compatible_fleet, KM_FLEET_LOCAL);
     /* a file that does not say keeps them */
     km_config_free(cfg);
@@ -974,6 +975,7 @@ START_TEST(test_fleet_keys)
                "host_name = Web-1.example_2\n"
                "max_hosts = 1024\n"
                "host_stale = 1.5m\n"
+               "host_forget = 2h\n"
                "[websocket]\n"
                "compatible_fleet = aggregate\n"
                "[plugin p]\n"
@@ -982,6 +984,7 @@ START_TEST(test_fleet_keys)
     ck_assert_str_eq(cfg->host_name, "Web-1.example_2");
     ck_assert_int_eq(cfg->max_hosts, 1024);
     ck_assert_double_eq(cfg->host_stale, 90);
+    ck_assert_double_eq(cfg->host_forget, 7200);
     ck_assert_int_eq(cfg->compatible_fleet, KM_FLEET_AGGREGATE);
     ck_assert_str_eq(km_conf_value(km_config_section(cfg, "plugin", "p"), "collect"),
                      "false");

@@ -217,6 +217,40 @@ START_TEST(test_stale_and_back)
 }
 END_TEST
 
+START_TEST(test_forget_and_back)
+{
+    ck_assert_int_eq(rpub("beta", 1), KM_OK);
+    run_ready();
+    int64_t now = km_mono_us();
+
+    core.cfg->host_forget = 60;
+    ck_assert_int_eq(km_fleet_check(fleet, now + 16 * 1000000LL), 1);
+    ck_assert_ptr_nonnull(km_topic_latest_host(st, 1)); /* stale: still held */
+    ck_assert_uint_eq(json_array_size(json_object_get(latest(), "hosts")), 2);
+    /* 61 s of silence with host_forget 60: forgotten, its value dropped, unlisted */
+    ck_assert_int_eq(km_fleet_check(fleet, now + 61 * 1000000LL), 1);
+    ck_assert_uint_eq(json_array_size(json_object_get(latest(), "hosts")), 1);
+    ck_assert_ptr_null(km_topic_latest_host(st, 1));
+    ck_assert_int_eq(count_lines("host beta: forgotten after 61 s"), 1);
+    ck_assert_int_eq(km_fleet_host_up(fleet, 1), 0);
+    struct km_bus_host hi;
+    km_bus_host_info(core.bus, 1, &hi);
+    ck_assert_int_eq(hi.forgotten, 1);
+    km_fleet_check(fleet, now + 62 * 1000000LL);
+    ck_assert_int_eq(count_lines("forgotten"), 1); /* said once */
+    /* its next message brings it back, listed and up */
+    ck_assert_int_eq(rpub("beta", 2), KM_OK);
+    run_ready();
+    ck_assert_uint_eq(json_array_size(json_object_get(latest(), "hosts")), 2);
+    ck_assert_int_eq(entry_bool(1, "up"), 1);
+    ck_assert_ptr_nonnull(km_topic_latest_host(st, 1));
+    /* 0: never */
+    core.cfg->host_forget = 0;
+    ck_assert_int_eq(km_fleet_check(fleet, km_mono_us() + 86400 * 1000000LL), 1);
+    ck_assert_uint_eq(json_array_size(json_object_get(latest(), "hosts")), 2);
+}
+END_TEST
+
 START_TEST(test_host_stale_from_config)
 {
     ck_assert_int_eq(rpub("beta", 1), KM_OK);
@@ -327,6 +361,7 @@ static Suite *fleet_suite(void)
     tcase_add_test(tc, test_start);
     tcase_add_test(tc, test_remote_appears_at_once);
     tcase_add_test(tc, test_stale_and_back);
+    tcase_add_test(tc, test_forget_and_back);
     tcase_add_test(tc, test_host_stale_from_config);
     tcase_add_test(tc, test_stale_change_alone);
     tcase_add_test(tc, test_many_hosts_in_order);
