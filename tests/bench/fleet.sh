@@ -163,6 +163,8 @@ SIZE=512
 run_local() { # run number
     start_km edge "0" "$HZ" "$SIZE" none 1
     client "$RAW/L-local-$1.json" "$KPORT" "$KPID" -n "$NL" --sub bench_events --label local
+    # one client: the per-message work with (almost) no fan-out
+    client "$RAW/L1-local-$1.json" "$KPORT" "$KPID" -n 1 --sub bench_events --label local1
     stop_all
 }
 
@@ -181,6 +183,7 @@ run_bridged() {
     t1=$(date +%s.%N)
     b1=$(cpu_ticks "$bpid")
     r1=$(cpu_ticks "$RPID")
+    client "$RAW/L1-bridged-$1.json" "$eport" "$epid" -n 1 --sub bench_events --label bridged1
     # the publisher's and Redis's CPU over the client's whole run (connects and
     # warm-up included: they publish at the same rate throughout)
     echo "{\"pub_ticks\":$((b1 - b0)),\"redis_ticks\":$((r1 - r0)),\"seconds\":$(awk "BEGIN{print $t1 - $t0}")}" \
