@@ -27,7 +27,8 @@
  * The stream is the core's WebSocket client (km_host.ws_open: libcurl
  * connects, TLS for an https url, wslay frames): ws://HOST:PORT/ws/events
  * for url = http://HOST:PORT, wss:// for https://, below the url's path
- * when it has one (url = https://gw/kato follows wss://gw/kato/ws/events).
+ * when it has one (url = https://gw/kato follows wss://gw/kato/ws/events);
+ * a ws:// or wss:// url is the stream itself, whatever its path.
  * Once open, the stream has no read timeout (KATO is silent while nothing
  * happens); liveness is the ping every `ping_interval`, and a stream silent
  * for 2.5 intervals is closed and retried.
@@ -45,7 +46,8 @@
 
 static const struct km_conf_key se_keys[] = {
     {"url", KM_CONF_STRING, "http://127.0.0.1:8000", 0, 0,
-     "KATO base URL (http:// or https://; the stream is its /ws/events)"},
+     "KATO base URL (http(s)://; the stream is its /ws/events), or the stream's own "
+     "URL (ws:// or wss://, any path)"},
     {"stream", KM_CONF_BOOL, "true", 0, 0, "use KATO's /ws/events when it offers it"},
     {"retry", KM_CONF_DOUBLE, "30", 1, 86400,
      "seconds between attempts to open the stream"},
@@ -305,16 +307,24 @@ static void stream_schedule(double seconds)
     se.retry = se.host->timer_add(se.ctx, seconds, 0, stream_connect, NULL);
 }
 
-/* "http(s)://host[:port][/prefix]" -> "ws(s)://host[:port][/prefix]/ws/events",
-   or NULL when the url names no host. New string. */
+/*
+ * The stream's url: "ws(s)://host[:port][/path]" as it is (the stream is
+ * where the operator says: a proxy may serve it anywhere);
+ * "http(s)://host[:port][/prefix]" -> "ws(s)://host[:port][/prefix]/ws/events"
+ * (KATO's own path below its base url). NULL when the url names no host.
+ * New string.
+ */
 static char *make_ws_url(const char *url)
 {
     size_t scheme = !strncmp(url, "http://", 7)    ? 7
                     : !strncmp(url, "https://", 8) ? 8
                                                    : 0;
+    size_t ws = !strncmp(url, "ws://", 5) ? 5 : !strncmp(url, "wss://", 6) ? 6 : 0;
     size_t n = strlen(url);
     char *out;
 
+    if (ws)
+        return strchr("/:?#", url[ws]) || strpbrk(url, " \t\r\n#") ? NULL : strdup(url);
     if (!scheme || strchr("/:?#", url[scheme]) || strpbrk(url, " \t\r\n?#"))
         return NULL;
     while (n > scheme && url[n - 1] == '/')
@@ -344,7 +354,10 @@ static int se_init(struct km_ctx *ctx, const struct km_host *host)
         return -1;
     se.ws_url = make_ws_url(url);
     if (!se.ws_url) {
-        host->log(ctx, KM_LOG_ERROR, "url '%s' is not http(s)://HOST[:PORT][/PATH]", url);
+        host->log(ctx, KM_LOG_ERROR,
+                  "url '%s' is neither http(s)://HOST[:PORT][/PREFIX] (the stream is "
+                  "PREFIX/ws/events) nor ws(s)://HOST[:PORT][/PATH] (the stream itself)",
+                  url);
         return -1;
     }
     se.use_stream = host->config_bool(ctx, "stream");

@@ -292,8 +292,9 @@ class Katomon:
 # ---------------------------------------------------------------------------
 
 class Sim:
-    def __init__(self, workdir: str) -> None:
+    def __init__(self, workdir: str, args: Optional[list] = None) -> None:
         self.workdir = workdir
+        self.args = list(args or [])  # more kato_sim.py options
         self.proc: Optional[subprocess.Popen] = None
         self.port = 0
 
@@ -306,7 +307,8 @@ class Sim:
         port_file = os.path.join(self.workdir, "kato_sim.port")
         self.log = open(os.path.join(self.workdir, "kato_sim.log"), "ab")
         self.proc = subprocess.Popen([sys.executable, script, "--port", "0", "--port-file",
-                                      port_file], stdout=self.log, stderr=subprocess.STDOUT,
+                                      port_file] + self.args, stdout=self.log,
+                                     stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
         ok = wait_until(lambda: os.path.exists(port_file) or self.proc.poll() is not None, 20)
         if not ok or self.proc.poll() is not None:

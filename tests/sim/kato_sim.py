@@ -1076,9 +1076,11 @@ class KatoSimServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, addr: tuple[str, int], sim: SimState, verbose: bool = False) -> None:
+    def __init__(self, addr: tuple[str, int], sim: SimState, verbose: bool = False,
+                 ws_path: Optional[str] = None) -> None:
         self.sim = sim
         self.verbose = verbose
+        self.ws_path = ws_path  # another path the /ws/events stream is served at
         super().__init__(addr, KatoSimHandler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -1263,13 +1265,17 @@ class KatoSimHandler(BaseHTTPRequestHandler):
     def _route(self, method: str) -> None:
         url = urlsplit(self.path)
         path = url.path
+        if self.server.ws_path and path == self.server.ws_path:
+            path = "/ws/events"  # the stream where a proxy would put it
+        elif path == "/ws/events" and self.server.ws_path:
+            raise _Reply(404, {"detail": "Not Found"})
         if path == "/_sim" or path.startswith("/_sim/"):
             self._control(method, path.rstrip("/") or "/_sim", self._read_body())
             return
         body = self._read_body()
         sim = self.server.sim
         norm = normalize_path(path)
-        sim.count_request(method, norm)
+        sim.count_request(method, normalize_path(url.path))  # as asked, before --ws-path
         mode, delay = sim.mode_for(norm)
         if mode == "down":
             self._drop()
@@ -1669,6 +1675,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--sample-interval", type=float, default=5.0,
                    help="seconds between /stats time-series samples (default 5)")
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    p.add_argument("--ws-path", help="serve the /ws/events stream at this path instead "
+                   "(as a reverse proxy might), e.g. /custom/path")
     return p.parse_args(argv)
 
 
@@ -1678,7 +1686,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     for _ in range(max(0, args.sessions)):
         sim.create_session()
     try:
-        server = KatoSimServer((args.host, args.port), sim, verbose=args.verbose)
+        server = KatoSimServer((args.host, args.port), sim, verbose=args.verbose,
+                               ws_path=args.ws_path)
     except OSError as e:
         sys.stderr.write(f"kato_sim: cannot listen on {args.host}:{args.port}: {e}\n")
         return 1
