@@ -96,10 +96,10 @@ static json_t *new_alert(const struct am_rule *r, struct am_track *t, int level,
     } else {
         snprintf(id, sizeof id, "%s", t->open_id);
     }
-    json_t *a = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "id", id, "level",
-                          am_level_name(level), "type", r->type, "state", state, "rule",
-                          r->name, "key", t->key, "repeats",
-                          (json_int_t)(t->transition ? 0 : t->repeats));
+    json_t *a =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "id", id, "level",
+                  am_level_name(level), "type", r->type, "state", state, "rule", r->name,
+                  "key", t->key, "repeats", (json_int_t)(t->transition ? 0 : t->repeats));
     if (a && t->transition)
         json_object_set_new(a, "transition", json_string(t->transition));
     if (a && t->reason)

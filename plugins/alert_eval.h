@@ -23,21 +23,21 @@
 
 /* The state of one alert key. */
 struct am_track {
-    char key[160];     /* TYPE or TYPE_ITEMNAME */
-    char item[96];     /* item name (match rules), host (host_down), topic
-                          (source_down); "" otherwise */
-    int level;         /* 0 clear, 1 warning, 2 error: what was last sent */
-    unsigned streak;   /* consecutive samples the condition held */
-    int64_t last_sent; /* monotonic µs of the last firing/reminder sent */
-    int seen;          /* match rules: present in this evaluation */
-    double value;      /* fleet rules: the last sample that held (host_down:
-                          age_s; source_down: failures), which a resolution
-                          repeats */
-    char detail[160];  /* source_down: the last error while it held; match
-                          rules: the last value that matched */
-    char open_id[24];  /* id of the history record of this key's last
-                          transition ("" while clear): its re-sends carry it */
-    unsigned repeats;  /* re-sends since that record (its "repeats") */
+    char key[160];          /* TYPE or TYPE_ITEMNAME */
+    char item[96];          /* item name (match rules), host (host_down), topic
+                               (source_down); "" otherwise */
+    int level;              /* 0 clear, 1 warning, 2 error: what was last sent */
+    unsigned streak;        /* consecutive samples the condition held */
+    int64_t last_sent;      /* monotonic µs of the last firing/reminder sent */
+    int seen;               /* match rules: present in this evaluation */
+    double value;           /* fleet rules: the last sample that held (host_down:
+                               age_s; source_down: failures), which a resolution
+                               repeats */
+    char detail[160];       /* source_down: the last error while it held; match
+                               rules: the last value that matched */
+    char open_id[24];       /* id of the history record of this key's last
+                               transition ("" while clear): its re-sends carry it */
+    unsigned repeats;       /* re-sends since that record (its "repeats") */
     const char *transition; /* only while an alert is described: "fired",
                                "escalated", "de-escalated", "resolved", or
                                NULL for a re-send */

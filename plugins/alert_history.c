@@ -231,8 +231,8 @@ static void apply(struct am_history *h, json_t *line)
     } else if (strcmp(op, "read") == 0) {
         json_array_foreach(json_object_get(line, "ids"), i, id)
         {
-            json_t *hit = json_is_string(id) ? am_history_find(h, json_string_value(id))
-                                             : NULL;
+            json_t *hit =
+                json_is_string(id) ? am_history_find(h, json_string_value(id)) : NULL;
             if (hit)
                 json_object_set_new(hit, "read", json_true());
         }

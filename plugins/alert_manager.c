@@ -384,8 +384,9 @@ static int rest_read(const struct km_rest_call *call, json_t **reply, const char
     if (json_is_array(ids)) {
         json_array_foreach(ids, i, id)
         {
-            json_t *hit =
-                json_is_string(id) ? am_history_find(&am.hist, json_string_value(id)) : NULL;
+            json_t *hit = json_is_string(id)
+                              ? am_history_find(&am.hist, json_string_value(id))
+                              : NULL;
             if (hit && !json_is_true(json_object_get(hit, "read"))) {
                 json_object_set_new(hit, "read", json_true());
                 marked++;

@@ -720,11 +720,11 @@ int am_rule_same(const struct am_rule *a, const struct am_rule *b)
     if (strcmp(a->name, b->name) || strcmp(a->type, b->type) || a->kind != b->kind ||
         strcmp(a->topic, b->topic) || strcmp(a->path, b->path) ||
         strcmp(a->message, b->message) || strcmp(a->name_field, b->name_field) ||
-        a->is_match != b->is_match || a->op != b->op || a->has_warning != b->has_warning ||
-        a->has_critical != b->has_critical || a->warning != b->warning ||
-        a->critical != b->critical || a->clear != b->clear || a->for_n != b->for_n ||
-        a->cooldown != b->cooldown || a->match_level != b->match_level ||
-        a->n_clauses != b->n_clauses)
+        a->is_match != b->is_match || a->op != b->op ||
+        a->has_warning != b->has_warning || a->has_critical != b->has_critical ||
+        a->warning != b->warning || a->critical != b->critical || a->clear != b->clear ||
+        a->for_n != b->for_n || a->cooldown != b->cooldown ||
+        a->match_level != b->match_level || a->n_clauses != b->n_clauses)
         return 0;
     for (int i = 0; i < a->n_clauses; i++)
         if (strcmp(a->clauses[i].field, b->clauses[i].field) ||

@@ -73,8 +73,8 @@ struct am_rule {
     struct am_clause clauses[AM_MAX_CLAUSES]; /* match rules: or-ed tests */
     int n_clauses;                            /* used clauses */
     /* (a member added above must be compared in am_rule_same) */
-    struct am_track *tracks;                  /* alert keys (alert_eval.c; owned) */
-    int n_tracks;                             /* used */
+    struct am_track *tracks; /* alert keys (alert_eval.c; owned) */
+    int n_tracks;            /* used */
 };
 
 /* The kinds of section alert_manager owns: [alert NAME], with its keys. */

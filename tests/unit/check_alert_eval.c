@@ -249,7 +249,6 @@ static const char *str(json_t *a, const char *key)
     return v;
 }
 
-
 static json_int_t num(json_t *a, const char *key)
 {
     json_t *v = json_object_get(a, key);
@@ -308,10 +307,10 @@ START_TEST(test_level_changes)
     rules[0].cooldown = 0; /* every sample that is no change is a re-send */
     const char *const want[][4] = {
         /* value, id, transition ("" re-send), repeats */
-        {CPU(85), "a1", "fired", "0"},        {CPU(86), "a1", "", "1"},
-        {CPU(95), "a2", "escalated", "0"},    {CPU(96), "a2", "", "1"},
-        {CPU(97), "a2", "", "2"},             {CPU(85), "a3", "de-escalated", "0"},
-        {CPU(84), "a3", "", "1"},             {CPU(10), "a4", "resolved", "0"},
+        {CPU(85), "a1", "fired", "0"},     {CPU(86), "a1", "", "1"},
+        {CPU(95), "a2", "escalated", "0"}, {CPU(96), "a2", "", "1"},
+        {CPU(97), "a2", "", "2"},          {CPU(85), "a3", "de-escalated", "0"},
+        {CPU(84), "a3", "", "1"},          {CPU(10), "a4", "resolved", "0"},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         json_t *b = feed(want[i][0]);
@@ -352,7 +351,8 @@ START_TEST(test_resolve_all)
     a = json_array_get(b, 1);
     ck_assert_str_eq(str(a, "key"), "container_down_x");
     ck_assert_str_eq(str(a, "reason"), "rule removed");
-    ck_assert_str_eq(str(a, "message"), "Container 'x' is exited (resolved: rule removed)");
+    ck_assert_str_eq(str(a, "message"),
+                     "Container 'x' is exited (resolved: rule removed)");
     json_decref(b);
     assert_firing("{\"alerts\":["
                   "{\"type\":\"high_cpu\",\"level\":\"warning\",\"firing\":0},"
