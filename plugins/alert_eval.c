@@ -4,9 +4,10 @@
  *
  * Per alert key (the rule's type, or TYPE_NAME per item) the state machine:
  *   - fires when the condition held for `for` consecutive samples;
- *   - escalates warning -> error at once;
+ *   - escalates warning -> error, and de-escalates back, at once;
  *   - while firing, reminds every `cooldown` seconds (the original re-sent
- *     an alert each 60 s while it held; the cooldown is that period);
+ *     an alert each 60 s while it held; the cooldown is that period): a
+ *     re-send with the id of the key's last transition and its count;
  *   - resolves (an alert with "state": "resolved") when the value comes
  *     back past `clear` (hysteresis; default: the warning threshold) or the
  *     item stops matching or disappears.
