@@ -4,9 +4,10 @@
  *
  * Per alert key (the rule's type, or TYPE_NAME per item) the state machine:
  *   - fires when the condition held for `for` consecutive samples;
- *   - escalates warning -> error at once;
+ *   - escalates warning -> error, and de-escalates back, at once;
  *   - while firing, reminds every `cooldown` seconds (the original re-sent
- *     an alert each 60 s while it held; the cooldown is that period);
+ *     an alert each 60 s while it held; the cooldown is that period): a
+ *     re-send with the id of the key's last transition and its count;
  *   - resolves (an alert with "state": "resolved") when the value comes
  *     back past `clear` (hysteresis; default: the warning threshold) or the
  *     item stops matching or disappears.
@@ -28,6 +29,13 @@
 #include "alert_eval.h"
 
 /* ---- evaluation ---- */
+
+static int64_t (*clock_us)(void) = km_mono_us; /* the cooldowns' clock */
+
+void am_eval_set_clock(int64_t (*now_us)(void))
+{
+    clock_us = now_us ? now_us : km_mono_us;
+}
 
 /* Follows "a.b.c" (an optional trailing "[*]" is left to the caller). Borrowed. */
 static json_t *lookup(json_t *root, const char *path)
@@ -60,24 +68,44 @@ static int compare(enum am_op op, double v, double t, int inclusive)
     return 0;
 }
 
-/* Sets "message"; a resolved alert says so. */
-static void set_message(json_t *alert, const char *msg, const char *state)
+/* Sets "message"; a resolved alert says so (and why, after a reload). */
+static void set_message(json_t *alert, const char *msg, const char *state,
+                        const struct am_track *t)
 {
     char text[420];
 
-    snprintf(text, sizeof text, state[0] == 'r' ? "%s (resolved)" : "%s", msg);
+    if (state[0] != 'r')
+        snprintf(text, sizeof text, "%s", msg);
+    else if (t->reason)
+        snprintf(text, sizeof text, "%s (resolved: %s)", msg, t->reason);
+    else
+        snprintf(text, sizeof text, "%s (resolved)", msg);
     json_object_set_new(alert, "message", json_string(text));
 }
 
+/* The alert's common members. A transition gets a new id, which becomes
+   the key's open record; a re-send (t->transition NULL) carries the open
+   record's id and its count, so the history folds it there. */
 static json_t *new_alert(const struct am_rule *r, struct am_track *t, int level,
                          const char *state, uint64_t *next_id)
 {
-    char id[48];
+    char id[sizeof t->open_id]; /* "a" and 20 digits at most */
 
-    snprintf(id, sizeof id, "a%llu", (unsigned long long)++*next_id);
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", id, "level",
-                     am_level_name(level), "type", r->type, "state", state, "rule",
-                     r->name, "key", t->key);
+    if (t->transition || !t->open_id[0]) {
+        snprintf(id, sizeof id, "a%llu", (unsigned long long)++*next_id);
+        snprintf(t->open_id, sizeof t->open_id, "%s", id);
+    } else {
+        snprintf(id, sizeof id, "%s", t->open_id);
+    }
+    json_t *a =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "id", id, "level",
+                  am_level_name(level), "type", r->type, "state", state, "rule", r->name,
+                  "key", t->key, "repeats", (json_int_t)(t->transition ? 0 : t->repeats));
+    if (a && t->transition)
+        json_object_set_new(a, "transition", json_string(t->transition));
+    if (a && t->reason)
+        json_object_set_new(a, "reason", json_string(t->reason));
+    return a;
 }
 
 /* Decides what one track does with this sample; appends alerts to batch. */
@@ -87,7 +115,7 @@ static void step(const struct am_rule *r, struct am_track *t, int cond, int hold
                                      const char *, void *),
                  void *arg)
 {
-    int64_t now = km_mono_us();
+    int64_t now = clock_us();
     int level = cond;
 
     if (!level && t->level && hold) /* hysteresis: not back past `clear` yet */
@@ -95,22 +123,30 @@ static void step(const struct am_rule *r, struct am_track *t, int cond, int hold
     t->streak = level ? t->streak + 1 : 0;
     if (level && t->streak < r->for_n)
         return;
-    const char *state = NULL;
+    const char *tr;
     if (level > t->level)
-        state = "firing"; /* new, or escalated */
+        tr = t->level ? "escalated" : "fired";
+    else if (level && level < t->level)
+        tr = "de-escalated"; /* calmer but still firing: a transition too */
     else if (level && now - t->last_sent >= (int64_t)(r->cooldown * 1e6))
-        state = "firing"; /* reminder */
+        tr = NULL; /* re-send */
     else if (!level && t->level)
-        state = "resolved";
-    if (level && level < t->level)
-        t->level = level; /* calmer but still firing: no message */
-    if (!state)
+        tr = "resolved";
+    else
         return;
+    if (!tr && !t->open_id[0])
+        tr = "fired"; /* no open record to count it on (cannot happen) */
+    t->transition = tr;
+    t->repeats = tr ? 0 : t->repeats + 1;
+    const char *state = tr && tr[0] == 'r' ? "resolved" : "firing";
     json_t *a = describe(r, t, state[0] == 'r' ? t->level : level, state, arg);
     if (a)
         json_array_append_new(batch, a);
     if (state[0] == 'f')
         t->last_sent = now;
+    else
+        t->open_id[0] = '\0';
+    t->transition = NULL;
     t->level = level;
 }
 
@@ -128,10 +164,18 @@ static json_t *describe_threshold(const struct am_rule *r, struct am_track *t, i
     json_t *alert = new_alert(r, t, level, state, a->next_id);
 
     am_render(msg, sizeof msg, r, a->value, a->threshold, NULL, NULL, level);
-    set_message(alert, msg, state);
+    set_message(alert, msg, state, t);
     json_object_set_new(alert, "value", json_real(a->value));
     json_object_set_new(alert, "threshold", json_real(a->threshold));
     return alert;
+}
+
+/* The threshold crossed at level (as eval_threshold picks it). */
+static double threshold_of(const struct am_rule *r, int level)
+{
+    return level >= 2 && r->has_critical ? r->critical
+           : r->has_warning              ? r->warning
+                                         : r->critical;
 }
 
 static void eval_threshold(struct am_rule *r, json_t *msg, json_t *batch,
@@ -143,6 +187,7 @@ static void eval_threshold(struct am_rule *r, json_t *msg, json_t *batch,
         return; /* source failing or field absent: no verdict */
     double x = json_number_value(v);
     struct am_track *t = &r->tracks[0];
+    t->value = x; /* what a resolution by reload repeats */
     int cond = 0;
     if (r->has_critical && compare(r->op, x, r->critical, 1))
         cond = 2;
@@ -150,11 +195,7 @@ static void eval_threshold(struct am_rule *r, json_t *msg, json_t *batch,
         cond = 1;
     int hold = compare(r->op, x, r->clear, 0);
     int level_now = cond ? cond : (t->level && hold ? t->level : 0);
-    struct threshold_arg a = {x,
-                              level_now >= 2 && r->has_critical ? r->critical
-                              : r->has_warning                  ? r->warning
-                                                                : r->critical,
-                              next_id};
+    struct threshold_arg a = {x, threshold_of(r, level_now), next_id};
     step(r, t, cond, hold, batch, describe_threshold, &a);
 }
 
@@ -171,7 +212,7 @@ static json_t *describe_match(const struct am_rule *r, struct am_track *t, int l
     json_t *alert = new_alert(r, t, level, state, a->next_id);
 
     am_render(msg, sizeof msg, r, 0, 0, t->item, a->matched, level);
-    set_message(alert, msg, state);
+    set_message(alert, msg, state, t);
     json_object_set_new(alert, "item", json_string(t->item));
     if (strcmp(r->topic, "containers") == 0)
         json_object_set_new(alert, "container_name", json_string(t->item));
@@ -238,6 +279,8 @@ static void eval_match(struct am_rule *r, json_t *msg, json_t *batch, uint64_t *
         }
         char first[64];
         member_text(item, r->clauses[0].field, first, sizeof first);
+        if (matched) /* what a resolution by reload repeats */
+            snprintf(t->detail, sizeof t->detail, "%s", matched);
         struct match_arg a = {matched ? matched : first, next_id};
         step(r, t, matched ? r->match_level : 0, 0, batch, describe_match, &a);
     }
@@ -268,7 +311,7 @@ static json_t *describe_fleet(const struct am_rule *r, struct am_track *t, int l
         json_object_set_new(alert, "error", json_string(t->detail));
         json_object_set_new(alert, "failures", json_integer((json_int_t)t->value));
     }
-    set_message(alert, msg, state);
+    set_message(alert, msg, state, t);
     json_object_set_new(alert, "item", json_string(t->item));
     return alert;
 }
@@ -329,6 +372,28 @@ void am_eval_source(struct am_rule *r, const char *topic, json_t *msg, json_t *b
         t->value = json_is_integer(failures) ? (double)json_integer_value(failures) : 0;
     }
     step(r, t, down ? r->match_level : 0, 0, batch, describe_fleet, next_id);
+}
+
+void am_resolve_all(struct am_rule *r, const char *reason, json_t *batch,
+                    uint64_t *next_id)
+{
+    for (int k = 0; k < r->n_tracks; k++) {
+        struct am_track *t = &r->tracks[k];
+        if (!t->level)
+            continue;
+        t->streak = 0;
+        t->reason = reason;
+        if (r->kind == AM_HOST_DOWN || r->kind == AM_SOURCE_DOWN) {
+            step(r, t, 0, 0, batch, describe_fleet, next_id);
+        } else if (r->is_match) {
+            struct match_arg a = {t->detail, next_id};
+            step(r, t, 0, 0, batch, describe_match, &a);
+        } else {
+            struct threshold_arg a = {t->value, threshold_of(r, t->level), next_id};
+            step(r, t, 0, 0, batch, describe_threshold, &a);
+        }
+        t->reason = NULL;
+    }
 }
 
 int am_make_tracks(struct am_rule *r)

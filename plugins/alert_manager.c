@@ -47,21 +47,19 @@
  * it: it is not one of the original's topics (see the report on issue 14
  * for a client that never subscribed).
  *
- * History: every alert is appended to STATE_DIR/alerts.jsonl, one JSON
- * object per line, and kept in memory (at most max_entries). "read" and
- * "clear" actions are appended as {"op": ...} lines, so the file is
- * append-only between compactions. fsync policy: each batch is written with
- * one write() at once, which survives kill -9 (the data is in the kernel);
- * fdatasync() runs from a timer at most every `sync_interval` seconds while
- * there is unsynced data, bounding what a power loss can take and keeping
- * disk flushes off the hot path. When the file passes max_bytes it is
- * compacted: entries younger than max_age_days, at most max_entries, are
- * written to a temporary file that replaces it (the old one is kept as
- * alerts.jsonl.1). A torn last line (kill -9 mid-write) is skipped on load,
- * and what was loaded is trimmed to max_entries / max_age_days at once.
- * Alert ids ("a1", "a2", ...) go on from the largest ever given, also across
- * a clear and a restart: the {"op": "clear"} line (and the first line of a
- * compacted file) records "next_id".
+ * History (alert_history.c): STATE_DIR/alerts.jsonl and its copy in
+ * memory hold the transitions (issue 16): one record when an alert fires,
+ * escalates, de-escalates or resolves. A re-send every `cooldown` while it
+ * holds is still published on system_alerts, as the original re-sent
+ * (its frontend toasts each one), but it carries the id of the key's open
+ * record and "repeats": N, and the history only counts it there
+ * ("repeats", "last_seen"); alert_webhook does not post it.
+ *
+ * SIGHUP (am_reload): a rule whose section did not change (am_rule_same)
+ * keeps its alerts' states, so nothing re-fires and nothing is recorded;
+ * the alerts of a changed rule, or of one removed or disabled, are
+ * resolved with "reason": "rule changed" / "rule removed", and a changed
+ * rule fires again from clear if its condition still holds.
  *
  * REST: GET /api/v1/alerts (level, type, state, since = epoch seconds or ISO
  * 8601 such as 2026-11-23T02:40:00Z or ...+00:00; limit 1..10000, default
@@ -87,10 +85,9 @@
 #include <katomon/util.h>
 
 #include "alert_eval.h"
+#include "alert_history.h"
 #include "alert_remote.h"
 #include "alert_rules.h"
-
-#define LINE_MAX_LEN 65536 /* longest history line read back */
 
 static const struct km_conf_key am_keys[] = {
     {"max_entries", KM_CONF_INT, "1000", 10, 1000000, "alerts kept in history"},
@@ -160,238 +157,14 @@ static struct {
     int n_rules;                /* count */
     struct watched *watched;    /* one subscription per source topic */
     int n_watched;              /* count */
-    uint64_t next_id;           /* history ids */
-    /* history */
-    json_t *history;       /* array of entries, oldest first */
-    char *path;            /* STATE_DIR/alerts.jsonl */
-    int fd;                /* append descriptor; -1 when history is off */
-    size_t file_bytes;     /* current file size */
-    int dirty;             /* written but not yet fdatasync()ed */
-    long long max_entries; /* config */
-    long long max_bytes;   /* config */
-    double max_age_s;      /* config */
-    struct km_timer *sync; /* fdatasync timer */
+    struct am_history hist;     /* the history (alert_history.c); its next_id
+                                   numbers the alerts */
+    struct km_timer *sync;      /* fdatasync timer */
 } am;
-
-/* ---- history ---- */
-
-static void history_append_line(json_t *obj)
-{
-    if (am.fd < 0)
-        return;
-    char *text = json_dumps(obj, JSON_COMPACT);
-    if (!text)
-        return;
-    size_t len = strlen(text);
-    text[len] = '\n'; /* replaces the NUL: one write() per line */
-    ssize_t w = write(am.fd, text, len + 1);
-    free(text);
-    if (w != (ssize_t)(len + 1)) {
-        am.host->log(am.ctx, KM_LOG_ERROR, "cannot append to %s: %s", am.path,
-                     w < 0 ? strerror(errno) : "short write");
-        return;
-    }
-    am.file_bytes += (size_t)w;
-    am.dirty = 1;
-}
-
-static void history_trim(void)
-{
-    char cutoff[32];
-    km_format_iso(km_wall_us() - (int64_t)(am.max_age_s * 1e6), 3, cutoff, sizeof cutoff);
-    while (json_array_size(am.history) > 0) {
-        json_t *e = json_array_get(am.history, 0);
-        const char *ts = json_string_value(json_object_get(e, "timestamp"));
-        if (json_array_size(am.history) <= (size_t)am.max_entries && ts &&
-            strcmp(ts, cutoff) >= 0)
-            break;
-        json_array_remove(am.history, 0);
-    }
-}
-
-/* Rewrites the file with what is in memory (the old one kept as .1). */
-static void history_compact(void)
-{
-    char tmp[4200], old[4200];
-    size_t i;
-    json_t *e;
-
-    history_trim();
-    snprintf(tmp, sizeof tmp, "%s.tmp", am.path);
-    snprintf(old, sizeof old, "%s.1", am.path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0) {
-        am.host->log(am.ctx, KM_LOG_ERROR, "cannot compact %s: %s", am.path,
-                     strerror(errno));
-        return;
-    }
-    size_t bytes = 0;
-    int ok = 1;
-    char head[80];
-    int hlen = snprintf(head, sizeof head, "{\"op\":\"clear\",\"next_id\":%llu}\n",
-                        (unsigned long long)am.next_id);
-    if (write(fd, head, (size_t)hlen) != hlen)
-        ok = 0;
-    bytes += (size_t)hlen;
-    json_array_foreach(am.history, i, e)
-    {
-        char *text = json_dumps(e, JSON_COMPACT);
-        size_t len = text ? strlen(text) : 0;
-        if (text)
-            text[len] = '\n';
-        if (!text || write(fd, text, len + 1) != (ssize_t)(len + 1))
-            ok = 0;
-        bytes += len + 1;
-        free(text);
-    }
-    if (!ok || fdatasync(fd) < 0) {
-        am.host->log(am.ctx, KM_LOG_ERROR, "cannot compact %s: write failed", am.path);
-        close(fd);
-        unlink(tmp);
-        return;
-    }
-    if (link(am.path, old) < 0 && errno == EEXIST) {
-        unlink(old);
-        if (link(am.path, old) < 0) {
-            /* keeping no .1 is not worth failing over */
-        }
-    }
-    if (rename(tmp, am.path) < 0) {
-        close(fd);
-        unlink(tmp);
-        return;
-    }
-    if (am.fd >= 0)
-        close(am.fd);
-    close(fd);
-    am.fd = open(am.path, O_WRONLY | O_APPEND | O_CLOEXEC);
-    am.file_bytes = bytes;
-    am.dirty = 0;
-}
-
-/* Compacts when the file has grown past max_bytes (alerts or op lines). */
-static void history_maybe_compact(void)
-{
-    if (am.fd >= 0 && am.file_bytes > (size_t)am.max_bytes)
-        history_compact();
-}
-
-static json_t *history_find(const char *id)
-{
-    size_t i;
-    json_t *e;
-    json_array_foreach(am.history, i, e)
-    {
-        const char *eid = json_string_value(json_object_get(e, "id"));
-        if (eid && strcmp(eid, id) == 0)
-            return e;
-    }
-    return NULL;
-}
-
-/* Applies one line of the file: an alert, or an {"op"} action. */
-static void history_apply(json_t *line)
-{
-    const char *op = json_string_value(json_object_get(line, "op"));
-    size_t i;
-    json_t *e, *id;
-
-    if (!op) {
-        if (json_is_string(json_object_get(line, "id")))
-            json_array_append(am.history, line);
-        return;
-    }
-    if (strcmp(op, "clear") == 0) {
-        json_t *n = json_object_get(line, "next_id");
-        json_array_clear(am.history);
-        if (json_is_integer(n) && (uint64_t)json_integer_value(n) > am.next_id)
-            am.next_id = (uint64_t)json_integer_value(n);
-    } else if (strcmp(op, "read_all") == 0) {
-        json_array_foreach(am.history, i, e) json_object_set_new(e, "read", json_true());
-    } else if (strcmp(op, "read") == 0) {
-        json_array_foreach(json_object_get(line, "ids"), i, id)
-        {
-            json_t *hit = json_is_string(id) ? history_find(json_string_value(id)) : NULL;
-            if (hit)
-                json_object_set_new(hit, "read", json_true());
-        }
-    }
-}
-
-/* Reads the file back at start (before the loop runs; bounded by max_bytes). */
-static void history_load(void)
-{
-    FILE *f = fopen(am.path, "r");
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    unsigned bad = 0, lines = 0;
-
-    if (!f)
-        return;
-    while ((n = getline(&line, &cap, f)) > 0) {
-        json_t *j = n < LINE_MAX_LEN ? json_loadb(line, (size_t)n, 0, NULL) : NULL;
-        if (json_is_object(j)) {
-            history_apply(j);
-            lines++;
-        } else {
-            bad++;
-        }
-        json_decref(j);
-    }
-    free(line);
-    fclose(f);
-    history_trim(); /* max_entries / max_age_days may be smaller than last time */
-    /* continue ids after the largest one on file */
-    size_t i;
-    json_t *e;
-    json_array_foreach(am.history, i, e)
-    {
-        const char *id = json_string_value(json_object_get(e, "id"));
-        unsigned long long v = id && id[0] == 'a' ? strtoull(id + 1, NULL, 10) : 0;
-        if (v > am.next_id)
-            am.next_id = v;
-    }
-    am.host->log(am.ctx, KM_LOG_INFO, "history: %zu alerts from %s%s",
-                 json_array_size(am.history), am.path,
-                 bad ? " (torn or unreadable lines skipped)" : "");
-    (void)lines;
-}
-
-static int history_open(void)
-{
-    const char *dir = am.host->state_dir(am.ctx);
-    struct stat st;
-    size_t len = strlen(dir) + sizeof "/alerts.jsonl";
-
-    am.path = malloc(len);
-    if (!am.path)
-        return -1;
-    snprintf(am.path, len, "%s/alerts.jsonl", dir);
-    if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
-        am.host->log(am.ctx, KM_LOG_ERROR,
-                     "cannot create state_dir %s: %s; alert history is off (fix [core] "
-                     "state_dir)",
-                     dir, strerror(errno));
-        return 0;
-    }
-    history_load();
-    am.fd = open(am.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    if (am.fd < 0) {
-        am.host->log(am.ctx, KM_LOG_ERROR, "cannot open %s: %s; alert history is off",
-                     am.path, strerror(errno));
-        return 0;
-    }
-    am.file_bytes = fstat(am.fd, &st) == 0 ? (size_t)st.st_size : 0;
-    if (am.file_bytes > (size_t)am.max_bytes)
-        history_compact();
-    return 0;
-}
 
 static void on_sync(void *arg)
 {
-    if (am.dirty && am.fd >= 0 && fdatasync(am.fd) == 0)
-        am.dirty = 0;
+    am_history_sync(&am.hist);
 }
 
 /* ---- publishing ---- */
@@ -425,17 +198,8 @@ static void publish_batch(json_t *alerts)
     last_ms = ms;
     km_format_iso(now, 3, when, sizeof when);
     snprintf(id, sizeof id, "alert_%lld", ms);
-    json_array_foreach(alerts, i, a)
-    {
-        json_t *entry = json_deep_copy(a);
-        json_object_set_new(entry, "timestamp", json_string(when));
-        json_object_set_new(entry, "batch", json_string(id));
-        json_object_set_new(entry, "read", json_false());
-        history_append_line(entry);
-        json_array_append_new(am.history, entry);
-    }
-    history_trim();
-    history_maybe_compact();
+    json_array_foreach(alerts, i, a) am_history_add(&am.hist, a, when, id);
+    am_history_done(&am.hist);
     am.host->publish(
         am.ctx, am.out,
         json_pack("{s:s, s:s, s:o}", "id", id, "timestamp", when, "alerts", alerts));
@@ -464,7 +228,7 @@ static void on_message(struct km_topic *topic, struct km_msg *msg, void *arg)
             struct am_rule *r = &am.rules[i];
             if (strcmp(r->topic, name) != 0)
                 continue;
-            am_eval(r, body, batch, &am.next_id);
+            am_eval(r, body, batch, &am.hist.next_id);
         }
     }
     finish(batch);
@@ -483,7 +247,7 @@ static void on_any(struct km_topic *topic, struct km_msg *msg, void *arg)
     for (int i = 0; i < am.n_rules; i++)
         if (am.rules[i].kind == AM_SOURCE_DOWN)
             am_eval_source(&am.rules[i], am.host->topic_name(topic), body, batch,
-                           &am.next_id);
+                           &am.hist.next_id);
     finish(batch);
 }
 
@@ -536,7 +300,7 @@ static int rest_list(const struct km_rest_call *call, json_t **reply, const char
     }
     /* another host: what its system_alerts brought here (none read here) */
     json_t *remote = h > 0 ? am_remote_entries(am.host, am.ctx, am.out, h) : NULL;
-    json_t *entries = h > 0 ? remote : am.history;
+    json_t *entries = h > 0 ? remote : am.hist.entries;
     json_t *out = json_array();
     size_t unread = 0, total = 0;
     for (size_t i = json_array_size(entries); i-- > 0;) {
@@ -578,10 +342,10 @@ static int rest_active(const struct km_rest_call *call, json_t **reply,
         for (int k = 0; k < am.rules[i].n_tracks; k++) {
             struct am_track *t = &am.rules[i].tracks[k];
             if (t->level)
-                json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s}", "key",
-                                                     t->key, "type", am.rules[i].type,
-                                                     "rule", am.rules[i].name, "level",
-                                                     am_level_name(t->level)));
+                json_array_append_new(
+                    out, json_pack("{s:s, s:s, s:s, s:s, s:s}", "key", t->key, "type",
+                                   am.rules[i].type, "rule", am.rules[i].name, "level",
+                                   am_level_name(t->level), "id", t->open_id));
         }
     *reply = json_pack("{s:o}", "active", out);
     return 200;
@@ -620,30 +384,31 @@ static int rest_read(const struct km_rest_call *call, json_t **reply, const char
     if (json_is_array(ids)) {
         json_array_foreach(ids, i, id)
         {
-            json_t *hit = json_is_string(id) ? history_find(json_string_value(id)) : NULL;
+            json_t *hit = json_is_string(id)
+                              ? am_history_find(&am.hist, json_string_value(id))
+                              : NULL;
             if (hit && !json_is_true(json_object_get(hit, "read"))) {
                 json_object_set_new(hit, "read", json_true());
                 marked++;
             }
         }
         json_t *line = json_pack("{s:s, s:O}", "op", "read", "ids", ids);
-        history_append_line(line);
+        am_history_op(&am.hist, line);
         json_decref(line);
     } else {
-        json_array_foreach(am.history, i, e)
+        json_array_foreach(am.hist.entries, i, e)
         {
             if (!json_is_true(json_object_get(e, "read")))
                 marked++;
             json_object_set_new(e, "read", json_true());
         }
         json_t *line = json_pack("{s:s}", "op", "read_all");
-        history_append_line(line);
+        am_history_op(&am.hist, line);
         json_decref(line);
     }
     json_decref(body);
-    history_maybe_compact();
     size_t unread = 0;
-    json_array_foreach(am.history, i, e) unread +=
+    json_array_foreach(am.hist.entries, i, e) unread +=
         !json_is_true(json_object_get(e, "read"));
     *reply = json_pack("{s:I, s:I}", "marked", (json_int_t)marked, "unread",
                        (json_int_t)unread);
@@ -656,14 +421,13 @@ static int rest_clear(const struct km_rest_call *call, json_t **reply,
     int status = local_only(call, reply, detail);
     if (status)
         return status;
-    size_t n = json_array_size(am.history);
+    size_t n = json_array_size(am.hist.entries);
     json_t *line =
-        json_pack("{s:s, s:I}", "op", "clear", "next_id", (json_int_t)am.next_id);
+        json_pack("{s:s, s:I}", "op", "clear", "next_id", (json_int_t)am.hist.next_id);
 
-    json_array_clear(am.history);
-    history_append_line(line);
+    json_array_clear(am.hist.entries);
+    am_history_op(&am.hist, line);
     json_decref(line);
-    history_maybe_compact();
     *reply = json_pack("{s:I}", "cleared", (json_int_t)n);
     return 200;
 }
@@ -758,9 +522,31 @@ static int load_rules(void)
         count++;
         builtin |= 1 << k;
     }
+    /* a reload: an unchanged rule keeps its alerts' states; the alerts of
+       the others are resolved, saying why */
+    json_t *batch = json_array();
+    for (int i = 0; i < am.n_rules; i++) {
+        struct am_rule *old = &am.rules[i];
+        int j = 0;
+        while (j < count && strcmp(rules[j].name, old->name) != 0)
+            j++;
+        if (j < count && am_rule_same(old, &rules[j])) {
+            struct am_track *fresh = rules[j].tracks;
+            int n_fresh = rules[j].n_tracks;
+            rules[j].tracks = old->tracks;
+            rules[j].n_tracks = old->n_tracks;
+            old->tracks = fresh; /* freed with the old rules */
+            old->n_tracks = n_fresh;
+        } else if (batch) {
+            am_resolve_all(old, j < count ? "rule changed" : "rule removed", batch,
+                           &am.hist.next_id);
+        }
+    }
     free_rules();
     am.rules = rules;
     am.n_rules = count;
+    if (batch)
+        finish(batch); /* the resolutions, then the counts */
     for (int i = 0; i < count; i++)
         if (watch(rules[i].topic) < 0)
             return -1;
@@ -781,11 +567,6 @@ static int am_init(struct km_ctx *ctx, const struct km_host *host)
     memset(&am, 0, sizeof am);
     am.host = host;
     am.ctx = ctx;
-    am.fd = -1;
-    am.max_entries = host->config_int(ctx, "max_entries");
-    am.max_bytes = host->config_int(ctx, "max_bytes");
-    am.max_age_s = host->config_double(ctx, "max_age_days") * 86400;
-    am.history = json_array();
     struct km_topic_def def = {"system_alerts",
                                KM_TOPIC_EVENT,
                                batch_schema,
@@ -799,7 +580,7 @@ static int am_init(struct km_ctx *ctx, const struct km_host *host)
                                 "alerts firing now, by type and level",
                                 firing_metrics};
     am.out = host->topic_declare(ctx, &def, &err);
-    if (!am.out || !am.history) {
+    if (!am.out) {
         host->log(ctx, KM_LOG_ERROR, "cannot declare topic system_alerts: %s",
                   host->strerror(am.out ? KM_ENOMEM : err));
         return -1;
@@ -810,7 +591,10 @@ static int am_init(struct km_ctx *ctx, const struct km_host *host)
         return -1;
     }
     /* history first: a state topic's value may raise alerts at subscribe */
-    if (history_open() < 0 || load_rules() < 0)
+    if (am_history_open(&am.hist, host, ctx, host->config_int(ctx, "max_entries"),
+                        host->config_int(ctx, "max_bytes"),
+                        host->config_double(ctx, "max_age_days") * 86400) < 0 ||
+        load_rules() < 0)
         return -1;
     publish_firing();
     am.sync = host->timer_add(ctx, host->config_double(ctx, "sync_interval"),
@@ -827,7 +611,7 @@ static int am_init(struct km_ctx *ctx, const struct km_host *host)
 
 static int am_reload(struct km_ctx *ctx)
 {
-    /* new thresholds apply at once; alert states restart from clear */
+    /* new thresholds apply at once; unchanged rules keep their states */
     int rc = load_rules();
     publish_firing(); /* the pairs may have changed, and every count is 0 */
     return rc;
@@ -835,17 +619,11 @@ static int am_reload(struct km_ctx *ctx)
 
 static void am_shutdown(struct km_ctx *ctx)
 {
-    if (am.fd >= 0) {
-        fdatasync(am.fd);
-        close(am.fd);
-    }
+    am_history_close(&am.hist);
     free_rules();
     free(am.watched);
-    free(am.path);
-    json_decref(am.history);
     json_decref(am.firing_last);
     memset(&am, 0, sizeof am);
-    am.fd = -1;
 }
 
 /* The topics init declares, named in the descriptor (.topics) for collect = false. */

@@ -5,6 +5,10 @@
  * Read marks and clears are this host's history's business: a remote
  * host's alerts carry no "read" here (they count as unread), and marking
  * or clearing them is done on that host (alert_manager.c refuses it).
+ * Their entries are folded as this host's history is: a re-send ("repeats"
+ * > 0) sets "repeats" and "last_seen" of the entry with its id while that
+ * one is still in the ring, so another host's history shows its
+ * transitions too.
  */
 #include "alert_remote.h"
 
@@ -43,6 +47,17 @@ struct take {
     json_t *entries;            /* the answer, oldest first */
 };
 
+/* The entry with this id (borrowed; the latest one), or NULL. */
+static json_t *find(json_t *entries, const char *id)
+{
+    for (size_t i = json_array_size(entries); id && i-- > 0;) {
+        json_t *e = json_array_get(entries, i);
+        if (strcmp(json_string_value(json_object_get(e, "id")) ?: "", id) == 0)
+            return e;
+    }
+    return NULL;
+}
+
 /* replay_host's callback: each alert of one batch into the entries. */
 static void take_batch(struct km_topic *topic, struct km_msg *msg, void *arg)
 {
@@ -55,6 +70,15 @@ static void take_batch(struct km_topic *topic, struct km_msg *msg, void *arg)
 
     json_array_foreach(json_object_get(body, "alerts"), i, a)
     {
+        json_t *repeats = json_object_get(a, "repeats");
+        if (json_integer_value(repeats) > 0 && json_is_string(when)) {
+            json_t *open = find(entries, json_string_value(json_object_get(a, "id")));
+            if (open) { /* a re-send: counted on its record, as here */
+                json_object_set(open, "repeats", repeats);
+                json_object_set(open, "last_seen", when);
+                continue;
+            }
+        }
         json_t *entry = json_is_object(a) ? json_deep_copy(a) : NULL;
         if (!entry)
             continue;
@@ -62,6 +86,8 @@ static void take_batch(struct km_topic *topic, struct km_msg *msg, void *arg)
             json_object_set(entry, "timestamp", when);
         if (json_is_string(id))
             json_object_set(entry, "batch", id);
+        if (repeats && json_is_string(when)) /* a katomon of issue 16 or later */
+            json_object_set(entry, "last_seen", when);
         json_array_append_new(entries, entry);
     }
 }
@@ -99,10 +125,11 @@ json_t *am_remote_active(json_t *entries)
         if (strcmp(json_string_value(json_object_get(v, "state")) ?: "", "firing") != 0)
             continue;
         json_array_append_new(
-            out, json_pack("{s:s, s:s?, s:s?, s:s?}", "key", key, "type",
+            out, json_pack("{s:s, s:s?, s:s?, s:s?, s:s?}", "key", key, "type",
                            json_string_value(json_object_get(v, "type")), "rule",
                            json_string_value(json_object_get(v, "rule")), "level",
-                           json_string_value(json_object_get(v, "level"))));
+                           json_string_value(json_object_get(v, "level")), "id",
+                           json_string_value(json_object_get(v, "id"))));
     }
     json_decref(last);
     return out;

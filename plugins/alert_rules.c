@@ -715,6 +715,25 @@ int am_rule_builtin(enum am_kind kind, struct am_rule *r)
     return am_rule_parse(&sec, r, report_none, NULL) == 0 ? 0 : -1;
 }
 
+int am_rule_same(const struct am_rule *a, const struct am_rule *b)
+{
+    if (strcmp(a->name, b->name) || strcmp(a->type, b->type) || a->kind != b->kind ||
+        strcmp(a->topic, b->topic) || strcmp(a->path, b->path) ||
+        strcmp(a->message, b->message) || strcmp(a->name_field, b->name_field) ||
+        a->is_match != b->is_match || a->op != b->op ||
+        a->has_warning != b->has_warning || a->has_critical != b->has_critical ||
+        a->warning != b->warning || a->critical != b->critical || a->clear != b->clear ||
+        a->for_n != b->for_n || a->cooldown != b->cooldown ||
+        a->match_level != b->match_level || a->n_clauses != b->n_clauses)
+        return 0;
+    for (int i = 0; i < a->n_clauses; i++)
+        if (strcmp(a->clauses[i].field, b->clauses[i].field) ||
+            a->clauses[i].negate != b->clauses[i].negate ||
+            strcmp(a->clauses[i].value, b->clauses[i].value))
+            return 0;
+    return 1;
+}
+
 int am_rule_itemized(const struct am_rule *r)
 {
     return r->is_match || r->kind != AM_THRESHOLD; /* is_match: rules made by hand */

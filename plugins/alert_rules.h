@@ -50,7 +50,7 @@ struct am_clause {
     char value[64]; /* compared as text (numbers as written) */
 };
 
-struct am_track; /* alert_manager.c: the state of one alert key */
+struct am_track; /* alert_eval.h: the state of one alert key */
 
 /* One parsed [alert NAME] rule, and its alert keys' states. */
 struct am_rule {
@@ -72,8 +72,9 @@ struct am_rule {
                                                  2 error */
     struct am_clause clauses[AM_MAX_CLAUSES]; /* match rules: or-ed tests */
     int n_clauses;                            /* used clauses */
-    struct am_track *tracks;                  /* alert keys (alert_manager.c; owned) */
-    int n_tracks;                             /* used */
+    /* (a member added above must be compared in am_rule_same) */
+    struct am_track *tracks; /* alert keys (alert_eval.c; owned) */
+    int n_tracks;            /* used */
 };
 
 /* The kinds of section alert_manager owns: [alert NAME], with its keys. */
@@ -104,6 +105,13 @@ int am_rule_builtin(enum am_kind kind, struct am_rule *r);
 /* 1 when a rule has one alert key per item (match, host_down, source_down);
    0 when it has one key, its type (threshold). */
 int am_rule_itemized(const struct am_rule *r);
+/*
+ * 1 when a and b are the same rule: every member am_rule_parse sets is
+ * equal (name, kind, topic, path, thresholds, for, cooldown, message...;
+ * not the tracks). A reload keeps the alert states of such a rule. A member
+ * added to struct am_rule must be compared here.
+ */
+int am_rule_same(const struct am_rule *a, const struct am_rule *b);
 /* The descriptor's check: every [alert NAME] parsed, and at most
    AM_MAX_RULES enabled. */
 int am_check(const struct km_conf_section *own,

@@ -7,6 +7,13 @@
  * exited"), which is what Slack and Mattermost incoming webhooks read; the
  * rest is there for programs.
  *
+ * Only transitions are posted (an alert fired, escalated, de-escalated or
+ * resolved): a re-send every `cooldown` while an alert holds ("repeats" >
+ * 0) is left out, and a batch of re-sends only is not posted. The
+ * original dashboard had no webhook; its re-sends were toasts, which
+ * system_alerts still carries. A chat channel gets one line per change,
+ * and the history (GET /api/v1/alerts) counts the re-sends ("repeats").
+ *
  * Batches are sent one at a time, in order, from a bounded queue
  * (`max_pending`); a failed post is retried with doubling delays up to
  * `retries` times, then dropped with a log line. A full queue drops the
@@ -150,6 +157,8 @@ static char *render(json_t *batch)
         const char *state = json_string_value(json_object_get(a, "state"));
         if (!wh.resolved && state && strcmp(state, "resolved") == 0)
             continue;
+        if (json_integer_value(json_object_get(a, "repeats")) > 0)
+            continue; /* a re-send: not a change */
         json_array_append(alerts, a);
         int n = snprintf(text + len, sizeof text - len, "%s[%s] %s", len ? "\n" : "",
                          json_string_value(json_object_get(a, "level")) ?: "?",

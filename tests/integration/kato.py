@@ -27,6 +27,12 @@ Covered:
   H  alert history across SIGTERM + restart, kill -9, DELETE
   I  history bounded by max_entries / max_age_days with rotation; a torn
      last line is skipped
+  J  history = transitions (issue 16): a rule with cooldown 0.2 s polled
+     every 0.1 s (an hour of a 60 s cooldown's re-sends in a few seconds):
+     every re-send is published, the history holds exactly fired,
+     escalated, resolved with the re-sends counted; SIGHUP with the rules
+     unchanged adds no record and re-fires nothing; a changed rule resolves
+     its alert ("rule changed"); the webhook posts transitions only
 and after each run of katomon: exit status 0 on SIGTERM and no sanitizer
 (ASan/LSan/UBSan) report on its stderr.
 """
@@ -37,6 +43,7 @@ import calendar
 import json
 import os
 import re
+import signal
 import sys
 import time
 
@@ -155,10 +162,11 @@ def check_threshold_alert(name: str, a: dict | None, level: str, message: str, v
 # the daemon's config
 # ---------------------------------------------------------------------------
 
-def config(sim: Sim, hook_port: int, extra_am: str = "", rules: str | None = None) -> str:
+def config(sim: Sim, hook_port: int, extra_am: str = "", rules: str | None = None,
+           state: str = STATE, interval: float = 0.5, test_rule: bool = True) -> str:
     return f"""[core]
 plugin_dir = {env('PLUGIN_BUILD_DIR')}
-state_dir = {STATE}
+state_dir = {state}
 log_level = info
 
 [http]
@@ -171,7 +179,7 @@ update_interval = 1
 
 [plugin kato_metrics]
 url = {sim.url}
-interval = 0.5
+interval = {interval}
 timeout = 1
 
 [plugin session_events]
@@ -198,7 +206,10 @@ timeout = 2
 retries = 1
 
 {shipped_alert_rules() if rules is None else rules}
-; a rule of the test's: the same value, with hysteresis, 2 samples, short cooldown
+{ERR_HYST if test_rule else ""}"""
+
+
+ERR_HYST = """; a rule of the test's: the same value, with hysteresis, 2 samples, short cooldown
 [alert err_hyst]
 topic = metrics
 path = performance.error_rate
@@ -207,7 +218,7 @@ critical = 0.10
 clear = 0.03
 for = 2
 cooldown = 3
-message = Error rate {{value_pct}}% (test rule)
+message = Error rate {value_pct}% (test rule)
 """
 
 
@@ -455,29 +466,49 @@ def run(sim: Sim, hook: Receiver, daemons: list) -> int:
                                for p in hook.posts),
             "webhook: every post is JSON {text, id, timestamp, alerts} to the configured path",
             hook.posts[:3])
-    ws_ids = [b["id"] for b in batches]
+    # the webhook posts transitions: a batch of re-sends only is not posted
+    ws_ids = [b["id"] for b in batches if any(a.get("repeats") == 0 for a in b["alerts"])]
     hook_ids = [p["body"].get("id") for p in hook.posts]
     C.check(hook_ids == ws_ids[:len(hook_ids)] and len(hook_ids) >= len(ws_ids) - 1,
-            "webhook: the batches in order, as on /ws", {"ws": ws_ids, "hook": hook_ids})
+            "webhook: the batches with a transition in order, as on /ws",
+            {"ws": ws_ids, "hook": hook_ids})
+    C.check(all(a.get("repeats") == 0 for p in hook.posts for a in p["body"].get("alerts", [])),
+            "webhook: no re-send posted (repeats 0 on every alert)",
+            [p["body"] for p in hook.posts if any(a.get("repeats") for a in
+                                                  p["body"].get("alerts", []))][:2])
 
     # ---- D: alerts REST -----------------------------------------------------------
-    n_alerts = sum(len(b["alerts"]) for b in batches)
+    # the history holds the transitions sent (repeats 0); a re-send carries its
+    # record's id and count
+    n_alerts = sum(1 for b in batches for a in b["alerts"] if a.get("repeats") == 0)
     st, body = k.get("/api/v1/alerts?limit=10000")
     hist = body.get("alerts", []) if isinstance(body, dict) else []
     C.check(st == 200 and body.get("total") == n_alerts and len(hist) == n_alerts and
             body.get("unread") == n_alerts,
-            f"GET /api/v1/alerts: every alert sent ({n_alerts}), all unread",
+            f"GET /api/v1/alerts: every transition sent ({n_alerts}), all unread",
             {"total": body.get("total") if isinstance(body, dict) else body, "ws": n_alerts})
     C.check(all(isinstance(e.get("id"), str) and e.get("level") in ("warning", "error") and
                 isinstance(e.get("type"), str) and isinstance(e.get("message"), str) and
                 e.get("state") in ("firing", "resolved") and is_iso_z(e.get("timestamp")) and
-                e.get("read") is False for e in hist),
-            "history entries: id, level, type, message, state, timestamp, read", hist[:2])
+                e.get("read") is False and is_int(e.get("repeats")) and
+                is_iso_z(e.get("last_seen")) and e["last_seen"] >= e["timestamp"] for e in hist),
+            "history entries: id, level, type, message, state, timestamp, read, repeats, "
+            "last_seen", hist[:2])
     stamps = [e["timestamp"] for e in hist]
     C.check(stamps == sorted(stamps, reverse=True), "history: newest first", stamps)
-    ws_alert_ids = sorted(a["id"] for b in batches for a in b["alerts"])
+    ws_alert_ids = sorted(a["id"] for b in batches for a in b["alerts"] if a.get("repeats") == 0)
     C.check(sorted(e["id"] for e in hist) == ws_alert_ids,
-            "history ids are the alert ids sent on /ws", {"hist": [e["id"] for e in hist]})
+            "history ids are the ids of the transitions sent on /ws",
+            {"hist": [e["id"] for e in hist]})
+    resent: dict = {}
+    for b in batches:
+        for a in b["alerts"]:
+            resent[a["id"]] = max(resent.get(a["id"], 0), a.get("repeats", -1))
+    by_id = {e["id"]: e for e in hist}
+    C.check(any(resent.values()) and all(by_id.get(i, {}).get("repeats") == n
+                                         for i, n in resent.items()),
+            "each re-send on /ws is counted on its record (repeats as sent)",
+            {"ws": resent, "hist": {i: e["repeats"] for i, e in by_id.items()}})
     st, body = k.get("/api/v1/alerts?level=error")
     errs = [e for e in hist if e["level"] == "error"]
     C.check(st == 200 and len(errs) > 0 and [e["id"] for e in body["alerts"]] ==
@@ -733,7 +764,138 @@ def run(sim: Sim, hook: Receiver, daemons: list) -> int:
             "new ids go on after the largest on file", body)
     sim.set(error_rate=0.0)
     stop_clean(k5, "run 5")
+    transitions(sim, hook, katomon)
     return C.done()
+
+
+FAST = """[alert fast]
+topic = metrics
+path = performance.error_rate
+warning = {warning}
+critical = 0.10
+cooldown = 0.2
+message = Fast {{value_pct}}%
+"""
+
+
+def transitions(sim: Sim, hook: Receiver, katomon) -> None:
+    """J: the history of a long firing with many re-sends holds its transitions."""
+    state = os.path.join(W, "state-j")
+    os.makedirs(state, exist_ok=True)
+
+    def conf(warning: float) -> str:
+        return config(sim, hook.port, rules=FAST.format(warning=warning), state=state,
+                      interval=0.1, test_rule=False)
+    hook.posts.clear()
+    k = katomon("run6", conf(0.05))
+    if not C.check(k.start(), "J: katomon with a 0.2 s cooldown, KATO polled every 0.1 s",
+                   k.text()[-2000:]):
+        return
+    wa = WS(k.port)
+    wa.send({"type": "subscribe", "protocol": "katomon/1", "subscriptions": ["system_alerts"]})
+    wa.next_type("subscription_ack", 3)
+    sent: list = []  # every "fast" alert published, in order
+
+    def take(seconds: float) -> None:
+        for m in wa.collect(seconds):
+            if isinstance(m, dict) and m.get("type") == "system_alert":
+                sent.extend((m["id"], a) for a in m["alerts"] if a.get("type") == "fast")
+
+    def resends_of(level: str) -> int:
+        return sum(1 for _, a in sent if a.get("repeats", 0) > 0 and a["level"] == level)
+
+    def until(pred, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not pred():
+            take(0.3)
+        return bool(pred())
+
+    def history() -> list:
+        st, body = k.get("/api/v1/alerts?type=fast&limit=10000")
+        return body.get("alerts", []) if st == 200 and isinstance(body, dict) else []
+
+    sim.set(error_rate=0.07)
+    # 40 + 15 + 5 re-sends: an hour of the original's 60 s cooldown
+    C.check(until(lambda: resends_of("warning") >= 40, 40),
+            f"J: 0.07 held: {resends_of('warning')} re-sends published (warning)")
+    sim.set(error_rate=0.12)
+    C.check(until(lambda: resends_of("error") >= 15, 30),
+            f"J: 0.12 held: {resends_of('error')} re-sends published (error)")
+    # SIGHUP, rules unchanged: no record, nothing re-fires, the re-sends go on
+    # counting on the same record
+    before = [(e["id"], e.get("transition")) for e in history()]
+    mark = len(k.text())
+    k.proc.send_signal(signal.SIGHUP)
+    C.check(k.wait_log(r"reloaded ", 5, mark) is not None, "J: SIGHUP -> reloaded",
+            k.text()[mark:][-800:])
+    n_sent = len(sent)
+    seen_before = resends_of("error")
+    until(lambda: resends_of("error") >= seen_before + 5, 15)
+    after_hup = [a for _, a in sent[n_sent:]]
+    C.check(after_hup and all(a.get("repeats", 0) > 0 for a in after_hup) and
+            [e["id"] for e in after_hup] == [before[0][0]] * len(after_hup) and
+            after_hup[0]["repeats"] > seen_before - 1,
+            "J: after SIGHUP with unchanged rules only re-sends of the open record, counting on",
+            [(a["id"], a.get("repeats"), a.get("transition")) for a in after_hup][:5])
+    C.check([(e["id"], e.get("transition")) for e in history()] == before,
+            "J: SIGHUP with unchanged rules adds no record", {"before": before,
+                                                             "after": history()[:3]})
+    sim.set(error_rate=0.0)
+    until(lambda: any(a["state"] == "resolved" for _, a in sent), 10)
+    take(0.5)
+    hist = list(reversed(history()))
+    want = [("fired", "warning", "firing"), ("escalated", "error", "firing"),
+            ("resolved", "error", "resolved")]
+    got = [(e.get("transition"), e.get("level"), e.get("state")) for e in hist]
+    C.check(got == want, f"J: the history of {len(sent)} alerts published holds exactly the "
+            "3 transitions: fired, escalated, resolved", got)
+    counted = {e["id"]: e.get("repeats") for e in hist}
+    live: dict = {}
+    for _, a in sent:
+        live[a["id"]] = max(live.get(a["id"], 0), a.get("repeats", 0))
+    C.check(counted == live and sum(counted.values()) == len(sent) - 3,
+            "J: every re-send counted on its record (repeats), last_seen at the last one",
+            {"history": counted, "live": live})
+    C.check(all(e["last_seen"] >= e["timestamp"] for e in hist) and
+            hist[0]["last_seen"] > hist[0]["timestamp"], "J: last_seen moves with the re-sends",
+            [(e["timestamp"], e["last_seen"]) for e in hist])
+    # a changed rule resolves its alert with a reason
+    sim.set(error_rate=0.07)
+    until(lambda: sum(1 for _, a in sent if a.get("transition") == "fired") >= 2, 10)
+    with open(k.conf_path, "w") as f:
+        f.write(conf(0.06))
+    mark = len(k.text())
+    k.proc.send_signal(signal.SIGHUP)
+    C.check(k.wait_log(r"reloaded ", 5, mark) is not None, "J: SIGHUP with the rule changed",
+            k.text()[mark:][-800:])
+    until(lambda: any(a.get("reason") == "rule changed" for _, a in sent), 5)
+    why = [a for _, a in sent if a.get("reason")]
+    C.check(len(why) == 1 and why[0]["state"] == "resolved" and
+            why[0]["message"].endswith("(resolved: rule changed)"),
+            "J: the changed rule's alert resolved: reason 'rule changed'", why)
+    until(lambda: sum(1 for _, a in sent if a.get("transition") == "fired") >= 3, 5)
+    got = [(e.get("transition"), e.get("reason")) for e in reversed(history())][3:]
+    C.check(got == [("fired", None), ("resolved", "rule changed"), ("fired", None)],
+            "J: in the history: resolved (rule changed), then fired again under the new rule",
+            got)
+    sim.set(error_rate=0.0)
+    until(lambda: sum(1 for _, a in sent if a.get("transition") == "resolved") >= 3, 10)
+    # the webhook got the transitions only, in order
+    trans = [bid for bid, a in sent if a.get("repeats") == 0]
+    wait_until(lambda: len(hook.posts) >= len(trans), 10)
+    posted = [a for p in hook.posts for a in p["body"].get("alerts", [])]
+    C.check([a["id"] for a in posted] == [a["id"] for _, a in sent if a.get("repeats") == 0],
+            f"J: the webhook posted the {len(posted)} transitions, none of the "
+            f"{len(sent) - len(posted)} re-sends", [(a["id"], a.get("repeats")) for a in posted])
+    wa.close()
+    with open(os.path.join(state, "alerts.jsonl")) as f:
+        lines = [json.loads(l) for l in f.read().splitlines()]
+    recs = [l for l in lines if "id" in l and "op" not in l]
+    C.check(len(recs) == len(history()) and all(l.get("op") == "seen" for l in lines
+                                                if l not in recs),
+            f"J: alerts.jsonl holds the {len(recs)} records (+ {len(lines) - len(recs)} "
+            "'seen' lines counting the re-sends)", lines[-3:])
+    stop_clean(k, "run 6")
 
 
 if __name__ == "__main__":

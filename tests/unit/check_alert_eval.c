@@ -159,9 +159,8 @@ START_TEST(test_threshold_counts)
     assert_firing("{\"alerts\":["
                   "{\"type\":\"high_cpu\",\"level\":\"warning\",\"firing\":0},"
                   "{\"type\":\"high_cpu\",\"level\":\"error\",\"firing\":1}]}");
-    json_t *quiet = feed(CPU(85)); /* calmer, still firing: nothing sent */
-    ck_assert_int_eq(json_array_size(quiet), 0);
-    json_decref(quiet);
+    /* calmer, still firing: a transition too (issue 16) */
+    assert_one(feed(CPU(85)), "high_cpu", "warning", "firing");
     assert_firing("{\"alerts\":["
                   "{\"type\":\"high_cpu\",\"level\":\"warning\",\"firing\":1},"
                   "{\"type\":\"high_cpu\",\"level\":\"error\",\"firing\":0}]}");
@@ -169,7 +168,7 @@ START_TEST(test_threshold_counts)
     assert_firing("{\"alerts\":["
                   "{\"type\":\"high_cpu\",\"level\":\"warning\",\"firing\":0},"
                   "{\"type\":\"high_cpu\",\"level\":\"error\",\"firing\":0}]}");
-    ck_assert_uint_eq(next_id, 3);
+    ck_assert_uint_eq(next_id, 4);
 }
 END_TEST
 
@@ -227,6 +226,145 @@ START_TEST(test_same_type_summed)
 }
 END_TEST
 
+/* ---- transitions and re-sends (issue 16) ------------------------------------ */
+
+static int64_t fake_now; /* the injected clock (µs) */
+
+static int64_t fake_clock(void)
+{
+    return fake_now;
+}
+
+/* The batch's one alert (borrowed from batch). */
+static json_t *only(json_t *batch)
+{
+    ck_assert_int_eq(json_array_size(batch), 1);
+    return json_array_get(batch, 0);
+}
+
+static const char *str(json_t *a, const char *key)
+{
+    const char *v = json_string_value(json_object_get(a, key));
+    ck_assert_msg(v != NULL, "no string %s", key);
+    return v;
+}
+
+static json_int_t num(json_t *a, const char *key)
+{
+    json_t *v = json_object_get(a, key);
+    ck_assert_msg(json_is_integer(v), "no integer %s", key);
+    return json_integer_value(v);
+}
+
+/*
+ * An hour of high CPU sampled every second, cooldown 60 s (the original's),
+ * on an injected clock: one "fired" (a1), 59 re-sends that carry a1 and
+ * count 1..59, one "resolved" (a2). Nothing else, and no id spent on a
+ * re-send.
+ */
+START_TEST(test_hour_of_resends)
+{
+    threshold("high_cpu", "aggregated.total_cpu_percent", 80, 90);
+    am_eval_set_clock(fake_clock);
+    fake_now = 1000000000;
+    json_t *all = json_array();
+    for (int s = 0; s < 3600; s++, fake_now += 1000000) {
+        json_t *b = feed(CPU(85));
+        json_array_extend(all, b);
+        json_decref(b);
+    }
+    json_t *b = feed(CPU(10));
+    json_array_extend(all, b);
+    json_decref(b);
+    am_eval_set_clock(NULL);
+
+    ck_assert_uint_eq(json_array_size(all), 61);
+    json_t *a = json_array_get(all, 0);
+    ck_assert_str_eq(str(a, "id"), "a1");
+    ck_assert_str_eq(str(a, "transition"), "fired");
+    ck_assert_int_eq(num(a, "repeats"), 0);
+    for (size_t i = 1; i < 60; i++) {
+        a = json_array_get(all, i);
+        ck_assert_str_eq(str(a, "id"), "a1");
+        ck_assert_str_eq(str(a, "state"), "firing");
+        ck_assert_int_eq(num(a, "repeats"), (json_int_t)i);
+        ck_assert_ptr_null(json_object_get(a, "transition"));
+    }
+    a = json_array_get(all, 60);
+    ck_assert_str_eq(str(a, "id"), "a2");
+    ck_assert_str_eq(str(a, "transition"), "resolved");
+    ck_assert_str_eq(str(a, "state"), "resolved");
+    ck_assert_uint_eq(next_id, 2);
+    json_decref(all);
+}
+END_TEST
+
+/* Each level change is a transition with its own id; re-sends after it
+   carry that id and count from 1 again. */
+START_TEST(test_level_changes)
+{
+    threshold("high_cpu", "aggregated.total_cpu_percent", 80, 90);
+    rules[0].cooldown = 0; /* every sample that is no change is a re-send */
+    const char *const want[][4] = {
+        /* value, id, transition ("" re-send), repeats */
+        {CPU(85), "a1", "fired", "0"},     {CPU(86), "a1", "", "1"},
+        {CPU(95), "a2", "escalated", "0"}, {CPU(96), "a2", "", "1"},
+        {CPU(97), "a2", "", "2"},          {CPU(85), "a3", "de-escalated", "0"},
+        {CPU(84), "a3", "", "1"},          {CPU(10), "a4", "resolved", "0"},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        json_t *b = feed(want[i][0]);
+        json_t *a = only(b);
+        ck_assert_str_eq(str(a, "id"), want[i][1]);
+        json_t *tr = json_object_get(a, "transition");
+        ck_assert_str_eq(tr ? json_string_value(tr) : "", want[i][2]);
+        ck_assert_int_eq(num(a, "repeats"), atoi(want[i][3]));
+        json_decref(b);
+    }
+    json_t *b = feed(CPU(10)); /* clear stays quiet */
+    ck_assert_int_eq(json_array_size(b), 0);
+    json_decref(b);
+}
+END_TEST
+
+/* A reload that changed the rule: its firing keys resolved with a reason,
+   from the last sample seen; clear keys say nothing. */
+START_TEST(test_resolve_all)
+{
+    struct am_rule *r = threshold("high_cpu", "aggregated.total_cpu_percent", 80, 90);
+    struct am_rule *c = container_down();
+    json_t *b = feed("{\"aggregated\":{\"total_cpu_percent\":93},"
+                     "\"containers\":[{\"name\":\"x\",\"status\":\"exited\"},"
+                     "{\"name\":\"y\",\"status\":\"running\"}]}");
+    ck_assert_int_eq(json_array_size(b), 2);
+    json_decref(b);
+    b = json_array();
+    am_resolve_all(r, "rule changed", b, &next_id);
+    am_resolve_all(c, "rule removed", b, &next_id);
+    ck_assert_int_eq(json_array_size(b), 2);
+    json_t *a = json_array_get(b, 0);
+    ck_assert_str_eq(str(a, "state"), "resolved");
+    ck_assert_str_eq(str(a, "level"), "error");
+    ck_assert_str_eq(str(a, "reason"), "rule changed");
+    ck_assert_str_eq(str(a, "message"), "high_cpu at 93.0 (resolved: rule changed)");
+    ck_assert_str_eq(str(a, "id"), "a3");
+    a = json_array_get(b, 1);
+    ck_assert_str_eq(str(a, "key"), "container_down_x");
+    ck_assert_str_eq(str(a, "reason"), "rule removed");
+    ck_assert_str_eq(str(a, "message"),
+                     "Container 'x' is exited (resolved: rule removed)");
+    json_decref(b);
+    assert_firing("{\"alerts\":["
+                  "{\"type\":\"high_cpu\",\"level\":\"warning\",\"firing\":0},"
+                  "{\"type\":\"high_cpu\",\"level\":\"error\",\"firing\":0},"
+                  "{\"type\":\"container_down\",\"level\":\"error\",\"firing\":0}]}");
+    b = json_array(); /* nothing firing: nothing to say */
+    am_resolve_all(r, "rule changed", b, &next_id);
+    ck_assert_int_eq(json_array_size(b), 0);
+    json_decref(b);
+}
+END_TEST
+
 /* ---- the fleet kinds (issue 15) ---------------------------------------------- */
 
 /* A built-in fleet rule (host_down or source_down), as alert_manager adds it. */
@@ -250,20 +388,6 @@ static json_t *hosts_feed(int b_up, double age)
              "{\"name\":\"B\",\"local\":false,\"up\":%s,\"age_s\":%g}]}",
              b_up ? "true" : "false", age);
     return feed(text);
-}
-
-/* The batch's one alert (borrowed from batch). */
-static json_t *only(json_t *batch)
-{
-    ck_assert_int_eq(json_array_size(batch), 1);
-    return json_array_get(batch, 0);
-}
-
-static const char *str(json_t *a, const char *key)
-{
-    const char *v = json_string_value(json_object_get(a, key));
-    ck_assert_msg(v != NULL, "no string %s", key);
-    return v;
 }
 
 START_TEST(test_host_down)
@@ -423,6 +547,9 @@ static Suite *eval_suite(void)
     tcase_add_test(tc, test_no_verdict);
     tcase_add_test(tc, test_match_counts_items);
     tcase_add_test(tc, test_same_type_summed);
+    tcase_add_test(tc, test_hour_of_resends);
+    tcase_add_test(tc, test_level_changes);
+    tcase_add_test(tc, test_resolve_all);
     tcase_add_test(tc, test_host_down);
     tcase_add_test(tc, test_host_down_forgotten);
     tcase_add_test(tc, test_host_down_local_never);

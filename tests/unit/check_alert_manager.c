@@ -32,16 +32,19 @@
 
 #define MAX_LINES 256
 
-static struct km_core core;        /* the daemon under test */
-static char tmpdir[256];           /* per-test scratch directory (state_dir) */
-static char conf_path[512];        /* tmpdir/katomon.conf */
-static const char *build_dir;      /* built alert_manager.so */
-static json_t *alerts;             /* every alert of every system_alerts batch */
-static char lines[MAX_LINES][512]; /* caught log lines */
-static int n_lines;                /* number caught */
-static const char me[] = "test";   /* owner of the topics the test publishes */
-static struct km_topic *hosts;     /* the core's `hosts` */
-static struct km_topic *bridge;    /* a collector's topic with "_source" */
+static struct km_core core;          /* the daemon under test */
+static char tmpdir[256];             /* per-test scratch directory (state_dir) */
+static char conf_path[512];          /* tmpdir/katomon.conf */
+static const char *build_dir;        /* built alert_manager.so */
+static json_t *alerts;               /* every alert of every system_alerts batch */
+static char lines[MAX_LINES][512];   /* caught log lines */
+static int n_lines;                  /* number caught */
+static const char me[] = "test";     /* owner of the topics the test publishes */
+static struct km_topic *hosts;       /* the core's `hosts` */
+static struct km_topic *bridge;      /* a collector's topic with "_source" */
+static struct km_topic *cpu;         /* a topic with a number: {"v": N} */
+static struct km_config *old_cfg[8]; /* configs replaced by reload(), freed last */
+static int n_old_cfg;                /* how many */
 
 static void catch_line(enum km_log_level level, const char *line, void *arg)
 {
@@ -92,6 +95,8 @@ static void setup(void)
         "hosts", KM_TOPIC_STATE, NULL, 0, "the fleet (as core/fleet.c)", NULL};
     static const struct km_topic_def bridge_def = {
         "redis_bridge", KM_TOPIC_STATE, bridge_schema, 0, "a source's health", NULL};
+    static const struct km_topic_def cpu_def = {
+        "cpu", KM_TOPIC_STATE, NULL, 0, "a number for threshold rules", NULL};
 
     build_dir = getenv("PLUGIN_BUILD_DIR") ? getenv("PLUGIN_BUILD_DIR") : ".libs";
     snprintf(tmpdir, sizeof tmpdir, "/tmp/check_alert_manager.XXXXXX");
@@ -103,6 +108,8 @@ static void setup(void)
     ck_assert_int_eq(km_bus_set_host(core.bus, "A"), 0);
     ck_assert_ptr_nonnull(hosts = km_bus_declare(core.bus, &hosts_def, me, NULL));
     ck_assert_ptr_nonnull(bridge = km_bus_declare(core.bus, &bridge_def, me, NULL));
+    ck_assert_ptr_nonnull(cpu = km_bus_declare(core.bus, &cpu_def, me, NULL));
+    n_old_cfg = 0;
     ck_assert_ptr_nonnull(alerts = json_array());
     ck_assert_ptr_nonnull(
         km_bus_subscribe(core.bus, "system_alerts", on_alerts, NULL, me));
@@ -123,16 +130,17 @@ static void teardown(void)
     km_hc_shutdown(core.base);
     event_base_free(core.base);
     km_config_free(core.cfg);
+    for (int i = 0; i < n_old_cfg; i++)
+        km_config_free(old_cfg[i]);
     km_log_set_hook(NULL, NULL);
     json_decref(alerts);
     nftw(tmpdir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-/* Writes the config ([core], [plugin alert_manager], then `rules`) and
-   loads it; returns km_loader_load_all's result. */
-static int load(const char *rules)
+/* Writes the config: [core], [plugin alert_manager], then `rules`. */
+static void write_conf(const char *rules)
 {
-    char text[4096], err[1024];
+    char text[4096];
     FILE *f = fopen(conf_path, "w");
 
     ck_assert_ptr_nonnull(f);
@@ -142,6 +150,15 @@ static int load(const char *rules)
              build_dir, tmpdir, rules);
     fputs(text, f);
     fclose(f);
+}
+
+/* Writes the config with `rules` and loads it; returns km_loader_load_all's
+   result. */
+static int load(const char *rules)
+{
+    char err[1024];
+
+    write_conf(rules);
     ck_assert_msg(km_config_load(conf_path, &core.cfg, err, sizeof err) == 0, "%s", err);
     ck_assert_ptr_nonnull(core.loader = km_loader_new(&core));
     return km_loader_load_all(core.loader, err, sizeof err);
@@ -427,6 +444,255 @@ START_TEST(test_rest_host)
 }
 END_TEST
 
+/* ---- history = transitions (issue 16) ---------------------------------------- */
+
+/* The rule of these tests: {"v"} of `cpu`, > 80 warning, >= 90 error. */
+#define HOT(cooldown, warning)                                                           \
+    "[alert hot]\ntopic = cpu\npath = v\nwarning = " #warning                            \
+    "\ncritical = 90\ncooldown = " #cooldown "\nmessage = hot {value}\n"
+
+static void publish_cpu(double v)
+{
+    ck_assert_int_eq(km_bus_publish(cpu, json_pack("{s:f}", "v", v), me), KM_OK);
+}
+
+/* GET /api/v1/alerts?limit=10000 (new reference). */
+static json_t *history(void)
+{
+    json_t *reply;
+
+    ck_assert_int_eq(rest("GET", "/api/v1/alerts", "limit=10000", "", &reply), 200);
+    return reply;
+}
+
+/* The history as "id:transition:level:repeats" lines, oldest first. */
+static void records(char *out, size_t len)
+{
+    json_t *reply = history(), *list = json_object_get(reply, "alerts");
+    size_t n = 0;
+
+    out[0] = '\0';
+    for (size_t i = json_array_size(list); i-- > 0;) {
+        json_t *e = json_array_get(list, i);
+        json_t *tr = json_object_get(e, "transition");
+        n += (size_t)snprintf(
+            out + n, len - n, "%s:%s:%s:%lld\n",
+            json_string_value(json_object_get(e, "id")), tr ? json_string_value(tr) : "-",
+            json_string_value(json_object_get(e, "level")),
+            (long long)json_integer_value(json_object_get(e, "repeats")));
+        ck_assert_uint_lt(n, len);
+        ck_assert_ptr_nonnull(json_object_get(e, "last_seen"));
+    }
+    json_decref(reply);
+}
+
+/* Stops the plugin and loads it again on the same state_dir. */
+static void restart(const char *rules)
+{
+    km_loader_free(core.loader);
+    core.loader = NULL;
+    km_config_free(core.cfg);
+    core.cfg = NULL;
+    ck_assert_int_eq(load(rules), 0);
+}
+
+/* SIGHUP as core/main.c does it: the file read again, then the reload hooks. */
+static void reload(const char *rules)
+{
+    char err[1024];
+    struct km_config *cfg = NULL;
+
+    write_conf(rules);
+    ck_assert_msg(km_config_load(conf_path, &cfg, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_lt(n_old_cfg, 8);
+    old_cfg[n_old_cfg++] = core.cfg;
+    core.cfg = cfg;
+    km_loader_reload(core.loader);
+}
+
+/*
+ * Many re-sends (cooldown 0: every sample that changes nothing is one) are
+ * all published, and the history holds only the transitions, each with its
+ * re-sends counted; a restart reads the same back.
+ */
+START_TEST(test_history_transitions)
+{
+    char got[1024];
+
+    ck_assert_int_eq(load(HOT(0, 80) "[alert source_down]\nenabled = false\n"), 0);
+    for (int i = 0; i < 30; i++)
+        publish_cpu(85);
+    for (int i = 0; i < 10; i++)
+        publish_cpu(95);
+    for (int i = 0; i < 5; i++)
+        publish_cpu(85);
+    publish_cpu(10);
+    ck_assert_uint_eq(json_array_size(alerts), 46); /* live: every re-send */
+    records(got, sizeof got);
+    ck_assert_str_eq(got, "a1:fired:warning:29\n"
+                          "a2:escalated:error:9\n"
+                          "a3:de-escalated:warning:4\n"
+                          "a4:resolved:warning:0\n");
+    json_t *before = history();
+    ck_assert_int_eq(json_integer_value(json_object_get(before, "unread")), 4);
+    /* a re-send on the bus carries its record's id */
+    json_t *a = json_array_get(alerts, 35); /* the 6th 95: its 5th re-send */
+    ck_assert_str_eq(json_string_value(json_object_get(a, "id")), "a2");
+    ck_assert_int_eq(json_integer_value(json_object_get(a, "repeats")), 5);
+
+    restart(HOT(0, 80) "[alert source_down]\nenabled = false\n");
+    json_t *after = history();
+    ck_assert_msg(json_equal(before, after), "the same history after a restart");
+    json_decref(before);
+    json_decref(after);
+    publish_cpu(85); /* ids go on */
+    ck_assert_str_eq(json_string_value(json_object_get(
+                         json_array_get(alerts, json_array_size(alerts) - 1), "id")),
+                     "a5");
+}
+END_TEST
+
+/* An alerts.jsonl of the format before issue 16 (one record per re-send). */
+static void write_old_history(void)
+{
+    char path[600];
+    FILE *f;
+    static const char *const old_lines[] = {
+        "{\"id\":\"a1\",\"level\":\"warning\",\"type\":\"hot\",\"state\":\"firing\","
+        "\"key\":\"hot\",\"message\":\"hot "
+        "85\",\"timestamp\":\"2099-01-01T00:00:00.000Z\","
+        "\"batch\":\"alert_1\",\"read\":false}",
+        "{\"id\":\"a2\",\"level\":\"warning\",\"type\":\"hot\",\"state\":\"firing\","
+        "\"key\":\"hot\",\"message\":\"hot "
+        "85\",\"timestamp\":\"2099-01-01T00:01:00.000Z\","
+        "\"batch\":\"alert_2\",\"read\":false}",
+        "{\"id\":\"a3\",\"level\":\"warning\",\"type\":\"hot\",\"state\":\"firing\","
+        "\"key\":\"hot\",\"message\":\"hot "
+        "85\",\"timestamp\":\"2099-01-01T00:02:00.000Z\","
+        "\"batch\":\"alert_3\",\"read\":false}",
+        "{\"op\":\"read\",\"ids\":[\"a3\"]}",
+        "{\"id\":\"a4\",\"level\":\"error\",\"type\":\"hot\",\"state\":\"firing\","
+        "\"key\":\"hot\",\"message\":\"hot "
+        "95\",\"timestamp\":\"2099-01-01T00:02:30.000Z\","
+        "\"batch\":\"alert_4\",\"read\":false}",
+        "{\"id\":\"a5\",\"level\":\"error\",\"type\":\"hot\",\"state\":\"firing\","
+        "\"key\":\"hot\",\"message\":\"hot "
+        "95\",\"timestamp\":\"2099-01-01T00:03:30.000Z\","
+        "\"batch\":\"alert_5\",\"read\":false}",
+        "{\"id\":\"a6\",\"level\":\"error\",\"type\":\"hot\",\"state\":\"resolved\","
+        "\"key\":\"hot\",\"message\":\"hot 10 (resolved)\","
+        "\"timestamp\":\"2099-01-01T00:04:00.000Z\",\"batch\":\"alert_6\",\"read\":"
+        "false}",
+        "{\"id\":\"a7\",\"level\":\"error\",\"type\":\"container_down\",\"state\":"
+        "\"firing\","
+        "\"key\":\"container_down_x\",\"message\":\"x down\","
+        "\"timestamp\":\"2099-01-01T00:05:00.000Z\",\"batch\":\"alert_7\",\"read\":"
+        "false}",
+        "{\"id\":\"a8\",\"level\":\"error\",\"type\":\"container_down\",\"state\":"
+        "\"firing\","
+        "\"key\":\"container_down_x\",\"message\":\"x down\","
+        "\"timestamp\":\"2099-01-01T00:06:00.000Z\",\"batch\":\"alert_8\",\"read\":"
+        "false}",
+    };
+
+    snprintf(path, sizeof path, "%s/alerts.jsonl", tmpdir);
+    ck_assert_ptr_nonnull(f = fopen(path, "w"));
+    for (size_t i = 0; i < sizeof old_lines / sizeof old_lines[0]; i++)
+        fprintf(f, "%s\n", old_lines[i]);
+    fclose(f);
+}
+
+/* The old format loads folded: re-sends counted on their transition, a read
+   mark on a folded id lands on its record, ids go on past the folded ones;
+   the file is rewritten once (the old one kept as .1). */
+START_TEST(test_history_migration)
+{
+    char got[1024], path[600];
+    struct stat st;
+
+    write_old_history();
+    ck_assert_int_eq(load(HOT(3600, 80)), 0);
+    ck_assert_int_ge(
+        find_line("8 records of the format before issue 16", "4 re-sends folded", NULL),
+        0);
+    records(got, sizeof got);
+    ck_assert_str_eq(got, "a1:-:warning:2\n"
+                          "a4:-:error:1\n"
+                          "a6:-:error:0\n"
+                          "a7:-:error:1\n");
+    json_t *reply = history(), *list = json_object_get(reply, "alerts");
+    json_t *a1 = json_array_get(list, 3);
+    ck_assert_str_eq(json_string_value(json_object_get(a1, "last_seen")),
+                     "2099-01-01T00:02:00.000Z");
+    ck_assert(json_is_true(json_object_get(a1, "read")));
+    ck_assert_int_eq(json_integer_value(json_object_get(reply, "unread")), 3);
+    snprintf(path, sizeof path, "%s/alerts.jsonl.1", tmpdir);
+    ck_assert_int_eq(stat(path, &st), 0);
+    publish_cpu(85);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(alerts, 0), "id")),
+                     "a9");
+    /* the next start reads the new file as it is (cpu clear first: a value
+       that holds fires anew after a start) */
+    publish_cpu(10);
+    json_t *before = history();
+    n_lines = 0;
+    restart(HOT(3600, 80));
+    ck_assert_int_lt(find_line("format before issue 16", NULL), 0);
+    json_t *after = history();
+    char *tb = json_dumps(before, JSON_COMPACT), *ta = json_dumps(after, JSON_COMPACT);
+    ck_assert_str_eq(ta, tb);
+    free(tb);
+    free(ta);
+    json_decref(before);
+    json_decref(after);
+    json_decref(reply);
+}
+END_TEST
+
+/* SIGHUP: an unchanged rule keeps its state (nothing re-fires, no record);
+   a changed or removed one resolves its alert, saying why. */
+START_TEST(test_reload_keeps_state)
+{
+    char got[1024];
+    json_t *reply;
+
+    ck_assert_int_eq(load(HOT(3600, 80)), 0);
+    publish_cpu(85);
+    ck_assert_uint_eq(json_array_size(alerts), 1);
+    reload(HOT(3600, 80));
+    ck_assert_int_ge(find_line("1 alert rules", NULL), 0);
+    publish_cpu(86); /* within the cooldown kept */
+    ck_assert_uint_eq(json_array_size(alerts), 1);
+    ck_assert_int_eq(firing("hot", "warning"), 1);
+    ck_assert_int_eq(rest("GET", "/api/v1/alerts/active", "", "", &reply), 200);
+    json_t *act = json_array_get(json_object_get(reply, "active"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(act, "id")), "a1");
+    json_decref(reply);
+    records(got, sizeof got);
+    ck_assert_str_eq(got, "a1:fired:warning:0\n");
+
+    reload(HOT(3600, 70)); /* changed: resolved, and fires again from clear */
+    ck_assert_uint_eq(json_array_size(alerts), 2);
+    json_t *a = json_array_get(alerts, 1);
+    ck_assert_str_eq(json_string_value(json_object_get(a, "state")), "resolved");
+    ck_assert_str_eq(json_string_value(json_object_get(a, "reason")), "rule changed");
+    ck_assert_str_eq(json_string_value(json_object_get(a, "message")),
+                     "hot 86.0 (resolved: rule changed)");
+    ck_assert_int_eq(firing("hot", "warning"), 0);
+    publish_cpu(86);
+    ck_assert_int_eq(firing("hot", "warning"), 1);
+    reload(""); /* removed */
+    a = json_array_get(alerts, json_array_size(alerts) - 1);
+    ck_assert_str_eq(json_string_value(json_object_get(a, "reason")), "rule removed");
+    records(got, sizeof got);
+    ck_assert_str_eq(got, "a1:fired:warning:0\n"
+                          "a2:resolved:warning:0\n"
+                          "a3:fired:warning:0\n"
+                          "a4:resolved:warning:0\n");
+    ck_assert_int_eq(firing("hot", "warning"), -1);
+}
+END_TEST
+
 static Suite *manager_suite(void)
 {
     Suite *s = suite_create("alert_manager");
@@ -439,6 +705,9 @@ static Suite *manager_suite(void)
     tcase_add_test(tc, test_source_down_disabled);
     tcase_add_test(tc, test_check_at_line);
     tcase_add_test(tc, test_rest_host);
+    tcase_add_test(tc, test_history_transitions);
+    tcase_add_test(tc, test_history_migration);
+    tcase_add_test(tc, test_reload_keeps_state);
     suite_add_tcase(s, tc);
     return s;
 }
