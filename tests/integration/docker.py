@@ -11,7 +11,7 @@ katomon runs with docker_stats (interval 3 s, containers kato, kato-redis,
 kato-nope) and alert_manager with the shipped rules (etc/katomon.conf,
 verbatim). Checked:
   - both containers with real figures: kato's CPU measured (a number, at
-    least 10 %: busy, while the idle kato-redis stays under 5 %), memory
+    least 5 %: busy, while the idle kato-redis stays under 5 %), memory
     used above 0, agreeing with `docker stats --no-stream` within a few
     points; kato-redis's 256 MiB limit; the original dashboard's shape
     field by field; kato-nope reported with status "missing" (and its
@@ -225,14 +225,16 @@ def checks(work: str, k: Katomon) -> int:
         return update(m) if m else None
 
     # A message where every running watched container was sampled, kato's
-    # CPU is measured busy (>= 10 %: a busy loop gets less than its one CPU
-    # while other work holds both cores, but never next to nothing over a
-    # 3 s interval) and the aggregated figures are numbers. Samples that
-    # could not be computed (null) or a momentarily starved kato are waited
-    # past, not judged.
+    # CPU is measured busy (>= 5 %: a busy loop gets far less than its one
+    # CPU while other work holds both cores - 12 % at a load average of 15
+    # on 2 cores here - but is not starved to nothing over a 3 s interval;
+    # the idle kato-redis shows 0.00) and the aggregated figures are
+    # numbers. Samples that could not be computed (null) or a momentarily
+    # starved kato are waited past, not judged. That katomon's figure is
+    # right is checked against docker stats below.
     def complete(cs: dict) -> bool:
         kato = sampled(cs, KATO)
-        return (kato is not None and kato["cpu"] >= 10 and sampled(cs, REDIS) is not None and
+        return (kato is not None and kato["cpu"] >= 5 and sampled(cs, REDIS) is not None and
                 sampled(cs, SICK) is not None and
                 is_num(cs["aggregated"].get("total_cpu_percent")))
     t0 = time.monotonic()
@@ -252,8 +254,8 @@ def checks(work: str, k: Katomon) -> int:
         C.fields(c.get("block_io"), BLK_SHAPE, f"{name}.block_io")
     C.fields(cs["aggregated"], AGG_SHAPE, "aggregated")
     kato, redis = container(cs, KATO), container(cs, REDIS)
-    C.check(kato["status"] == "running" and kato["cpu"] >= 10,
-            f"kato (busy loop): CPU {kato['cpu']} % >= 10", kato)
+    C.check(kato["status"] == "running" and kato["cpu"] >= 5,
+            f"kato (busy loop): CPU {kato['cpu']} % >= 5", kato)
     C.check(kato["memory"]["usage_bytes"] > 0 and redis["memory"]["usage_bytes"] > 0,
             f"memory used > 0 (kato {kato['memory']['usage_bytes']} B, kato-redis "
             f"{redis['memory']['usage_bytes']} B)", [kato["memory"], redis["memory"]])
