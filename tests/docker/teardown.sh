@@ -4,7 +4,7 @@
 # Usage: tests/docker/teardown.sh [--containers]
 #
 #   - removes the test containers kato and kato-redis, and any other
-#     container labelled katomon.test=1, if an engine answers;
+#     container labelled katomon.test=1 or katomon.run, if an engine answers;
 #   - stops dockerd, but only one that setup.sh started (its pid is in
 #     $KM_DOCKER_STATE/dockerd.pid and that process is still a dockerd);
 #     a daemon that was already running before setup.sh is left alone.
@@ -49,7 +49,8 @@ if command -v docker >/dev/null 2>&1 &&
         [ -n "$ids" ] && docker rm -f $ids >/dev/null 2>&1
         echo "teardown.sh: test containers of run $KM_DOCKER_PREFIX removed"
     else
-        ids=$(docker ps -aq --filter label=katomon.test=1 2>/dev/null)
+        ids="$(docker ps -aq --filter label=katomon.test=1 2>/dev/null)
+$(docker ps -aq --filter label=katomon.run 2>/dev/null)"
         # shellcheck disable=SC2086
         docker rm -f kato kato-redis $ids >/dev/null 2>&1
         echo "teardown.sh: test containers removed"

@@ -188,8 +188,9 @@ def main() -> int:
 def run(work: str) -> int:
     # a container whose health check always fails (teardown.sh removes it: labelled)
     docker("rm", "-f", SICK)
-    r = docker("run", "-d", "--name", SICK, "--init", "--label", "katomon.test=1",
-               "--label", f"katomon.run={PREFIX}",
+    # labelled katomon.run=PREFIX only: a teardown.sh of another checkout
+    # removes every katomon.test=1 container
+    r = docker("run", "-d", "--name", SICK, "--init", "--label", f"katomon.run={PREFIX}",
                "--network", "none", "--health-cmd", "false", "--health-interval", "1s",
                "--health-retries", "1", "katomon-busybox", "/bin/busybox", "sleep", "600")
     C.check(r.returncode == 0, "container kato-sick (failing health check) created", r.stderr)
