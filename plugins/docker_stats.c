@@ -22,7 +22,18 @@
  * integers, as the original sent them. The first sample of a container is
  * a plain stream=false request (Docker fills precpu_stats, ~1 s); later
  * ones use one-shot=true and our previous sample, so CPU % is the average
- * over the poll interval. A sample whose "read" is the zero time
+ * over the poll interval.
+ *
+ * A figure that cannot be computed is JSON null, never 0 (issue 16: a
+ * loaded machine showed a running container at 0 % and 0 B): a running
+ * container whose stats request timed out, failed or got bad or partial
+ * JSON has every figure null and an "error"; a CPU % without two samples
+ * to diff (empty precpu_stats and no previous sample of ours), with a
+ * system counter that did not advance, or with a container counter that
+ * went back (a restart between polls) is null; so is memory when Docker
+ * left memory_stats.usage out (it does when it cannot read the cgroup). An
+ * aggregated total is null when one of the running containers lacks that
+ * figure. 0 % is only ever a measured 0. A sample whose "read" is the zero time
  * (0001-01-01...) comes from a container that is not running any more:
  * the entry is reported "exited" with no figures (and an "error" saying
  * so). This matters for the event path: Docker sends "die" ~0.4 s before
@@ -43,7 +54,8 @@
  * topic="containers"} with katomon_source_failures. The *_mb copies are not
  * series. A container that is not running (exited, missing) is listed
  * with zero figures, so its series stay and show 0 (memory limit 0 is the
- * sign of "no stats"); one that leaves the watched set ends its series.
+ * sign of "no stats"); one that leaves the watched set ends its series; a
+ * null figure is no sample (the series is stale for that message).
  *
  * Watched: the `containers` list (a name that does not exist is reported
  * with status "missing"), or every container ("*"), or those carrying
@@ -100,26 +112,36 @@ static const struct km_conf_key ds_keys[] = {
 
 /* ---- schema ---- */
 
+/*
+ * A figure this poll could not compute (no sample: the request timed out or
+ * failed; a first sample without a previous one; system_cpu_usage not
+ * advancing; memory_stats missing) is JSON null, never 0: FIGURE marks
+ * those fields. Consumers already read null as "no value": the dashboard
+ * shows a dash, the series registry makes the series stale for that
+ * message (not a 0 sample), alert_eval gives no verdict.
+ */
+#define FIGURE (KM_F_REQUIRED | KM_F_NULLABLE)
+
 static const struct km_field mem_fields[] = {
-    KM_FIELD("usage_bytes", KM_NUMBER, KM_F_REQUIRED),
-    KM_FIELD("limit_bytes", KM_NUMBER, KM_F_REQUIRED),
-    KM_FIELD("usage_mb", KM_NUMBER, KM_F_REQUIRED),
-    KM_FIELD("limit_mb", KM_NUMBER, KM_F_REQUIRED),
-    KM_FIELD("usage_percent", KM_NUMBER, KM_F_REQUIRED),
+    KM_FIELD("usage_bytes", KM_NUMBER, FIGURE),
+    KM_FIELD("limit_bytes", KM_NUMBER, FIGURE),
+    KM_FIELD("usage_mb", KM_NUMBER, FIGURE),
+    KM_FIELD("limit_mb", KM_NUMBER, FIGURE),
+    KM_FIELD("usage_percent", KM_NUMBER, FIGURE),
     KM_FIELD_END,
 };
 static const struct km_field net_fields[] = {
-    KM_FIELD("rx_bytes", KM_NUMBER, KM_F_REQUIRED),
-    KM_FIELD("tx_bytes", KM_NUMBER, KM_F_REQUIRED),
-    KM_FIELD("rx_mb", KM_NUMBER, KM_F_REQUIRED),
-    KM_FIELD("tx_mb", KM_NUMBER, KM_F_REQUIRED),
+    KM_FIELD("rx_bytes", KM_NUMBER, FIGURE),
+    KM_FIELD("tx_bytes", KM_NUMBER, FIGURE),
+    KM_FIELD("rx_mb", KM_NUMBER, FIGURE),
+    KM_FIELD("tx_mb", KM_NUMBER, FIGURE),
     KM_FIELD_END,
 };
 static const struct km_field blk_fields[] = {
-    KM_FIELD("read_bytes", KM_NUMBER, KM_F_REQUIRED),
-    KM_FIELD("write_bytes", KM_NUMBER, KM_F_REQUIRED),
-    KM_FIELD("read_mb", KM_NUMBER, KM_F_REQUIRED),
-    KM_FIELD("write_mb", KM_NUMBER, KM_F_REQUIRED),
+    KM_FIELD("read_bytes", KM_NUMBER, FIGURE),
+    KM_FIELD("write_bytes", KM_NUMBER, FIGURE),
+    KM_FIELD("read_mb", KM_NUMBER, FIGURE),
+    KM_FIELD("write_mb", KM_NUMBER, FIGURE),
     KM_FIELD_END,
 };
 static const struct km_field container_fields[] = {
@@ -127,20 +149,20 @@ static const struct km_field container_fields[] = {
     KM_FIELD("status", KM_STRING, KM_F_REQUIRED),
     KM_FIELD("health", KM_STRING, KM_F_NULLABLE),
     KM_FIELD("running", KM_BOOL, 0),
-    KM_FIELD("cpu", KM_NUMBER, KM_F_REQUIRED),
+    KM_FIELD("cpu", KM_NUMBER, FIGURE),
     KM_FIELD_OBJECT("memory", KM_F_REQUIRED, mem_fields),
     KM_FIELD_OBJECT("network", KM_F_REQUIRED, net_fields),
     KM_FIELD_OBJECT("block_io", KM_F_REQUIRED, blk_fields),
-    KM_FIELD("pids", KM_INTEGER, 0),
+    KM_FIELD("pids", KM_INTEGER, KM_F_NULLABLE),
     KM_FIELD("timestamp", KM_STRING, KM_F_REQUIRED),
     KM_FIELD_END,
 };
 static const struct km_field container_item = KM_FIELD_OBJECT(NULL, 0, container_fields);
 static const struct km_field agg_fields[] = {
-    KM_FIELD("total_cpu_percent", KM_NUMBER, 0),
-    KM_FIELD("total_memory_mb", KM_NUMBER, 0),
-    KM_FIELD("total_memory_limit_mb", KM_NUMBER, 0),
-    KM_FIELD("total_memory_percent", KM_NUMBER, 0),
+    KM_FIELD("total_cpu_percent", KM_NUMBER, KM_F_NULLABLE),
+    KM_FIELD("total_memory_mb", KM_NUMBER, KM_F_NULLABLE),
+    KM_FIELD("total_memory_limit_mb", KM_NUMBER, KM_F_NULLABLE),
+    KM_FIELD("total_memory_percent", KM_NUMBER, KM_F_NULLABLE),
     KM_FIELD("container_count", KM_INTEGER, 0),
     KM_FIELD("timestamp", KM_STRING, 0),
     KM_FIELD_END,
@@ -336,82 +358,149 @@ static int is_watched(const char *name, json_t *labels)
 
 /* ---- the message ---- */
 
-/* CPU % as the docker CLI computes it; updates the previous sample. */
+/* A figure, or JSON null when it could not be computed (NAN). */
+static json_t *real_or_null(double v)
+{
+    return isnan(v) ? json_null() : json_real(v);
+}
+
+/* A byte count (a JSON integer, as the original sent it), or null (NAN). */
+static json_t *bytes_or_null(double v)
+{
+    return isnan(v) ? json_null() : json_integer((json_int_t)v);
+}
+
+static double mb_or_nan(double bytes)
+{
+    return isnan(bytes) ? NAN : mb(bytes);
+}
+
+/*
+ * CPU % as the docker CLI computes it, or NAN when this sample cannot give
+ * one. Records the sample's counters for the next one-shot request.
+ *
+ * 0 % is returned only when it was measured (the container used no CPU
+ * while the system's counter advanced). NAN when: the answer lacks the
+ * counters; precpu_stats is empty (a one-shot answer, or Docker's first
+ * collector frame) and we have no previous sample of our own; the system
+ * counter did not advance (two polls close together: 0/0); the container's
+ * counter went back (it restarted between our polls); the CPU count is
+ * unknown. Each used to come out as 0 %, indistinguishable from idle.
+ */
 static double cpu_percent(struct slot *s)
 {
     json_t *st = s->stats;
-    double total = num(st, "cpu_stats.cpu_usage.total_usage");
+    json_t *total_j = json_object_get(
+        json_object_get(json_object_get(st, "cpu_stats"), "cpu_usage"), "total_usage");
     double system = num(st, "cpu_stats.system_cpu_usage");
     double cpus = num(st, "cpu_stats.online_cpus");
     double pre_total = num(st, "precpu_stats.cpu_usage.total_usage");
     double pre_system = num(st, "precpu_stats.system_cpu_usage");
     struct prev_sample *p = prev_find(s->id, 1);
+    int have_prev = p && p->system_usage > 0;
 
+    if (p)
+        p->used = 1;
+    /* Docker leaves system_cpu_usage out (omitempty) when it could not read
+       it: no counters, nothing to diff; keep our previous sample */
+    if (!json_is_number(total_j) || system <= 0)
+        return NAN;
+    double total = json_number_value(total_j);
     if (cpus <= 0) /* cgroup v1 without online_cpus */
         cpus = (double)json_array_size(json_object_get(
             json_object_get(json_object_get(st, "cpu_stats"), "cpu_usage"),
             "percpu_usage"));
-    if (pre_system <= 0 && p && p->system_usage > 0) { /* one-shot: use ours */
-        pre_total = p->total_usage;
-        pre_system = p->system_usage;
+    if (pre_system <= 0) { /* one-shot, or Docker had no earlier frame */
+        pre_total = have_prev ? p->total_usage : 0;
+        pre_system = have_prev ? p->system_usage : 0;
     }
     if (p) {
         p->total_usage = total;
         p->system_usage = system;
-        p->used = 1;
     }
-    double dt = total - pre_total, ds_ = system - pre_system;
-    if (dt <= 0 || ds_ <= 0 || cpus <= 0)
-        return 0.0;
-    return round_to(dt / ds_ * cpus * 100.0, 0.01);
+    double dt = total - pre_total, dsys = system - pre_system;
+    if (pre_system <= 0 || dsys <= 0 || dt < 0 || cpus <= 0)
+        return NAN;
+    return round_to(dt / dsys * cpus * 100.0, 0.01);
 }
 
+/*
+ * One entry of the containers list. A running container's figures come
+ * from its sample, each null when the sample cannot give it; with no
+ * sample at all (timeout, error, bad or partial JSON) every figure is
+ * null and "error" says why. A container that is not running is listed
+ * with zero figures (it uses nothing; its series stay and show 0).
+ */
 static json_t *container_json(struct slot *s, const char *when, double *cpu, double *used,
                               double *limit)
 {
     json_t *st = s->stats;
-    double usage = num(st, "memory_stats.usage");
-    json_t *mstats = json_object_get(json_object_get(st, "memory_stats"), "stats");
-    /* as the CLI: total_inactive_file is there on cgroup v1 only */
-    double inactive = json_object_get(mstats, "total_inactive_file")
-                          ? num(st, "memory_stats.stats.total_inactive_file")
-                          : num(st, "memory_stats.stats.inactive_file");
-    double mem = usage - inactive > 0 ? usage - inactive : 0;
-    double lim = num(st, "memory_stats.limit");
-    double rx = 0, tx = 0, rd = 0, wr = 0;
-    const char *key;
-    json_t *v;
-    size_t i;
+    int running = strcmp(s->state, "running") == 0;
+    double mem = 0, lim = 0, rx = 0, tx = 0, rd = 0, wr = 0, pids = 0;
 
-    *cpu = st ? cpu_percent(s) : 0.0;
-    json_object_foreach(json_object_get(st, "networks"), key, v)
-    {
-        rx += num(v, "rx_bytes");
-        tx += num(v, "tx_bytes");
-    }
-    json_array_foreach(
-        json_object_get(json_object_get(st, "blkio_stats"), "io_service_bytes_recursive"),
-        i, v)
-    {
-        const char *op = json_string_value(json_object_get(v, "op"));
-        if (op && strcasecmp(op, "read") == 0)
-            rd += num(v, "value");
-        else if (op && strcasecmp(op, "write") == 0)
-            wr += num(v, "value");
+    *cpu = 0;
+    if (running && !st) {
+        *cpu = mem = lim = rx = tx = rd = wr = pids = NAN;
+        /* a container listed running whose sample we did not get: keep its
+           previous counters, so the next one-shot spans both intervals */
+        struct prev_sample *p = prev_find(s->id, 0);
+        if (p)
+            p->used = 1;
+    } else if (st) {
+        json_t *ms = json_object_get(st, "memory_stats");
+        json_t *mstats = json_object_get(ms, "stats");
+        double usage = num(st, "memory_stats.usage");
+        /* as the CLI: total_inactive_file is there on cgroup v1 only */
+        double inactive = json_object_get(mstats, "total_inactive_file")
+                              ? num(st, "memory_stats.stats.total_inactive_file")
+                              : num(st, "memory_stats.stats.inactive_file");
+        const char *key;
+        json_t *v;
+        size_t i;
+
+        *cpu = cpu_percent(s);
+        /* usage and limit are omitempty in Docker's answer: absent when
+           the engine could not read the cgroup (memory_stats is then {}).
+           A running container always uses some memory. */
+        mem = usage > 0 ? (usage - inactive > 0 ? usage - inactive : 0) : NAN;
+        lim = num(st, "memory_stats.limit") > 0 ? num(st, "memory_stats.limit") : NAN;
+        /* no "networks" (network mode none) and a null blkio array are
+           Docker's way of saying 0, not a failure */
+        json_object_foreach(json_object_get(st, "networks"), key, v)
+        {
+            rx += num(v, "rx_bytes");
+            tx += num(v, "tx_bytes");
+        }
+        json_array_foreach(json_object_get(json_object_get(st, "blkio_stats"),
+                                           "io_service_bytes_recursive"),
+                           i, v)
+        {
+            const char *op = json_string_value(json_object_get(v, "op"));
+            if (op && strcasecmp(op, "read") == 0)
+                rd += num(v, "value");
+            else if (op && strcasecmp(op, "write") == 0)
+                wr += num(v, "value");
+        }
+        json_t *pj = json_object_get(json_object_get(st, "pids_stats"), "current");
+        pids = json_is_number(pj) ? json_number_value(pj) : NAN;
     }
     *used = mem;
     *limit = lim;
+    double pct = isnan(mem) || isnan(lim) ? NAN
+                 : lim > 0                ? round_to(mem / lim * 100.0, 0.01)
+                                          : 0.0;
     json_t *c = json_pack(
-        "{s:s, s:s, s:s?, s:f, s:{s:I, s:I, s:f, s:f, s:f}, s:{s:I, s:I, s:f, s:f},"
-        " s:{s:I, s:I, s:f, s:f}, s:I, s:s}",
+        "{s:s, s:s, s:s?, s:o, s:{s:o, s:o, s:o, s:o, s:o}, s:{s:o, s:o, s:o, s:o},"
+        " s:{s:o, s:o, s:o, s:o}, s:o, s:s}",
         "name", s->name, "status", s->state, "health", s->health[0] ? s->health : NULL,
-        "cpu", *cpu, "memory", "usage_bytes", (json_int_t)mem, "limit_bytes",
-        (json_int_t)lim, "usage_mb", mb(mem), "limit_mb", mb(lim), "usage_percent",
-        lim > 0 ? round_to(mem / lim * 100.0, 0.01) : 0.0, "network", "rx_bytes",
-        (json_int_t)rx, "tx_bytes", (json_int_t)tx, "rx_mb", mb(rx), "tx_mb", mb(tx),
-        "block_io", "read_bytes", (json_int_t)rd, "write_bytes", (json_int_t)wr,
-        "read_mb", mb(rd), "write_mb", mb(wr), "pids",
-        (json_int_t)num(st, "pids_stats.current"), "timestamp", when);
+        "cpu", real_or_null(*cpu), "memory", "usage_bytes", bytes_or_null(mem),
+        "limit_bytes", bytes_or_null(lim), "usage_mb", real_or_null(mb_or_nan(mem)),
+        "limit_mb", real_or_null(mb_or_nan(lim)), "usage_percent", real_or_null(pct),
+        "network", "rx_bytes", bytes_or_null(rx), "tx_bytes", bytes_or_null(tx), "rx_mb",
+        real_or_null(mb_or_nan(rx)), "tx_mb", real_or_null(mb_or_nan(tx)), "block_io",
+        "read_bytes", bytes_or_null(rd), "write_bytes", bytes_or_null(wr), "read_mb",
+        real_or_null(mb_or_nan(rd)), "write_mb", real_or_null(mb_or_nan(wr)), "pids",
+        bytes_or_null(pids), "timestamp", when);
     if (c && s->id[0])
         json_object_set_new(c, "id", json_stringn(s->id, strnlen(s->id, 12)));
     if (c && s->error[0])
@@ -419,6 +508,12 @@ static json_t *container_json(struct slot *s, const char *when, double *cpu, dou
     return c;
 }
 
+/*
+ * Publishes the poll's result. The aggregated figures are sums over the
+ * running containers; one running container without a figure makes that
+ * total null (a sum that leaves a member out is a wrong value, and a
+ * high_cpu rule would judge it).
+ */
 static void publish_containers(void)
 {
     char when[32];
@@ -440,7 +535,7 @@ static void publish_containers(void)
                             json_boolean(strcmp(ds.slots[i].state, "running") == 0));
         json_array_append_new(list, c);
         if (strcmp(ds.slots[i].state, "running") == 0) {
-            total_cpu += cpu;
+            total_cpu += cpu; /* NAN stays NAN */
             total_mem += used;
             total_lim += lim;
         }
@@ -448,12 +543,16 @@ static void publish_containers(void)
     for (int i = 0; i < MAX_CONTAINERS; i++) /* forget containers gone away */
         if (!ds.prev[i].used)
             ds.prev[i].id[0] = '\0';
-    json_t *agg = json_pack(
-        "{s:f, s:f, s:f, s:f, s:I, s:s}", "total_cpu_percent", round_to(total_cpu, 0.01),
-        "total_memory_mb", mb(total_mem), "total_memory_limit_mb", mb(total_lim),
-        "total_memory_percent",
-        total_lim > 0 ? round_to(total_mem / total_lim * 100, 0.01) : 0.0,
-        "container_count", (json_int_t)json_array_size(list), "timestamp", when);
+    double total_pct = isnan(total_mem) || isnan(total_lim) ? NAN
+                       : total_lim > 0 ? round_to(total_mem / total_lim * 100, 0.01)
+                                       : 0.0;
+    json_t *agg =
+        json_pack("{s:o, s:o, s:o, s:o, s:I, s:s}", "total_cpu_percent",
+                  real_or_null(isnan(total_cpu) ? NAN : round_to(total_cpu, 0.01)),
+                  "total_memory_mb", real_or_null(mb_or_nan(total_mem)),
+                  "total_memory_limit_mb", real_or_null(mb_or_nan(total_lim)),
+                  "total_memory_percent", real_or_null(total_pct), "container_count",
+                  (json_int_t)json_array_size(list), "timestamp", when);
     ds.host->publish(ds.ctx, ds.topic,
                      json_pack("{s:o, s:o, s:o}", "containers", list, "aggregated", agg,
                                "_source", km_source_json(NULL, ds.failures)));
@@ -508,9 +607,11 @@ static void on_stats(const struct km_http_response *resp, void *arg)
     struct slot *s = arg;
 
     s->req = NULL;
-    if (resp->error || resp->status != 200)
-        snprintf(s->error, sizeof s->error, "stats: %s",
-                 resp->error ? resp->error : "HTTP error status");
+    if (resp->error) /* a timeout too: its figures are absent, not zero */
+        snprintf(s->error, sizeof s->error, "stats: %s", resp->error);
+    else if (resp->status != 200)
+        snprintf(s->error, sizeof s->error, "stats: Docker answered HTTP %d",
+                 resp->status);
     else if (!(s->stats = json_loadb(resp->body, resp->body_len, 0, NULL)) ||
              !json_is_object(
                  s->stats)) { /* (json_is_object evaluates its argument twice) */
@@ -522,6 +623,14 @@ static void on_stats(const struct km_http_response *resp, void *arg)
         s->stats = NULL;
         snprintf(s->error, sizeof s->error, "stats: the container stopped while sampled");
         snprintf(s->state, sizeof s->state, "exited");
+    } else if (!json_is_string(json_object_get(s->stats, "read")) ||
+               !json_is_object(json_object_get(s->stats, "cpu_stats"))) {
+        /* Docker always sends both: this is not a sample (a proxy's
+           answer, a cut-off body that still parsed); its absent networks
+           or blkio would read as zeros */
+        json_decref(s->stats);
+        s->stats = NULL;
+        snprintf(s->error, sizeof s->error, "stats: Docker sent an incomplete sample");
     }
     if (--ds.waiting > 0)
         return;

@@ -31,6 +31,13 @@
 #   KM_DOCKERD_FLAGS   if set, dockerd is started with exactly these flags
 #                      (no automatic fallback)
 #   KM_DOCKER_NETWORK  "none" forces --network none for the test containers
+#   KM_DOCKER_PREFIX   with --containers: a prefix for the containers' names
+#                      ([a-z0-9_.-]*, default none: kato, kato-redis), and
+#                      the label katomon.run=PREFIX instead of katomon.test=1
+#                      (which a teardown.sh without a prefix, of any version,
+#                      removes), so that runs sharing one engine (several
+#                      checkouts testing at once) do not replace or remove
+#                      each other's containers
 #
 # Exit status: 0 ready, 77 skipped (not root), 1 failure (reason on stderr).
 set -u
@@ -253,7 +260,11 @@ fi
 
 # ---------------------------------------------------------------- containers
 if [ $containers = yes ]; then
-    docker rm -f kato kato-redis >/dev/null 2>&1
+    P=${KM_DOCKER_PREFIX:-}
+    case $P in *[!a-z0-9_.-]*) die "KM_DOCKER_PREFIX must match [a-z0-9_.-]*: $P" ;; esac
+    run_label='--label katomon.test=1'
+    [ -n "$P" ] && run_label="--label katomon.run=$P"
+    docker rm -f "${P}kato" "${P}kato-redis" >/dev/null 2>&1
     net='' netname=bridge
     if [ "${KM_DOCKER_NETWORK:-}" = none ] || ! docker network inspect bridge >/dev/null 2>&1; then
         net="--network none" netname=none
@@ -264,14 +275,14 @@ if [ $containers = yes ]; then
     # --label katomon.test=1: teardown.sh also removes any other container
     #         a test made with this label.
     # shellcheck disable=SC2086
-    docker run -d --name kato $net --init --label katomon.test=1 "$IMAGE" \
+    docker run -d --name "${P}kato" $net --init $run_label "$IMAGE" \
         /bin/busybox sh -c 'while :; do :; done' >/dev/null ||
-        die "cannot start container kato"
+        die "cannot start container ${P}kato"
     # shellcheck disable=SC2086
-    docker run -d --name kato-redis $net --init --label katomon.test=1 \
+    docker run -d --name "${P}kato-redis" $net --init $run_label \
         --memory 256m "$IMAGE" /bin/busybox sleep 86400 >/dev/null ||
-        die "cannot start container kato-redis"
-    say "containers kato (CPU burner) and kato-redis (idle, 256 MiB limit) running, network $netname"
+        die "cannot start container ${P}kato-redis"
+    say "containers ${P}kato (CPU burner) and ${P}kato-redis (idle, 256 MiB limit) running, network $netname"
 fi
 
 echo "docker ready: $version, image $IMAGE"

@@ -4,11 +4,13 @@
 # Usage: tests/docker/teardown.sh [--containers]
 #
 #   - removes the test containers kato and kato-redis, and any other
-#     container labelled katomon.test=1, if an engine answers;
+#     container labelled katomon.test=1 or katomon.run, if an engine answers;
 #   - stops dockerd, but only one that setup.sh started (its pid is in
 #     $KM_DOCKER_STATE/dockerd.pid and that process is still a dockerd);
 #     a daemon that was already running before setup.sh is left alone.
 #   --containers: remove the containers only, keep the daemon running.
+#   KM_DOCKER_PREFIX set (as for setup.sh): remove only that run's
+#   containers (label katomon.run=PREFIX), leaving other runs' alone.
 #
 # The image katomon-busybox is kept (it lives in /var/lib/docker; setup.sh
 # reuses it). Idempotent; exits 0 when there is nothing to do.
@@ -41,10 +43,18 @@ is_dockerd() {
 
 if command -v docker >/dev/null 2>&1 &&
    [ -n "$(timeout 10 docker version --format '{{.Server.Version}}' 2>/dev/null)" ]; then
-    ids=$(docker ps -aq --filter label=katomon.test=1 2>/dev/null)
-    # shellcheck disable=SC2086
-    docker rm -f kato kato-redis $ids >/dev/null 2>&1
-    echo "teardown.sh: test containers removed"
+    if [ -n "${KM_DOCKER_PREFIX:-}" ]; then
+        ids=$(docker ps -aq --filter "label=katomon.run=$KM_DOCKER_PREFIX" 2>/dev/null)
+        # shellcheck disable=SC2086
+        [ -n "$ids" ] && docker rm -f $ids >/dev/null 2>&1
+        echo "teardown.sh: test containers of run $KM_DOCKER_PREFIX removed"
+    else
+        ids="$(docker ps -aq --filter label=katomon.test=1 2>/dev/null)
+$(docker ps -aq --filter label=katomon.run 2>/dev/null)"
+        # shellcheck disable=SC2086
+        docker rm -f kato kato-redis $ids >/dev/null 2>&1
+        echo "teardown.sh: test containers removed"
+    fi
 fi
 
 [ $only_containers = yes ] && exit 0

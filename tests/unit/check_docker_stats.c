@@ -17,6 +17,12 @@
  * stopped while sampled; a watched name that does not exist; Docker down
  * or answering errors (the original's error shape, backoff, recovery); TCP;
  * events triggering a poll at once; label and "*" selection; concurrency.
+ *
+ * Issue 16 (a running container shown at 0 % and 0 B under load): a figure
+ * that cannot be computed is null, never 0, and is no sample in the series
+ * registry: a first sample without a previous one (empty precpu_stats), a
+ * system counter that did not advance, a container counter that went back,
+ * memory_stats missing, a stats request that timed out, a partial answer.
  */
 #define _GNU_SOURCE /* nftw */
 #include <errno.h>
@@ -45,6 +51,7 @@
 #include "http_client.h"
 #include "loader.h"
 #include "log.h"
+#include "series.h"
 
 #define ID_KATO   "7cbf5507febd"
 #define ID_REDIS  "eab67f8ce57e"
@@ -526,6 +533,95 @@ static json_t *at(json_t *obj, const char *path)
         ck_assert_str_eq(json_string_value(v_), (want));                                 \
     } while (0)
 
+#define ASSERT_NULL_AT(obj, path)                                                        \
+    do {                                                                                 \
+        json_t *v_ = at((obj), (path));                                                  \
+        ck_assert_msg(v_ != NULL, "%s is absent (want null)", (path));                   \
+        ck_assert_msg(json_is_null(v_), "%s is not null (it must not be made up)",       \
+                      (path));                                                           \
+    } while (0)
+
+/* Every figure of a container entry is null (no sample). */
+static void assert_no_figures(json_t *c)
+{
+    static const char *const paths[] = {"cpu",
+                                        "memory.usage_bytes",
+                                        "memory.limit_bytes",
+                                        "memory.usage_mb",
+                                        "memory.limit_mb",
+                                        "memory.usage_percent",
+                                        "network.rx_bytes",
+                                        "network.tx_bytes",
+                                        "network.rx_mb",
+                                        "network.tx_mb",
+                                        "block_io.read_bytes",
+                                        "block_io.write_bytes",
+                                        "block_io.read_mb",
+                                        "block_io.write_mb",
+                                        "pids"};
+    ck_assert_ptr_nonnull(c);
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+        ASSERT_NULL_AT(c, paths[i]);
+}
+
+/*
+ * The series registry's view of the latest containers message: the value
+ * of `name`{container="<who>"}, or NAN when the series is not live (no
+ * sample: what GET /metrics and the history see). A fresh registry per call
+ * is enough: ingest walks the one message.
+ */
+static double series_value(const char *name, const char *who)
+{
+    struct km_series_reg *reg = km_series_reg_new(0);
+    struct km_topic *t = km_bus_find(core.bus, "containers");
+    char labels[160];
+    double v = NAN;
+
+    ck_assert_ptr_nonnull(reg);
+    ck_assert_ptr_nonnull(t);
+    km_series_ingest(reg, t, km_topic_latest(t));
+    if (who)
+        snprintf(labels, sizeof labels, "container=\"%s\"", who);
+    struct km_series *s = km_series_find(reg, name, who ? labels : "");
+    if (s && s->live)
+        v = s->value;
+    km_series_reg_free(reg);
+    return v;
+}
+
+/* A stats answer of `fixture` with its CPU counters moved on from those of
+   `from` (cpu_stats of the earlier sample) by d_total and d_system ns, and
+   precpu_stats emptied as a one-shot answer has it. */
+static json_t *oneshot_after(const char *from, double d_total, double d_system)
+{
+    json_t *prev = load_fixture(from);
+    json_t *next = load_fixture("stats-kato-oneshot.json");
+    double t1 = json_number_value(at(prev, "cpu_stats.cpu_usage.total_usage"));
+    double s1 = json_number_value(at(prev, "cpu_stats.system_cpu_usage"));
+    json_object_set_new(at(next, "cpu_stats.cpu_usage"), "total_usage",
+                        json_integer((json_int_t)(t1 + d_total)));
+    json_object_set_new(at(next, "cpu_stats"), "system_cpu_usage",
+                        json_integer((json_int_t)(s1 + d_system)));
+    json_decref(prev);
+    return next;
+}
+
+/* Runs the loop until no delayed stats answer is pending (they hold memory
+   the fake frees when they fire). */
+static void fk_wait_idle(double timeout)
+{
+    double end = now_s() + timeout;
+    for (;;) {
+        int pending = 0;
+        for (int i = 0; i < fk.n_conns; i++)
+            pending += fk.conns[i]->pending;
+        if (!pending)
+            return;
+        ck_assert_msg(now_s() < end, "%d delayed answers still pending", pending);
+        run_for(0.05);
+    }
+}
+
 static double mb(double bytes)
 {
     return round(bytes / (1024.0 * 1024.0) * 100) / 100;
@@ -838,6 +934,12 @@ START_TEST(test_stats_error_per_container)
     ck_assert(json_is_true(at(box.last, "_source.healthy")));
     ck_assert_ptr_nonnull(json_object_get(container(box.last, "kato-redis"), "error"));
     ck_assert_ptr_nonnull(json_object_get(container(box.last, "kato-health"), "error"));
+    ck_assert(strstr(json_string_value(
+                         json_object_get(container(box.last, "kato-redis"), "error")),
+                     "HTTP 500") != NULL);
+    /* running, but no sample: no figures (issue 16), not zeros */
+    assert_no_figures(container(box.last, "kato-redis"));
+    assert_no_figures(container(box.last, "kato-health"));
     ck_assert_ptr_null(json_object_get(container(box.last, "kato"), "error"));
     ASSERT_NUM_AT(container(box.last, "kato"), "cpu", 99.32, 0.006);
 }
@@ -952,6 +1054,201 @@ START_TEST(test_tcp_engine)
 }
 END_TEST
 
+/* ---- issue 16: absent, never zero ------------------------------------------- */
+
+/* A first sample whose precpu_stats is empty (Docker's first collector
+   frame, or a one-shot answer) and no previous sample of ours: CPU % cannot
+   be computed. It used to come out as total/system since boot (~0 %). */
+START_TEST(test_first_sample_without_previous)
+{
+    fk_set_list_fixture("containers-json.json");
+    fk_set_stats_fixture(ID_KATO, "stats-kato-oneshot.json");
+    fk_start();
+    start_plugin("containers = kato\ninterval = 0.5\nevents = false\n");
+    ck_assert(wait_msgs(1, 10));
+    json_t *k = container(box.last, "kato");
+    ASSERT_STR_AT(k, "status", "running");
+    ASSERT_NULL_AT(k, "cpu");
+    ck_assert_ptr_null(json_object_get(k, "error")); /* the sample itself is fine */
+    ASSERT_INT_AT(k, "memory.usage_bytes", 466944);  /* what it can give, it gives */
+    ASSERT_INT_AT(k, "pids", 2);
+    ASSERT_NULL_AT(box.last, "aggregated.total_cpu_percent");
+    ASSERT_NUM_AT(box.last, "aggregated.total_memory_mb", mb(466944), 1e-9);
+    /* a null is not a sample: the series is not live, memory's is */
+    ck_assert(isnan(series_value("katomon_container_cpu_percent", "kato")));
+    ck_assert(isnan(series_value("katomon_containers_cpu_percent", NULL)));
+    ck_assert(series_value("katomon_container_memory_usage_bytes", "kato") == 466944);
+
+    /* the next poll diffs against that sample: 1 s of CPU in 2e9 ns of
+       system time over 2 CPUs = 100 % */
+    fk_set_stats_json(ID_KATO, oneshot_after("stats-kato-oneshot.json", 1e9, 2e9));
+    ck_assert(wait_msgs(2, 10));
+    ck_assert_int_ge(fk_count("/stats?stream=false&one-shot=true"), 1);
+    ASSERT_NUM_AT(container(box.last, "kato"), "cpu", 100.0, 0.006);
+    ASSERT_NUM_AT(box.last, "aggregated.total_cpu_percent", 100.0, 0.006);
+    ck_assert(fabs(series_value("katomon_container_cpu_percent", "kato") - 100.0) <
+              0.006);
+}
+END_TEST
+
+/* system_cpu_usage that did not advance between two samples (polls close
+   together): 0/0 is not 0 %. A container that used no CPU while the system
+   counter advanced is a measured 0 % and stays 0. */
+START_TEST(test_system_usage_not_advancing)
+{
+    serve_fixtures();
+    fk_start();
+    start_plugin("containers = kato,kato-redis\ninterval = 0.5\nevents = false\n");
+    ck_assert(wait_msgs(1, 10));
+    ASSERT_NUM_AT(container(box.last, "kato"), "cpu", 99.32, 0.006);
+
+    fk_set_stats_json(ID_KATO, oneshot_after("stats-kato.json", 5e8, 0));
+    fk_set_stats_json(ID_REDIS, oneshot_after("stats-kato-redis.json", 0, 2e9));
+    ck_assert(wait_msgs(2, 10));
+    ASSERT_NULL_AT(container(box.last, "kato"), "cpu");
+    ASSERT_NUM_AT(container(box.last, "kato-redis"), "cpu", 0.0, 0); /* measured */
+    ck_assert(series_value("katomon_container_cpu_percent", "kato-redis") == 0.0);
+    ck_assert(isnan(series_value("katomon_container_cpu_percent", "kato")));
+    ASSERT_NULL_AT(box.last, "aggregated.total_cpu_percent");
+
+    /* the counters move on: figures again, diffed against the sample that
+       had none (kato: 1e9 ns more CPU in 2e9 ns of system time on 2 CPUs) */
+    fk_set_stats_json(ID_KATO, oneshot_after("stats-kato.json", 5e8 + 1e9, 2e9));
+    fk_set_stats_json(ID_REDIS, oneshot_after("stats-kato-redis.json", 0, 4e9));
+    ck_assert(wait_msgs(3, 10));
+    ASSERT_NUM_AT(container(box.last, "kato"), "cpu", 100.0, 0.006);
+    ASSERT_NUM_AT(box.last, "aggregated.total_cpu_percent", 100.0, 0.006);
+}
+END_TEST
+
+/* The container's counter went back (it restarted between two one-shot
+   polls, same id): no figure for that poll, the next one diffs again. */
+START_TEST(test_counter_went_back)
+{
+    serve_fixtures();
+    fk_start();
+    start_plugin("containers = kato\ninterval = 0.5\nevents = false\n");
+    ck_assert(wait_msgs(1, 10));
+    fk_set_stats_json(ID_KATO, oneshot_after("stats-kato.json", -6e9, 2e9));
+    ck_assert(wait_msgs(2, 10));
+    ASSERT_NULL_AT(container(box.last, "kato"), "cpu");
+    json_t *next = oneshot_after("stats-kato.json", -6e9 + 1e9, 4e9);
+    fk_set_stats_json(ID_KATO, next);
+    ck_assert(wait_msgs(3, 10));
+    ASSERT_NUM_AT(container(box.last, "kato"), "cpu", 100.0, 0.006);
+}
+END_TEST
+
+/* memory_stats without usage/limit (Docker leaves them out, omitempty, when
+   it cannot read the cgroup; seen as "memory_stats": {}) and no
+   pids_stats: those figures are null, CPU is still there. */
+START_TEST(test_memory_stats_missing)
+{
+    json_t *kato = load_fixture("stats-kato.json");
+    json_object_set_new(kato, "memory_stats", json_object());
+    json_object_del(kato, "pids_stats");
+    json_t *redis = load_fixture("stats-kato-redis.json");
+    json_object_del(at(redis, "memory_stats"), "usage"); /* limit alone */
+    fk_set_list_fixture("containers-json.json");
+    fk_set_stats_json(ID_KATO, kato);
+    fk_set_stats_json(ID_REDIS, redis);
+    fk_start();
+    start_plugin("containers = kato,kato-redis\ninterval = 30\nevents = false\n");
+    ck_assert(wait_msgs(1, 10));
+    json_t *k = container(box.last, "kato");
+    ASSERT_NUM_AT(k, "cpu", 99.32, 0.006);
+    ASSERT_NULL_AT(k, "memory.usage_bytes");
+    ASSERT_NULL_AT(k, "memory.usage_mb");
+    ASSERT_NULL_AT(k, "memory.limit_bytes");
+    ASSERT_NULL_AT(k, "memory.limit_mb");
+    ASSERT_NULL_AT(k, "memory.usage_percent");
+    ASSERT_NULL_AT(k, "pids");
+    ASSERT_INT_AT(k, "network.rx_bytes", 806);
+    json_t *r = container(box.last, "kato-redis");
+    ASSERT_NULL_AT(r, "memory.usage_bytes");
+    ASSERT_INT_AT(r, "memory.limit_bytes", 268435456);
+    ASSERT_NULL_AT(r, "memory.usage_percent");
+    ASSERT_NUM_AT(box.last, "aggregated.total_cpu_percent", 99.32, 0.006);
+    ASSERT_NULL_AT(box.last, "aggregated.total_memory_mb");
+    ASSERT_NULL_AT(box.last, "aggregated.total_memory_limit_mb");
+    ASSERT_NULL_AT(box.last, "aggregated.total_memory_percent");
+    ASSERT_INT_AT(box.last, "aggregated.container_count", 2);
+    ck_assert(isnan(series_value("katomon_container_memory_usage_bytes", "kato")));
+    ck_assert(isnan(series_value("katomon_containers_memory_bytes", NULL)));
+    ck_assert(series_value("katomon_container_memory_limit_bytes", "kato-redis") ==
+              268435456);
+}
+END_TEST
+
+/* A stats request that times out (Docker slow on a loaded machine): the
+   container is running with no figures, not 0 % and 0 B. The next poll
+   that gets an answer has figures again. */
+START_TEST(test_stats_timeout)
+{
+    serve_fixtures();
+    fk.delay_ms = 2000;
+    fk_start();
+    start_plugin("containers = kato,kato-redis\ninterval = 0.5\ntimeout = 0.5\n"
+                 "events = false\n");
+    ck_assert(wait_msgs(1, 10));
+    for (int i = 0; i < 2; i++) {
+        json_t *c = container(box.last, i ? "kato-redis" : "kato");
+        ASSERT_STR_AT(c, "status", "running");
+        ck_assert(json_is_true(json_object_get(c, "running")));
+        ck_assert_ptr_nonnull(json_object_get(c, "error"));
+        assert_no_figures(c);
+    }
+    ASSERT_NULL_AT(box.last, "aggregated.total_cpu_percent");
+    ASSERT_NULL_AT(box.last, "aggregated.total_memory_mb");
+    ASSERT_NULL_AT(box.last, "aggregated.total_memory_percent");
+    ASSERT_INT_AT(box.last, "aggregated.container_count", 2);
+    /* Docker answered the list: the source is up, these samples are not */
+    ck_assert(json_is_true(at(box.last, "_source.healthy")));
+    ck_assert(isnan(series_value("katomon_container_cpu_percent", "kato")));
+    ck_assert(isnan(series_value("katomon_container_memory_usage_bytes", "kato")));
+    ck_assert(isnan(series_value("katomon_containers_cpu_percent", NULL)));
+    ck_assert(series_value("katomon_container_up", "kato") == 1);
+
+    /* Docker in time again */
+    fk.delay_ms = 0;
+    int had = box.n;
+    double end = now_s() + 15;
+    while (now_s() < end && !json_is_number(at(container(box.last, "kato"), "cpu")))
+        ck_assert(wait_msgs(box.n + 1, 10));
+    ck_assert_int_gt(box.n, had);
+    ASSERT_NUM_AT(container(box.last, "kato"), "cpu", 99.32, 0.006);
+    ASSERT_INT_AT(container(box.last, "kato-redis"), "memory.usage_bytes", 462848);
+    ck_assert_ptr_null(json_object_get(container(box.last, "kato"), "error"));
+    fk_wait_idle(10);
+}
+END_TEST
+
+/* A partial answer: a body cut short (bad JSON), and one that parses but
+   is not a sample (no "read", no cpu_stats): no figures, not zeros. */
+START_TEST(test_partial_answer)
+{
+    serve_fixtures();
+    char *text = read_fixture("stats-kato.json");
+    text[strlen(text) / 2] = '\0';
+    fk_set_stats_text(ID_KATO, text, 200);
+    free(text);
+    fk_set_stats_text(ID_REDIS, "{\"memory_stats\": {}}", 200);
+    fk_start();
+    start_plugin("containers = kato,kato-redis,kato-io\ninterval = 30\nevents = false\n");
+    ck_assert(wait_msgs(1, 10));
+    json_t *k = container(box.last, "kato");
+    ASSERT_STR_AT(k, "status", "running");
+    ck_assert(strstr(json_string_value(json_object_get(k, "error")), "bad JSON") != NULL);
+    assert_no_figures(k);
+    json_t *r = container(box.last, "kato-redis");
+    ck_assert(strstr(json_string_value(json_object_get(r, "error")), "incomplete") !=
+              NULL);
+    assert_no_figures(r);
+    ASSERT_INT_AT(container(box.last, "kato-io"), "block_io.read_bytes", 8388608);
+    ASSERT_NULL_AT(box.last, "aggregated.total_cpu_percent");
+}
+END_TEST
+
 /* Every test, in order. CHECK_ONLY=name runs just one (for debugging). */
 static const struct {
     const char *name;
@@ -973,6 +1270,12 @@ static const struct {
     T(test_label_no_match),
     T(test_all_containers),
     T(test_tcp_engine),
+    T(test_first_sample_without_previous),
+    T(test_system_usage_not_advancing),
+    T(test_counter_went_back),
+    T(test_memory_stats_missing),
+    T(test_stats_timeout),
+    T(test_partial_answer),
 #undef T
 };
 
