@@ -2,8 +2,6 @@
  * notify.c - sd_notify(3) for readiness, reload, stop and the watchdog
  * (see notify.h).
  */
-#include "config.h"
-
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
