@@ -59,7 +59,11 @@ if [ -z "$missing" ] && [ -n "$plugins" ]; then ok "every plugin installed as NA
 # ---- the unit ----------------------------------------------------------------------------
 unit="$ROOT$unitdir/katomon.service"
 if [ -z "$unitdir" ]; then
-    not_ok "configure found no systemd unit directory (pkg-config systemd); give --with-systemdsystemunitdir=DIR"
+    # configure --with-systemdsystemunitdir=no, or no pkg-config systemd
+    unit=
+    u=$(find "$ROOT" -name katomon.service)
+    if [ -z "$u" ]; then ok "no unit directory configured: no katomon.service installed"; else not_ok "katomon.service installed anyway: $u"; fi
+    skip_reason="configured without a systemd unit directory (--with-systemdsystemunitdir): the unit's checks and score were not taken"
 elif [ -f "$unit" ]; then
     ok "katomon.service installed in $unitdir"
 else
@@ -93,6 +97,10 @@ if [ -f "$unit" ]; then
     done
     if [ "$want_type" = notify ]; then
         if grep -q '^WatchdogSec=[1-9]' "$unit"; then ok "unit: WatchdogSec= set"; else not_ok "unit: no WatchdogSec=" "$unit"; fi
+    elif grep -q '^WatchdogSec=' "$unit"; then
+        not_ok "a Type=simple unit (no sd_notify) with WatchdogSec= would be killed" "$unit"
+    else
+        ok "unit: no WatchdogSec= without sd_notify"
     fi
     # the exposure systemd itself computes, on the installed file
     if ! command -v systemd-analyze >/dev/null 2>&1; then
