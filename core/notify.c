@@ -84,7 +84,8 @@ struct km_notify *km_notify_watchdog_start(struct event_base *base)
     uint64_t usec = 0;
     struct km_notify *n;
 
-    /* 0 unset on purpose: a child the daemon may start must not inherit it */
+    /* 0: WATCHDOG_USEC stays in the environment; a child could not take it
+       for its own, WATCHDOG_PID (when systemd sets it) names this process */
     if (!km_notify_wanted() || sd_watchdog_enabled(0, &usec) <= 0 || usec == 0)
         return NULL;
     if (!(n = calloc(1, sizeof *n)))
