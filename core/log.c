@@ -1,10 +1,12 @@
 /*
- * log.c - one line per event, to stderr (foreground) or syslog.
+ * log.c - one line per event, to stderr (foreground), the journal or syslog.
  */
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -25,9 +27,28 @@ static const char *const level_names[] = {
     [KM_LOG_INFO] = "info",   [KM_LOG_DEBUG] = "debug",
 };
 
+/*
+ * 1 when stderr is the stream systemd connected to the journal: it sets
+ * JOURNAL_STREAM to "DEVICE:INODE" of that stream, and the variable may be
+ * inherited by a process whose stderr was redirected since, so both must
+ * match (systemd.exec(5), "$JOURNAL_STREAM").
+ */
+static int km_log_stderr_is_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+
+    if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) != 0)
+        return 0;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 void km_log_open(const char *ident, enum km_log_target target, enum km_log_level level)
 {
     snprintf(g_log.ident, sizeof g_log.ident, "%s", ident ? ident : "katomon");
+    if (target == KM_LOG_STDERR && km_log_stderr_is_journal())
+        target = KM_LOG_JOURNAL;
     g_log.target = target;
     g_log.level = level;
     if (target == KM_LOG_SYSLOG)
@@ -39,6 +60,11 @@ void km_log_close(void)
     if (g_log.target == KM_LOG_SYSLOG)
         closelog();
     g_log.target = KM_LOG_STDERR;
+}
+
+enum km_log_target km_log_get_target(void)
+{
+    return g_log.target;
 }
 
 void km_log_set_level(enum km_log_level level)
@@ -97,6 +123,11 @@ void km_vlog(enum km_log_level level, const char *prefix, const char *fmt, va_li
         g_log.hook(level, line, g_log.hook_arg);
     if (g_log.target == KM_LOG_SYSLOG) {
         syslog((int)level, "%s", line);
+        return;
+    }
+    if (g_log.target == KM_LOG_JOURNAL) {
+        /* journald adds time, name and pid; the level names the priority */
+        fprintf(stderr, "<%d>%s\n", (int)level, line);
         return;
     }
     char stamp[KM_ISO_LEN];

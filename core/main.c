@@ -27,6 +27,7 @@
 #include "loader.h"
 #include "log.h"
 #include "history.h"
+#include "notify.h"
 #include "selfstats.h"
 #include "series.h"
 #if __has_include("server.h")
@@ -40,6 +41,7 @@
 struct km_options {
     const char *config_path; /* -c FILE */
     const char *pid_file;    /* --pid-file FILE; overrides [core] pid_file */
+    const char *state_dir;   /* --state-dir DIR; overrides [core] state_dir */
     int foreground;          /* -f: stay attached, log to stderr */
     int check_only;          /* --check-config: validate and exit */
     int log_level;           /* -d / --log-level; -1: from the config */
@@ -58,6 +60,8 @@ struct km_daemon {
     int pid_fd;                 /* its descriptor, holding a lock while we run */
     int ready_fd;               /* daemonized: pipe to the waiting parent; -1 */
     int cli_log_level;          /* -l LEVEL, which outranks the file's; -1: none */
+    const char *cli_state_dir;  /* --state-dir DIR, which outranks the file's; NULL */
+    struct km_notify *watchdog; /* WATCHDOG=1 keep-alive to systemd; NULL: none asked */
 };
 
 static void usage(FILE *out)
@@ -72,23 +76,27 @@ static void usage(FILE *out)
         "      --check-config    check the config and the plugins it names, then exit\n"
         "                        (0: good; 1: every problem is printed)\n"
         "  -p, --pid-file FILE   write the pid to FILE (overrides [core] pid_file)\n"
+        "      --state-dir DIR   keep the state in DIR (overrides [core] state_dir)\n"
         "  -l, --log-level LEVEL error, warning, notice, info or debug\n"
         "  -V, --version         print the version and exit\n"
         "  -h, --help            print this help and exit\n"
         "\n"
         "Signals: SIGTERM/SIGINT stop cleanly; SIGHUP re-reads the config.\n"
+        "Under systemd (NOTIFY_SOCKET set) katomon stays in the foreground and\n"
+        "reports readiness, reloads, shut-down and a watchdog with sd_notify.\n"
         "Report bugs to <%s>.\n",
         KM_DEFAULT_CONFIG, PACKAGE_BUGREPORT);
 }
 
 static int parse_options(int argc, char **argv, struct km_options *o)
 {
-    enum { OPT_CHECK = 256 };
+    enum { OPT_CHECK = 256, OPT_STATE_DIR };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"foreground", no_argument, NULL, 'f'},
         {"check-config", no_argument, NULL, OPT_CHECK},
         {"pid-file", required_argument, NULL, 'p'},
+        {"state-dir", required_argument, NULL, OPT_STATE_DIR},
         {"log-level", required_argument, NULL, 'l'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
@@ -97,7 +105,7 @@ static int parse_options(int argc, char **argv, struct km_options *o)
     int c;
     enum km_log_level lvl;
 
-    *o = (struct km_options){KM_DEFAULT_CONFIG, NULL, 0, 0, -1};
+    *o = (struct km_options){KM_DEFAULT_CONFIG, NULL, NULL, 0, 0, -1};
     while ((c = getopt_long(argc, argv, "c:fp:l:Vh", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
@@ -111,6 +119,14 @@ static int parse_options(int argc, char **argv, struct km_options *o)
             break;
         case 'p':
             o->pid_file = optarg;
+            break;
+        case OPT_STATE_DIR:
+            if (optarg[0] != '/') {
+                fprintf(stderr, "katomon: --state-dir wants an absolute path, not '%s'\n",
+                        optarg);
+                return -1;
+            }
+            o->state_dir = optarg;
             break;
         case 'l':
             if (km_log_parse_level(optarg, &lvl) < 0) {
@@ -235,6 +251,25 @@ static void report_ready(struct km_daemon *d, char status)
 
 /* ---- reload --------------------------------------------------------------- */
 
+/*
+ * The command line outranks the file: --state-dir replaces [core]
+ * state_dir in every config read, at start and at each reload, so a
+ * reload never sees it "changed". The systemd unit uses it to point the
+ * state at StateDirectory= whatever prefix the build was configured with.
+ * 0, or -1 when out of memory.
+ */
+static int apply_cli(const struct km_daemon *d, struct km_config *cfg)
+{
+    if (!d->cli_state_dir)
+        return 0;
+    char *dir = strdup(d->cli_state_dir);
+    if (!dir)
+        return -1;
+    free(cfg->state_dir);
+    cfg->state_dir = dir;
+    return 0;
+}
+
 static int str_differs(const char *a, const char *b)
 {
     if (!a || !b)
@@ -317,6 +352,8 @@ static void reload_config(struct km_daemon *d)
     char buf[1400];
 
     km_config_read(d->core.cfg->path, &cfg, km_problems_add, &list);
+    if (cfg && apply_cli(d, cfg) < 0)
+        list.errors++; /* out of memory: keep the running config */
     if (list.errors || !cfg) {
         for (size_t i = 0; i < list.n; i++)
             km_log(list.v[i].level, "reload failed: %s",
@@ -352,10 +389,15 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
     if (sig == SIGHUP) {
         km_log(KM_LOG_NOTICE, "SIGHUP: reloading configuration");
+        /* systemd shows "reloading" until READY=1, whether or not the new
+           file was good: either way the daemon runs and serves again */
+        km_notify_reloading();
         reload_config(d);
+        km_notify_ready("running");
         return;
     }
     km_log(KM_LOG_NOTICE, "%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    km_notify_stopping();
     event_base_loopexit(d->core.base, NULL);
 }
 
@@ -452,6 +494,8 @@ static int start(struct km_daemon *d)
 
 static void stop(struct km_daemon *d)
 {
+    km_notify_watchdog_free(d->watchdog);
+    d->watchdog = NULL;
 #ifdef KM_HAVE_SERVER
     if (d->core.server)
         km_server_free(d->core.server);
@@ -563,6 +607,18 @@ int main(int argc, char **argv)
         return 1;
     d.core.cfg = d.boot_cfg = cfg;
     d.cli_log_level = opt.log_level;
+    d.cli_state_dir = opt.state_dir;
+    if (apply_cli(&d, cfg) < 0) {
+        fprintf(stderr, "katomon: out of memory\n");
+        km_config_free(cfg);
+        return 1;
+    }
+    /* systemd (Type=notify) waits for READY=1 from the process it started:
+       a forked child would be someone else */
+    if (km_notify_wanted())
+        opt.foreground = 1;
+    /* the foreground's stderr is the journal under systemd (log.c then
+       writes "<N>" priorities); a detached daemon has syslog */
     km_log_open("katomon", opt.foreground ? KM_LOG_STDERR : KM_LOG_SYSLOG,
                 opt.log_level >= 0 ? (enum km_log_level)opt.log_level : cfg->log_level);
     if (!opt.foreground && daemonize(&d) < 0) {
@@ -577,8 +633,11 @@ int main(int argc, char **argv)
         km_log_close();
         return 1;
     }
+    /* listening, plugins loaded: ready; then the watchdog's keep-alive */
+    d.watchdog = km_notify_watchdog_start(d.core.base);
     km_log(KM_LOG_NOTICE, "katomon %s started (config %s)", PACKAGE_VERSION, cfg->path);
     report_ready(&d, 0);
+    km_notify_ready("running");
     event_base_dispatch(d.core.base);
     stop(&d);
     km_log(KM_LOG_NOTICE, "katomon stopped");

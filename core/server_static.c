@@ -106,20 +106,56 @@ int km_static_resolve(const char *root, const char *raw_path, char *out, size_t 
 }
 
 /*
- * A client-side route of the dashboard, such as /alerts or /sessions:
- * letters, digits, '-' and '_' in single-slash segments, no trailing slash,
- * outside /api/. Anything else that is missing stays a 404.
+ * The dashboard's client-side routes, the keys of ROUTES in web/js/app.js
+ * ("/" is index.html itself): these load the app, so deep links work.
+ * Only these: any other missing path is a 404, not the app with 200
+ * (issue 16). tests/integration/service.py reads app.js's ROUTES and
+ * fails when this list has drifted from it.
  */
+static const char *const km_dashboard_routes[] = {"/sessions", "/alerts", "/fleet"};
+
 static int km_is_route(const char *path)
 {
-    size_t n = strlen(path);
+    for (size_t i = 0; i < sizeof km_dashboard_routes / sizeof km_dashboard_routes[0];
+         i++)
+        if (strcmp(path, km_dashboard_routes[i]) == 0)
+            return 1;
+    return 0;
+}
 
-    if (n < 2 || path[n - 1] == '/' || strstr(path, "//") ||
-        strncmp(path, "/api/", 5) == 0)
-        return 0;
-    return strspn(path,
-                  "/abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") ==
-           n;
+/* Under /api/ a client is a program: errors are JSON like the API's own. */
+static int km_is_api(const char *path)
+{
+    return strncmp(path, "/api/", 5) == 0 || strcmp(path, "/api") == 0;
+}
+
+/*
+ * An error for a static path: {"detail": text} under /api/, elsewhere a
+ * small HTML page a person can read, with a link back to the dashboard.
+ * text is one of the fixed reason phrases (never the request's path, so
+ * nothing of the request is echoed into HTML).
+ */
+static void km_static_error(struct km_conn *c, const struct km_req *req, const char *path,
+                            int status, const char *extra, const char *text)
+{
+    char page[1024];
+
+    if (km_is_api(path)) {
+        km_conn_detail(c, req, status, extra, text);
+        return;
+    }
+    int n = snprintf(page, sizeof page,
+                     "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                     "<title>%d %s - katomon</title></head>\n<body><h1>%s</h1>\n"
+                     "<p>katomon has no page at this address (HTTP %d).</p>\n"
+                     "<p><a href=\"/\">Go to the dashboard</a></p></body></html>\n",
+                     status, text, status == 404 ? "Page not found" : text, status);
+    char hdrs[512];
+    snprintf(hdrs, sizeof hdrs,
+             "%sCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n",
+             extra ? extra : "");
+    km_conn_send(c, req, status, "text/html; charset=utf-8", hdrs, page,
+                 n > 0 && (size_t)n < sizeof page ? (size_t)n : 0);
 }
 
 /*
@@ -150,10 +186,6 @@ void km_static_serve(const struct km_static_roots *roots, struct km_conn *c,
     struct stat st;
     int status, fd;
 
-    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
-        km_conn_detail(c, req, 405, "Allow: GET, HEAD\r\n", "Method Not Allowed");
-        return;
-    }
     /* the raw path (up to '?'): km_static_resolve decodes it itself */
     size_t pl = strcspn(rawpath, "?#");
     if (pl >= sizeof pathbuf) {
@@ -162,19 +194,24 @@ void km_static_serve(const struct km_static_roots *roots, struct km_conn *c,
     }
     memcpy(pathbuf, rawpath, pl);
     pathbuf[pl] = '\0';
+    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+        km_static_error(c, req, pathbuf, 405, "Allow: GET, HEAD\r\n",
+                        "Method Not Allowed");
+        return;
+    }
     status = km_static_pick(roots, pathbuf, file, sizeof file);
     if (status) {
-        km_conn_detail(c, req, status, NULL,
-                       status == 403   ? "Forbidden"
-                       : status == 400 ? "Bad Request"
-                                       : "Not Found");
+        km_static_error(c, req, pathbuf, status, NULL,
+                        status == 403   ? "Forbidden"
+                        : status == 400 ? "Bad Request"
+                                        : "Not Found");
         return;
     }
     fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         if (fd >= 0)
             close(fd);
-        km_conn_detail(c, req, 404, NULL, "Not Found");
+        km_static_error(c, req, pathbuf, 404, NULL, "Not Found");
         return;
     }
     km_header_date(st.st_mtime, mod, sizeof mod);
