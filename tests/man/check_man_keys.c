@@ -94,10 +94,10 @@ static const struct km_doc_key *find(const struct km_doc_list *l, const char *se
 static const char *core_type(enum km_vtype t)
 {
     static const char *const names[] = {
-        [KM_V_STRING] = "string", [KM_V_OPTSTR] = "string",   [KM_V_BOOL] = "bool",
-        [KM_V_INT] = "int",       [KM_V_DOUBLE] = "number",   [KM_V_SIZE] = "size",
-        [KM_V_LOGLEVEL] = "level", [KM_V_TIERS] = "tiers",    [KM_V_DURATION] = "duration",
-        [KM_V_HOSTNAME] = "host", [KM_V_FLEET] = "fleet",
+        [KM_V_STRING] = "string",  [KM_V_OPTSTR] = "string", [KM_V_BOOL] = "bool",
+        [KM_V_INT] = "int",        [KM_V_DOUBLE] = "number", [KM_V_SIZE] = "size",
+        [KM_V_LOGLEVEL] = "level", [KM_V_TIERS] = "tiers",   [KM_V_DURATION] = "duration",
+        [KM_V_HOSTNAME] = "host",  [KM_V_FLEET] = "fleet",
     };
     return (size_t)t < sizeof names / sizeof names[0] && names[t] ? names[t] : "?";
 }
@@ -322,8 +322,8 @@ static int compare(const char *page)
         }
     }
     if (!bad)
-        printf("%s: %zu keys in the code, %zu documented: they agree\n", page, code_keys.n,
-               page_keys.n);
+        printf("%s: %zu keys in the code, %zu documented: they agree\n", page,
+               code_keys.n, page_keys.n);
     return bad;
 }
 
