@@ -199,7 +199,15 @@ def wait_until(pred: Callable[[], Any], timeout: float, step: float = 0.1) -> An
 class Katomon:
     """One katomon -f process with its own config and stderr log."""
 
-    def __init__(self, workdir: str, name: str, conf: str) -> None:
+    def __init__(self, workdir: str, name: str, conf: str, args: Optional[list] = None,
+                 extra_env: Optional[dict] = None) -> None:
+        """args: more command-line options; extra_env: more environment
+        (a value may be a callable taking this object, read at each start).
+        systemd's variables (NOTIFY_SOCKET, WATCHDOG_*, JOURNAL_STREAM) are
+        never inherited from the test's own environment: only extra_env
+        sets them."""
+        self.args = list(args or [])
+        self.extra_env = dict(extra_env or {})
         self.workdir = workdir
         self.name = name
         self.conf_path = os.path.join(workdir, f"{name}.conf")
@@ -217,14 +225,16 @@ class Katomon:
     def start(self, timeout: float = 30.0) -> bool:
         binary = os.path.join(env("top_builddir"), "katomon")
         self.log = open(self.log_path, "ab")
-        envv = dict(os.environ)
+        envv = {k: v for k, v in os.environ.items()
+                if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM")}
         # leaks are reported at exit; exit code 23 tells them from other errors
         envv.setdefault("ASAN_OPTIONS", "detect_leaks=1:exitcode=23")
         envv.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+        envv.update({k: v(self) if callable(v) else v for k, v in self.extra_env.items()})
         self.offset = os.path.getsize(self.log_path)
-        self.proc = subprocess.Popen([binary, "-f", "-c", self.conf_path], stdout=self.log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=envv)
+        self.proc = subprocess.Popen([binary, "-f", "-c", self.conf_path] + self.args,
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=envv)
         self.exit_status = None
         m = wait_until(lambda: self.proc.poll() is not None or
                        re.search(r"listening on http://[0-9.]+:(\d+)", self.text()), timeout)

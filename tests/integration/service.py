@@ -44,37 +44,6 @@ C = Checks()
 W = tmpdir("km-service.")
 
 
-class ServiceKatomon(Katomon):
-    """Katomon with extra command-line options and environment."""
-
-    def __init__(self, workdir: str, name: str, conf: str, args: list[str] | None = None,
-                 extra_env: dict[str, str] | None = None) -> None:
-        super().__init__(workdir, name, conf)
-        self.args = args or []
-        self.extra_env = extra_env or {}
-
-    def start(self, timeout: float = 30.0) -> bool:
-        binary = os.path.join(env("top_builddir"), "katomon")
-        self.log = open(self.log_path, "ab")
-        envv = {k: v for k, v in os.environ.items()
-                if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM")}
-        envv.setdefault("ASAN_OPTIONS", "detect_leaks=1:exitcode=23")
-        envv.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
-        envv.update({k: v(self) if callable(v) else v for k, v in self.extra_env.items()})
-        self.offset = os.path.getsize(self.log_path)
-        self.proc = subprocess.Popen([binary, "-f", "-c", self.conf_path] + self.args,
-                                     stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=envv)
-        self.exit_status = None
-        m = wait_until(lambda: self.proc.poll() is not None or
-                       re.search(r"listening on http://[0-9.]+:(\d+)", self.text()), timeout)
-        if not isinstance(m, re.Match):
-            return False
-        self.port = int(m.group(1))
-        return wait_until(lambda: "started" in self.text() or self.proc.poll() is not None,
-                          timeout) and self.alive()
-
-
 class Notify:
     """systemd's side of sd_notify: a datagram socket, messages in order."""
 
@@ -138,7 +107,7 @@ def part_a() -> None:
         C.note("A skipped: built --without-libsystemd (sd_notify is a no-op)")
         return
     n = Notify(os.path.join(W, "notify.sock"))
-    k = ServiceKatomon(W, "notify", conf(os.path.join(W, "state-a")),
+    k = Katomon(W, "notify", conf(os.path.join(W, "state-a")),
                        extra_env={"NOTIFY_SOCKET": n.path, "WATCHDOG_USEC": "400000"})
     try:
         if not C.check(k.start(), "A: katomon starts with NOTIFY_SOCKET set", k.text()):
@@ -185,7 +154,7 @@ def part_a() -> None:
 
     # without NOTIFY_SOCKET: not one datagram (the socket still listens)
     n = Notify(os.path.join(W, "quiet.sock"))
-    k = ServiceKatomon(W, "quiet", conf(os.path.join(W, "state-q")),
+    k = Katomon(W, "quiet", conf(os.path.join(W, "state-q")),
                        extra_env={"WATCHDOG_USEC": "400000"})
     try:
         if C.check(k.start(), "A: katomon starts without NOTIFY_SOCKET", k.text()):
@@ -209,7 +178,7 @@ def part_b() -> None:
         st = os.stat(k.log_path)
         return f"{st.st_dev}:{st.st_ino}"
 
-    k = ServiceKatomon(W, "journal", conf(os.path.join(W, "state-b")),
+    k = Katomon(W, "journal", conf(os.path.join(W, "state-b")),
                        extra_env={"JOURNAL_STREAM": stream})
     try:
         if C.check(k.start(), "B: katomon starts with JOURNAL_STREAM naming its stderr", k.text()):
@@ -225,7 +194,7 @@ def part_b() -> None:
         if k.alive():
             k.kill9()
     # JOURNAL_STREAM inherited but stderr redirected elsewhere: plain lines
-    k = ServiceKatomon(W, "notjournal", conf(os.path.join(W, "state-b2")),
+    k = Katomon(W, "notjournal", conf(os.path.join(W, "state-b2")),
                        extra_env={"JOURNAL_STREAM": "1:1"})
     try:
         if C.check(k.start(), "B: katomon starts with JOURNAL_STREAM naming another file",
@@ -244,7 +213,7 @@ def part_b() -> None:
 def part_c() -> None:
     from_file = os.path.join(W, "state-file")
     from_cli = os.path.join(W, "state-cli")
-    k = ServiceKatomon(W, "statedir", conf(from_file) + """
+    k = Katomon(W, "statedir", conf(from_file) + """
 [plugin alert_manager]
 """, args=["--state-dir", from_cli])
     try:
@@ -292,7 +261,7 @@ def app_routes() -> list[str]:
 
 
 def part_d() -> None:
-    k = ServiceKatomon(W, "web", conf(os.path.join(W, "state-d")))
+    k = Katomon(W, "web", conf(os.path.join(W, "state-d")))
     try:
         if not C.check(k.start(), "D: katomon starts", k.text()):
             return
