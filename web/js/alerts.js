@@ -133,16 +133,29 @@ export class AlertStore extends EventTarget {
     if (history) return; // system_alerts history comes from REST
     const alerts = Array.isArray(msg.alerts) ? msg.alerts : [];
     const fresh = [];
+    let repeated = false;
     alerts.forEach((a, i) => {
       if (!a || typeof a !== 'object') return;
       // the original protocol's alerts have no id of their own
       const id = typeof a.id === 'string' ? a.id : `${msg.id || 'alert'}#${i}`;
-      if (this.byId.has(id)) return;
+      const known = this.byId.get(id);
+      if (known) {
+        // a re-send of an alert still holding: its record counts it
+        if (a.repeats > (known.repeats || 0)) {
+          known.repeats = a.repeats;
+          known.last_seen = a.last_seen || msg.timestamp;
+          repeated = true;
+        }
+        return;
+      }
       const entry = { ...a, id, timestamp: a.timestamp || msg.timestamp, batch: msg.id, read: this.readOnly };
       if (!entry.state) entry.state = 'firing';
       fresh.push(entry);
     });
-    if (!fresh.length) return;
+    if (!fresh.length) {
+      if (repeated) this._changed();
+      return;
+    }
     for (const e of fresh) this.byId.set(e.id, e);
     this.list = [...fresh.reverse(), ...this.list].slice(0, LIMIT);
     this.total += fresh.length;

@@ -71,7 +71,10 @@ export function alertItem(a, { onRead, host } = {}) {
       h('span', { class: `tag level-tag level-${level}` }, LEVEL_LABEL[level]),
       h('span', { class: `tag state-tag ${resolved ? 'state-resolved' : 'state-firing'}` }, resolved ? 'Resolved' : 'Firing'),
       h('span', { class: 'tag type-tag' }, humanize(a.type)),
-      value ? h('span', { class: 'alert-value' }, value) : null),
+      value ? h('span', { class: 'alert-value' }, value) : null,
+      // re-sent while it held (katomon counts them on the one record)
+      a.repeats > 0 ? h('span', { class: 'alert-repeats', title: a.last_seen ? `last sent ${a.last_seen}` : '' },
+        `sent again ${a.repeats}\u00d7`) : null),
   ),
   h('div', { class: 'alert-side' },
     relTimeEl(a.timestamp),
