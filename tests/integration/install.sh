@@ -4,7 +4,9 @@
 # directory with this build's paths, its user (DynamicUser, StateDirectory)
 # and its hardening; `systemd-analyze security --offline=true` rates the
 # installed unit 2.0 or lower; no libtool .la file is installed; `make
-# uninstall` leaves nothing behind but the (empty) state directory.
+# uninstall` leaves nothing behind but the configs and the (empty) state
+# directory; a second `make install` keeps an edited config (the shipped
+# text goes beside it as NAME.dist).
 #
 # Run by `make check` (automake test protocol: 0 pass, 77 skip, else fail).
 # Skipped (77) only when systemd-analyze is absent or too old for
@@ -122,15 +124,30 @@ if [ -f "$unit" ]; then
     fi
 fi
 
+# ---- a second make install keeps an edited config ----------------------------------------
+echo "; edited by the operator" >>"$ROOT$sysconfdir/katomon.conf"
+if make_in_build install DESTDIR="$ROOT" >"$T/install2.log" 2>&1 &&
+    grep -q '^; edited by the operator$' "$ROOT$sysconfdir/katomon.conf" &&
+    [ -f "$ROOT$sysconfdir/katomon.conf.dist" ]; then
+    ok "a second make install keeps the edited katomon.conf (the shipped one: katomon.conf.dist)"
+else
+    not_ok "a second make install replaced the edited katomon.conf, or wrote no .dist" "$T/install2.log"
+fi
+
 # ---- make uninstall DESTDIR=... ------------------------------------------------------------
 if make_in_build uninstall DESTDIR="$ROOT" >"$T/uninstall.log" 2>&1; then
     ok "make uninstall"
 else
     not_ok "make uninstall" "$T/uninstall.log"
 fi
-# files and links: none at all; directories: none of katomon's but the state
-left=$(find "$ROOT" ! -type d | sed "s|^$ROOT||")
-if [ -z "$left" ]; then ok "make uninstall leaves no file"; else not_ok "left after uninstall: $left"; fi
+# files and links: none but the configs (the operator's: a conffile);
+# directories: none of katomon's but the state
+left=$(find "$ROOT" ! -type d | sed "s|^$ROOT||" |
+    grep -v -x -e "$sysconfdir/katomon.conf" -e "$sysconfdir/katomon-edge.conf")
+if [ -z "$left" ]; then ok "make uninstall leaves no file but the configs"; else not_ok "left after uninstall: $left"; fi
+for f in katomon.conf katomon-edge.conf; do
+    if [ -f "$ROOT$sysconfdir/$f" ]; then ok "make uninstall leaves $f"; else not_ok "make uninstall removed $f"; fi
+done
 # (the directories above the state directory are the prefix's own, which
 # may be named katomon-* too: distcheck's)
 dirs=$(find "$ROOT" -type d -name '*katomon*' | sed "s|^$ROOT||" |
