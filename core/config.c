@@ -107,6 +107,7 @@ static const struct km_key http_keys[] = {
      .max = INT_MAX,
      .offset = KM_CFG(max_connections)},
     KM_SIZE("max_request_bytes", max_request_bytes),
+    KM_SECS("request_timeout", request_timeout, 0, 0, 3600),
     KM_BOOL("metrics", metrics),
     {.name = NULL},
 };
@@ -557,6 +558,7 @@ struct km_config *km_config_defaults(void)
     cfg->max_queue_bytes = 1024 * 1024;
     cfg->ping_interval = 30;
     cfg->idle_timeout = 120;
+    cfg->request_timeout = 30;
     cfg->metrics = 1;
     cfg->history = 1;
     km_parse_tiers(KM_TIERS_DEFAULT, &cfg->tiers, NULL, 0);

@@ -71,6 +71,8 @@ struct km_config {
     char *auth_token;     /* when set, required on REST and /ws; NULL: none */
     int max_connections;  /* HTTP + WebSocket connections at once */
     size_t max_request_bytes; /* request line + headers + body */
+    double request_timeout;   /* a request's first byte to its last, seconds (408
+                                 past it); 0: none */
     int metrics;              /* serve GET /metrics (Prometheus text format) */
 
     /* [websocket] */

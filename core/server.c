@@ -78,6 +78,7 @@ struct km_server *km_server_start(struct km_core *core, char *err, size_t errlen
         km_router_handle, &srv->router, err, errlen);
     if (!srv->listener)
         goto fail;
+    km_listener_set_request_timeout(srv->listener, cfg ? cfg->request_timeout : 30);
     struct km_ws_limits lim = km_server_ws_limits(cfg);
     /* [websocket] enabled = false: no hub at all (/ws answers 404) */
     if ((cfg ? cfg->enabled : 1) && !(srv->ws = km_ws_new(core, &lim))) {
@@ -120,6 +121,8 @@ size_t km_server_connections(const struct km_server *srv)
 void km_server_reload(struct km_server *srv, const struct km_config *cfg)
 {
     km_access_set(&srv->access, cfg);
+    if (cfg)
+        km_listener_set_request_timeout(srv->listener, cfg->request_timeout);
     if (srv->ws && cfg) {
         /* only the interval is live; the other limits need a restart (main.c
            says so), so the hub keeps the ones it started with */
@@ -127,7 +130,9 @@ void km_server_reload(struct km_server *srv, const struct km_config *cfg)
         lim.update_interval = cfg->update_interval;
         km_ws_set_limits(srv->ws, &lim);
     }
-    km_log(KM_LOG_INFO, "http: reloaded allowed_origins, auth_token, update_interval");
+    km_log(
+        KM_LOG_INFO,
+        "http: reloaded allowed_origins, auth_token, request_timeout, update_interval");
 }
 
 void km_server_free(struct km_server *srv)

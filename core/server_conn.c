@@ -90,6 +90,7 @@ struct km_conn {
     int later_head;                         /* that request was HEAD */
     int resume;                             /* parse what waits once the answer drained */
     struct event *linger_ev;                /* ends a lingering close */
+    struct event *deadline_ev;              /* a request begun must be whole by then */
     struct km_conn *next;                   /* listener's list */
     struct km_conn *prev;                   /* listener's list */
 };
@@ -108,6 +109,8 @@ struct km_listener {
     int v6;                          /* addr is IPv6 */
     size_t max_connections;          /* [http] max_connections */
     size_t max_request_bytes;        /* [http] max_request_bytes */
+    double request_timeout;          /* [http] request_timeout: a request's first
+                                        byte to its last, seconds; <= 0: none */
 };
 
 static void km_conn_free(struct km_conn *c);
@@ -393,9 +396,47 @@ static struct km_conn *km_conn_of(http_parser *p)
     return p->data;
 }
 
+/* A request that is not whole request_timeout after its first byte (a
+   slowloris: one header line every few seconds never trips the read
+   timeout, which each byte restarts): 408, and the connection closes. */
+static void km_conn_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct km_conn *c = arg;
+    struct km_req req = {.method = "GET", .target = "", .query = ""};
+    char detail[96];
+
+    if (c->closing || c->lingering)
+        return;
+    km_log(KM_LOG_INFO, "%s: request not whole within %g s ([http] request_timeout): 408",
+           c->peer, c->l->request_timeout);
+    snprintf(detail, sizeof detail, "request not whole within %g s",
+             c->l->request_timeout);
+    c->closing = 1;
+    http_parser_pause(&c->parser, 1);
+    km_conn_detail(c, &req, 408, NULL, detail);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        km_conn_finish(c);
+}
+
+static void km_conn_deadline(struct km_conn *c, int arm)
+{
+    double t = c->l->request_timeout;
+    if (!arm || t <= 0) {
+        if (c->deadline_ev)
+            evtimer_del(c->deadline_ev);
+        return;
+    }
+    if (!c->deadline_ev &&
+        !(c->deadline_ev = evtimer_new(c->l->base, km_conn_deadline_cb, c)))
+        return; /* out of memory: the read timeout still bounds silence */
+    struct timeval tv = {(time_t)t, (suseconds_t)((t - (time_t)t) * 1e6)};
+    evtimer_add(c->deadline_ev, &tv);
+}
+
 static int km_on_message_begin(http_parser *p)
 {
     struct km_conn *c = km_conn_of(p);
+    km_conn_deadline(c, 1);
     c->arena_len = 0;
     c->piece = KM_PIECE_NONE;
     c->url = 0;
@@ -468,6 +509,7 @@ static int km_on_body(http_parser *p, const char *at, size_t len)
 static int km_on_message_complete(http_parser *p)
 {
     struct km_conn *c = km_conn_of(p);
+    km_conn_deadline(c, 0);
     c->complete = 1;
     c->keep_alive = http_should_keep_alive(p);
     http_parser_pause(p, 1); /* one request at a time, see top */
@@ -502,6 +544,8 @@ static void km_conn_release(struct km_conn *c)
         bufferevent_free(c->bev);
     if (c->linger_ev)
         event_free(c->linger_ev);
+    if (c->deadline_ev)
+        event_free(c->deadline_ev);
     km_rest_pending_detach(c->pending); /* its answer, when it comes, is dropped */
     free(c->later_extra);
     free(c->arena);
@@ -778,6 +822,11 @@ static int km_listener_bind(struct km_listener *l, const char *host, int port, c
 }
 
 /* ---- the listener ---- */
+
+void km_listener_set_request_timeout(struct km_listener *l, double seconds)
+{
+    l->request_timeout = seconds;
+}
 
 struct km_listener *km_listener_new(struct event_base *base, const char *host, int port,
                                     size_t max_connections, size_t max_request_bytes,

@@ -79,6 +79,11 @@ const char *km_listener_url(const struct km_listener *l, char *buf, size_t len);
 
 /* Connections open now: HTTP, plus those handed over and not yet gone. */
 size_t km_listener_connections(const struct km_listener *l);
+/* Seconds a request may take from its first byte to its last (headers and
+   body) before it is answered 408 and closed; <= 0: no limit (the read
+   timeout alone, which each byte restarts). Applies to requests begun
+   after the call. */
+void km_listener_set_request_timeout(struct km_listener *l, double seconds);
 
 /* A connection handed over (km_conn_hand_over) has ended: it stops
    counting against max_connections. */

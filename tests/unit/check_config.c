@@ -958,6 +958,7 @@ START_TEST(test_fleet_defaults)
     ck_assert_int_eq(cfg->max_hosts, 64);
     ck_assert_double_eq(cfg->host_stale, 15);
     ck_assert_double_eq(cfg->host_forget, 3600);
+    ck_assert_double_eq(cfg->request_timeout, 30);
     ck_assert_int_eq(cfg->compatible_fleet, KM_FLEET_LOCAL);
     /* a file that does not say keeps them */
     km_config_free(cfg);
