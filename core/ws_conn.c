@@ -406,7 +406,10 @@ void km_ws_client_close(struct km_ws_client *c, int code, const char *reason)
     c->closing_us = km_mono_us();
     payload[0] = (unsigned char)(code >> 8);
     payload[1] = (unsigned char)code;
-    memcpy(payload + 2, reason, rl);
+    /* reason is NULL when a peer's empty close is echoed: memcpy from NULL
+       is undefined even for 0 bytes (UBSan stopped the daemon on it) */
+    if (rl)
+        memcpy(payload + 2, reason, rl);
     km_client_control(c, KM_WS_OP_CLOSE, payload, code ? 2 + rl : 0);
     /* the write callback fires when the output is empty */
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
