@@ -94,7 +94,8 @@ no close, a ping still answered):
   12.x/13.x     N/A beyond the handshake: permessage-deflate offered ->
                 101 with no Sec-WebSocket-Extensions (declined); then a
                 frame with RSV1 set (a "compressed" message) -> 1002
-  RFC 5.1       unmasked text, ping, close, continuation -> 1002
+  mask.1-mask.4 (RFC 6455 5.1) unmasked text, ping, close, continuation
+                -> 1002
 
 Limits of this daemon the cases use: [websocket] max_message_bytes = 64k
 (set below), flood buckets of ws_conn.c (README, WebSocket). Waits are
@@ -1163,27 +1164,27 @@ CASES.append(("12.x/13.x", "permessage-deflate offered -> declined (no "
               "Sec-WebSocket-Extensions); a frame with RSV1 then -> 1002", deflate_case))
 
 
-@peer_case("5.1-mask.1", "RFC 6455 5.1: unmasked text frame -> 1002")
+@peer_case("mask.1", "RFC 6455 5.1: unmasked text frame -> 1002")
 def cmask1(p: Peer) -> None:
     p.send_frame(OP_TEXT, b"ping", masked=False)
     p.closed(1002)
     need(p.count("text", b"heartbeat") == 0, "not processed")
 
 
-@peer_case("5.1-mask.2", "RFC 6455 5.1: unmasked ping -> 1002, no pong")
+@peer_case("mask.2", "RFC 6455 5.1: unmasked ping -> 1002, no pong")
 def cmask2(p: Peer) -> None:
     p.send_frame(OP_PING, b"hello", masked=False)
     p.closed(1002)
     need(p.count("pong") == 0, "no pong")
 
 
-@peer_case("5.1-mask.3", "RFC 6455 5.1: unmasked close -> 1002")
+@peer_case("mask.3", "RFC 6455 5.1: unmasked close -> 1002")
 def cmask3(p: Peer) -> None:
     p.send_frame(OP_CLOSE, struct.pack("!H", 1000), masked=False)
     p.closed(1002)
 
 
-@peer_case("5.1-mask.4", "RFC 6455 5.1: masked start, unmasked continuation -> 1002")
+@peer_case("mask.4", "RFC 6455 5.1: masked start, unmasked continuation -> 1002")
 def cmask4(p: Peer) -> None:
     p.send(frame(OP_TEXT, b"pi", fin=False) + frame(OP_CONT, b"ng", masked=False))
     p.closed(1002)
