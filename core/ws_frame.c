@@ -453,7 +453,9 @@ struct km_frame *km_frame_from_tb(struct km_tb *tb, int opcode, int kind)
 
     if (tb->failed || !tb->p) {
         free(tb->p);
-        tb->p = NULL;
+        /* emptied whole, as ws_frame.h says: a stale cap with a NULL p
+           would make the next km_tb_add write through NULL */
+        *tb = (struct km_tb){0};
         return NULL;
     }
     f = (struct km_frame *)(void *)tb->p;
@@ -477,7 +479,7 @@ struct km_frame *km_frame_from_tb(struct km_tb *tb, int opcode, int kind)
     f->data = tb->p + KM_TB_FRONT - hl;
     memcpy(f->data, hdr, hl);
     f->len = hl + n;
-    tb->p = NULL;
+    *tb = (struct km_tb){0}; /* the block is the frame's now; tb reusable */
     return f;
 }
 
