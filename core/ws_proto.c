@@ -349,21 +349,33 @@ static json_t *km_compat_alert(json_t *a, const char *host)
     const char *state = json_string_value(json_object_get(a, "state"));
     const char *message = json_string_value(json_object_get(a, "message"));
     json_t *o;
+    int rc = 0;
 
-    if (!json_is_object(a) || !(o = json_copy(a)))
+    if (!json_is_object(a))
         return json_incref(a);
+    /* every step checked: an alert half rewritten (no "[HOST] ", still
+       "state") must not go out as if whole; NULL lets the caller fail the
+       frame, which it logs */
+    if (!(o = json_copy(a)))
+        return NULL;
     if (state && strcmp(state, "resolved") == 0)
-        json_object_set_new(o, "level", json_string("info"));
+        rc |= json_object_set_new(o, "level", json_string("info"));
     json_object_del(o, "state");
     if (host) {
         size_t n = message ? strlen(host) + strlen(message) + 4 : 0;
         char *text = n ? malloc(n) : NULL;
-        json_object_set_new(o, "host", json_string(host));
+        rc |= json_object_set_new(o, "host", json_string(host));
+        if (n && !text)
+            rc = -1;
         if (text) {
             snprintf(text, n, "[%s] %s", host, message);
-            json_object_set_new(o, "message", json_string(text));
+            rc |= json_object_set_new(o, "message", json_string(text));
             free(text);
         }
+    }
+    if (rc) {
+        json_decref(o);
+        return NULL;
     }
     return o;
 }
@@ -391,8 +403,12 @@ static json_t *km_compat_alerts(json_t *alerts, const char *host)
         json_array_foreach(alerts, i, a)
         {
             json_t *c = km_compat_alert(a, host);
-            if (km_level_rank(c) == rank)
-                json_array_append(list, c);
+            /* a lost item would be an alert never shown: all or nothing */
+            if (!c || (km_level_rank(c) == rank && json_array_append(list, c) != 0)) {
+                json_decref(c);
+                json_decref(list);
+                return NULL;
+            }
             json_decref(c);
         }
     return list;
@@ -405,17 +421,18 @@ static void km_event_text(struct km_tb *tb, struct km_msg *msg, int alerts,
 {
     json_t *body = km_msg_json(msg), *o = json_object(), *v;
     const char *k;
+    int rc = 0; /* any -1: a field is missing, the text must not go out */
 
     if (!o) {
         tb->failed = 1;
         return;
     }
-    json_object_set_new(o, "type",
-                        json_string(alerts ? "system_alert" : "session_event"));
+    rc |= json_object_set_new(o, "type",
+                              json_string(alerts ? "system_alert" : "session_event"));
     if (alerts && !json_object_get(body, "id")) {
         char id[40];
         snprintf(id, sizeof id, "alert_%lld", (long long)(km_msg_time_us(msg) / 1000));
-        json_object_set_new(o, "id", json_string(id));
+        rc |= json_object_set_new(o, "id", json_string(id));
     }
     json_object_foreach(body, k, v)
     {
@@ -423,21 +440,28 @@ static void km_event_text(struct km_tb *tb, struct km_msg *msg, int alerts,
             (host && (strcmp(k, "host") == 0 || strcmp(k, "epoch") == 0)))
             continue;
         if (alerts && d == KM_WS_COMPAT && strcmp(k, "alerts") == 0 && json_is_array(v)) {
-            json_object_set_new(o, k, km_compat_alerts(v, host));
+            rc |= json_object_set_new(o, k, km_compat_alerts(v, host));
         } else {
-            json_object_set(o, k, v); /* a reference, not a copy */
+            rc |= json_object_set(o, k, v); /* a reference, not a copy */
         }
     }
     if (!json_object_get(body, "timestamp"))
-        json_object_set_new(o, "timestamp", json_string(ts));
+        rc |= json_object_set_new(o, "timestamp", json_string(ts));
     if (d == KM_WS_KATOMON)
-        json_object_set_new(o, "seq", json_integer((json_int_t)km_msg_seq(msg)));
+        rc |= json_object_set_new(o, "seq", json_integer((json_int_t)km_msg_seq(msg)));
     if (host) {
-        json_object_set_new(o, "host", json_string(host));
+        rc |= json_object_set_new(o, "host", json_string(host));
         if (d == KM_WS_KATOMON)
-            json_object_set_new(o, "epoch", json_integer((json_int_t)km_msg_epoch(msg)));
+            rc |= json_object_set_new(o, "epoch",
+                                      json_integer((json_int_t)km_msg_epoch(msg)));
     }
-    km_tb_json(tb, o);
+    /* Before this check, a failed set (ENOMEM) left the field out and the
+       event went out without it - e.g. a session_event without its "data" -
+       with nothing logged (issue 17, allocation-failure test). */
+    if (rc)
+        tb->failed = 1;
+    else
+        km_tb_json(tb, o);
     json_decref(o);
 }
 
