@@ -547,18 +547,29 @@ static json_t *km_rt_remote_item(json_t *item, const char *host)
 {
     const char *name = json_string_value(json_object_get(item, "name"));
     json_t *o;
+    int rc = 0;
 
-    if (!json_is_object(item) || !(o = json_copy(item)))
+    if (!json_is_object(item))
         return json_incref(item);
-    json_object_set_new(o, "host", json_string(host));
+    /* NULL on ENOMEM (the caller fails the frame): an item without its
+       "host" or its "HOST/" prefix would merge with this host's own */
+    if (!(o = json_copy(item)))
+        return NULL;
+    rc |= json_object_set_new(o, "host", json_string(host));
     if (name) {
         size_t n = strlen(host) + strlen(name) + 2;
         char *text = malloc(n);
         if (text) {
             snprintf(text, n, "%s/%s", host, name);
-            json_object_set_new(o, "name", json_string(text));
+            rc |= json_object_set_new(o, "name", json_string(text));
             free(text);
+        } else {
+            rc = -1;
         }
+    }
+    if (rc) {
+        json_decref(o);
+        return NULL;
     }
     return o;
 }
@@ -578,11 +589,16 @@ static json_t *km_rt_merge(struct km_rt *r, struct km_topic *t, int base)
 
     if (!o)
         return NULL;
+    /* every set and append checked: a key or an item lost to ENOMEM made
+       a realtime_update with part of the fleet missing, silently */
     json_object_foreach(body, k, v)
     {
         json_t *list;
         if (!json_is_array(v)) {
-            json_object_set(o, k, v); /* a reference, not a copy */
+            if (json_object_set(o, k, v) != 0) { /* a reference, not a copy */
+                json_decref(o);
+                return NULL;
+            }
             continue;
         }
         if (!(list = json_array())) {
@@ -598,11 +614,18 @@ static json_t *km_rt_merge(struct km_rt *r, struct km_topic *t, int base)
                 continue;
             json_array_foreach(arr, i, item)
             {
-                json_array_append_new(list, host ? km_rt_remote_item(item, host)
-                                                 : json_incref(item));
+                if (json_array_append_new(list, host ? km_rt_remote_item(item, host)
+                                                     : json_incref(item)) != 0) {
+                    json_decref(list);
+                    json_decref(o);
+                    return NULL;
+                }
             }
         }
-        json_object_set_new(o, k, list);
+        if (json_object_set_new(o, k, list) != 0) {
+            json_decref(o);
+            return NULL;
+        }
     }
     return o;
 }
