@@ -475,7 +475,7 @@ static void km_ws_subscribe(struct km_ws *ws, struct km_ws_client *c,
     if (!s) {
         json_decref(ack);
         json_decref(unknown);
-        km_ws_client_close(c, KM_WS_CLOSE_TRY_LATER, "out of memory");
+        km_ws_client_oom(c, "answering a subscribe");
         return;
     }
     km_subset_join(ws, c, s);
@@ -522,7 +522,7 @@ static void km_ws_subscribe_compat(struct km_ws *ws, struct km_ws_client *c,
     if (!c->subscribed || n != nh) {
         struct km_subset *s = km_subset_get(ws, merged, n, 0, KM_WS_COMPAT);
         if (!s) {
-            km_ws_client_close(c, KM_WS_CLOSE_TRY_LATER, "out of memory");
+            km_ws_client_oom(c, "joining a subscription set");
             return;
         }
         km_subset_join(ws, c, s);
@@ -559,6 +559,12 @@ static void km_ws_on_request(void *owner, struct km_ws_client *c,
 
     if (km_ws_parse_request((const char *)data, len, &req, code, sizeof code, detail,
                             sizeof detail) != 0) {
+        if (strcmp(detail, KM_WS_NOMEM) == 0) {
+            /* ours, not the client's: an error reply or a silent drop would
+               leave it without the set it asked for; 1013 makes it retry */
+            km_ws_client_oom(c, "parsing a request");
+            return;
+        }
         /* "protocol" given: not the original frontend, whatever it declared */
         if (c->dialect == KM_WS_KATOMON || req.katomon ||
             strcmp(code, "bad_protocol") == 0)

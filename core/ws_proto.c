@@ -155,7 +155,7 @@ static int km_since_add(struct km_ws_request *out, const char *topic, const char
     if (!(e->topic = strdup(topic)) || (host && !(e->host = strdup(host)))) {
         free(e->topic);
         e->topic = NULL;
-        snprintf(detail, detaillen, "out of memory");
+        snprintf(detail, detaillen, KM_WS_NOMEM);
         return -1;
     }
     e->seq = (uint64_t)json_integer_value(v);
@@ -264,7 +264,7 @@ static int km_parse_subscribe(json_t *j, struct km_ws_request *out, char *detail
     }
     return 0;
 nomem:
-    snprintf(detail, detaillen, "out of memory");
+    snprintf(detail, detaillen, KM_WS_NOMEM);
     return -1;
 }
 
@@ -283,6 +283,13 @@ int km_ws_parse_request(const char *text, size_t len, struct km_ws_request *out,
     }
     j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!j) {
+        /* Jansson out of memory: it says so, or sets nothing at all (line
+           -1, no text). Not the client's bad JSON: say so, not bad_json. */
+        if (json_error_code(&jerr) == json_error_out_of_memory || !jerr.text[0]) {
+            snprintf(code, codelen, "bad_request");
+            snprintf(detail, detaillen, KM_WS_NOMEM);
+            return -1;
+        }
         snprintf(code, codelen, "bad_json");
         snprintf(detail, detaillen, "invalid JSON at line %d column %d: %s", jerr.line,
                  jerr.column, jerr.text);
