@@ -779,11 +779,16 @@ static json_t *km_subscribed_seqs(struct km_bus *bus, const struct km_ws_request
 
     for (size_t i = 0; seqs && i < req->n_names; i++) {
         struct km_topic *t = km_bus_find(bus, req->names[i]);
-        if (t && km_topic_kind(t) == KM_TOPIC_EVENT)
+        /* NULL on ENOMEM (the ack then fails): an ack with a topic's
+           last_seq missing would tell the client a wrong place to resume */
+        if (t && km_topic_kind(t) == KM_TOPIC_EVENT &&
             json_object_set_new(seqs, req->names[i],
-                                json_integer((json_int_t)km_topic_last_seq(t)));
+                                json_integer((json_int_t)km_topic_last_seq(t))) != 0) {
+            json_decref(seqs);
+            return NULL;
+        }
     }
-    return seqs ? seqs : json_object();
+    return seqs;
 }
 
 /* The ack's fleet part: "host", "hosts", "epochs" and "hosts_last_seq"
@@ -803,8 +808,10 @@ static int km_ack_hosts(json_t *ack, struct km_bus *bus, const struct km_ws_requ
         json_t *hs = NULL;
         if (!name || km_bus_host_info(bus, (int)h, &info) != 0 || info.forgotten)
             continue;
-        json_array_append_new(names, json_string(name));
-        json_object_set_new(epochs, name, json_integer((json_int_t)info.epoch));
+        /* every step checked: a host left out of the ack is silently absent */
+        if (json_array_append_new(names, json_string(name)) != 0 ||
+            json_object_set_new(epochs, name, json_integer((json_int_t)info.epoch)) != 0)
+            goto out;
         for (size_t i = 0; h && i < req->n_names; i++) {
             struct km_topic *t = km_bus_find(bus, req->names[i]);
             uint64_t last;
@@ -814,7 +821,8 @@ static int km_ack_hosts(json_t *ack, struct km_bus *bus, const struct km_ws_requ
             if (!hs &&
                 (!(hs = json_object()) || json_object_set_new(seqs, name, hs) != 0))
                 goto out;
-            json_object_set_new(hs, req->names[i], json_integer((json_int_t)last));
+            if (json_object_set_new(hs, req->names[i], json_integer((json_int_t)last)) != 0)
+                goto out;
         }
     }
     if (json_object_set_new(ack, "host", json_string(km_bus_host_name(bus, 0))) == 0 &&
@@ -839,9 +847,12 @@ json_t *km_ws_ack_msg(struct km_bus *bus, const struct km_ws_request *req,
     if (!subs || !unk)
         goto out;
     for (size_t i = 0; i < req->n_names; i++) {
-        json_array_append_new(subs, json_string(req->names[i]));
-        if (!km_bus_find(bus, req->names[i]))
-            json_array_append_new(unk, json_string(req->names[i]));
+        /* a name lost here would be a subscription the client believes
+           acknowledged, or an unknown topic it is never told about */
+        if (json_array_append_new(subs, json_string(req->names[i])) != 0 ||
+            (!km_bus_find(bus, req->names[i]) &&
+             json_array_append_new(unk, json_string(req->names[i])) != 0))
+            goto out;
     }
     km_format_iso(km_wall_us(), 6, ts, sizeof ts);
     ack = json_pack("{s:s, s:O, s:O, s:s, s:I, s:o}", "type", "subscription_ack",
