@@ -265,7 +265,8 @@ static int km_reader_append(struct km_ws_reader *r, const unsigned char *p, size
             cap = r->max_message + 1;
         unsigned char *m = realloc(r->msg, cap);
         if (!m)
-            return km_reader_fail(r, KM_WS_CLOSE_TOO_BIG, "out of memory");
+            /* ours, not the client's: 1013 (try again later), not 1009 */
+            return km_reader_fail(r, KM_WS_CLOSE_TRY_LATER, "out of memory");
         r->msg = m;
         r->msg_cap = cap;
     }
