@@ -386,8 +386,16 @@ static void km_replay_cb(struct km_topic *t, struct km_msg *m, void *arg)
 
     if (rp->truncated || rp->c->state != KM_WSC_OPEN)
         return; /* the bus has no way to stop a replay early: skip the rest */
-    if (!(f = km_ws_event_frame(rp->ws, m, KM_WS_KATOMON)))
+    if (!(f = km_ws_event_frame(rp->ws, m, KM_WS_KATOMON))) {
+        /* Out of memory: stop here and let the replay_gap "truncated" say
+           where to resume. Returning quietly skipped this message and sent
+           the next ones: a hole the client could not see. */
+        km_log(KM_LOG_ERROR,
+               "ws client %llu (%s): out of memory building a replayed %s frame",
+               (unsigned long long)rp->c->id, rp->c->peer, km_topic_name(t));
+        rp->truncated = 1;
         return;
+    }
     if (f->len > rp->budget) {
         rp->truncated = 1;
         return;
@@ -453,7 +461,13 @@ static void km_ws_replay(struct km_ws *ws, struct km_ws_client *c,
      */
     size_t queued = km_ws_client_queued(c), half = ws->lim.max_queue_bytes / 2;
     struct km_replay rp = {ws, c, queued < half ? half - queued : 0, s->seq, 0};
-    km_bus_replay_host(t, h, s->seq, km_replay_cb, &rp);
+    if (km_bus_replay_host(t, h, s->seq, km_replay_cb, &rp) == KM_ENOMEM) {
+        /* nothing replayed: said as a truncated replay from since itself,
+           not skipped in silence (the client would believe it had all) */
+        km_log(KM_LOG_ERROR, "ws client %llu (%s): out of memory replaying %s",
+               (unsigned long long)c->id, c->peer, s->topic);
+        rp.truncated = 1;
+    }
     if (rp.truncated && c->state == KM_WSC_OPEN) {
         gap.missed = last - rp.last;
         gap.reason = "truncated";
