@@ -266,14 +266,19 @@ static struct km_frame *km_ws_state_frame(struct km_ws *ws, struct km_subset *s)
     /* The last one's size is a good guess: one allocation, no realloc. */
     if (s->rt)
         km_tb_reserve(&tb, s->rt->len + 256);
-    if (km_ws_encode_state(&tb, ws->core->bus, s->names, s->n_names, s->all,
-                           km_subset_view(ws, s)) == 0) {
+    int n = km_ws_encode_state(&tb, ws->core->bus, s->names, s->n_names, s->all,
+                               km_subset_view(ws, s));
+    struct km_frame *f = NULL;
+    if (n == 0 && !tb.failed) {
         free(tb.p);
         return NULL;
     }
-    struct km_frame *f = km_frame_from_tb(&tb, KM_WS_OP_TEXT, KM_FRAME_STATE);
-    if (!f)
+    if (!(f = km_frame_from_tb(&tb, KM_WS_OP_TEXT, KM_FRAME_STATE))) {
+        /* said, not skipped quietly; the state is whole again at the next
+           tick (or the next subscribe) */
+        km_log(KM_LOG_ERROR, "ws: out of memory building a realtime_update");
         return NULL;
+    }
     ws->stats.json_encodes++;
     ws->stats.frames_built++;
     km_frame_unref(s->rt);
