@@ -795,11 +795,16 @@ json_t *km_ws_clients_json(struct km_ws *ws)
             subs = json_string("*");
         } else {
             subs = json_array();
-            for (size_t i = 0; c->set && i < c->set->n_names; i++)
-                json_array_append_new(subs, json_string(c->set->names[i]));
+            for (size_t i = 0; subs && c->set && i < c->set->n_names; i++)
+                if (json_array_append_new(subs, json_string(c->set->names[i])) != 0) {
+                    json_decref(subs);
+                    subs = NULL; /* fails the client's entry, so the answer */
+                }
         }
         km_format_iso(c->connected_wall_us, 6, ts, sizeof ts);
-        json_array_append_new(
+        /* every step checked (ENOMEM: NULL, the server answers 500): a list
+           short of a client, or a client short of a topic, would look whole */
+        if (json_array_append_new(
             clients,
             json_pack("{s:I, s:s, s:s, s:s, s:b, s:o, s:I, s:I, s:I, s:I, s:s}", "id",
                       (json_int_t)c->id, "peer", c->peer, "state",
@@ -808,7 +813,10 @@ json_t *km_ws_clients_json(struct km_ws *ws)
                       "topics", subs, "queued_bytes", (json_int_t)km_ws_client_queued(c),
                       "queued_frames", (json_int_t)(c->q_tail - c->q_head), "messages_in",
                       (json_int_t)c->msgs_in, "frames_out", (json_int_t)c->frames_out,
-                      "connected_at", ts));
+                      "connected_at", ts)) != 0) {
+            json_decref(clients);
+            return NULL;
+        }
     }
     o = json_pack(
         "{s:I, s:b, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
@@ -830,9 +838,11 @@ json_t *km_ws_clients_json(struct km_ws *ws)
         (json_int_t)ws->lim.max_message_bytes, "max_queue_bytes",
         (json_int_t)ws->lim.max_queue_bytes, "ping_interval", ws->lim.ping_interval,
         "idle_timeout", ws->lim.idle_timeout);
-    if (o)
-        json_object_set_new(
-            json_object_get(o, "limits"), "compatible_fleet",
-            json_string(ws->lim.compatible_aggregate ? "aggregate" : "local"));
+    if (o && json_object_set_new(
+                 json_object_get(o, "limits"), "compatible_fleet",
+                 json_string(ws->lim.compatible_aggregate ? "aggregate" : "local")) != 0) {
+        json_decref(o);
+        return NULL;
+    }
     return o;
 }
