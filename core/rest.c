@@ -207,8 +207,8 @@ static json_t *km_rest_topic_hosts(struct km_bus *bus, struct km_topic *t)
                 goto nomem;
         } else if (km_topic_latest_host(t, (int)h) &&
                    json_object_set_new(
-                       o, name, json_pack("{s:I, s:b}", "epoch", epoch, "has_value", 1)) !=
-                       0) {
+                       o, name,
+                       json_pack("{s:I, s:b}", "epoch", epoch, "has_value", 1)) != 0) {
             goto nomem;
         }
     }
@@ -233,16 +233,17 @@ static void km_rest_topic_each(struct km_topic *t, void *arg)
     if (!type)
         *failed = 1;
     if (json_array_append_new(
-        list,
-        json_pack("{s:s, s:s, s:o, s:s?, s:I, s:I, s:I, s:I, s:I, s:b, s:o}", "name",
-                  km_topic_name(t), "kind", kind == KM_TOPIC_EVENT ? "event" : "state",
-                  "type", type ? type : json_null(), "description", desc, "last_seq",
-                  (json_int_t)km_topic_last_seq(t), "oldest_seq",
-                  (json_int_t)km_topic_oldest_seq(t), "ring_size",
-                  (json_int_t)(kind == KM_TOPIC_EVENT ? km_topic_ring_size(t) : 0),
-                  "published", (json_int_t)km_topic_published(t), "rejected",
-                  (json_int_t)km_topic_rejected(t), "has_value",
-                  km_topic_latest(t) != NULL, "hosts", km_rest_topic_hosts(bus, t))) != 0)
+            list,
+            json_pack(
+                "{s:s, s:s, s:o, s:s?, s:I, s:I, s:I, s:I, s:I, s:b, s:o}", "name",
+                km_topic_name(t), "kind", kind == KM_TOPIC_EVENT ? "event" : "state",
+                "type", type ? type : json_null(), "description", desc, "last_seq",
+                (json_int_t)km_topic_last_seq(t), "oldest_seq",
+                (json_int_t)km_topic_oldest_seq(t), "ring_size",
+                (json_int_t)(kind == KM_TOPIC_EVENT ? km_topic_ring_size(t) : 0),
+                "published", (json_int_t)km_topic_published(t), "rejected",
+                (json_int_t)km_topic_rejected(t), "has_value", km_topic_latest(t) != NULL,
+                "hosts", km_rest_topic_hosts(bus, t))) != 0)
         *failed = 1;
 }
 
@@ -266,8 +267,8 @@ static int km_rest_topics(struct km_core *core, json_t **body)
         return 500;
     }
     /* "hosts" is "o", not "o*": a NULL must fail the answer, not drop the key */
-    *body = json_pack("{s:o, s:I, s:s?, s:o, s:{s:I, s:I, s:I}}", "topics", list,
-                      "epoch", (json_int_t)km_bus_epoch(core->bus), "host",
+    *body = json_pack("{s:o, s:I, s:s?, s:o, s:{s:I, s:I, s:I}}", "topics", list, "epoch",
+                      (json_int_t)km_bus_epoch(core->bus), "host",
                       km_bus_host_name(core->bus, 0), "hosts", hosts, "bus", "messages",
                       (json_int_t)km_bus_stats.messages, "rejected",
                       (json_int_t)km_bus_stats.rejected, "json_encodes",
@@ -295,11 +296,12 @@ static void km_rest_plugin_each(const struct km_plugin_info *info, void *arg)
     json_t *list = ((void **)arg)[0];
     int *failed = ((void **)arg)[1];
 
-    if (json_array_append_new(list, json_pack("{s:s, s:s?, s:s, s:s?, s:s?, s:s?}", "name",
-                                         info->name, "file", info->file, "state",
-                                         km_plugin_state_name(info->state), "reason",
-                                         info->reason, "version", d ? d->version : NULL,
-                                         "description", d ? d->description : NULL)) != 0)
+    if (json_array_append_new(list,
+                              json_pack("{s:s, s:s?, s:s, s:s?, s:s?, s:s?}", "name",
+                                        info->name, "file", info->file, "state",
+                                        km_plugin_state_name(info->state), "reason",
+                                        info->reason, "version", d ? d->version : NULL,
+                                        "description", d ? d->description : NULL)) != 0)
         *failed = 1; /* a plugin missing from the list: the answer fails */
 }
 

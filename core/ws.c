@@ -805,15 +805,16 @@ json_t *km_ws_clients_json(struct km_ws *ws)
         /* every step checked (ENOMEM: NULL, the server answers 500): a list
            short of a client, or a client short of a topic, would look whole */
         if (json_array_append_new(
-            clients,
-            json_pack("{s:I, s:s, s:s, s:s, s:b, s:o, s:I, s:I, s:I, s:I, s:s}", "id",
-                      (json_int_t)c->id, "peer", c->peer, "state",
-                      km_ws_client_state_name(c), "dialect",
-                      km_ws_dialect_name(c->dialect), "subscribed", c->subscribed,
-                      "topics", subs, "queued_bytes", (json_int_t)km_ws_client_queued(c),
-                      "queued_frames", (json_int_t)(c->q_tail - c->q_head), "messages_in",
-                      (json_int_t)c->msgs_in, "frames_out", (json_int_t)c->frames_out,
-                      "connected_at", ts)) != 0) {
+                clients,
+                json_pack("{s:I, s:s, s:s, s:s, s:b, s:o, s:I, s:I, s:I, s:I, s:s}", "id",
+                          (json_int_t)c->id, "peer", c->peer, "state",
+                          km_ws_client_state_name(c), "dialect",
+                          km_ws_dialect_name(c->dialect), "subscribed", c->subscribed,
+                          "topics", subs, "queued_bytes",
+                          (json_int_t)km_ws_client_queued(c), "queued_frames",
+                          (json_int_t)(c->q_tail - c->q_head), "messages_in",
+                          (json_int_t)c->msgs_in, "frames_out", (json_int_t)c->frames_out,
+                          "connected_at", ts)) != 0) {
             json_decref(clients);
             return NULL;
         }
@@ -838,9 +839,10 @@ json_t *km_ws_clients_json(struct km_ws *ws)
         (json_int_t)ws->lim.max_message_bytes, "max_queue_bytes",
         (json_int_t)ws->lim.max_queue_bytes, "ping_interval", ws->lim.ping_interval,
         "idle_timeout", ws->lim.idle_timeout);
-    if (o && json_object_set_new(
-                 json_object_get(o, "limits"), "compatible_fleet",
-                 json_string(ws->lim.compatible_aggregate ? "aggregate" : "local")) != 0) {
+    if (o &&
+        json_object_set_new(
+            json_object_get(o, "limits"), "compatible_fleet",
+            json_string(ws->lim.compatible_aggregate ? "aggregate" : "local")) != 0) {
         json_decref(o);
         return NULL;
     }

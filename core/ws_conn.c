@@ -581,8 +581,8 @@ static void km_client_read_cb(struct bufferevent *bev, void *arg)
             /* a bad frame is the client's affair (info); 1013 is ours (the
                reader ran out of memory): an error the operator must see */
             km_log(code == KM_WS_CLOSE_TRY_LATER ? KM_LOG_ERROR : KM_LOG_INFO,
-                   "ws client %llu (%s): %s: closing with %d",
-                   (unsigned long long)c->id, c->peer, reason, code);
+                   "ws client %llu (%s): %s: closing with %d", (unsigned long long)c->id,
+                   c->peer, reason, code);
             c->conns->stats.closed_protocol++;
             km_ws_client_close(c, code, reason);
         }

@@ -821,7 +821,8 @@ static int km_ack_hosts(json_t *ack, struct km_bus *bus, const struct km_ws_requ
             if (!hs &&
                 (!(hs = json_object()) || json_object_set_new(seqs, name, hs) != 0))
                 goto out;
-            if (json_object_set_new(hs, req->names[i], json_integer((json_int_t)last)) != 0)
+            if (json_object_set_new(hs, req->names[i], json_integer((json_int_t)last)) !=
+                0)
                 goto out;
         }
     }
