@@ -220,7 +220,7 @@ static void *fa_ev_realloc(void *p, size_t n)
 /*
  * Jansson's parser: the same, and for a like reason. Its lexer ignores a
  * failure to grow its token buffer (lex_save drops strbuffer_append_byte's
- * -1; Jansson 2.14 and its master as of 2026-12), and lex_scan_string then
+ * -1; Jansson 2.14, and its master of 2026-07), and lex_scan_string then
  * reads past the buffer looking for the closing quote (ASan: a
  * heap-buffer-overflow in lex_scan_string). katomon cannot fix that from
  * outside: json_loadb and json_loads run shielded.
