@@ -198,52 +198,77 @@ static json_t *km_rest_topic_hosts(struct km_bus *bus, struct km_topic *t)
         json_int_t epoch = (json_int_t)km_topic_epoch_host(t, (int)h);
         if (km_topic_kind(t) == KM_TOPIC_EVENT) {
             uint64_t last = km_topic_last_seq_host(t, (int)h);
-            if (last)
+            if (last &&
                 json_object_set_new(
                     o, name,
                     json_pack("{s:I, s:I, s:I}", "epoch", epoch, "last_seq",
                               (json_int_t)last, "oldest_seq",
-                              (json_int_t)km_topic_oldest_seq_host(t, (int)h)));
-        } else if (km_topic_latest_host(t, (int)h)) {
-            json_object_set_new(o, name,
-                                json_pack("{s:I, s:b}", "epoch", epoch, "has_value", 1));
+                              (json_int_t)km_topic_oldest_seq_host(t, (int)h))) != 0)
+                goto nomem;
+        } else if (km_topic_latest_host(t, (int)h) &&
+                   json_object_set_new(
+                       o, name,
+                       json_pack("{s:I, s:b}", "epoch", epoch, "has_value", 1)) != 0) {
+            goto nomem;
         }
     }
-    return o ? o : json_object();
+    return o;
+nomem:
+    /* NULL: the answer fails (500) rather than list a host short */
+    json_decref(o);
+    return NULL;
 }
 
 static void km_rest_topic_each(struct km_topic *t, void *arg)
 {
     struct km_bus *bus = ((void **)arg)[0];
     json_t *list = ((void **)arg)[1];
+    int *failed = ((void **)arg)[2];
     enum km_topic_kind kind = km_topic_kind(t);
     const char *desc = km_topic_description(t);
     json_t *type = km_topic_schema_json(t);
 
-    json_array_append_new(
-        list,
-        json_pack("{s:s, s:s, s:o, s:s?, s:I, s:I, s:I, s:I, s:I, s:b, s:o}", "name",
-                  km_topic_name(t), "kind", kind == KM_TOPIC_EVENT ? "event" : "state",
-                  "type", type ? type : json_null(), "description", desc, "last_seq",
-                  (json_int_t)km_topic_last_seq(t), "oldest_seq",
-                  (json_int_t)km_topic_oldest_seq(t), "ring_size",
-                  (json_int_t)(kind == KM_TOPIC_EVENT ? km_topic_ring_size(t) : 0),
-                  "published", (json_int_t)km_topic_published(t), "rejected",
-                  (json_int_t)km_topic_rejected(t), "has_value",
-                  km_topic_latest(t) != NULL, "hosts", km_rest_topic_hosts(bus, t)));
+    /* a topic missing from the list (ENOMEM) fails the answer: a short
+       list would look complete */
+    if (!type)
+        *failed = 1;
+    if (json_array_append_new(
+            list,
+            json_pack(
+                "{s:s, s:s, s:o, s:s?, s:I, s:I, s:I, s:I, s:I, s:b, s:o}", "name",
+                km_topic_name(t), "kind", kind == KM_TOPIC_EVENT ? "event" : "state",
+                "type", type ? type : json_null(), "description", desc, "last_seq",
+                (json_int_t)km_topic_last_seq(t), "oldest_seq",
+                (json_int_t)km_topic_oldest_seq(t), "ring_size",
+                (json_int_t)(kind == KM_TOPIC_EVENT ? km_topic_ring_size(t) : 0),
+                "published", (json_int_t)km_topic_published(t), "rejected",
+                (json_int_t)km_topic_rejected(t), "has_value", km_topic_latest(t) != NULL,
+                "hosts", km_rest_topic_hosts(bus, t))) != 0)
+        *failed = 1;
 }
 
 static int km_rest_topics(struct km_core *core, json_t **body)
 {
     json_t *list = json_array(), *hosts = json_array();
-    void *arg[2] = {core->bus, list};
+    int failed = !list || !hosts;
+    void *arg[3] = {core->bus, list, &failed};
     unsigned nh = km_bus_host_count(core->bus);
 
-    km_bus_foreach(core->bus, km_rest_topic_each, arg);
+    if (list)
+        km_bus_foreach(core->bus, km_rest_topic_each, arg);
     for (unsigned h = 0; hosts && h < nh; h++)
-        json_array_append_new(hosts, json_string(km_bus_host_name(core->bus, (int)h)));
-    *body = json_pack("{s:o, s:I, s:s?, s:o*, s:{s:I, s:I, s:I}}", "topics", list,
-                      "epoch", (json_int_t)km_bus_epoch(core->bus), "host",
+        if (json_array_append_new(hosts,
+                                  json_string(km_bus_host_name(core->bus, (int)h))) != 0)
+            failed = 1;
+    if (failed) {
+        json_decref(list);
+        json_decref(hosts);
+        *body = NULL; /* km_rest_get answers 500 */
+        return 500;
+    }
+    /* "hosts" is "o", not "o*": a NULL must fail the answer, not drop the key */
+    *body = json_pack("{s:o, s:I, s:s?, s:o, s:{s:I, s:I, s:I}}", "topics", list, "epoch",
+                      (json_int_t)km_bus_epoch(core->bus), "host",
                       km_bus_host_name(core->bus, 0), "hosts", hosts, "bus", "messages",
                       (json_int_t)km_bus_stats.messages, "rejected",
                       (json_int_t)km_bus_stats.rejected, "json_encodes",
@@ -268,19 +293,30 @@ static int km_rest_latest_name(const char *path, char *name, size_t len)
 static void km_rest_plugin_each(const struct km_plugin_info *info, void *arg)
 {
     const struct km_plugin *d = info->desc;
+    json_t *list = ((void **)arg)[0];
+    int *failed = ((void **)arg)[1];
 
-    json_array_append_new(arg, json_pack("{s:s, s:s?, s:s, s:s?, s:s?, s:s?}", "name",
-                                         info->name, "file", info->file, "state",
-                                         km_plugin_state_name(info->state), "reason",
-                                         info->reason, "version", d ? d->version : NULL,
-                                         "description", d ? d->description : NULL));
+    if (json_array_append_new(list,
+                              json_pack("{s:s, s:s?, s:s, s:s?, s:s?, s:s?}", "name",
+                                        info->name, "file", info->file, "state",
+                                        km_plugin_state_name(info->state), "reason",
+                                        info->reason, "version", d ? d->version : NULL,
+                                        "description", d ? d->description : NULL)) != 0)
+        *failed = 1; /* a plugin missing from the list: the answer fails */
 }
 
 static int km_rest_plugins(struct km_core *core, json_t **body)
 {
     json_t *list = json_array();
-    if (core->loader)
-        km_loader_foreach(core->loader, km_rest_plugin_each, list);
+    int failed = !list;
+    void *arg[2] = {list, &failed};
+    if (core->loader && list)
+        km_loader_foreach(core->loader, km_rest_plugin_each, arg);
+    if (failed) {
+        json_decref(list);
+        *body = NULL; /* km_rest_get answers 500 */
+        return 500;
+    }
     *body = json_pack("{s:o}", "plugins", list);
     return 200;
 }

@@ -266,14 +266,19 @@ static struct km_frame *km_ws_state_frame(struct km_ws *ws, struct km_subset *s)
     /* The last one's size is a good guess: one allocation, no realloc. */
     if (s->rt)
         km_tb_reserve(&tb, s->rt->len + 256);
-    if (km_ws_encode_state(&tb, ws->core->bus, s->names, s->n_names, s->all,
-                           km_subset_view(ws, s)) == 0) {
+    int n = km_ws_encode_state(&tb, ws->core->bus, s->names, s->n_names, s->all,
+                               km_subset_view(ws, s));
+    struct km_frame *f = NULL;
+    if (n == 0 && !tb.failed) {
         free(tb.p);
         return NULL;
     }
-    struct km_frame *f = km_frame_from_tb(&tb, KM_WS_OP_TEXT, KM_FRAME_STATE);
-    if (!f)
+    if (!(f = km_frame_from_tb(&tb, KM_WS_OP_TEXT, KM_FRAME_STATE))) {
+        /* said, not skipped quietly; the state is whole again at the next
+           tick (or the next subscribe) */
+        km_log(KM_LOG_ERROR, "ws: out of memory building a realtime_update");
         return NULL;
+    }
     ws->stats.json_encodes++;
     ws->stats.frames_built++;
     km_frame_unref(s->rt);
@@ -386,8 +391,16 @@ static void km_replay_cb(struct km_topic *t, struct km_msg *m, void *arg)
 
     if (rp->truncated || rp->c->state != KM_WSC_OPEN)
         return; /* the bus has no way to stop a replay early: skip the rest */
-    if (!(f = km_ws_event_frame(rp->ws, m, KM_WS_KATOMON)))
+    if (!(f = km_ws_event_frame(rp->ws, m, KM_WS_KATOMON))) {
+        /* Out of memory: stop here and let the replay_gap "truncated" say
+           where to resume. Returning quietly skipped this message and sent
+           the next ones: a hole the client could not see. */
+        km_log(KM_LOG_ERROR,
+               "ws client %llu (%s): out of memory building a replayed %s frame",
+               (unsigned long long)rp->c->id, rp->c->peer, km_topic_name(t));
+        rp->truncated = 1;
         return;
+    }
     if (f->len > rp->budget) {
         rp->truncated = 1;
         return;
@@ -453,7 +466,13 @@ static void km_ws_replay(struct km_ws *ws, struct km_ws_client *c,
      */
     size_t queued = km_ws_client_queued(c), half = ws->lim.max_queue_bytes / 2;
     struct km_replay rp = {ws, c, queued < half ? half - queued : 0, s->seq, 0};
-    km_bus_replay_host(t, h, s->seq, km_replay_cb, &rp);
+    if (km_bus_replay_host(t, h, s->seq, km_replay_cb, &rp) == KM_ENOMEM) {
+        /* nothing replayed: said as a truncated replay from since itself,
+           not skipped in silence (the client would believe it had all) */
+        km_log(KM_LOG_ERROR, "ws client %llu (%s): out of memory replaying %s",
+               (unsigned long long)c->id, c->peer, s->topic);
+        rp.truncated = 1;
+    }
     if (rp.truncated && c->state == KM_WSC_OPEN) {
         gap.missed = last - rp.last;
         gap.reason = "truncated";
@@ -475,7 +494,7 @@ static void km_ws_subscribe(struct km_ws *ws, struct km_ws_client *c,
     if (!s) {
         json_decref(ack);
         json_decref(unknown);
-        km_ws_client_close(c, KM_WS_CLOSE_TRY_LATER, "out of memory");
+        km_ws_client_oom(c, "answering a subscribe");
         return;
     }
     km_subset_join(ws, c, s);
@@ -522,7 +541,7 @@ static void km_ws_subscribe_compat(struct km_ws *ws, struct km_ws_client *c,
     if (!c->subscribed || n != nh) {
         struct km_subset *s = km_subset_get(ws, merged, n, 0, KM_WS_COMPAT);
         if (!s) {
-            km_ws_client_close(c, KM_WS_CLOSE_TRY_LATER, "out of memory");
+            km_ws_client_oom(c, "joining a subscription set");
             return;
         }
         km_subset_join(ws, c, s);
@@ -559,6 +578,12 @@ static void km_ws_on_request(void *owner, struct km_ws_client *c,
 
     if (km_ws_parse_request((const char *)data, len, &req, code, sizeof code, detail,
                             sizeof detail) != 0) {
+        if (strcmp(detail, KM_WS_NOMEM) == 0) {
+            /* ours, not the client's: an error reply or a silent drop would
+               leave it without the set it asked for; 1013 makes it retry */
+            km_ws_client_oom(c, "parsing a request");
+            return;
+        }
         /* "protocol" given: not the original frontend, whatever it declared */
         if (c->dialect == KM_WS_KATOMON || req.katomon ||
             strcmp(code, "bad_protocol") == 0)
@@ -770,20 +795,29 @@ json_t *km_ws_clients_json(struct km_ws *ws)
             subs = json_string("*");
         } else {
             subs = json_array();
-            for (size_t i = 0; c->set && i < c->set->n_names; i++)
-                json_array_append_new(subs, json_string(c->set->names[i]));
+            for (size_t i = 0; subs && c->set && i < c->set->n_names; i++)
+                if (json_array_append_new(subs, json_string(c->set->names[i])) != 0) {
+                    json_decref(subs);
+                    subs = NULL; /* fails the client's entry, so the answer */
+                }
         }
         km_format_iso(c->connected_wall_us, 6, ts, sizeof ts);
-        json_array_append_new(
-            clients,
-            json_pack("{s:I, s:s, s:s, s:s, s:b, s:o, s:I, s:I, s:I, s:I, s:s}", "id",
-                      (json_int_t)c->id, "peer", c->peer, "state",
-                      km_ws_client_state_name(c), "dialect",
-                      km_ws_dialect_name(c->dialect), "subscribed", c->subscribed,
-                      "topics", subs, "queued_bytes", (json_int_t)km_ws_client_queued(c),
-                      "queued_frames", (json_int_t)(c->q_tail - c->q_head), "messages_in",
-                      (json_int_t)c->msgs_in, "frames_out", (json_int_t)c->frames_out,
-                      "connected_at", ts));
+        /* every step checked (ENOMEM: NULL, the server answers 500): a list
+           short of a client, or a client short of a topic, would look whole */
+        if (json_array_append_new(
+                clients,
+                json_pack("{s:I, s:s, s:s, s:s, s:b, s:o, s:I, s:I, s:I, s:I, s:s}", "id",
+                          (json_int_t)c->id, "peer", c->peer, "state",
+                          km_ws_client_state_name(c), "dialect",
+                          km_ws_dialect_name(c->dialect), "subscribed", c->subscribed,
+                          "topics", subs, "queued_bytes",
+                          (json_int_t)km_ws_client_queued(c), "queued_frames",
+                          (json_int_t)(c->q_tail - c->q_head), "messages_in",
+                          (json_int_t)c->msgs_in, "frames_out", (json_int_t)c->frames_out,
+                          "connected_at", ts)) != 0) {
+            json_decref(clients);
+            return NULL;
+        }
     }
     o = json_pack(
         "{s:I, s:b, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
@@ -805,9 +839,12 @@ json_t *km_ws_clients_json(struct km_ws *ws)
         (json_int_t)ws->lim.max_message_bytes, "max_queue_bytes",
         (json_int_t)ws->lim.max_queue_bytes, "ping_interval", ws->lim.ping_interval,
         "idle_timeout", ws->lim.idle_timeout);
-    if (o)
+    if (o &&
         json_object_set_new(
             json_object_get(o, "limits"), "compatible_fleet",
-            json_string(ws->lim.compatible_aggregate ? "aggregate" : "local"));
+            json_string(ws->lim.compatible_aggregate ? "aggregate" : "local")) != 0) {
+        json_decref(o);
+        return NULL;
+    }
     return o;
 }

@@ -182,7 +182,7 @@ static void km_client_pump(struct km_ws_client *c)
                 if (evbuffer_add_reference(out, f->data + left, f->len - left,
                                            km_frame_evb_cleanup, f) != 0) {
                     km_frame_unref(f);
-                    km_ws_client_close(c, KM_WS_CLOSE_TRY_LATER, "out of memory");
+                    km_ws_client_oom(c, "queueing a frame");
                     return;
                 }
                 left = 0;
@@ -197,7 +197,7 @@ static void km_client_pump(struct km_ws_client *c)
         /* the FIFO's reference moves to the evbuffer chain */
         if (evbuffer_add_reference(out, f->data, f->len, km_frame_evb_cleanup, f) != 0) {
             km_frame_unref(f);
-            km_ws_client_close(c, KM_WS_CLOSE_TRY_LATER, "out of memory");
+            km_ws_client_oom(c, "queueing a frame");
             return;
         }
     }
@@ -224,7 +224,7 @@ static int km_client_send_frame(struct km_ws_client *c, struct km_frame *f)
                 evbuffer_add_reference(c->out, f->data + n, f->len - (size_t)n,
                                        km_frame_evb_cleanup, km_frame_ref(f)) != 0) {
                 km_frame_unref(f);
-                km_ws_client_close(c, KM_WS_CLOSE_TRY_LATER, "out of memory");
+                km_ws_client_oom(c, "queueing a frame");
                 return -1;
             }
             if (f->kind != KM_FRAME_PRIVATE)
@@ -265,7 +265,7 @@ static int km_client_send_frame(struct km_ws_client *c, struct km_frame *f)
         return -1;
     }
     if (c->q_tail - c->q_head == c->q_cap && km_client_q_grow(c) != 0) {
-        km_ws_client_close(c, KM_WS_CLOSE_TRY_LATER, "out of memory");
+        km_ws_client_oom(c, "growing the queue");
         return -1;
     }
     if (f->kind == KM_FRAME_STATE) {
@@ -303,7 +303,7 @@ void km_ws_client_reply(struct km_ws_client *c, json_t *o)
         f = km_frame_from_tb(&tb, KM_WS_OP_TEXT, KM_FRAME_PRIVATE);
     }
     if (!f) {
-        km_ws_client_close(c, KM_WS_CLOSE_TRY_LATER, "out of memory");
+        km_ws_client_oom(c, "building a reply");
         return;
     }
     km_ws_client_send(c, f);
@@ -416,6 +416,15 @@ void km_ws_client_close(struct km_ws_client *c, int code, const char *reason)
     bufferevent_enable(c->bev, EV_WRITE);
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
         km_client_linger(c);
+}
+
+void km_ws_client_oom(struct km_ws_client *c, const char *what)
+{
+    if (c->state != KM_WSC_OPEN)
+        return;
+    km_log(KM_LOG_ERROR, "ws client %llu (%s): out of memory %s: closing with 1013",
+           (unsigned long long)c->id, c->peer, what);
+    km_ws_client_close(c, KM_WS_CLOSE_TRY_LATER, "out of memory");
 }
 
 /* ======================================================================
@@ -572,8 +581,11 @@ static void km_client_read_cb(struct bufferevent *bev, void *arg)
         code = km_ws_reader_feed(c->reader, v.iov_base, v.iov_len, &reason);
         evbuffer_drain(in, v.iov_len);
         if (code && c->state == KM_WSC_OPEN) {
-            km_log(KM_LOG_INFO, "ws client %llu (%s): %s: closing with %d",
-                   (unsigned long long)c->id, c->peer, reason, code);
+            /* a bad frame is the client's affair (info); 1013 is ours (the
+               reader ran out of memory): an error the operator must see */
+            km_log(code == KM_WS_CLOSE_TRY_LATER ? KM_LOG_ERROR : KM_LOG_INFO,
+                   "ws client %llu (%s): %s: closing with %d", (unsigned long long)c->id,
+                   c->peer, reason, code);
             c->conns->stats.closed_protocol++;
             km_ws_client_close(c, code, reason);
         }

@@ -209,6 +209,10 @@ void km_ws_client_reply(struct km_ws_client *c, json_t *o);
  * is sent after it. No-op when c is not open.
  */
 void km_ws_client_close(struct km_ws_client *c, int code, const char *reason);
+/* Out of memory while serving c (`what`: doing what): one error line, then
+   km_ws_client_close with 1013 "out of memory" - the client may try again,
+   and the operator learns why it was cut. No-op when c is not open. */
+void km_ws_client_oom(struct km_ws_client *c, const char *what);
 /* Counts one bad request of c's: past 20 within 10 seconds, c is closed
    with 1008 "too many bad requests". */
 void km_ws_client_count_error(struct km_ws_client *c);

@@ -265,7 +265,8 @@ static int km_reader_append(struct km_ws_reader *r, const unsigned char *p, size
             cap = r->max_message + 1;
         unsigned char *m = realloc(r->msg, cap);
         if (!m)
-            return km_reader_fail(r, KM_WS_CLOSE_TOO_BIG, "out of memory");
+            /* ours, not the client's: 1013 (try again later), not 1009 */
+            return km_reader_fail(r, KM_WS_CLOSE_TRY_LATER, "out of memory");
         r->msg = m;
         r->msg_cap = cap;
     }
@@ -453,7 +454,9 @@ struct km_frame *km_frame_from_tb(struct km_tb *tb, int opcode, int kind)
 
     if (tb->failed || !tb->p) {
         free(tb->p);
-        tb->p = NULL;
+        /* emptied whole, as ws_frame.h says: a stale cap with a NULL p
+           would make the next km_tb_add write through NULL */
+        *tb = (struct km_tb){0};
         return NULL;
     }
     f = (struct km_frame *)(void *)tb->p;
@@ -477,7 +480,7 @@ struct km_frame *km_frame_from_tb(struct km_tb *tb, int opcode, int kind)
     f->data = tb->p + KM_TB_FRONT - hl;
     memcpy(f->data, hdr, hl);
     f->len = hl + n;
-    tb->p = NULL;
+    *tb = (struct km_tb){0}; /* the block is the frame's now; tb reusable */
     return f;
 }
 

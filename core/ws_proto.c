@@ -155,7 +155,7 @@ static int km_since_add(struct km_ws_request *out, const char *topic, const char
     if (!(e->topic = strdup(topic)) || (host && !(e->host = strdup(host)))) {
         free(e->topic);
         e->topic = NULL;
-        snprintf(detail, detaillen, "out of memory");
+        snprintf(detail, detaillen, KM_WS_NOMEM);
         return -1;
     }
     e->seq = (uint64_t)json_integer_value(v);
@@ -264,7 +264,7 @@ static int km_parse_subscribe(json_t *j, struct km_ws_request *out, char *detail
     }
     return 0;
 nomem:
-    snprintf(detail, detaillen, "out of memory");
+    snprintf(detail, detaillen, KM_WS_NOMEM);
     return -1;
 }
 
@@ -283,6 +283,13 @@ int km_ws_parse_request(const char *text, size_t len, struct km_ws_request *out,
     }
     j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!j) {
+        /* Jansson out of memory: it says so, or sets nothing at all (line
+           -1, no text). Not the client's bad JSON: say so, not bad_json. */
+        if (json_error_code(&jerr) == json_error_out_of_memory || !jerr.text[0]) {
+            snprintf(code, codelen, "bad_request");
+            snprintf(detail, detaillen, KM_WS_NOMEM);
+            return -1;
+        }
         snprintf(code, codelen, "bad_json");
         snprintf(detail, detaillen, "invalid JSON at line %d column %d: %s", jerr.line,
                  jerr.column, jerr.text);
@@ -349,21 +356,33 @@ static json_t *km_compat_alert(json_t *a, const char *host)
     const char *state = json_string_value(json_object_get(a, "state"));
     const char *message = json_string_value(json_object_get(a, "message"));
     json_t *o;
+    int rc = 0;
 
-    if (!json_is_object(a) || !(o = json_copy(a)))
+    if (!json_is_object(a))
         return json_incref(a);
+    /* every step checked: an alert half rewritten (no "[HOST] ", still
+       "state") must not go out as if whole; NULL lets the caller fail the
+       frame, which it logs */
+    if (!(o = json_copy(a)))
+        return NULL;
     if (state && strcmp(state, "resolved") == 0)
-        json_object_set_new(o, "level", json_string("info"));
+        rc |= json_object_set_new(o, "level", json_string("info"));
     json_object_del(o, "state");
     if (host) {
         size_t n = message ? strlen(host) + strlen(message) + 4 : 0;
         char *text = n ? malloc(n) : NULL;
-        json_object_set_new(o, "host", json_string(host));
+        rc |= json_object_set_new(o, "host", json_string(host));
+        if (n && !text)
+            rc = -1;
         if (text) {
             snprintf(text, n, "[%s] %s", host, message);
-            json_object_set_new(o, "message", json_string(text));
+            rc |= json_object_set_new(o, "message", json_string(text));
             free(text);
         }
+    }
+    if (rc) {
+        json_decref(o);
+        return NULL;
     }
     return o;
 }
@@ -391,8 +410,12 @@ static json_t *km_compat_alerts(json_t *alerts, const char *host)
         json_array_foreach(alerts, i, a)
         {
             json_t *c = km_compat_alert(a, host);
-            if (km_level_rank(c) == rank)
-                json_array_append(list, c);
+            /* a lost item would be an alert never shown: all or nothing */
+            if (!c || (km_level_rank(c) == rank && json_array_append(list, c) != 0)) {
+                json_decref(c);
+                json_decref(list);
+                return NULL;
+            }
             json_decref(c);
         }
     return list;
@@ -405,17 +428,18 @@ static void km_event_text(struct km_tb *tb, struct km_msg *msg, int alerts,
 {
     json_t *body = km_msg_json(msg), *o = json_object(), *v;
     const char *k;
+    int rc = 0; /* any -1: a field is missing, the text must not go out */
 
     if (!o) {
         tb->failed = 1;
         return;
     }
-    json_object_set_new(o, "type",
-                        json_string(alerts ? "system_alert" : "session_event"));
+    rc |= json_object_set_new(o, "type",
+                              json_string(alerts ? "system_alert" : "session_event"));
     if (alerts && !json_object_get(body, "id")) {
         char id[40];
         snprintf(id, sizeof id, "alert_%lld", (long long)(km_msg_time_us(msg) / 1000));
-        json_object_set_new(o, "id", json_string(id));
+        rc |= json_object_set_new(o, "id", json_string(id));
     }
     json_object_foreach(body, k, v)
     {
@@ -423,21 +447,28 @@ static void km_event_text(struct km_tb *tb, struct km_msg *msg, int alerts,
             (host && (strcmp(k, "host") == 0 || strcmp(k, "epoch") == 0)))
             continue;
         if (alerts && d == KM_WS_COMPAT && strcmp(k, "alerts") == 0 && json_is_array(v)) {
-            json_object_set_new(o, k, km_compat_alerts(v, host));
+            rc |= json_object_set_new(o, k, km_compat_alerts(v, host));
         } else {
-            json_object_set(o, k, v); /* a reference, not a copy */
+            rc |= json_object_set(o, k, v); /* a reference, not a copy */
         }
     }
     if (!json_object_get(body, "timestamp"))
-        json_object_set_new(o, "timestamp", json_string(ts));
+        rc |= json_object_set_new(o, "timestamp", json_string(ts));
     if (d == KM_WS_KATOMON)
-        json_object_set_new(o, "seq", json_integer((json_int_t)km_msg_seq(msg)));
+        rc |= json_object_set_new(o, "seq", json_integer((json_int_t)km_msg_seq(msg)));
     if (host) {
-        json_object_set_new(o, "host", json_string(host));
+        rc |= json_object_set_new(o, "host", json_string(host));
         if (d == KM_WS_KATOMON)
-            json_object_set_new(o, "epoch", json_integer((json_int_t)km_msg_epoch(msg)));
+            rc |= json_object_set_new(o, "epoch",
+                                      json_integer((json_int_t)km_msg_epoch(msg)));
     }
-    km_tb_json(tb, o);
+    /* Before this check, a failed set (ENOMEM) left the field out and the
+       event went out without it - e.g. a session_event without its "data" -
+       with nothing logged (issue 17, allocation-failure test). */
+    if (rc)
+        tb->failed = 1;
+    else
+        km_tb_json(tb, o);
     json_decref(o);
 }
 
@@ -523,18 +554,29 @@ static json_t *km_rt_remote_item(json_t *item, const char *host)
 {
     const char *name = json_string_value(json_object_get(item, "name"));
     json_t *o;
+    int rc = 0;
 
-    if (!json_is_object(item) || !(o = json_copy(item)))
+    if (!json_is_object(item))
         return json_incref(item);
-    json_object_set_new(o, "host", json_string(host));
+    /* NULL on ENOMEM (the caller fails the frame): an item without its
+       "host" or its "HOST/" prefix would merge with this host's own */
+    if (!(o = json_copy(item)))
+        return NULL;
+    rc |= json_object_set_new(o, "host", json_string(host));
     if (name) {
         size_t n = strlen(host) + strlen(name) + 2;
         char *text = malloc(n);
         if (text) {
             snprintf(text, n, "%s/%s", host, name);
-            json_object_set_new(o, "name", json_string(text));
+            rc |= json_object_set_new(o, "name", json_string(text));
             free(text);
+        } else {
+            rc = -1;
         }
+    }
+    if (rc) {
+        json_decref(o);
+        return NULL;
     }
     return o;
 }
@@ -554,11 +596,16 @@ static json_t *km_rt_merge(struct km_rt *r, struct km_topic *t, int base)
 
     if (!o)
         return NULL;
+    /* every set and append checked: a key or an item lost to ENOMEM made
+       a realtime_update with part of the fleet missing, silently */
     json_object_foreach(body, k, v)
     {
         json_t *list;
         if (!json_is_array(v)) {
-            json_object_set(o, k, v); /* a reference, not a copy */
+            if (json_object_set(o, k, v) != 0) { /* a reference, not a copy */
+                json_decref(o);
+                return NULL;
+            }
             continue;
         }
         if (!(list = json_array())) {
@@ -574,11 +621,18 @@ static json_t *km_rt_merge(struct km_rt *r, struct km_topic *t, int base)
                 continue;
             json_array_foreach(arr, i, item)
             {
-                json_array_append_new(list, host ? km_rt_remote_item(item, host)
-                                                 : json_incref(item));
+                if (json_array_append_new(list, host ? km_rt_remote_item(item, host)
+                                                     : json_incref(item)) != 0) {
+                    json_decref(list);
+                    json_decref(o);
+                    return NULL;
+                }
             }
         }
-        json_object_set_new(o, k, list);
+        if (json_object_set_new(o, k, list) != 0) {
+            json_decref(o);
+            return NULL;
+        }
     }
     return o;
 }
@@ -725,11 +779,16 @@ static json_t *km_subscribed_seqs(struct km_bus *bus, const struct km_ws_request
 
     for (size_t i = 0; seqs && i < req->n_names; i++) {
         struct km_topic *t = km_bus_find(bus, req->names[i]);
-        if (t && km_topic_kind(t) == KM_TOPIC_EVENT)
+        /* NULL on ENOMEM (the ack then fails): an ack with a topic's
+           last_seq missing would tell the client a wrong place to resume */
+        if (t && km_topic_kind(t) == KM_TOPIC_EVENT &&
             json_object_set_new(seqs, req->names[i],
-                                json_integer((json_int_t)km_topic_last_seq(t)));
+                                json_integer((json_int_t)km_topic_last_seq(t))) != 0) {
+            json_decref(seqs);
+            return NULL;
+        }
     }
-    return seqs ? seqs : json_object();
+    return seqs;
 }
 
 /* The ack's fleet part: "host", "hosts", "epochs" and "hosts_last_seq"
@@ -749,8 +808,10 @@ static int km_ack_hosts(json_t *ack, struct km_bus *bus, const struct km_ws_requ
         json_t *hs = NULL;
         if (!name || km_bus_host_info(bus, (int)h, &info) != 0 || info.forgotten)
             continue;
-        json_array_append_new(names, json_string(name));
-        json_object_set_new(epochs, name, json_integer((json_int_t)info.epoch));
+        /* every step checked: a host left out of the ack is silently absent */
+        if (json_array_append_new(names, json_string(name)) != 0 ||
+            json_object_set_new(epochs, name, json_integer((json_int_t)info.epoch)) != 0)
+            goto out;
         for (size_t i = 0; h && i < req->n_names; i++) {
             struct km_topic *t = km_bus_find(bus, req->names[i]);
             uint64_t last;
@@ -760,7 +821,9 @@ static int km_ack_hosts(json_t *ack, struct km_bus *bus, const struct km_ws_requ
             if (!hs &&
                 (!(hs = json_object()) || json_object_set_new(seqs, name, hs) != 0))
                 goto out;
-            json_object_set_new(hs, req->names[i], json_integer((json_int_t)last));
+            if (json_object_set_new(hs, req->names[i], json_integer((json_int_t)last)) !=
+                0)
+                goto out;
         }
     }
     if (json_object_set_new(ack, "host", json_string(km_bus_host_name(bus, 0))) == 0 &&
@@ -785,9 +848,12 @@ json_t *km_ws_ack_msg(struct km_bus *bus, const struct km_ws_request *req,
     if (!subs || !unk)
         goto out;
     for (size_t i = 0; i < req->n_names; i++) {
-        json_array_append_new(subs, json_string(req->names[i]));
-        if (!km_bus_find(bus, req->names[i]))
-            json_array_append_new(unk, json_string(req->names[i]));
+        /* a name lost here would be a subscription the client believes
+           acknowledged, or an unknown topic it is never told about */
+        if (json_array_append_new(subs, json_string(req->names[i])) != 0 ||
+            (!km_bus_find(bus, req->names[i]) &&
+             json_array_append_new(unk, json_string(req->names[i])) != 0))
+            goto out;
     }
     km_format_iso(km_wall_us(), 6, ts, sizeof ts);
     ack = json_pack("{s:s, s:O, s:O, s:s, s:I, s:o}", "type", "subscription_ack",

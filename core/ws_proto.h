@@ -103,6 +103,9 @@ struct km_ws_request {
  * (km_topic_name_valid); a since value is a seq (this host) or an object of
  * host name (km_host_name_valid) -> seq; KM_WS_MAX_SINCE entries in all.
  */
+/* The detail of km_ws_parse_request's -1 when memory ran out (code
+   "bad_request"): the request itself may be fine; the hub closes with 1013. */
+#define KM_WS_NOMEM "out of memory"
 int km_ws_parse_request(const char *text, size_t len, struct km_ws_request *out,
                         char *code, size_t codelen, char *detail, size_t detaillen);
 /* Frees what req owns and zeroes it. */
