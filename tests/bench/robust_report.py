@@ -150,7 +150,9 @@ def main():
               "sockets (a byte a second) and 20 upgrades that never finish their first frame "
               "at once; before the churn, a burst of 300 sockets holding a request line "
               "(past the limit). A normal client sends GET /health on a fresh connection "
-              "every 50 ms throughout the churn.\n")
+              "every 50 ms throughout the churn. The baseline is taken after a warm-up of "
+              f"{int(env('BENCH_WARMUP_CYCLES', '100000')):,} cycles of the same mix and the "
+              "burst, once katomon's fds are back to their idle count.\n")
         print("| figure | median | runs | target | met |")
         print("|---|---|---|---|---|")
 
