@@ -20,6 +20,8 @@ Real sockets against the real katomon binary (no plugins), request_timeout
   - an upgraded client that sends nothing and only reads is not cut by it
     (still open, answering a ping, 2 x request_timeout later), and a ping
     frame dribbled over ~1.2 s, whole in time, gets its pong;
+  - SIGHUP with request_timeout = 1 applies to frames at once: a client
+    stuck in a frame header is then closed after ~1 s, and the log says 1 s;
   - katomon exits 0 on SIGTERM with no sanitizer report.
 """
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 import base64
 import os
 import random
+import signal
 import socket
 import struct
 import sys
@@ -227,6 +230,43 @@ def ws_checks(k: Katomon) -> None:
             "logged, naming the key")
 
 
+def sighup_check(k: Katomon) -> None:
+    """request_timeout is live for frames too: 2 s -> 1 s by SIGHUP."""
+    mark = len(k.text())
+    with open(k.conf_path) as f:
+        conf = f.read()
+    with open(k.conf_path, "w") as f:
+        f.write(conf.replace(f"request_timeout = {TIMEOUT:g}", "request_timeout = 1"))
+    k.proc.send_signal(signal.SIGHUP)
+    if not C.check(k.wait_log(r"http: reloaded", 10, mark) is not None, "SIGHUP -> reloaded"):
+        return
+    s = ws_open(k.port)
+    t0 = time.monotonic()
+    s.sendall(b"\x81\xfd")
+    buf, closed_at = b"", None
+    s.settimeout(0.5)
+    while time.monotonic() - t0 < 6 and closed_at is None:
+        try:
+            b = s.recv(65536)
+        except socket.timeout:
+            continue
+        except OSError:
+            b = b""
+        if not b:
+            closed_at = time.monotonic() - t0
+        buf += b
+    s.close()
+    fr, _ = ws_frames(buf)
+    # housekeeping every request_timeout / 4 (0.25 s) past the 1 s deadline
+    C.check(closed_at is not None and 0.75 <= closed_at <= 3.0 and
+            any(op == 0x8 for op, _ in fr),
+            f"after SIGHUP to request_timeout = 1: a client stuck in a frame header closed "
+            f"after {closed_at and round(closed_at, 2)} s (0.75 .. 3 s), with a close frame",
+            buf[:20])
+    C.check(k.wait_log(r"frame not whole within 1 s", 5, mark) is not None,
+            "... and the log says 1 s")
+
+
 def main() -> int:
     state = os.path.join(W, "state")
     os.makedirs(state)
@@ -307,6 +347,7 @@ def main() -> int:
         C.check("request not whole within 2 s ([http] request_timeout): 408" in k.text(),
                 "logged, naming the key")
         ws_checks(k)
+        sighup_check(k)
     finally:
         ok, why = k.stop()
         C.check(ok, "katomon stops cleanly", why)
