@@ -45,6 +45,7 @@ static struct km_ws_limits km_server_ws_limits(const struct km_config *cfg)
         lim.max_queue_bytes = cfg->max_queue_bytes;
         lim.ping_interval = cfg->ping_interval;
         lim.idle_timeout = cfg->idle_timeout;
+        lim.frame_timeout = cfg->request_timeout; /* a frame is a request too */
         lim.compatible_aggregate = cfg->compatible_fleet == KM_FLEET_AGGREGATE;
     }
     return lim;
@@ -124,10 +125,12 @@ void km_server_reload(struct km_server *srv, const struct km_config *cfg)
     if (cfg)
         km_listener_set_request_timeout(srv->listener, cfg->request_timeout);
     if (srv->ws && cfg) {
-        /* only the interval is live; the other limits need a restart (main.c
-           says so), so the hub keeps the ones it started with */
+        /* only the interval and the frame deadline (request_timeout) are live;
+           the other limits need a restart (main.c says so), so the hub keeps
+           the ones it started with */
         struct km_ws_limits lim = km_ws_get_limits(srv->ws);
         lim.update_interval = cfg->update_interval;
+        lim.frame_timeout = cfg->request_timeout;
         km_ws_set_limits(srv->ws, &lim);
     }
     km_log(

@@ -640,6 +640,8 @@ static void km_ws_arm(struct km_ws *ws)
         hk = ws->lim.idle_timeout / 4;
     if (ws->lim.close_wait / 4 < hk)
         hk = ws->lim.close_wait / 4;
+    if (ws->lim.frame_timeout > 0 && ws->lim.frame_timeout / 4 < hk)
+        hk = ws->lim.frame_timeout / 4;
     if (hk < 0.05)
         hk = 0.05;
     tv = km_timeval(hk); /* hk >= 0.05 */
@@ -662,7 +664,8 @@ static void km_ws_limits_fix(struct km_ws_limits *l)
 static struct km_ws_conn_limits km_ws_conn_limits(const struct km_ws_limits *l)
 {
     struct km_ws_conn_limits cl = {l->max_message_bytes, l->max_queue_bytes,
-                                   l->ping_interval, l->idle_timeout, l->close_wait};
+                                   l->ping_interval,     l->idle_timeout,
+                                   l->close_wait,        l->frame_timeout};
     return cl;
 }
 
@@ -718,7 +721,8 @@ void km_ws_set_limits(struct km_ws *ws, const struct km_ws_limits *lim)
     int rearm = lim->update_interval != ws->lim.update_interval ||
                 lim->ping_interval != ws->lim.ping_interval ||
                 lim->idle_timeout != ws->lim.idle_timeout ||
-                lim->close_wait != ws->lim.close_wait;
+                lim->close_wait != ws->lim.close_wait ||
+                lim->frame_timeout != ws->lim.frame_timeout;
     struct km_ws_conn_limits cl;
 
     if (lim->compatible_aggregate != ws->lim.compatible_aggregate)

@@ -45,6 +45,8 @@ struct km_ws_limits {
     double ping_interval;     /* seconds between server pings; <= 0: none */
     double idle_timeout;      /* seconds without a client frame; <= 0: never */
     double close_wait;        /* seconds to wait for the peer's close frame (5) */
+    double frame_timeout;     /* seconds a client frame may take from its first byte
+                                 to its last ([http] request_timeout); <= 0: none */
     int compatible_aggregate; /* [websocket] compatible_fleet = aggregate: 1, compatible
                                  clients get every host's items; 0: this host's only */
 };

@@ -51,6 +51,24 @@
  * a subscribe it sent before is recognised by a keyed hash of its bytes and
  * dropped here: its union only grows, so nothing can change. Anything else
  * goes to the owner (ops->request), which parses and answers it.
+ *
+ * ---- Deadlines --------------------------------------------------------------
+ *
+ * A frame begun must be whole within frame_timeout ([http] request_timeout,
+ * the same rule as an HTTP request's, 30 s by default) of the read that
+ * brought its first byte, or the client is closed with 1008: a peer that
+ * sends a partial header (or a header and part of a payload) and then
+ * dribbles or stops would otherwise hold its socket, its reader's 4 KiB
+ * wslay context and up to max_message_bytes until the idle timeout - or for
+ * ever with idle_timeout and ping_interval both 0, since it cannot answer a
+ * ping while a frame is open. The clock restarts whenever a whole message
+ * arrives, so a client streaming messages back to back never trips it.
+ * A client that sends nothing at all is not cut by this rule: a listener
+ * that only reads is legitimate (the hub pushes realtime_update to every
+ * client, subscribed or not). It is governed by the idle timeout (120 s by
+ * default; a browser answers the server's pings, so a live one never
+ * trips it) and, if it stops reading too, by max_queue_bytes (1008 once its
+ * queue is full).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -594,6 +612,16 @@ static void km_client_read_cb(struct bufferevent *bev, void *arg)
     }
     if (c->state == KM_WSC_LINGER || c->state == KM_WSC_CLOSING)
         evbuffer_drain(in, evbuffer_get_length(in));
+    /* The frame deadline (see "Deadlines" at the top): a frame left open by
+       this read starts the clock, unless one was open before and no whole
+       message came since; a reader holding nothing stops it. */
+    if (c->state == KM_WSC_OPEN && km_ws_reader_holding(c->reader)) {
+        int64_t now = km_mono_us();
+        if (!c->frame_start_us || c->last_rx_us > c->frame_start_us)
+            c->frame_start_us = now;
+    } else {
+        c->frame_start_us = 0;
+    }
 }
 
 static void km_client_write_cb(struct bufferevent *bev, void *arg)
@@ -631,7 +659,15 @@ void km_ws_conns_housekeep(struct km_ws_conns *cs)
     for (struct km_ws_client *c = cs->live, *next; c; c = next) {
         next = c->next; /* c may move to the dead list */
         if (c->state == KM_WSC_OPEN) {
-            if (idle > 0 && (double)(now - c->last_rx_us) >= idle * 1e6) {
+            if (cs->lim.frame_timeout > 0 && c->frame_start_us &&
+                (double)(now - c->frame_start_us) >= cs->lim.frame_timeout * 1e6) {
+                km_log(KM_LOG_INFO,
+                       "ws client %llu (%s): frame not whole within %g s ([http] "
+                       "request_timeout): closing with 1008",
+                       (unsigned long long)c->id, c->peer, cs->lim.frame_timeout);
+                cs->stats.closed_protocol++;
+                km_ws_client_close(c, KM_WS_CLOSE_POLICY, "frame not finished in time");
+            } else if (idle > 0 && (double)(now - c->last_rx_us) >= idle * 1e6) {
                 km_ws_client_close(c, KM_WS_CLOSE_GOING_AWAY, "idle timeout");
             } else if (cs->lim.ping_interval > 0 &&
                        (double)(now - c->last_ping_us) >= cs->lim.ping_interval * 1e6) {

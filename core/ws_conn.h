@@ -67,6 +67,8 @@ struct km_ws_conn_limits {
     double ping_interval;     /* seconds between server pings; <= 0: none */
     double idle_timeout;      /* seconds without a client frame; <= 0: never */
     double close_wait;        /* seconds to wait for the peer's close frame */
+    double frame_timeout;     /* seconds a frame may take from its first byte to its
+                                 last ([http] request_timeout); <= 0: no limit */
 };
 
 /* Counters of one owner's connections (the hub reports them in its stats). */
@@ -135,6 +137,8 @@ struct km_ws_client {
     uint64_t state_pos;            /* its absolute index */
     int64_t connected_wall_us;     /* when it was made (wall clock) */
     int64_t last_rx_us;            /* last frame from the peer (monotonic) */
+    int64_t frame_start_us;        /* when the frame now in progress began (monotonic;
+                                      0: none is); see km_ws_conns_housekeep */
     int64_t last_ping_us;          /* last server ping (monotonic) */
     int64_t closing_us;            /* when the close began (monotonic) */
     uint16_t close_code;           /* code we sent (0: none yet) */
@@ -173,8 +177,8 @@ void km_ws_conns_fini(struct km_ws_conns *cs);
 /* New limits (copied); a message limit applies from each client's next
    message. */
 void km_ws_conns_set_limits(struct km_ws_conns *cs, const struct km_ws_conn_limits *lim);
-/* Pings, idle timeout, close deadline: O(clients); the owner's timer runs it
-   a few times per shortest interval. */
+/* Pings, idle timeout, frame deadline, close deadline: O(clients); the
+   owner's timer runs it a few times per shortest interval. */
 void km_ws_conns_housekeep(struct km_ws_conns *cs);
 
 /* ---- one connection -------------------------------------------------------- */

@@ -893,6 +893,10 @@ static void print_results(FILE *f)
         if (g.stall > 0)
             fprintf(f, ",\"stalled_queued_bytes\":%lld",
                     stall_queued(g.stats_after, g.c[0].local_port));
+        /* absolute, after the window: clients not yet freed, and every client
+           ever closed for a full queue (robust.sh: the stallers' fate) */
+        fprintf(f, ",\"clients_after\":%lld,\"closed_slow_total\":%lld",
+                stat_num(g.stats_after, "count"), stat_num(g.stats_after, "closed_slow"));
         fprintf(f, "}");
     }
     if (g.memcount)
