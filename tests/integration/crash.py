@@ -364,7 +364,6 @@ def flush_took(k: Katomon, timeout: float) -> float | None:
 
 
 def part_b() -> dict:
-    os.makedirs(B_STATE, exist_ok=True)  # the core does not make state_dir
     acked: dict = {}  # points read before the last kill, all durable
     kills = {"mid-flush": 0, "mid-flush, with its writer": 0, "writer, then katomon": 0,
              "random": 0}
