@@ -14,10 +14,10 @@
  * the hot path. When the file passes max_bytes it is compacted: records
  * seen within max_age_days, at most max_entries, are written (with their
  * repeats folded in) to a temporary file that replaces it (the old one is
- * kept as alerts.jsonl.1). A torn last line (a write cut by a power loss, a
- * full disk or kill -9 mid-write) is skipped on load and cut from the file
- * before anything is appended (a short write is cut at once), so the next
- * line never glues onto it; what was loaded is trimmed to max_entries / max_age_days at
+ * kept as alerts.jsonl.1). A torn last line (a write cut by a power loss
+ * or a full disk) is skipped on load and cut from the file before anything
+ * is appended (a short write is cut at once), so the next line never glues
+ * onto it; what was loaded is trimmed to max_entries / max_age_days at
  * once. Alert ids ("a1", "a2", ...) go on from the largest ever given, also
  * across a clear and a restart: the {"op": "clear"} line (and the first
  * line of a compacted file) records "next_id".

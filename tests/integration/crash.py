@@ -494,7 +494,7 @@ def main() -> int:
         b = part_b()
         C.note(f"A: {a.get('kills')} kills, {a.get('checked')} alerts checked, "
                f"{a.get('rate', 0):.0f} alerts/s (median); B: kills {b.get('kills')}, "
-               f"{b.get('points')} points checked, a flush takes "
+               f"{b.get('points')} point checks, a flush takes "
                f"{b.get('flush_ms', 0):.0f} ms (median; seed {SEED})")
     finally:
         for k in STARTED:  # a failed check may leave one running
