@@ -25,7 +25,8 @@ A  alert history (plugins/alert_history.c, STATE_DIR/alerts.jsonl).
    back until 200 KB makes round A1 miss all 368 alerts of A0).
    Then: every line of alerts.jsonl parses (a torn last line only
    while katomon appends); every alert the client received is a record of
-   the file, in the order received, with its state, level, type and value;
+   the file, in the order received, holding what was received (a
+   resolution's level "info" of the compatible form is its state);
    GET /api/v1/alerts answers the last round's in the same order (newest
    first). Once, after a kill, half a record is appended without its
    newline (a torn write: power loss, a full disk) - the restart drops it
@@ -39,7 +40,8 @@ B  history file (core/history_file.c, STATE_DIR/history.db, written by a
    are read over REST, two completed flushes are seen after that read (the
    file replaced twice: the second writer forked after the first finished,
    so after the read), then katomon is killed at a seeded moment - during
-   a flush (its writer child running), or its writer child is killed first
+   a flush (its writer child stopped mid-write with SIGSTOP, then let go),
+   or its writer child is killed mid-write first
    and katomon later, or both at once (as systemd kills a unit's control
    group), or at a random time. After each restart: no
    history.db.corrupt-* and no corruption logged, and every point read
