@@ -23,10 +23,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -385,6 +387,23 @@ static int km_hist_timers(struct km_history *h)
     return event_add(h->flush_ev, &tv);
 }
 
+/* The file's directory (state_dir by default) may not exist yet: nothing
+   else makes it when no plugin keeps state (alert_manager makes state_dir),
+   and then every write failed and a restart started empty. One level, as
+   alert_manager does. */
+static void km_hist_make_dir(const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy)
+        return;
+    const char *dir = dirname(copy);
+    if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+        km_log(KM_LOG_ERROR,
+               "history: cannot create %s: %s; the history file cannot be written", dir,
+               strerror(errno));
+    free(copy);
+}
+
 struct km_history *km_history_new(struct event_base *base, struct km_series_reg *reg,
                                   const struct km_history_opts *opts, char *err,
                                   size_t errlen)
@@ -410,6 +429,8 @@ struct km_history *km_history_new(struct event_base *base, struct km_series_reg 
     km_series_on_drop(reg, km_hist_on_drop, h);
     if (h->path)
         km_hist_load(h);
+    if (h->path && base) /* the daemon: it will write */
+        km_hist_make_dir(h->path);
     if (base && km_hist_timers(h) < 0) {
         snprintf(err, errlen, "history: cannot make its timers");
         free(h->path); /* nothing to write: it just started */

@@ -32,6 +32,9 @@ struct am_history {
     char *path;                 /* STATE_DIR/alerts.jsonl */
     int fd;                     /* append descriptor; -1 when history is off */
     size_t file_bytes;          /* current file size */
+    size_t compact_at;          /* file size that compacts it: max_bytes, or
+                                   twice what the last compaction wrote when
+                                   the records kept take more than that */
     int dirty;                  /* written but not yet fdatasync()ed */
     long long max_entries;      /* [plugin alert_manager] max_entries */
     long long max_bytes;        /* max_bytes: compaction threshold */

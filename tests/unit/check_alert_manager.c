@@ -552,6 +552,37 @@ START_TEST(test_history_transitions)
 }
 END_TEST
 
+/*
+ * max_entries records larger than max_bytes (issue 17): the file is
+ * compacted when it doubles, not at every new line (each a rewrite and an
+ * fdatasync of the whole file on the loop), and every record is kept.
+ */
+START_TEST(test_history_compaction_amortized)
+{
+    char path[600];
+    struct stat st;
+    ino_t ino = 0;
+    int compactions = 0;
+
+    ck_assert_int_eq(load("max_entries = 100000\nmax_bytes = 4096\n" HOT(
+                         3600, 80) "[alert source_down]\nenabled = false\n"),
+                     0);
+    snprintf(path, sizeof path, "%s/alerts.jsonl", tmpdir);
+    for (int i = 0; i < 400; i++) { /* 400 transitions, ~100 KB of records */
+        publish_cpu(i % 2 ? 10 : 85);
+        ck_assert_int_eq(stat(path, &st), 0);
+        if (ino && st.st_ino != ino) /* a compaction renames a new file over it */
+            compactions++;
+        ino = st.st_ino;
+    }
+    ck_assert_msg(compactions >= 2 && compactions <= 10,
+                  "%d compactions for 400 records past a 4 KB max_bytes", compactions);
+    json_t *reply = history();
+    ck_assert_int_eq(json_integer_value(json_object_get(reply, "total")), 400);
+    json_decref(reply);
+}
+END_TEST
+
 /* An alerts.jsonl of the format before issue 16 (one record per re-send). */
 static void write_old_history(void)
 {
@@ -707,6 +738,7 @@ static Suite *manager_suite(void)
     tcase_add_test(tc, test_rest_host);
     tcase_add_test(tc, test_history_transitions);
     tcase_add_test(tc, test_history_migration);
+    tcase_add_test(tc, test_history_compaction_amortized);
     tcase_add_test(tc, test_reload_keeps_state);
     suite_add_tcase(s, tc);
     return s;
