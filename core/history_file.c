@@ -26,7 +26,8 @@
  * flush timer forks a child to do it (it writes its copy-on-write view of
  * the store; the loop never waits on the disk), one at a time; the parent
  * polls it with waitpid(WNOHANG) and logs the reason the child sends back
- * through a pipe when it fails.
+ * through a pipe when it fails. The child dies with its parent, so a kill -9
+ * leaves PATH as the last completed write and no writer behind.
  */
 #define _GNU_SOURCE /* pipe2 */
 #include "config.h"
@@ -41,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -288,13 +290,18 @@ int km_hist_write(struct km_history *h, char *err, size_t errlen)
 
 /* ---- the writer child ----------------------------------------------------------- */
 
-static void km_hist_child(struct km_history *h, int fd)
+static void km_hist_child(struct km_history *h, int fd, pid_t parent)
 {
     char err[512];
     /* the parent's handlers write to libevent's signal pipe, shared with us */
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
+    /* A writer outliving a killed katomon would race the next katomon's
+       writer on PATH.tmp (both O_TRUNC it, then rename): the file could be
+       torn. Dying with the parent leaves PATH as the last completed write. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+        _exit(1);
     if (km_hist_write(h, err, sizeof err) == 0)
         _exit(0);
     ssize_t r = write(fd, err, strlen(err));
@@ -316,10 +323,11 @@ void km_hist_flush_async(struct km_history *h)
         km_log(KM_LOG_ERROR, "history: not written: pipe: %s", strerror(errno));
         return;
     }
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
         close(fds[0]);
-        km_hist_child(h, fds[1]);
+        km_hist_child(h, fds[1], parent);
     }
     close(fds[1]);
     if (pid < 0) {

@@ -197,6 +197,16 @@ static void km_self_history(struct km_series_reg *reg, struct km_core *core)
     km_self_set(reg, "katomon_history_bytes",
                 "Memory the history store reserved for chunks, all tiers, in bytes.",
                 KM_SERIES_GAUGE, "", (double)st.bytes_reserved);
+    /* a kill -9 loses what came after the last completed write: these say
+       when that was, and whether writes fail or fall behind */
+    km_self_set(reg, "katomon_history_flushes_total", "History files written whole.",
+                KM_SERIES_COUNTER, "", (double)st.flushes);
+    km_self_set(reg, "katomon_history_flush_errors_total",
+                "History file writes that failed (each logged).", KM_SERIES_COUNTER, "",
+                (double)st.flush_errors);
+    km_self_set(reg, "katomon_history_flush_skipped_total",
+                "History flushes skipped because the last writer still ran.",
+                KM_SERIES_COUNTER, "", (double)st.flush_skipped);
 }
 
 void km_selfstats_collect(struct km_series_reg *reg, void *arg)

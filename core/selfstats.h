@@ -14,6 +14,9 @@
  *   katomon_series_refused_total        series not created: the cap
  *   katomon_history_samples             tier-0 samples held (with a history store)
  *   katomon_history_bytes               memory reserved for history chunks (ditto)
+ *   katomon_history_flushes_total       history files written whole (ditto)
+ *   katomon_history_flush_errors_total  history writes that failed (ditto)
+ *   katomon_history_flush_skipped_total flushes skipped: the last writer still ran
  *   process_resident_memory_bytes       from /proc/self/statm
  *   process_open_fds                    entries of /proc/self/fd
  *   process_start_time_seconds          unix time the process started

@@ -40,8 +40,8 @@ B  history file (core/history_file.c, STATE_DIR/history.db, written by a
    are read over REST, two completed flushes are seen after that read (the
    file replaced twice: the second writer forked after the first finished,
    so after the read), then katomon is killed at a seeded moment - during
-   a flush (its writer child stopped mid-write with SIGSTOP, then let go),
-   or its writer child is killed mid-write first
+   a flush (its writer child stopped mid-write with SIGSTOP: it must die
+   with katomon, PR_SET_PDEATHSIG), or its writer child is killed mid-write first
    and katomon later, or both at once (as systemd kills a unit's control
    group), or at a random time. After each restart: no
    history.db.corrupt-* and no corruption logged, and every point read
@@ -449,13 +449,18 @@ def part_b() -> dict:
         mode = modes[r] if r < len(modes) else RNG.choice(modes)
         kills[mode] += 1
         if mode == "mid-flush":
-            # kill katomon while its writer child is mid-write; the orphaned
-            # writer then goes on (and may rename its file after the restart)
+            # kill katomon while its writer child is mid-write: the writer
+            # must die with it (PR_SET_PDEATHSIG), or it could rename a file
+            # over the one the next katomon's writer is writing
             kid = catch_writer(k, 30)
             C.check(kid is not None, f"B{r}: a writer caught mid-flush")
             k.kill9()
             if kid:
-                os.kill(kid, signal.SIGCONT)
+                # still stopped: only SIGKILL from PR_SET_PDEATHSIG ends it
+                died = wait_until(lambda: proc_state(kid) in ("", "Z"), 10, 0.05)
+                C.check(bool(died), f"B{r}: the writer died with katomon")
+                if not died:
+                    os.kill(kid, signal.SIGCONT)
         elif mode == "mid-flush, with its writer":
             # both at once, as systemd kills a unit's control group: the
             # writer's half-written file must not be what the next start reads

@@ -581,6 +581,9 @@ START_TEST(test_selfstats_history)
     ck_assert_double_eq(self_value("katomon_history_bytes", ""),
                         (double)st.bytes_reserved);
     ck_assert_double_gt(self_value("katomon_history_bytes", ""), 0);
+    ck_assert_double_eq(self_value("katomon_history_flushes_total", ""), (double)st.flushes);
+    ck_assert_double_eq(self_value("katomon_history_flush_errors_total", ""),
+                        (double)st.flush_errors);
     km_history_free(core.history);
     core.history = NULL;
 }
