@@ -28,7 +28,7 @@
  * Allocation calls made by the test itself (the bodies it publishes, its
  * own records) are kept out of the count with fa_suspend.
  *
- * make check (the short form, ~15 s of CPU under the sanitizers) sweeps
+ * make check (the short form, ~6 s of CPU under the sanitizers) sweeps
  * every N of the bus, encoders, metrics and hub scenarios with a single
  * failure, every N of the first three with sticky failures too, and
  * samples the rest: hub sticky every 7th N, hub+burst (the hub run with a
