@@ -964,11 +964,14 @@ static void on_event_line(const char *line, size_t len)
         is_watched(name, json_object_get(json_object_get(e, "Actor"), "Attributes"))) {
         json_t *tn = json_object_get(e, "timeNano");
         int64_t time_nano = json_is_integer(tn) ? (int64_t)json_integer_value(tn) : 0;
-        ds.host->log(ds.ctx, KM_LOG_INFO, "container %s: %s", name, action);
         if (strcmp(action, "die") == 0) {
             down_set(name, time_nano);
-            publish_down(name);
-        } else if (strcmp(action, "start") == 0) {
+            ds.host->log(ds.ctx, KM_LOG_INFO, "container %s: die%s", name,
+                         publish_down(name) ? " (published down at once)" : "");
+        } else {
+            ds.host->log(ds.ctx, KM_LOG_INFO, "container %s: %s", name, action);
+        }
+        if (strcmp(action, "start") == 0) {
             struct down_mark *m = down_find(name);
             if (m && (!time_nano || !m->time_nano || time_nano >= m->time_nano))
                 m->name[0] = '\0'; /* running again */
