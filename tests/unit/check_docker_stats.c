@@ -1119,10 +1119,50 @@ START_TEST(test_die_publishes_at_once)
 }
 END_TEST
 
-/* A die event when the container already shows stopped, or before any
-   message, or for Docker down: only the poll, as before. And a start we
-   never hear of: a poll sent past the grace (5 s) that lists the container
-   running is believed. */
+/* A kill event of kato-redis with `signal` (Docker's number as text). */
+static void push_kill(const char *signal)
+{
+    char line[512];
+    snprintf(line, sizeof line,
+             "{\"status\":\"kill\",\"id\":\"" ID_REDIS "\",\"Type\":\"container\","
+             "\"Action\":\"kill\",\"Actor\":{\"ID\":\"" ID_REDIS "\",\"Attributes\":"
+             "{\"name\":\"kato-redis\",\"signal\":\"%s\"}},\"time\":1795402219,"
+             "\"timeNano\":1795402219000000000}",
+             signal);
+    ck_assert_int_eq(fk_push_event(line), 1);
+}
+
+/* docker stop's SIGTERM may be survived: only the poll it starts (Docker
+   still lists it running: it stays running). docker kill's SIGKILL cannot:
+   published down at once, before its die. */
+START_TEST(test_sigkill_publishes_at_once)
+{
+    serve_fixtures();
+    fk_start();
+    start_plugin("containers = kato,kato-redis\ninterval = 60\n");
+    ck_assert(wait_msgs(1, 5));
+    run_for(0.2);
+    int lists = fk_count("/containers/json");
+    int had = box.n;
+    push_kill("15");
+    ck_assert(wait_msgs(had + 1, 5));
+    ck_assert_int_eq(box.lists, lists + 1); /* the poll's message */
+    ASSERT_STR_AT(container(box.last, "kato-redis"), "status", "running");
+
+    lists = fk_count("/containers/json");
+    had = box.n;
+    push_kill("9");
+    ck_assert(wait_msgs(had + 1, 5));
+    ck_assert_int_eq(box.lists, lists); /* before any poll */
+    assert_down(box.last);
+    ck_assert(wait_msgs(had + 2, 5)); /* and the poll holds it down */
+    assert_down(box.last);
+}
+END_TEST
+
+/* A start we never hear of (/events reconnecting): the polls within the
+   grace (5 s) after the die keep the container down, a later one that
+   still lists it running is believed. */
 START_TEST(test_die_then_missed_start)
 {
     serve_fixtures();
@@ -1419,6 +1459,7 @@ static const struct {
     T(test_events_trigger_poll),
     T(test_die_publishes_at_once),
     T(test_die_then_missed_start),
+    T(test_sigkill_publishes_at_once),
     T(test_label_and_all),
     T(test_label_no_match),
     T(test_all_containers),
