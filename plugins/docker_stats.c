@@ -292,7 +292,7 @@ struct slot {
  */
 struct down_mark {
     char name[128];    /* container name; "" free slot */
-    int64_t time_nano; /* the die event's timeNano (0: absent) */
+    int64_t time_nano; /* the die (or SIGKILL) event's timeNano (0: absent) */
     int64_t seen_us;   /* km_mono_us() when the event arrived */
 };
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import os
 import socket
 import sys
@@ -74,10 +75,11 @@ def docker_post(path: str) -> tuple[float, int]:
 
 
 def pct(vals: list, q: float) -> float:
+    """Nearest rank (of 100 events, p99 is the 99th, not the largest)."""
     if not vals:
         return float("nan")
     s = sorted(vals)
-    return s[min(len(s) - 1, int(q * len(s)))]
+    return s[max(0, math.ceil(q * len(s)) - 1)]
 
 
 def wait_for(ws: WS, pred, since: int, timeout: float):

@@ -16,8 +16,20 @@ load0, load1 = sys.argv[5], sys.argv[6]
 notes_from = sys.argv[7] if len(sys.argv) > 7 else ""
 
 
+def pct(vals, q):
+    """Nearest rank: the smallest value with at least q of them at or below
+    it (of 100 events, p99 is the 99th, not the largest)."""
+    s = sorted(vals)
+    return s[max(0, math.ceil(q * len(s)) - 1)] if s else float("nan")
+
+
 def load(pattern):
-    return [json.load(open(f)) for f in sorted(glob.glob(os.path.join(raw, pattern)))]
+    rows = [json.load(open(f)) for f in sorted(glob.glob(os.path.join(raw, pattern)))]
+    for r in rows:  # D and K: every event's figure is there
+        if "lat_ms" in r:
+            r["p50_ms"], r["p99_ms"] = pct(r["lat_ms"], .5), pct(r["lat_ms"], .99)
+            r["max_ms"] = max(r["lat_ms"]) if r["lat_ms"] else float("nan")
+    return rows
 
 
 def med(rows, key, scale=1.0):
