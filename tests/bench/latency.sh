@@ -15,7 +15,9 @@
 #   K   KATO: the simulator (tests/sim/kato_sim.py) creates a session and
 #       sends session.created on /ws/events -> session_event at a client.
 #   F   fan-out: bench_pub's event topic at BENCH_FAN_HZ to BENCH_FAN_CLIENTS
-#       katomon/1 clients (bench_client; latency from bench_pub's publish).
+#       katomon/1 clients (bench_client; latency from bench_pub's publish);
+#       beside, the same clients against floor.c (one pre-built frame
+#       write()n to every client per tick): the least any server can do.
 #
 # Knobs: BENCH_RUNS (3), BENCH_LAT_N (100 events per run, D and K),
 # BENCH_DOCKER_INTERVAL (1), BENCH_FAN_CLIENTS (1000), BENCH_FAN_HZ (10),
@@ -227,6 +229,20 @@ EOF
     stop_all
 }
 
+# the same clients against floor.c (epoll, one pre-built frame write()n to
+# every client per tick): what any server costs on this machine
+run_floor() { # run
+    KPORT=$(free_port)
+    "$B/tests/bench/floor" -p "$KPORT" --hz "$FAN_HZ" --size 512 2>>"$T/floor.log" &
+    KPID=$!
+    PIDS+=("$KPID")
+    wait_port "$KPORT" "$KPID" || die "floor did not start"
+    "$CLIENT" -p "$KPORT" --pid "$KPID" --warmup "$WARMUP" --duration "$DUR" \
+        --out "$RAW/Ffloor-$1.json" -n "$FAN_N" --sub bench --label floor \
+        2>>"$T/client.log" || log "bench_client (floor): exit $?"
+    stop_all
+}
+
 has() { case " $SCEN " in *" $1 "*) return 0 ;; esac; return 1; }
 
 DOCKER_OK=
@@ -249,6 +265,8 @@ for r in $(seq 1 "$RUNS"); do
     if has F; then
         log "run $r: F"
         run_fan "$r"
+        log "run $r: F (floor)"
+        run_floor "$r"
     fi
 done
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -48,7 +48,8 @@ def met(p99, target):
 
 rows = []  # (scenario, path, runs, events, lost, p50, p99, max, target)
 docker = {m: load(f"D-{m}-*.json") for m in ("events", "old", "poll")}
-names = {"events": f"docker_stats events on (interval {dint:g} s): the die event publishes",
+names = {"events": f"docker_stats events on (interval {dint:g} s): the kill (SIGKILL) or die "
+                   "event publishes",
          "old": f"older docker_stats.so (BENCH_OLD_PLUGIN_DIR), interval {dint:g} s",
          "poll": f"`events = false`: the poll alone, interval {dint:g} s"}
 for m in ("events", "old", "poll"):
@@ -63,7 +64,7 @@ if kato:
     rows.append(("K: KATO session.created -> session_event", "simulator -> session_events",
                  len(kato), sum(len(r["lat_ms"]) for r in kato), sum(r["lost"] for r in kato),
                  med(kato, "p50_ms"), med(kato, "p99_ms"), med(kato, "max_ms"), 10))
-fan = load("F-*.json")
+fan, floor = load("F-*.json"), load("Ffloor-*.json")
 if fan:
     rows.append((f"F: bus publish -> frame, {fan_n} clients",
                  f"bench_pub event topic at {fan_hz:g} Hz, 512 B", len(fan),
@@ -71,6 +72,11 @@ if fan:
                  sum(r.get("gaps", 0) for r in fan),
                  med(fan, "age_p50_us", 1e-3), med(fan, "age_p99_us", 1e-3),
                  med(fan, "age_max_us", 1e-3), 5))
+if floor:
+    rows.append((f"F: the floor, {fan_n} clients", "floor.c: one pre-built frame write()n "
+                 "to each client", len(floor), sum(r.get("msgs", 0) for r in floor),
+                 sum(r.get("gaps", 0) for r in floor), med(floor, "age_p50_us", 1e-3),
+                 med(floor, "age_p99_us", 1e-3), med(floor, "age_max_us", 1e-3), None))
 
 print("# End-to-end latency (issue 17, point 6)\n")
 print("`make bench-latency` (tests/bench/latency.sh) on a plain `-O2 -g` build. Each figure "
@@ -89,11 +95,14 @@ for m in ("old", "poll"):
         o50, o99 = med(docker[m], "p50_ms"), med(docker[m], "p99_ms")
         print(f"\nDocker, {names[m].split(':')[0]} / events on: p50 {o50 / e50:.1f}x, "
               f"p99 {o99 / e99:.1f}x slower.")
+if fan and floor:
+    print(f"\nFan-out, katomon / floor: p50 {med(fan, 'age_p50_us') / med(floor, 'age_p50_us'):.2f}x,"
+          f" p99 {med(fan, 'age_p99_us') / med(floor, 'age_p99_us'):.2f}x.")
 print("\nD counts from the moment the kill request is written to Docker's API socket "
       "(Docker's own die latency included) to the system_alert frame's arrival at a Python "
-      "WebSocket client (kmtest.WS), one clock. K counts from the simulator's created_at "
-      "(its clock when it made the session and queued session.created) to the session_event "
-      "frame's arrival. F is bench_client's age: bench_pub's CLOCK_MONOTONIC at publish to "
+      "WebSocket client (kmtest.WS), one clock. K counts from the session's birth "
+      "(the simulator's clock when it made it and queued session.created: its id's ms, erring "
+      "late by < 1 ms) to the session_event frame's arrival. F is bench_client's age: bench_pub's CLOCK_MONOTONIC at publish to "
       "the frame's arrival, over every client and event of the window "
       "(\"events\" = samples, \"lost\" = seq gaps).")
 if notes_from and os.path.exists(notes_from):
