@@ -16,7 +16,9 @@
  * samples using our previous sample; a stopped container and one that
  * stopped while sampled; a watched name that does not exist; Docker down
  * or answering errors (the original's error shape, backoff, recovery); TCP;
- * events triggering a poll at once; label and "*" selection; concurrency.
+ * events triggering a poll at once; label and "*" selection; concurrency;
+ * a die event publishing the container down at once, and the polls after
+ * it not flipping it back (issue 17).
  *
  * Issue 16 (a running container shown at 0 % and 0 B under load): a figure
  * that cannot be computed is null, never 0, and is no sample in the series
@@ -386,11 +388,15 @@ static struct {
     int n;
     json_t *last;  /* copy of the latest (owned) */
     double last_t; /* when it came */
+    int lists;     /* GET /containers/json the fake had seen by then */
 } box;
+
+static int fk_count(const char *needle);
 
 static void on_containers(struct km_topic *t, struct km_msg *msg, void *arg)
 {
     box.n++;
+    box.lists = fk_count("/containers/json");
     json_decref(box.last);
     box.last = json_deep_copy(km_msg_json(msg));
     box.last_t = now_s();
@@ -1002,6 +1008,191 @@ START_TEST(test_events_trigger_poll)
 }
 END_TEST
 
+/* A die event for kato-redis at Docker's time `tn` (ns). */
+static void push_die(const char *name, const char *id, long long tn)
+{
+    char line[512];
+    snprintf(line, sizeof line,
+             "{\"status\":\"die\",\"id\":\"%s\",\"Type\":\"container\","
+             "\"Action\":\"die\",\"Actor\":{\"ID\":\"%s\",\"Attributes\":"
+             "{\"name\":\"%s\",\"exitCode\":\"137\"}},\"time\":%lld,"
+             "\"timeNano\":%lld}",
+             id, id, name, tn / 1000000000LL, tn);
+    ck_assert_int_eq(fk_push_event(line), 1);
+}
+
+static void push_start(const char *name, const char *id, long long tn)
+{
+    char line[512];
+    snprintf(line, sizeof line,
+             "{\"status\":\"start\",\"id\":\"%s\",\"Type\":\"container\","
+             "\"Action\":\"start\",\"Actor\":{\"ID\":\"%s\",\"Attributes\":"
+             "{\"name\":\"%s\"}},\"time\":%lld,\"timeNano\":%lld}",
+             id, id, name, tn / 1000000000LL, tn);
+    ck_assert_int_eq(fk_push_event(line), 1);
+}
+
+/* kato-redis as a stopped container shows in a message: not running, 0s. */
+static void assert_down(json_t *msg)
+{
+    json_t *r = container(msg, "kato-redis");
+    ck_assert_ptr_nonnull(r);
+    ASSERT_STR_AT(r, "status", "exited");
+    ck_assert(json_is_false(json_object_get(r, "running")));
+    ASSERT_STR_AT(r, "id", ID_REDIS);
+    ASSERT_NUM_AT(r, "cpu", 0.0, 0);
+    ASSERT_INT_AT(r, "memory.usage_bytes", 0);
+    ASSERT_INT_AT(r, "memory.limit_bytes", 0);
+    ASSERT_INT_AT(r, "pids", 0);
+    ck_assert_ptr_null(json_object_get(r, "error"));
+    /* the others keep their figures; the totals leave kato-redis out */
+    ASSERT_STR_AT(container(msg, "kato"), "status", "running");
+    ASSERT_NUM_AT(container(msg, "kato"), "cpu", 99.32, 0.006);
+    ASSERT_NUM_AT(msg, "aggregated.total_memory_mb", mb(466944), 1e-6);
+    ASSERT_NUM_AT(msg, "aggregated.total_memory_limit_mb", mb(25276502016.0), 1e-6);
+    ASSERT_NUM_AT(msg, "aggregated.total_cpu_percent", 99.32, 0.006);
+    ASSERT_INT_AT(msg, "aggregated.container_count", 2);
+    ck_assert(json_is_true(at(msg, "_source.healthy")));
+}
+
+/*
+ * Issue 17: a die event publishes the container down at once, from the
+ * event, before any poll (container_down used to wait for the poll the
+ * event started, 116-568 ms with interval = 1). Docker's list keeps saying
+ * "running" here throughout (it lags the event by ~0.4 s), and its stats
+ * keep answering: the polls after the die must not flip the container back
+ * until a start event says it runs again.
+ */
+START_TEST(test_die_publishes_at_once)
+{
+    serve_fixtures();
+    fk_start();
+    start_plugin("containers = kato,kato-redis\ninterval = 60\n");
+    ck_assert(wait_msgs(1, 5));
+    run_for(0.2); /* the /events stream is open */
+    ASSERT_STR_AT(container(box.last, "kato-redis"), "status", "running");
+    int lists = fk_count("/containers/json");
+
+    /* die: the next message is the event's, no list request before it */
+    int had = box.n;
+    push_die("kato-redis", ID_REDIS, 1795402219000000000LL);
+    ck_assert(wait_msgs(had + 1, 5));
+    ck_assert_int_eq(box.lists, lists);
+    assert_down(box.last);
+
+    /* the poll the event started: Docker still lists it running */
+    ck_assert(wait_msgs(had + 2, 5));
+    ck_assert_int_eq(box.lists, lists + 1);
+    assert_down(box.last);
+
+    /* a start older than the die does not lift it; a later one does */
+    had = box.n;
+    push_start("kato-redis", ID_REDIS, 1795402218900000000LL);
+    ck_assert(wait_msgs(had + 1, 5));
+    assert_down(box.last);
+    had = box.n;
+    push_start("kato-redis", ID_REDIS, 1795402221000000000LL);
+    ck_assert(wait_msgs(had + 1, 5));
+    ASSERT_STR_AT(container(box.last, "kato-redis"), "status", "running");
+    ASSERT_INT_AT(container(box.last, "kato-redis"), "memory.usage_bytes", 462848);
+
+    /* a poll already under way when the die comes (its stats answers are
+       the container's last, running): the event's message first, then
+       the poll's, both down */
+    fk.delay_ms = 300;
+    lists = fk_count("/containers/json");
+    had = box.n;
+    push_start("kato", ID_KATO, 1795402221500000000LL); /* any poll will do */
+    double end = now_s() + 5;
+    while (fk.inflight < 2 && now_s() < end)
+        run_for(0.01);
+    ck_assert_int_eq(fk.inflight, 2);
+    push_die("kato-redis", ID_REDIS, 1795402222000000000LL);
+    ck_assert(wait_msgs(had + 1, 5));
+    ck_assert_int_eq(box.lists, lists + 1); /* before the poll's answer */
+    assert_down(box.last);
+    ck_assert(wait_msgs(had + 2, 5));
+    assert_down(box.last);
+    ck_assert(wait_msgs(had + 3, 5)); /* the repoll the die asked for */
+    assert_down(box.last);
+    fk_wait_idle(5);
+}
+END_TEST
+
+/* A kill event of kato-redis with `signal` (Docker's number as text). */
+static void push_kill(const char *signal)
+{
+    char line[512];
+    snprintf(line, sizeof line,
+             "{\"status\":\"kill\",\"id\":\"" ID_REDIS "\",\"Type\":\"container\","
+             "\"Action\":\"kill\",\"Actor\":{\"ID\":\"" ID_REDIS "\",\"Attributes\":"
+             "{\"name\":\"kato-redis\",\"signal\":\"%s\"}},\"time\":1795402219,"
+             "\"timeNano\":1795402219000000000}",
+             signal);
+    ck_assert_int_eq(fk_push_event(line), 1);
+}
+
+/* docker stop's SIGTERM may be survived: only the poll it starts (Docker
+   still lists it running: it stays running). docker kill's SIGKILL cannot:
+   published down at once, before its die. */
+START_TEST(test_sigkill_publishes_at_once)
+{
+    serve_fixtures();
+    fk_start();
+    start_plugin("containers = kato,kato-redis\ninterval = 60\n");
+    ck_assert(wait_msgs(1, 5));
+    run_for(0.2);
+    int lists = fk_count("/containers/json");
+    int had = box.n;
+    push_kill("15");
+    ck_assert(wait_msgs(had + 1, 5));
+    ck_assert_int_eq(box.lists, lists + 1); /* the poll's message */
+    ASSERT_STR_AT(container(box.last, "kato-redis"), "status", "running");
+
+    lists = fk_count("/containers/json");
+    had = box.n;
+    push_kill("9");
+    ck_assert(wait_msgs(had + 1, 5));
+    ck_assert_int_eq(box.lists, lists); /* before any poll */
+    assert_down(box.last);
+    ck_assert(wait_msgs(had + 2, 5)); /* and the poll holds it down */
+    assert_down(box.last);
+}
+END_TEST
+
+/* A start we never hear of (/events reconnecting): the polls within the
+   grace (5 s) after the die keep the container down, a later one that
+   still lists it running is believed. */
+START_TEST(test_die_then_missed_start)
+{
+    serve_fixtures();
+    fk_start();
+    start_plugin("containers = kato,kato-redis\ninterval = 1\n");
+    ck_assert(wait_msgs(1, 5));
+    run_for(0.2);
+    int had = box.n;
+    push_die("kato-redis", ID_REDIS, 1795402219000000000LL);
+    ck_assert(wait_msgs(had + 1, 5));
+    assert_down(box.last);
+    /* Docker lists it running on: the polls within the grace keep it
+       down; a later one shows it running */
+    double end = now_s() + 30;
+    int downs = 0;
+    while (now_s() < end) {
+        had = box.n;
+        ck_assert(wait_msgs(had + 1, 5));
+        const char *st = json_string_value(
+            json_object_get(container(box.last, "kato-redis"), "status"));
+        if (strcmp(st, "running") == 0)
+            break;
+        downs++;
+    }
+    ck_assert_msg(downs >= 1, "the poll after the die flipped it back");
+    ASSERT_STR_AT(container(box.last, "kato-redis"), "status", "running");
+    ASSERT_INT_AT(container(box.last, "kato-redis"), "memory.usage_bytes", 462848);
+}
+END_TEST
+
 /* label = KEY=VALUE and containers = * */
 START_TEST(test_label_and_all)
 {
@@ -1266,6 +1457,9 @@ static const struct {
     T(test_docker_unreachable),
     T(test_stats_error_per_container),
     T(test_events_trigger_poll),
+    T(test_die_publishes_at_once),
+    T(test_die_then_missed_start),
+    T(test_sigkill_publishes_at_once),
     T(test_label_and_all),
     T(test_label_no_match),
     T(test_all_containers),
