@@ -36,29 +36,13 @@ CLIENT=$B/tests/bench/bench_client
 KATOMON=$B/katomon
 REDIS=$(command -v redis-server || echo /usr/bin/redis-server)
 
-T=$(mktemp -d "${TMPDIR:-/tmp}/km-fleet.XXXXXX")
-RAW=$T/raw
-mkdir -p "$RAW"
 PIDS=()
-SPID=
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { echo "bench-fleet: $*" >&2; }
-die() { log "$*"; exit 1; }
+on_exit() { for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done; }
 . "$BD/lib.sh"
+bench_init bench-fleet
 
-for f in "$CLIENT" "$KATOMON" "$B/.libs/bench_pub.so" "$B/.libs/redis_bridge.so" "$REDIS"; do
-    [ -e "$f" ] || die "$f is missing: run 'make bench-fleet' (it builds it); redis-server: ./bootstrap"
-done
-if ldd "$KATOMON" 2>/dev/null | grep -q 'libasan\|libubsan'; then
-    die "katomon is built with sanitizers: benchmark a plain build (configure CFLAGS='-O2 -g')"
-fi
-ulimit -n "$(ulimit -Hn)" 2>/dev/null
+[ -e "$REDIS" ] || die "$REDIS is missing: ./bootstrap installs redis-server"
+bench_require bench-fleet "$CLIENT" "$KATOMON" "$B/.libs/bench_pub.so" "$B/.libs/redis_bridge.so"
 
 # cpu_ticks PID: utime + stime of PID, in clock ticks
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }

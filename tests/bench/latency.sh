@@ -48,33 +48,19 @@ KATOMON=$B/katomon
 PREFIX="kmlat$$-"
 NAMES="${PREFIX}a,${PREFIX}b,${PREFIX}c,${PREFIX}d"
 
-T=$(mktemp -d "${TMPDIR:-/tmp}/km-latency.XXXXXX")
-RAW=$T/raw
-mkdir -p "$RAW"
 PIDS=()
 DOCKER_MADE=
-cleanup() {
+on_exit() {
     for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
     if [ -n "$DOCKER_MADE" ]; then
         docker rm -f ${NAMES//,/ } >/dev/null 2>&1
     fi
-    rm -rf "$T"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { echo "bench-latency: $*" >&2; }
-die() { log "$*"; exit 1; }
 . "$BD/lib.sh"
+bench_init bench-latency
 
-for f in "$CLIENT" "$KATOMON" "$B/.libs/bench_pub.so" "$B/.libs/docker_stats.so" \
-    "$B/.libs/alert_manager.so" "$B/.libs/session_events.so"; do
-    [ -e "$f" ] || die "$f is missing: run 'make bench-latency' (it builds it)"
-done
-if ldd "$KATOMON" 2>/dev/null | grep -q 'libasan\|libubsan'; then
-    die "katomon is built with sanitizers: benchmark a plain build (configure CFLAGS='-O2 -g')"
-fi
-ulimit -n "$(ulimit -Hn)" 2>/dev/null
+bench_require bench-latency "$CLIENT" "$KATOMON" "$B/.libs/bench_pub.so" \
+    "$B/.libs/docker_stats.so" "$B/.libs/alert_manager.so" "$B/.libs/session_events.so"
 
 # conf FILE NAME PORT PLUGIN_DIR: [core] [http] [websocket]; the plugin
 # sections are appended by the caller
@@ -275,8 +261,5 @@ LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 "$PY" "$BD/latency_report.py" "$RAW" "$DINT" "$FAN_N" "$FAN_HZ" "$LOAD0" "$LOAD1" \
     "$T/notes.md" >"$T/report.md" || die "report failed"
 cp "$T/report.md" "$OUT"
-if [ -n "${BENCH_RAW:-}" ]; then # every event's figure, for a closer look
-    mkdir -p "$BENCH_RAW" && cp "$RAW"/*.json "$BENCH_RAW/"
-fi
 cat "$OUT"
 log "written to $OUT"

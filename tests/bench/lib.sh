@@ -1,5 +1,41 @@
-# lib.sh - what the benchmark scripts (run.sh, metrics.sh) share; sourced,
-# never run. Expects PY (a python3) and uses SPID (the server's pid).
+# lib.sh - what the benchmark scripts (run.sh, metrics.sh, fleet.sh,
+# robust.sh, latency.sh) share; sourced, never run. Expects PY (a python3),
+# KATOMON (the binary under test) and uses SPID (the server's pid).
+
+# bench_init NAME: log/die lines prefixed "NAME:", a scratch directory T
+# (removed at exit) with T/state, RAW (BENCH_RAW, else T/raw) for the raw
+# figures, SPID killed at exit; a script with more to undo defines on_exit
+bench_init() {
+    BENCH_NAME=$1
+    T=$(mktemp -d "${TMPDIR:-/tmp}/km-$1.XXXXXX")
+    RAW=${BENCH_RAW:-$T/raw}
+    mkdir -p "$RAW" "$T/state"
+    SPID=
+    trap bench_exit EXIT
+    trap 'exit 130' INT TERM
+}
+bench_exit() {
+    if type on_exit >/dev/null 2>&1; then on_exit; fi
+    [ -n "$SPID" ] && kill -KILL "$SPID" 2>/dev/null
+    rm -rf "$T"
+}
+log() { echo "$BENCH_NAME: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+# bench_require TARGET FILE...: every FILE built (else: "run make TARGET"),
+# KATOMON a plain build (sanitizers would measure ASan), the fd limit raised
+# to the hard limit for the servers (the clients raise their own)
+bench_require() {
+    local target=$1 f
+    shift
+    for f in "$@"; do
+        [ -e "$f" ] || die "$f is missing: run 'make $target' (it builds it)"
+    done
+    if ldd "$KATOMON" 2>/dev/null | grep -q 'libasan\|libubsan'; then
+        die "katomon is built with sanitizers: benchmark a plain build (configure CFLAGS='-O2 -g')"
+    fi
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null
+}
 
 # free_port: a loopback TCP port nothing listens on now
 free_port() {

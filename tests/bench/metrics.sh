@@ -57,37 +57,19 @@ HB=$B/tests/bench/history_bench
 KATOMON=$B/katomon
 NODE_EXPORTER=${BENCH_NODE_EXPORTER:-$(command -v prometheus-node-exporter)}
 
-T=$(mktemp -d "${TMPDIR:-/tmp}/km-bench-h.XXXXXX")
-RAW=${BENCH_RAW:-$T/raw}
-mkdir -p "$RAW" "$T/state"
-SPID=
 XPID=
-cleanup() {
-    [ -n "$XPID" ] && kill -KILL "$XPID" 2>/dev/null
-    [ -n "$SPID" ] && kill -KILL "$SPID" 2>/dev/null
-    rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { echo "bench-history: $*" >&2; }
-die() { log "$*"; exit 1; }
-# shared helpers: free_port, wait_port, stop
+on_exit() { [ -n "$XPID" ] && kill -KILL "$XPID" 2>/dev/null; }
+# shared helpers: bench_init, bench_require, free_port, wait_port, stop
 . "$BD/lib.sh"
+bench_init bench-history
 
-for f in "$CLIENT" "$HB" "$KATOMON" "$B/.libs/bench_pub.so"; do
-    [ -e "$f" ] || die "$f is missing: run 'make bench-history' (it builds it)"
-done
-if ldd "$KATOMON" 2>/dev/null | grep -q 'libasan\|libubsan'; then
-    die "katomon is built with sanitizers: benchmark a plain build (configure CFLAGS='-O2 -g')"
-fi
+bench_require bench-history "$CLIENT" "$HB" "$KATOMON" "$B/.libs/bench_pub.so"
 if [ -z "$NODE_EXPORTER" ]; then
     log "prometheus-node-exporter missing: tests/bench/setup.sh installs it"
     "$BD/setup.sh" >&2 || true
     NODE_EXPORTER=$(command -v prometheus-node-exporter)
     [ -n "$NODE_EXPORTER" ] || log "no node_exporter: the scrape comparison is skipped"
 fi
-ulimit -n "$(ulimit -Hn)" 2>/dev/null
 
 # katomon_conf FILE PORT STATE_HZ SERIES: bench_pub with its bench topic at
 # STATE_HZ (0: none) and SERIES series at 1 Hz; history on, default tiers,

@@ -55,28 +55,10 @@ CLIENT=$B/tests/bench/bench_client
 CHURN=$B/tests/bench/churn
 KATOMON=$B/katomon
 
-T=$(mktemp -d "${TMPDIR:-/tmp}/km-robust.XXXXXX")
-RAW=${BENCH_RAW:-$T/raw}
-mkdir -p "$RAW" "$T/state"
-SPID=
-cleanup() {
-    [ -n "$SPID" ] && kill -KILL "$SPID" 2>/dev/null
-    rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { echo "bench-robust: $*" >&2; }
-die() { log "$*"; exit 1; }
 . "$BD/lib.sh"
+bench_init bench-robust
 
-for f in "$CLIENT" "$CHURN" "$KATOMON" "$B/.libs/bench_pub.so"; do
-    [ -e "$f" ] || die "$f is missing: run 'make bench-robust' (it builds it)"
-done
-if ldd "$KATOMON" 2>/dev/null | grep -q 'libasan\|libubsan'; then
-    die "katomon is built with sanitizers: benchmark a plain build (configure CFLAGS='-O2 -g')"
-fi
-ulimit -n "$(ulimit -Hn)" 2>/dev/null
+bench_require bench-robust "$CLIENT" "$CHURN" "$KATOMON" "$B/.libs/bench_pub.so"
 
 # conf FILE PORT: the stalled-client scenarios (R0, R1) and the churn (CH)
 # share it; CH adds its limits. [websocket] keys not set keep their defaults

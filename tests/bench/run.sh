@@ -50,29 +50,12 @@ FLOOR=$B/tests/bench/floor
 KATOMON=$B/katomon
 SIZE=2048
 
-T=$(mktemp -d "${TMPDIR:-/tmp}/km-bench.XXXXXX")
-RAW=${BENCH_RAW:-$T/raw}
-mkdir -p "$RAW" "$T/state"
-SPID=
-cleanup() {
-    [ -n "$SPID" ] && kill -KILL "$SPID" 2>/dev/null
-    rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { echo "bench: $*" >&2; }
-die() { log "$*"; exit 1; }
-# shared helpers: free_port, wait_port, stop
+# shared helpers: bench_init, bench_require, free_port, wait_port, stop
 . "$BD/lib.sh"
+bench_init bench
 
 # ---- preconditions ------------------------------------------------------------
-for f in "$CLIENT" "$FLOOR" "$KATOMON" "$B/.libs/bench_pub.so"; do
-    [ -e "$f" ] || die "$f is missing: run 'make bench' (it builds it)"
-done
-if ldd "$KATOMON" 2>/dev/null | grep -q 'libasan\|libubsan'; then
-    die "katomon is built with sanitizers: benchmark a plain build (configure CFLAGS='-O2 -g')"
-fi
+bench_require bench "$CLIENT" "$FLOOR" "$KATOMON" "$B/.libs/bench_pub.so"
 have_server() {
     case $1 in
     node) [ -d "$BD/node_modules/ws" ] ;;
@@ -91,8 +74,6 @@ for s in $SERVERS; do
 done
 SERVERS=${OK_SERVERS:-}
 
-# fd limit for the servers (the client raises its own)
-ulimit -n "$(ulimit -Hn)" 2>/dev/null
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((N2 + 100)) ]; then
     die "fd limit $(ulimit -n) < $((N2 + 100)): raise it (ulimit -Hn) or lower BENCH_N2"
 fi
