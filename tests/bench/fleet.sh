@@ -102,17 +102,6 @@ start_redis() {
     wait_port "$RPORT" "$RPID" || die "redis-server did not start"
 }
 
-stop_all() {
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do
-        local i=0
-        while kill -0 "$p" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-        kill -KILL "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
-    done
-    PIDS=()
-}
-
 # hosts_up PORT N: until the edge on PORT lists N hosts up (30 s)
 hosts_up() {
     "$PY" - "$1" "$2" <<'EOF'

@@ -91,17 +91,6 @@ start_km() {
     wait_port "$KPORT" "$KPID" || { tail -n 20 "$T/$1.log" >&2; die "$1 did not start"; }
 }
 
-stop_all() {
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do
-        local i=0
-        while kill -0 "$p" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-        kill -KILL "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
-    done
-    PIDS=()
-}
-
 # ---- D: docker ----------------------------------------------------------------
 
 docker_up() {

@@ -64,3 +64,26 @@ stop() {
     wait "$SPID" 2>/dev/null
     SPID=
 }
+
+# stop_all: SIGTERM to every pid of the array PIDS at once, then each
+# waited for (SIGKILL after 5 s); empties PIDS
+stop_all() {
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${PIDS[@]}"; do
+        local i=0
+        while kill -0 "$p" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+        kill -KILL "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
+    PIDS=()
+}
+
+# server_up NAME: until the server SPID accepts on SPORT; if it dies or
+# never does, its log's tail (T/server.log), stopped, and return 1
+server_up() {
+    wait_port "$SPORT" "$SPID" && return 0
+    log "$1 did not start; its log:"
+    tail -n 20 "$T/server.log" >&2
+    stop
+    return 1
+}

@@ -92,12 +92,7 @@ start() {
     conf "$T/k.conf" "$SPORT" "$@"
     nice -n "$NICE" "$KATOMON" -f -c "$T/k.conf" 2>>"$T/server.log" &
     SPID=$!
-    if ! wait_port "$SPORT" "$SPID"; then
-        log "katomon did not start; its log:"
-        tail -n 20 "$T/server.log" >&2
-        stop
-        return 1
-    fi
+    server_up katomon
 }
 
 client() {

@@ -135,12 +135,7 @@ start() {
     python) nice -n "$NICE" "$PY_PEER" "$BD/peers/ws_python.py" --port "$SPORT" --hz "$hz" --size $SIZE 2>>"$T/server.log" & ;;
     esac
     SPID=$!
-    if ! wait_port "$SPORT" "$SPID"; then
-        log "$server did not start; its log:"
-        tail -n 20 "$T/server.log" >&2
-        stop
-        return 1
-    fi
+    server_up "$server"
 }
 
 # client OUTFILE ARGS...: the load client against the running server
