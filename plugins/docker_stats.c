@@ -358,16 +358,24 @@ static int is_watched(const char *name, json_t *labels)
 
 /* ---- the message ---- */
 
-/* A figure, or JSON null when it could not be computed (NAN). */
+/*
+ * A figure, or JSON null when it could not be computed (NAN). Every figure
+ * here is >= 0: a negative or infinite one comes from a sample no engine
+ * sends (a counter below 0, a sum past DBL_MAX) and is null too, never a
+ * NULL from json_real (which takes no NaN or infinity) that would make
+ * json_pack fail and drop the container (found by tests/fuzz).
+ */
 static json_t *real_or_null(double v)
 {
-    return isnan(v) ? json_null() : json_real(v);
+    return v >= 0 && !isinf(v) ? json_real(v) : json_null();
 }
 
-/* A byte count (a JSON integer, as the original sent it), or null (NAN). */
+/* A byte count (a JSON integer, as the original sent it), or null (NAN,
+   negative, or past json_int_t: a cast of it would be undefined). */
 static json_t *bytes_or_null(double v)
 {
-    return isnan(v) ? json_null() : json_integer((json_int_t)v);
+    return v >= 0 && v < 9223372036854775808.0 ? json_integer((json_int_t)v)
+                                               : json_null();
 }
 
 static double mb_or_nan(double bytes)
@@ -385,7 +393,9 @@ static double mb_or_nan(double bytes)
  * collector frame) and we have no previous sample of our own; the system
  * counter did not advance (two polls close together: 0/0); the container's
  * counter went back (it restarted between our polls); the CPU count is
- * unknown. Each used to come out as 0 %, indistinguishable from idle.
+ * unknown. Each used to come out as 0 %, indistinguishable from idle. Also
+ * NAN when the container's counter advanced more than the system's (over
+ * 100 % x cpus: not a real sample).
  */
 static double cpu_percent(struct slot *s)
 {
@@ -419,7 +429,10 @@ static double cpu_percent(struct slot *s)
         p->system_usage = system;
     }
     double dt = total - pre_total, dsys = system - pre_system;
-    if (pre_system <= 0 || dsys <= 0 || dt < 0 || cpus <= 0)
+    /* system_cpu_usage counts every CPU of the host: a container's counter
+       cannot advance more (it would be over 100 % x cpus; found by
+       tests/fuzz) */
+    if (pre_system <= 0 || dsys <= 0 || dt < 0 || dt > dsys || cpus <= 0)
         return NAN;
     return round_to(dt / dsys * cpus * 100.0, 0.01);
 }
