@@ -356,6 +356,24 @@ static int is_watched(const char *name, json_t *labels)
     return 0;
 }
 
+/*
+ * Copies src (valid UTF-8: a JSON string) into dst (size bytes), cut before
+ * a character that does not fit rather than inside it: a name cut in the
+ * middle of a multi-byte character is not UTF-8, json_pack refuses it and
+ * the container would be left out of the message (found by tests/fuzz).
+ * Returns the bytes copied.
+ */
+static size_t copy_text(char *dst, size_t size, const char *src)
+{
+    size_t n = strnlen(src, size - 1);
+
+    while (n > 0 && (src[n] & 0xC0) == 0x80) /* src[n] continues a character */
+        n--;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    return n;
+}
+
 /* ---- the message ---- */
 
 /*
@@ -514,8 +532,11 @@ static json_t *container_json(struct slot *s, const char *when, double *cpu, dou
         "read_bytes", bytes_or_null(rd), "write_bytes", bytes_or_null(wr), "read_mb",
         real_or_null(mb_or_nan(rd)), "write_mb", real_or_null(mb_or_nan(wr)), "pids",
         bytes_or_null(pids), "timestamp", when);
-    if (c && s->id[0])
-        json_object_set_new(c, "id", json_stringn(s->id, strnlen(s->id, 12)));
+    if (c && s->id[0]) {
+        char id[13]; /* the short id, as the docker CLI shows it */
+        copy_text(id, sizeof id, s->id);
+        json_object_set_new(c, "id", json_string(id));
+    }
     if (c && s->error[0])
         json_object_set_new(c, "error", json_string(s->error));
     return c;
@@ -697,9 +718,9 @@ static int take_list(json_t *list)
             continue;
         struct slot *s = &ds.slots[ds.n_slots++];
         memset(s, 0, sizeof *s);
-        snprintf(s->name, sizeof s->name, "%s", name);
-        snprintf(s->id, sizeof s->id, "%s", id);
-        snprintf(s->state, sizeof s->state, "%s", state);
+        copy_text(s->name, sizeof s->name, name);
+        copy_text(s->id, sizeof s->id, id);
+        copy_text(s->state, sizeof s->state, state);
         if (status && strstr(status, "(unhealthy)"))
             snprintf(s->health, sizeof s->health, "unhealthy");
         else if (status && strstr(status, "(healthy)"))

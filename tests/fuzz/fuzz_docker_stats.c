@@ -77,8 +77,10 @@ static void note_sample(const char *url, const char *body, size_t len)
     if (p && n_seen < MAX_SEEN) {
         p += strlen("/containers/");
         size_t n = strcspn(p, "/");
-        snprintf(seen[n_seen].id, sizeof seen[n_seen].id, "%.*s", (int)(n < 12 ? n : 12),
-                 p);
+        if (n > 12) /* the short id the plugin publishes: whole characters */
+            for (n = 12; n > 0 && (p[n] & 0xC0) == 0x80; n--)
+                ;
+        snprintf(seen[n_seen].id, sizeof seen[n_seen].id, "%.*s", (int)n, p);
         seen[n_seen++].ncpu = sample_ncpu(st);
     }
     json_decref(st);
