@@ -72,9 +72,17 @@ struct fh_ws {
     int open;                      /* ws_open returned it and no ws_close since */
 };
 
-/* A message as msg_json sees it. */
+/* A message (fh_deliver makes them; msg_ref/msg_unref count). */
 struct km_msg {
-    json_t *json; /* borrowed */
+    json_t *json; /* its body (a reference) */
+    int refs;     /* references held */
+};
+
+/* One REST route a plugin added. */
+struct fh_route {
+    char path[128]; /* as given */
+    km_rest_cb cb;  /* handler */
+    void *arg;      /* its argument */
 };
 
 /* A config key set by the harness (else the descriptor's default). */
@@ -95,6 +103,12 @@ static struct {
     int n_subs;                     /* used */
     struct fh_ws ws[FH_MAX];        /* opened */
     int n_ws;                       /* used */
+    struct fh_route routes[FH_MAX]; /* rest_route */
+    int n_routes;                   /* used */
+    int finished;                   /* rest_finish calls */
+    int finish_status;              /* the last one's status */
+    json_t *finish_reply;           /* its reply (owned), or NULL */
+    char finish_detail[1024];       /* its detail, or "" */
     struct fh_conf conf[FH_CONF];   /* overrides */
     int n_conf;                     /* used */
     const char *state_dir;          /* state_dir(), or NULL */
@@ -265,6 +279,45 @@ static json_t *fh_msg_json(const struct km_msg *msg)
     return msg->json;
 }
 
+static struct km_msg *fh_msg_ref(struct km_msg *msg)
+{
+    msg->refs++;
+    return msg;
+}
+
+static void fh_msg_unref(struct km_msg *msg)
+{
+    if (msg && --msg->refs == 0) {
+        json_decref(msg->json);
+        free(msg);
+    }
+}
+
+static int fh_rest_route(struct km_ctx *ctx, const char *method, const char *path,
+                         km_rest_cb cb, void *arg)
+{
+    (void)ctx;
+    (void)method;
+    FUZZ_CHECK(fh.n_routes < FH_MAX);
+    struct fh_route *r = &fh.routes[fh.n_routes++];
+    snprintf(r->path, sizeof r->path, "%s", path);
+    r->cb = cb;
+    r->arg = arg;
+    return KM_OK;
+}
+
+static void fh_rest_finish(struct km_ctx *ctx, struct km_rest_pending *p, int status,
+                           json_t *reply, const char *detail)
+{
+    (void)ctx;
+    (void)p;
+    fh.finished++;
+    fh.finish_status = status;
+    json_decref(fh.finish_reply);
+    fh.finish_reply = reply;
+    snprintf(fh.finish_detail, sizeof fh.finish_detail, "%s", detail ? detail : "");
+}
+
 static struct km_timer *fh_timer_add(struct km_ctx *ctx, double interval_s,
                                      unsigned flags, km_timer_cb cb, void *arg)
 {
@@ -413,6 +466,10 @@ static const struct km_host fh_host = {
     .subscribe = fh_subscribe,
     .unsubscribe = fh_unsubscribe,
     .msg_json = fh_msg_json,
+    .msg_ref = fh_msg_ref,
+    .msg_unref = fh_msg_unref,
+    .rest_route = fh_rest_route,
+    .rest_finish = fh_rest_finish,
     .timer_add = fh_timer_add,
     .timer_del = fh_timer_del,
     .http_request = fh_http_request,
@@ -430,6 +487,7 @@ static __attribute__((unused)) void fh_reset(const struct km_plugin *plugin)
 {
     for (int i = 0; i < fh.n_topics; i++)
         json_decref(fh.topics[i].last);
+    json_decref(fh.finish_reply);
     memset(&fh, 0, sizeof fh);
     fh.plugin = plugin;
 }
@@ -441,13 +499,26 @@ static __attribute__((unused)) void fh_set(const char *key, const char *value)
     fh.conf[fh.n_conf++] = (struct fh_conf){key, value};
 }
 
-/* Delivers msg (borrowed) to the subscribers of topic. */
+/* Delivers json (borrowed) as a message to the subscribers of topic. */
 static __attribute__((unused)) void fh_deliver(const char *topic, json_t *json)
 {
-    struct km_msg m = {json};
+    struct km_msg *m = malloc(sizeof *m);
+    FUZZ_CHECK(m != NULL);
+    m->json = json_incref(json);
+    m->refs = 1;
     for (int i = 0; i < fh.n_subs; i++)
         if (fh.subs[i].cb && strcmp(fh.subs[i].topic, topic) == 0)
-            fh.subs[i].cb(NULL, &m, fh.subs[i].arg);
+            fh.subs[i].cb(NULL, m, fh.subs[i].arg);
+    fh_msg_unref(m);
+}
+
+/* The handler of route path (exactly as added), or NULL. */
+static __attribute__((unused)) struct fh_route *fh_route(const char *path)
+{
+    for (int i = 0; i < fh.n_routes; i++)
+        if (strcmp(fh.routes[i].path, path) == 0)
+            return &fh.routes[i];
+    return NULL;
 }
 
 /* The topic named name (it must have been declared). */
