@@ -72,11 +72,14 @@ static double sample_ncpu(json_t *st)
 
 static void note_sample(const char *url, const char *body, size_t len)
 {
-    const char *p = strstr(url, "/containers/");
+    const char *p = strstr(url, "/containers/"), *end = NULL;
     json_t *st = json_loadb(body, len, 0, NULL);
-    if (p && n_seen < MAX_SEEN) {
+    /* the id is what lies before the last "/stats?" (it may hold '/') */
+    for (const char *q = p; q && (q = strstr(q, "/stats?stream=")); q++)
+        end = q;
+    if (p && end && n_seen < MAX_SEEN) {
         p += strlen("/containers/");
-        size_t n = strcspn(p, "/");
+        size_t n = (size_t)(end - p);
         if (n > 12) /* the short id the plugin publishes: whole characters */
             for (n = 12; n > 0 && (p[n] & 0xC0) == 0x80; n--)
                 ;
