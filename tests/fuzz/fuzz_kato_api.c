@@ -4,10 +4,13 @@
  * to the pass-through routes, its session JSON as stored in its Redis, and
  * the `metrics` message /analytics/overview is made of.
  *
- * FUZZ_SOURCES: plugins/kato_api/kato_api.c plugins/kato_api/kato.c
- * plugins/kato_api/redis.c plugins/kato_api/session.c plugins/kato_api/sessions.c
- * plugins/kato_api/session_one.c
- *
+ * Its sources (make fuzz reads them from one line, which clang-format
+ * must not wrap):
+ */
+/* clang-format off */
+/* FUZZ_SOURCES: plugins/kato_api/kato_api.c plugins/kato_api/kato.c plugins/kato_api/redis.c plugins/kato_api/session.c plugins/kato_api/sessions.c plugins/kato_api/session_one.c */
+/* clang-format on */
+/*
  * The first byte of the input picks the case, the rest is the body:
  *   0  a session value (ka_session_from, ka_session_json: session.c's own
  *      scanner, which skips KATO's large working state undecoded)
