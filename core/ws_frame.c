@@ -418,6 +418,8 @@ int km_tb_reserve(struct km_tb *tb, size_t want)
 
 int km_tb_add(struct km_tb *tb, const void *s, size_t n)
 {
+    if (n == 0) /* an empty builder has no block yet: no pointer arithmetic on NULL */
+        return tb->failed ? -1 : 0;
     if (tb->len + n > tb->cap && km_tb_reserve(tb, tb->len + n) != 0)
         return -1;
     if (tb->failed)

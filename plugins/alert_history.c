@@ -196,6 +196,10 @@ static void load_record(struct am_history *h, json_t *line)
     int firing = state && strcmp(state, "firing") == 0;
     unsigned long long n = id[0] == 'a' ? strtoull(id + 1, NULL, 10) : 0;
 
+    /* an id past INT64_MAX was never given (the clear line could not carry
+       it: JSON integers are signed; found by tests/fuzz) */
+    if (n > INT64_MAX)
+        n = 0;
     if (n > h->next_id) /* a folded id counts: it was given */
         h->next_id = n;
     if (!json_object_get(line, "repeats") && ts) { /* before issue 16 */
@@ -204,7 +208,8 @@ static void load_record(struct am_history *h, json_t *line)
         if (firing && open &&
             json_equal(json_object_get(open, "level"), json_object_get(line, "level"))) {
             json_int_t r = json_integer_value(json_object_get(open, "repeats"));
-            set_seen(open, r + 1, ts);
+            /* saturated: a hand-edited INT64_MAX must not overflow */
+            set_seen(open, r < INT64_MAX ? r + 1 : r, ts);
             json_object_set(h->index, id, open); /* its read mark lands there */
             h->folded++;
             return;
@@ -236,7 +241,8 @@ static void apply(struct am_history *h, json_t *line)
         json_array_clear(h->entries);
         json_object_clear(h->index);
         json_object_clear(h->open);
-        if (json_is_integer(n) && (uint64_t)json_integer_value(n) > h->next_id)
+        if (json_is_integer(n) && json_integer_value(n) >= 0 &&
+            (uint64_t)json_integer_value(n) > h->next_id)
             h->next_id = (uint64_t)json_integer_value(n);
     } else if (strcmp(op, "read_all") == 0) {
         json_array_foreach(h->entries, i, e) json_object_set_new(e, "read", json_true());

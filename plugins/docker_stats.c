@@ -391,18 +391,44 @@ static int is_watched(const char *name, json_t *labels)
     return 0;
 }
 
-/* ---- the message ---- */
-
-/* A figure, or JSON null when it could not be computed (NAN). */
-static json_t *real_or_null(double v)
+/*
+ * Copies src (valid UTF-8: a JSON string) into dst (size bytes), cut before
+ * a character that does not fit rather than inside it: a name cut in the
+ * middle of a multi-byte character is not UTF-8, json_pack refuses it and
+ * the container would be left out of the message (found by tests/fuzz).
+ * Returns the bytes copied.
+ */
+static size_t copy_text(char *dst, size_t size, const char *src)
 {
-    return isnan(v) ? json_null() : json_real(v);
+    size_t n = strnlen(src, size - 1);
+
+    while (n > 0 && (src[n] & 0xC0) == 0x80) /* src[n] continues a character */
+        n--;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    return n;
 }
 
-/* A byte count (a JSON integer, as the original sent it), or null (NAN). */
+/* ---- the message ---- */
+
+/*
+ * A figure, or JSON null when it could not be computed (NAN). Every figure
+ * here is >= 0: a negative or infinite one comes from a sample no engine
+ * sends (a counter below 0, a sum past DBL_MAX) and is null too, never a
+ * NULL from json_real (which takes no NaN or infinity) that would make
+ * json_pack fail and drop the container (found by tests/fuzz).
+ */
+static json_t *real_or_null(double v)
+{
+    return v >= 0 && !isinf(v) ? json_real(v) : json_null();
+}
+
+/* A byte count (a JSON integer, as the original sent it), or null (NAN,
+   negative, or past json_int_t: a cast of it would be undefined). */
 static json_t *bytes_or_null(double v)
 {
-    return isnan(v) ? json_null() : json_integer((json_int_t)v);
+    return v >= 0 && v < 9223372036854775808.0 ? json_integer((json_int_t)v)
+                                               : json_null();
 }
 
 static double mb_or_nan(double bytes)
@@ -420,7 +446,9 @@ static double mb_or_nan(double bytes)
  * collector frame) and we have no previous sample of our own; the system
  * counter did not advance (two polls close together: 0/0); the container's
  * counter went back (it restarted between our polls); the CPU count is
- * unknown. Each used to come out as 0 %, indistinguishable from idle.
+ * unknown. Each used to come out as 0 %, indistinguishable from idle. Also
+ * NAN when the container's counter advanced more than the system's (over
+ * 100 % x cpus: not a real sample).
  */
 static double cpu_percent(struct slot *s)
 {
@@ -454,7 +482,10 @@ static double cpu_percent(struct slot *s)
         p->system_usage = system;
     }
     double dt = total - pre_total, dsys = system - pre_system;
-    if (pre_system <= 0 || dsys <= 0 || dt < 0 || cpus <= 0)
+    /* system_cpu_usage counts every CPU of the host: a container's counter
+       cannot advance more (it would be over 100 % x cpus; found by
+       tests/fuzz) */
+    if (pre_system <= 0 || dsys <= 0 || dt < 0 || dt > dsys || cpus <= 0)
         return NAN;
     return round_to(dt / dsys * cpus * 100.0, 0.01);
 }
@@ -536,8 +567,11 @@ static json_t *container_json(struct slot *s, const char *when, double *cpu, dou
         "read_bytes", bytes_or_null(rd), "write_bytes", bytes_or_null(wr), "read_mb",
         real_or_null(mb_or_nan(rd)), "write_mb", real_or_null(mb_or_nan(wr)), "pids",
         bytes_or_null(pids), "timestamp", when);
-    if (c && s->id[0])
-        json_object_set_new(c, "id", json_stringn(s->id, strnlen(s->id, 12)));
+    if (c && s->id[0]) {
+        char id[13]; /* the short id, as the docker CLI shows it */
+        copy_text(id, sizeof id, s->id);
+        json_object_set_new(c, "id", json_string(id));
+    }
     if (c && s->error[0])
         json_object_set_new(c, "error", json_string(s->error));
     return c;
@@ -747,9 +781,9 @@ static int take_list(json_t *list)
             continue;
         struct slot *s = &ds.slots[ds.n_slots++];
         memset(s, 0, sizeof *s);
-        snprintf(s->name, sizeof s->name, "%s", name);
-        snprintf(s->id, sizeof s->id, "%s", id);
-        snprintf(s->state, sizeof s->state, "%s", state);
+        copy_text(s->name, sizeof s->name, name);
+        copy_text(s->id, sizeof s->id, id);
+        copy_text(s->state, sizeof s->state, state);
         if (status && strstr(status, "(unhealthy)"))
             snprintf(s->health, sizeof s->health, "unhealthy");
         else if (status && strstr(status, "(healthy)"))

@@ -43,6 +43,11 @@
 
 #define HANDSHAKE_MS   10000 /* connect + TLS + the 101 */
 #define STREAM_MSG_MAX 65536 /* largest /ws/events message we accept */
+/* Largest session count believed: a count from KATO outside [0, COUNT_MAX]
+   is ignored. Below 0 is no count at all, and with counts this small
+   current - previous and count + 1 cannot overflow (a snapshot of
+   INT64_MAX then a session.created did; found by tests/fuzz). */
+#define COUNT_MAX (1LL << 53)
 
 static const struct km_conf_key se_keys[] = {
     {"url", KM_CONF_STRING, "http://127.0.0.1:8000", 0, 0,
@@ -155,7 +160,8 @@ static void on_sessions(struct km_topic *t, struct km_msg *msg, void *arg)
 {
     json_t *n = json_object_get(se.host->msg_json(msg), "active_count");
 
-    if (se.state == ST_OPEN || !json_is_integer(n))
+    if (se.state == ST_OPEN || !json_is_integer(n) || json_integer_value(n) < 0 ||
+        json_integer_value(n) > COUNT_MAX)
         return; /* stream is exact; a failed poll (null) says nothing */
     if (!se.said_fallback && se.use_stream) {
         se.host->log(se.ctx, KM_LOG_INFO,
@@ -203,7 +209,9 @@ static void on_stream_message(json_t *m)
         return;
     if (strcmp(type, "state.snapshot") == 0) {
         json_t *n = json_object_get(data, "active_sessions");
-        if (json_is_integer(n)) /* covers sessions missed while we were away */
+        /* covers sessions missed while we were away */
+        if (json_is_integer(n) && json_integer_value(n) >= 0 &&
+            json_integer_value(n) <= COUNT_MAX)
             count_observed(json_integer_value(n), "stream");
         return;
     }
@@ -218,7 +226,8 @@ static void on_stream_message(json_t *m)
         return;
     }
     long long prev = se.have_count ? se.count : 0;
-    long long cur = created ? prev + 1 : (prev > 0 ? prev - 1 : 0);
+    long long cur =
+        created ? (prev < COUNT_MAX ? prev + 1 : prev) : (prev > 0 ? prev - 1 : 0);
     if (cur == prev)
         return;
     se.count = cur;

@@ -219,6 +219,7 @@ static int rest_overview(const struct km_rest_call *call, json_t **reply,
     if (err) {
         /* kato_metrics' error shape, or KATO's own reduced error body */
         snprintf(why, sizeof why, "no usable KATO metrics: %.500s", err);
+        ka_utf8_fix(why); /* %.500s may cut inside a character */
         *detail = why;
         return 502;
     }
