@@ -338,8 +338,9 @@ static void wsc_on_msg(wslay_event_context_ptr ws,
         return; /* closed from an earlier message of this read */
     if (a->opcode == WSLAY_TEXT_FRAME || a->opcode == WSLAY_BINARY_FRAME) {
         if (c->h.on_message)
-            c->h.on_message(c, a->opcode == WSLAY_BINARY_FRAME, (const char *)a->msg,
-                            a->msg_length, c->h.arg);
+            /* wslay gives NULL for an empty message; the plugin gets "" */
+            c->h.on_message(c, a->opcode == WSLAY_BINARY_FRAME,
+                            a->msg ? (const char *)a->msg : "", a->msg_length, c->h.arg);
         if (c->user_closed)
             wslay_event_shutdown_read(ws); /* read no further */
     } else if (a->opcode == WSLAY_CONNECTION_CLOSE) {
