@@ -692,32 +692,21 @@ static void km_peer_name(const struct sockaddr *sa, socklen_t len, char *out,
     snprintf(out, outlen, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
 }
 
-static void km_listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
-                                  struct sockaddr *sa, int socklen, void *arg)
+/* Serves bev (stolen) as a new connection from peer; reject: past
+   max_connections (a 503, then closed). */
+static void km_conn_start(struct km_listener *l, struct bufferevent *bev, const char *peer,
+                          int reject)
 {
-    struct km_listener *l = arg;
     struct km_conn *c;
     struct timeval tv = {KM_HTTP_TIMEOUT_S, 0};
-    int one = 1;
-    int reject = l->n_conns >= l->max_connections;
 
-    if (reject && l->n_rejecting >= KM_HTTP_MAX_REJECTS) {
-        close(fd); /* under a flood even the 503 is too much */
-        return;
-    }
     if (!(c = calloc(1, sizeof *c))) {
-        close(fd);
+        bufferevent_free(bev);
         return;
     }
     c->l = l;
-    c->bev = bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (!c->bev) {
-        close(fd);
-        free(c);
-        return;
-    }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    km_peer_name(sa, (socklen_t)socklen, c->peer, sizeof c->peer);
+    c->bev = bev;
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     c->next = l->conns;
@@ -741,6 +730,34 @@ static void km_listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd
     }
     l->n_conns++;
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+void km_listener_adopt(struct km_listener *l, struct bufferevent *bev, const char *peer)
+{
+    km_conn_start(l, bev, peer, l->n_conns >= l->max_connections);
+}
+
+static void km_listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
+                                  struct sockaddr *sa, int socklen, void *arg)
+{
+    struct km_listener *l = arg;
+    struct bufferevent *bev;
+    char peer[64];
+    int one = 1;
+    int reject = l->n_conns >= l->max_connections;
+
+    if (reject && l->n_rejecting >= KM_HTTP_MAX_REJECTS) {
+        close(fd); /* under a flood even the 503 is too much */
+        return;
+    }
+    bev = bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        close(fd);
+        return;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    km_peer_name(sa, (socklen_t)socklen, peer, sizeof peer);
+    km_conn_start(l, bev, peer, reject);
 }
 
 static void km_listener_resume_cb(evutil_socket_t fd, short what, void *arg)
