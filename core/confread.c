@@ -534,8 +534,9 @@ static void km_parse_file(struct km_parse *p)
                 "syntax error: expected `key = value`, a [section] or a ; comment");
 }
 
-int km_config_read(const char *path, struct km_config **out, km_config_report_fn report,
-                   void *arg)
+/* km_config_read of the open stream fp (borrowed; NULL: open path). */
+int km_config_read_fp(FILE *fp, const char *path, struct km_config **out,
+                      km_config_report_fn report, void *arg)
 {
     struct km_parse p = {.report = report, .report_arg = arg};
 
@@ -546,17 +547,23 @@ int km_config_read(const char *path, struct km_config **out, km_config_report_fn
         km_config_free(p.cfg);
         return 1;
     }
-    if (!(p.fp = fopen(p.cfg->path, "r")))
+    if (!(p.fp = fp ? fp : fopen(p.cfg->path, "r")))
         km_fail(&p, 0, "cannot open: %s; pass the right path with -c FILE",
                 strerror(errno));
     else
         km_parse_file(&p);
     free(p.buf);
-    if (p.fp)
+    if (p.fp && !fp)
         fclose(p.fp);
     km_drop_builtin(p.cfg);
     *out = p.cfg;
     return p.errors;
+}
+
+int km_config_read(const char *path, struct km_config **out, km_config_report_fn report,
+                   void *arg)
+{
+    return km_config_read_fp(NULL, path, out, report, arg);
 }
 
 /* km_config_load's report: keeps the first problem as "FILE:LINE: ...". */

@@ -33,6 +33,8 @@ seconds=${FUZZ_SECONDS:-60}
 runs=${FUZZ_RUNS:-}
 jobs=${FUZZ_JOBS:-1}
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+# the core's objects: coverage everywhere but in ignorelist.txt's functions
+covign="-fsanitize-coverage-ignorelist=$src/tests/fuzz/ignorelist.txt"
 
 die() { echo "make fuzz: $*" >&2; exit 1; }
 
@@ -51,7 +53,7 @@ done
 mkdir -p "$out/build/obj" "$out/work" || exit 1
 cd "$top" || exit 1
 # the core's objects: rebuilt when their source or any core header is newer
-newest_h=$(ls -t "$src"/core/*.h "$src"/include/katomon/*.h | head -1)
+newest_h=$(ls -t "$src"/core/*.h "$src"/include/katomon/*.h "$src/tests/fuzz/ignorelist.txt" | head -1)
 objs=()
 stale=()
 for s in $FUZZ_CORE_SOURCES; do
@@ -65,12 +67,12 @@ done
 compile() { # source (relative to $src) -> its object
     local s=$1 o=$out/build/obj/$(echo "${1%.c}" | tr / _).o
     eval "local cpp=($FUZZ_CPPFLAGS_Q)"
-    $FUZZ_CC -g -O1 -fsanitize=fuzzer-no-link $san "${cpp[@]}" $FUZZ_CFLAGS \
+    $FUZZ_CC -g -O1 -fsanitize=fuzzer-no-link $san $covign "${cpp[@]}" $FUZZ_CFLAGS \
         -c "$src/$s" -o "$o" || { rm -f "$o"; return 1; }
 }
 export -f compile
 printf -v FUZZ_CPPFLAGS_Q '%q ' "${cppflags[@]}"
-export FUZZ_CC FUZZ_CPPFLAGS_Q FUZZ_CFLAGS out src san
+export FUZZ_CC FUZZ_CPPFLAGS_Q FUZZ_CFLAGS out src san covign
 if [ ${#stale[@]} -gt 0 ]; then
     echo "make fuzz: compiling ${#stale[@]} core sources with $FUZZ_CC"
     printf '%s\n' "${stale[@]}" | xargs -P 2 -I{} bash -c 'compile "$1"' _ {} ||
@@ -129,8 +131,10 @@ run_one() { # name: runs it, leaves work/NAME/{log,rc}
     local t0=$(date +%s)
     # new inputs go to work/NAME/corpus (the first directory); the tree's
     # corpus and regress directories are only read
+    # a harness may ask for libFuzzer flags on a line "FUZZ_FLAGS: -max_len=N"
+    local own=$(sed -n 's/.*FUZZ_FLAGS:\([^*]*\).*/\1/p' "$src/tests/fuzz/fuzz_$n.c")
     (cd "$w" && "$out/build/fuzz_$n" "${lim[@]}" -print_final_stats=1 -timeout=10 \
-        -rss_limit_mb=2048 -artifact_prefix="$w/artifacts/" ${FUZZ_ARGS:-} "${dirs[@]}") \
+        -rss_limit_mb=2048 -artifact_prefix="$w/artifacts/" $own ${FUZZ_ARGS:-} "${dirs[@]}") \
         >"$w/log" 2>&1
     echo $? >"$w/rc"
     echo $(($(date +%s) - t0)) >"$w/secs"
