@@ -474,21 +474,31 @@ static int km_looks_like_key(const char *text)
 }
 
 /* An indented line: more of the previous key's value. */
-static void km_continue(struct km_parse *p, const char *text)
+static void km_continue(struct km_parse *p, const char *value)
 {
     struct km_conf_entry *e = p->last;
     if (!e)
         return; /* its key line was refused and reported; so is its value */
+    /* " ;" starts a comment on a continuation line too (katomon.conf(5)),
+       which Debian's inih (r55) leaves in the value */
+    char *text = strdup(value);
+    if (!text) {
+        km_oom(p);
+        return;
+    }
+    *km_find_chars_or_comment(text, NULL) = '\0';
+    km_rstrip(text);
     if (km_looks_like_key(text)) {
         km_fail(p, p->line,
                 "this indented line would continue the value of `%s` (line %d); "
                 "remove the indentation if it starts a key or section of its own",
                 e->key, e->line);
-        return;
-    }
-    if (km_entry_append(e, text) < 0)
+    } else if (km_entry_append(e, text) < 0) {
         km_oom(p);
-    p->last_end = p->line;
+    } else {
+        p->last_end = p->line;
+    }
+    free(text);
 }
 
 /* inih's handler. The section name it passes is unused: we track sections
