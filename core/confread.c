@@ -190,15 +190,17 @@ static int km_sect_add(struct km_sect *s, const char *key, const char *value, in
     return 0;
 }
 
-/* Continuation lines are joined to the value with one space. */
+/* Continuation lines are joined to the value with one space (none after an
+   empty value: values are trimmed). */
 static int km_entry_append(struct km_conf_entry *e, const char *text)
 {
     size_t a = strlen(e->value), b = strlen(text);
     char *v = realloc((char *)e->value, a + b + 2);
     if (!v)
         return -1;
-    v[a] = ' ';
-    memcpy(v + a + 1, text, b + 1);
+    if (a)
+        v[a++] = ' ';
+    memcpy(v + a, text, b + 1);
     e->value = v;
     return 0;
 }
