@@ -20,8 +20,9 @@
 #   FUZZ_JOBS          harnesses run at once (default 1)
 #   FUZZ_RESULTS       also write the Markdown table to this file
 #   FUZZ_ARGS          more libFuzzer flags, for every harness
-#   FUZZ_MODE          run (default), build, or merge (minimize the new
-#                      inputs of the last run into the tree's corpus)
+#   FUZZ_MODE          run (default), build, merge (minimize the new
+#                      inputs of the last run into the tree's corpus), or
+#                      report (the table of the last run of each harness)
 set -u
 cppflags=("$@")
 
@@ -102,6 +103,7 @@ for n in $names; do
         die "building fuzz_$n failed"
 done
 [ "$mode" = build ] && exit 0
+cmd="make fuzz${FUZZ:+ FUZZ=\"$FUZZ\"} FUZZ_SECONDS=$seconds${runs:+ FUZZ_RUNS=$runs} FUZZ_JOBS=$jobs"
 
 # ---- merge: the last run's new inputs that add coverage, into the tree ----
 if [ "$mode" = merge ]; then
@@ -138,7 +140,13 @@ run_one() { # name: runs it, leaves work/NAME/{log,rc}
         >"$w/log" 2>&1
     echo $? >"$w/rc"
     echo $(($(date +%s) - t0)) >"$w/secs"
+    echo "$cmd" >"$w/cmd"
 }
+if [ "$mode" = report ]; then
+    started="(see each harness)"
+    load0=$(cut -d' ' -f1-3 /proc/loadavg)" (now)"
+    for n in $names; do [ -f "$out/work/$n/rc" ] || die "$n: no run yet"; done
+else
 echo "make fuzz: running $(echo $names) for ${runs:+$runs executions or }${seconds} s each, $jobs at a time (logs: $out/work/NAME/log)"
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -153,11 +161,13 @@ for n in $names; do
     active=$((active + 1))
 done
 wait
+fi
 
 # ---- report ----
 stat_of() { sed -n "s/^stat::$2: *//p" "$1" | tail -1; }
 table="| harness | seconds | executions | exec/s | cov | ft | corpus | new inputs | findings |
 |---|---:|---:|---:|---:|---:|---:|---:|---|"
+cmds=""
 failed=
 for n in $names; do
     w=$out/work/$n
@@ -177,12 +187,13 @@ for n in $names; do
         find="**FAILED** (exit $rc): ${arts:-see $log}"
         find="$find$(grep -a -m1 -E 'ERROR: |property violated|runtime error' "$log" | sed 's/^/ - /' | cut -c1-160)"
     fi
+    c=$(cat "$w/cmd" 2>/dev/null || echo "$cmd")
+    case "$cmds" in *"$c"*) ;; *) cmds="$cmds\`$c\`; " ;; esac
     table="$table
 | $n | $(cat "$w/secs") | ${execs:-?} | ${eps:-?} | ${cov:-?} | ${ft:-?} | $ncorp | ${newu:-?} | $find |"
 done
-cmd="make fuzz${FUZZ:+ FUZZ=\"$FUZZ\"} FUZZ_SECONDS=$seconds${runs:+ FUZZ_RUNS=$runs} FUZZ_JOBS=$jobs"
 machine="$(uname -srm), $(nproc) CPUs ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)), load average at start $load0"
-report="Command: \`$cmd\`
+report="Command: ${cmds%; }
 
 Machine: $machine; $($FUZZ_CC --version | head -1); started $started.
 
