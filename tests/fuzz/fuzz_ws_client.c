@@ -70,7 +70,8 @@ static void on_message(struct km_wsc *c, int binary, const char *data, size_t le
         seen.bytes = realloc(seen.bytes, seen.cap);
         FUZZ_CHECK(seen.bytes != NULL);
     }
-    memcpy(seen.bytes + seen.len, data, len);
+    if (len)
+        memcpy(seen.bytes + seen.len, data, len);
     seen.off[seen.msgs] = seen.len;
     seen.mlen[seen.msgs] = len;
     seen.binary[seen.msgs] = binary;
