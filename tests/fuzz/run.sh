@@ -182,7 +182,9 @@ for n in $names; do
     ncorp=$(($(ls "$w/corpus" | wc -l) + $(ls "$src/tests/fuzz/corpus/$n" 2>/dev/null | wc -l)))
     arts=$(cd "$w/artifacts" && ls 2>/dev/null | grep -Ev '^slow-unit-' | tr '\n' ' ')
     find=0
-    if [ "$rc" != 0 ] || [ -n "$arts" ]; then
+    if [ "$rc" = 72 ] && [ -z "$arts" ]; then
+        find="0 (stopped early: interrupted)" # libFuzzer's exit code on SIGINT
+    elif [ "$rc" != 0 ] || [ -n "$arts" ]; then
         failed="$failed $n"
         find="**FAILED** (exit $rc): ${arts:-see $log}"
         find="$find$(grep -a -m1 -E 'ERROR: |property violated|runtime error' "$log" | sed 's/^/ - /' | cut -c1-160)"
