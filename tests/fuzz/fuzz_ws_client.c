@@ -12,6 +12,7 @@
  *
  * Properties, for every input:
  *   - on_close comes exactly once, after on_open (if any), with a reason;
+ *     a message's data is never NULL, even when empty;
  *     on_open at most once and before any message; opened says whether
  *     on_open ran; no callback after on_close or km_wsc_close;
  *   - the connection opens only when the answer is "HTTP/1.x 101" and
@@ -64,6 +65,7 @@ static void on_message(struct km_wsc *c, int binary, const char *data, size_t le
                        void *arg)
 {
     FUZZ_CHECK(seen.opened && !seen.closed && !seen.handle_gone);
+    FUZZ_CHECK(data != NULL); /* a borrowed buffer, even for 0 bytes (websocket.h) */
     FUZZ_CHECK(seen.msgs < 4096);
     if (seen.len + len > seen.cap) {
         seen.cap = (seen.len + len) * 2 + 4096;
