@@ -694,8 +694,8 @@ static void km_peer_name(const struct sockaddr *sa, socklen_t len, char *out,
 
 /* Serves bev (stolen) as a new connection from peer; reject: past
    max_connections (a 503, then closed). */
-static void km_conn_start(struct km_listener *l, struct bufferevent *bev, const char *peer,
-                          int reject)
+static void km_conn_start(struct km_listener *l, struct bufferevent *bev,
+                          const char *peer, int reject)
 {
     struct km_conn *c;
     struct timeval tv = {KM_HTTP_TIMEOUT_S, 0};

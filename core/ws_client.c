@@ -237,8 +237,8 @@ static void wsc_on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- the socket (or a test stream) ------------------------------------------ */
 
-/* curl_easy_recv, or the next bytes of a test stream (then CURLE_OK with
-   *n == 0 at its end, as a closed socket). */
+/* curl_easy_recv, or the next bytes of a test stream (at its end: CURLE_OK
+   and no byte, as a closed socket gives). */
 static CURLcode wsc_sock_recv(struct km_wsc *c, void *buf, size_t len, size_t *n)
 {
     if (!c->feed)

@@ -48,8 +48,8 @@ static void same_sections(const struct km_config *a, const struct km_config *b, 
         const struct km_conf_section *x = a->sections[i], *y = b->sections[i];
         FUZZ_CHECK(strcmp(x->kind, y->kind) == 0 && strcmp(x->name, y->name) == 0);
         FUZZ_CHECK(!lines || x->line == y->line);
-        FUZZ_CHECKF(x->n_entries == y->n_entries, "[%s %s]: %zu entries, then %zu", x->kind,
-                    x->name, x->n_entries, y->n_entries);
+        FUZZ_CHECKF(x->n_entries == y->n_entries, "[%s %s]: %zu entries, then %zu",
+                    x->kind, x->name, x->n_entries, y->n_entries);
         for (size_t k = 0; k < x->n_entries; k++) {
             FUZZ_CHECK(strcmp(x->entries[k].key, y->entries[k].key) == 0);
             FUZZ_CHECKF(strcmp(x->entries[k].value, y->entries[k].value) == 0,
@@ -107,8 +107,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     lines += data[size - 1] != '\n';
 
     int errors = read_conf(data, size, &cfg, &probs);
-    FUZZ_CHECKF(errors >= 0 && (size_t)errors == probs.errors, "returned %d, %zu reported",
-                errors, probs.errors);
+    FUZZ_CHECKF(errors >= 0 && (size_t)errors == probs.errors,
+                "returned %d, %zu reported", errors, probs.errors);
     for (size_t i = 0; i < probs.n; i++) {
         const struct km_problem *p = &probs.v[i];
         FUZZ_CHECK(p->level == KM_LOG_ERROR || p->level == KM_LOG_WARNING);
@@ -154,8 +154,8 @@ round_trip:;
     char *printed = errors == 0 ? print_sections(cfg, &plen) : NULL;
     if (printed && plen > 0) {
         int e = read_conf((const uint8_t *)printed, plen, &again, &probs2);
-        FUZZ_CHECKF(e == 0, "the printed file has %d errors, the first: line %d: %s\n%s", e,
-                    probs2.n ? probs2.v[0].line : 0, probs2.n ? probs2.v[0].text : "",
+        FUZZ_CHECKF(e == 0, "the printed file has %d errors, the first: line %d: %s\n%s",
+                    e, probs2.n ? probs2.v[0].line : 0, probs2.n ? probs2.v[0].text : "",
                     printed);
         same_sections(cfg, again, 0);
         km_config_free(again);

@@ -81,7 +81,8 @@ static size_t series_with_history(struct store *s)
 
 static uint32_t le32(const uint8_t *p)
 {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
 }
 
 static void put32(uint8_t *p, uint32_t v)
@@ -102,7 +103,8 @@ static void fix_crcs(uint8_t *b, size_t n)
         uint32_t len = le32(b + pos);
         if (len == 0xffffffffu) {
             if (pos + 16 <= n)
-                put32(b + pos + 12, (uint32_t)crc32(crc32(0L, Z_NULL, 0), b, (uInt)(pos + 12)));
+                put32(b + pos + 12,
+                      (uint32_t)crc32(crc32(0L, Z_NULL, 0), b, (uInt)(pos + 12)));
             return;
         }
         if (len > n - pos - 4 || n - pos - 4 - len < 4)

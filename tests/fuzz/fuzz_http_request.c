@@ -79,7 +79,8 @@ static int handler(void *arg, struct km_conn *c, struct km_req *req)
     FUZZ_CHECK(strlen(req->method) > 0 && strlen(req->method) < 16);
     size_t tl = strlen(req->target);
     FUZZ_CHECK(tl < limit);
-    FUZZ_CHECKF(in_input(req->target, tl), "target \"%s\" is not in the input", req->target);
+    FUZZ_CHECKF(in_input(req->target, tl), "target \"%s\" is not in the input",
+                req->target);
     for (size_t i = 0; i < sizeof hdrs / sizeof hdrs[0]; i++) {
         const char *v = km_conn_header(c, hdrs[i]);
         if (v) {
@@ -108,7 +109,7 @@ static int handler(void *arg, struct km_conn *c, struct km_req *req)
 
 static struct event_base *base;
 static struct km_listener *listeners[2]; /* max_request_bytes 8192, 300 */
-static struct km_listener *listener;    /* this input's */
+static struct km_listener *listener;     /* this input's */
 
 /* The answers in out: their status codes into r. */
 static void read_answers(struct evbuffer *out, struct run *r)

@@ -35,8 +35,8 @@
 #include "ws_client.h"
 #include "ws_model.h"
 
-#define ANSWER                                                                         \
-    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"                        \
+#define ANSWER                                                                           \
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"                         \
     "Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
 #define ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 
@@ -97,9 +97,9 @@ static void on_close(struct km_wsc *c, const struct km_ws_closed *info, void *ar
 
 /* The model's expectation of the frames in s[0..n). */
 struct expect {
-    size_t n;              /* messages the plain prefix holds */
-    int all_plain;         /* the stream is plain frames up to its end */
-    int close_code;        /* a plain close frame ended it: its code (1005: none) */
+    size_t n;       /* messages the plain prefix holds */
+    int all_plain;  /* the stream is plain frames up to its end */
+    int close_code; /* a plain close frame ended it: its code (1005: none) */
 };
 
 static int same_message(size_t i, int op, const uint8_t *p, size_t len)
@@ -131,9 +131,9 @@ static struct expect model(const uint8_t *s, size_t n, size_t max, int check)
             if (!f.fin || f.len > 125 || f.op > 10)
                 break;
             if (f.op == 8) {
-                if (f.len == 1 ||
-                    (f.len >= 2 && (!model_close_code_ok((unsigned)pay[0] << 8 | pay[1]) ||
-                                    !model_utf8(pay + 2, f.len - 2, 0))))
+                if (f.len == 1 || (f.len >= 2 && (!model_close_code_ok(
+                                                      (unsigned)pay[0] << 8 | pay[1]) ||
+                                                  !model_utf8(pay + 2, f.len - 2, 0))))
                     break;
                 e.close_code = f.len ? ((int)pay[0] << 8 | pay[1]) : 1005;
                 break;
@@ -152,8 +152,8 @@ static struct expect model(const uint8_t *s, size_t n, size_t max, int check)
             if (f.fin) {
                 if (check && (e.n < (size_t)seen.msgs || !seen.handle_gone))
                     FUZZ_CHECKF(same_message(e.n, msg_op, msg, msg_len),
-                                "message %zu differs from the model's (%d delivered)", e.n,
-                                seen.msgs);
+                                "message %zu differs from the model's (%d delivered)",
+                                e.n, seen.msgs);
                 e.n++;
                 msg_op = 0;
             }
@@ -215,7 +215,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct expect e = model(s, n, max ? max : (1u << 20), 1);
         if (!seen.handle_gone) {
             /* the plain prefix's messages; a plain stream: nothing more */
-            FUZZ_CHECKF((size_t)seen.msgs >= e.n, "%d messages, model %zu", seen.msgs, e.n);
+            FUZZ_CHECKF((size_t)seen.msgs >= e.n, "%d messages, model %zu", seen.msgs,
+                        e.n);
             if (e.all_plain || e.close_code) {
                 FUZZ_CHECKF((size_t)seen.msgs == e.n, "%d messages, model %zu", seen.msgs,
                             e.n);

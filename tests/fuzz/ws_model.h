@@ -62,11 +62,11 @@ static inline int model_utf8(const uint8_t *p, size_t n, int prefix)
 /* One frame header as the RFC draws it. */
 struct model_frame {
     int fin, rsv, op, masked;
-    uint64_t len;        /* payload length */
-    int minimal;         /* the length used its shortest form */
-    int msb;             /* a 64-bit length with its top bit set */
-    uint8_t key[4];      /* masking key, when masked */
-    size_t hlen;         /* header bytes */
+    uint64_t len;   /* payload length */
+    int minimal;    /* the length used its shortest form */
+    int msb;        /* a 64-bit length with its top bit set */
+    uint8_t key[4]; /* masking key, when masked */
+    size_t hlen;    /* header bytes */
 };
 
 /* Reads a header at p[0..n): 1 (whole), 0 (cut short). */
@@ -159,7 +159,8 @@ static inline size_t model_write_header(const struct model_frame *f, uint8_t *ou
    1000-1003, 1007-1014; 3000-4999). */
 static inline int model_close_code_ok(unsigned c)
 {
-    return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) || (c >= 3000 && c <= 4999);
+    return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) ||
+           (c >= 3000 && c <= 4999);
 }
 
 #endif /* KM_FUZZ_WS_MODEL_H */
