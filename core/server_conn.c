@@ -473,6 +473,17 @@ static int km_on_headers_complete(http_parser *p)
     c->arena_len++; /* keep the last string's NUL */
     if (c->error)
         return -1; /* stop: the limit was hit */
+    /* RFC 7230 3.2.4: whitespace between a field name and its colon is a 400
+       (http-parser takes "Transfer-Encoding :chunked" as chunking, which a
+       proxy in front may not: request smuggling) */
+    for (size_t i = 0; i < c->n_hdr; i++) {
+        const char *name = c->arena + c->hdr[i].name;
+        size_t n = strlen(name);
+        if (n && (name[n - 1] == ' ' || name[n - 1] == '\t')) {
+            c->error = 400;
+            return -1;
+        }
+    }
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > c->l->max_request_bytes) {
         c->error = 413;
         return -1;
@@ -661,8 +672,9 @@ static void km_conn_read_cb(struct bufferevent *bev, void *arg)
             int status = c->error ? c->error : 400;
             char detail[160];
             snprintf(detail, sizeof detail, "%s: %s", km_status_text(status),
-                     c->error ? "request over [http] max_request_bytes or header limit"
-                              : http_errno_description(e));
+                     c->error == 400 ? "whitespace between a header name and its colon"
+                     : c->error      ? "request over [http] max_request_bytes or header limit"
+                                     : http_errno_description(e));
             if (e == HPE_HEADER_OVERFLOW)
                 status = 431;
             c->closing = 1;
