@@ -14,6 +14,7 @@
 #define KM_CONFINT_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "config.h"
 
@@ -69,6 +70,11 @@ struct km_sect {
    plugin's: named, any key kept for the plugin's own check). */
 extern const struct km_sect_spec km_sect_specs[];
 extern const struct km_sect_spec km_plugin_kind_spec;
+
+/* confread.c: km_config_read of an open stream (borrowed; NULL: open path,
+   which names the file in problems either way). For tests: fmemopen. */
+int km_config_read_fp(FILE *fp, const char *path, struct km_config **out,
+                      km_config_report_fn report, void *arg);
 
 /* config.c */
 const struct km_sect_spec *km_spec_find(const char *kind);

@@ -190,15 +190,17 @@ static int km_sect_add(struct km_sect *s, const char *key, const char *value, in
     return 0;
 }
 
-/* Continuation lines are joined to the value with one space. */
+/* Continuation lines are joined to the value with one space (none after an
+   empty value: values are trimmed). */
 static int km_entry_append(struct km_conf_entry *e, const char *text)
 {
     size_t a = strlen(e->value), b = strlen(text);
     char *v = realloc((char *)e->value, a + b + 2);
     if (!v)
         return -1;
-    v[a] = ' ';
-    memcpy(v + a + 1, text, b + 1);
+    if (a)
+        v[a++] = ' ';
+    memcpy(v + a, text, b + 1);
     e->value = v;
     return 0;
 }
@@ -474,21 +476,31 @@ static int km_looks_like_key(const char *text)
 }
 
 /* An indented line: more of the previous key's value. */
-static void km_continue(struct km_parse *p, const char *text)
+static void km_continue(struct km_parse *p, const char *value)
 {
     struct km_conf_entry *e = p->last;
     if (!e)
         return; /* its key line was refused and reported; so is its value */
+    /* " ;" starts a comment on a continuation line too (katomon.conf(5)),
+       which Debian's inih (r55) leaves in the value */
+    char *text = strdup(value);
+    if (!text) {
+        km_oom(p);
+        return;
+    }
+    *km_find_chars_or_comment(text, NULL) = '\0';
+    km_rstrip(text);
     if (km_looks_like_key(text)) {
         km_fail(p, p->line,
                 "this indented line would continue the value of `%s` (line %d); "
                 "remove the indentation if it starts a key or section of its own",
                 e->key, e->line);
-        return;
-    }
-    if (km_entry_append(e, text) < 0)
+    } else if (km_entry_append(e, text) < 0) {
         km_oom(p);
-    p->last_end = p->line;
+    } else {
+        p->last_end = p->line;
+    }
+    free(text);
 }
 
 /* inih's handler. The section name it passes is unused: we track sections
@@ -534,8 +546,9 @@ static void km_parse_file(struct km_parse *p)
                 "syntax error: expected `key = value`, a [section] or a ; comment");
 }
 
-int km_config_read(const char *path, struct km_config **out, km_config_report_fn report,
-                   void *arg)
+/* km_config_read of the open stream fp (borrowed; NULL: open path). */
+int km_config_read_fp(FILE *fp, const char *path, struct km_config **out,
+                      km_config_report_fn report, void *arg)
 {
     struct km_parse p = {.report = report, .report_arg = arg};
 
@@ -546,17 +559,23 @@ int km_config_read(const char *path, struct km_config **out, km_config_report_fn
         km_config_free(p.cfg);
         return 1;
     }
-    if (!(p.fp = fopen(p.cfg->path, "r")))
+    if (!(p.fp = fp ? fp : fopen(p.cfg->path, "r")))
         km_fail(&p, 0, "cannot open: %s; pass the right path with -c FILE",
                 strerror(errno));
     else
         km_parse_file(&p);
     free(p.buf);
-    if (p.fp)
+    if (p.fp && !fp)
         fclose(p.fp);
     km_drop_builtin(p.cfg);
     *out = p.cfg;
     return p.errors;
+}
+
+int km_config_read(const char *path, struct km_config **out, km_config_report_fn report,
+                   void *arg)
+{
+    return km_config_read_fp(NULL, path, out, report, arg);
 }
 
 /* km_config_load's report: keeps the first problem as "FILE:LINE: ...". */

@@ -245,6 +245,20 @@ static int km_hist_sync_dir(const char *path)
     return rc;
 }
 
+int km_hist_write_fd(struct km_history *h, int fd)
+{
+    struct km_hw *w = malloc(sizeof *w);
+    if (!w)
+        return ENOMEM;
+    memset(w, 0, offsetof(struct km_hw, buf));
+    w->crc_file = crc32(0L, Z_NULL, 0);
+    w->fd = fd;
+    km_hw_store(w, h);
+    int e = w->err;
+    free(w);
+    return e;
+}
+
 int km_hist_write(struct km_history *h, char *err, size_t errlen)
 {
     char tmp[4096];
@@ -252,34 +266,27 @@ int km_hist_write(struct km_history *h, char *err, size_t errlen)
         snprintf(err, errlen, "%s: path too long", h->path);
         return -1;
     }
-    struct km_hw *w = malloc(sizeof *w);
-    if (!w) {
-        snprintf(err, errlen, "%s: out of memory", tmp);
-        return -1;
-    }
-    memset(w, 0, offsetof(struct km_hw, buf));
-    w->crc_file = crc32(0L, Z_NULL, 0);
     const char *what = "open";
-    w->fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (w->fd < 0) {
-        w->err = errno;
+    int e = 0, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        e = errno;
     } else {
         what = "write";
-        km_hw_store(w, h);
-        if (!w->err && fsync(w->fd) < 0 && (what = "fsync"))
-            w->err = errno;
-        if (close(w->fd) < 0 && !w->err && (what = "close"))
-            w->err = errno;
+        e = km_hist_write_fd(h, fd);
+        if (e == ENOMEM)
+            what = "out of memory";
+        if (!e && fsync(fd) < 0 && (what = "fsync"))
+            e = errno;
+        if (close(fd) < 0 && !e && (what = "close"))
+            e = errno;
     }
     int renamed = 0; /* after the rename there is no .tmp left to remove */
-    if (!w->err && rename(tmp, h->path) < 0 && (what = "rename over the file"))
-        w->err = errno;
-    else if (!w->err)
+    if (!e && rename(tmp, h->path) < 0 && (what = "rename over the file"))
+        e = errno;
+    else if (!e)
         renamed = 1;
-    if (!w->err && km_hist_sync_dir(h->path) < 0 && (what = "fsync of its directory"))
-        w->err = errno;
-    int e = w->err;
-    free(w);
+    if (!e && km_hist_sync_dir(h->path) < 0 && (what = "fsync of its directory"))
+        e = errno;
     if (!e)
         return 0;
     snprintf(err, errlen, "%s: %s: %s", tmp, what, strerror(e));
@@ -745,14 +752,39 @@ static ssize_t km_hist_slurp(const char *path, uint8_t **buf, char *why, size_t 
 }
 
 /* Logs the tiers of the file that are not loaded. */
-static void km_hr_log_tiers(const struct km_hr *r)
+static void km_hr_log_tiers(const struct km_hr *r, const char *name)
 {
     for (unsigned j = 0; j < r->ntiers; j++)
         if (r->tier[j].to < 0)
             km_log(KM_LOG_WARNING,
                    "history: %s: tier %u (%g s step, %g s retention) "
                    "is not in the configured tiers: its points are dropped",
-                   r->h->path, j, r->tier[j].step, r->tier[j].retention);
+                   name, j, r->tier[j].step, r->tier[j].retention);
+}
+
+int km_hist_load_buf(struct km_history *h, const uint8_t *buf, size_t size, char *why,
+                     size_t whylen)
+{
+    const char *name = h->path ? h->path : "(memory)";
+    struct km_hr r = {.h = h, .buf = buf, .size = size};
+    int rc = 0;
+    r.scratch = malloc(km_tsz_size(65535));
+    if (!r.scratch) {
+        snprintf(why, whylen, "out of memory");
+        rc = -2;
+    } else if (km_hr_pass(&r) < 0) {
+        snprintf(why, whylen, "%s at byte %zu", r.why, r.at);
+        rc = -1;
+    } else {
+        km_hr_log_tiers(&r, name);
+        r.apply = 1;
+        if (km_hr_pass(&r) < 0) /* checked: only a chunk that fits no more */
+            km_log(KM_LOG_ERROR, "history: %s: %s at byte %zu", name, r.why, r.at);
+        km_log(KM_LOG_NOTICE, "history: %s: %llu series loaded (%llu skipped)", name,
+               (unsigned long long)h->loaded, (unsigned long long)h->load_skipped);
+    }
+    free(r.scratch);
+    return rc;
 }
 
 void km_hist_load(struct km_history *h)
@@ -773,23 +805,11 @@ void km_hist_load(struct km_history *h)
         free(buf);
         return;
     }
-    r.buf = buf;
-    r.size = (size_t)size;
-    r.scratch = malloc(km_tsz_size(65535));
-    if (!r.scratch) {
+    char why[320];
+    int rc = km_hist_load_buf(h, buf, (size_t)size, why, sizeof why);
+    if (rc == -2)
         km_log(KM_LOG_ERROR, "history: %s: out of memory, starting empty", h->path);
-    } else if (km_hr_pass(&r) < 0) {
-        char why[320];
-        snprintf(why, sizeof why, "%s at byte %zu", r.why, r.at);
+    else if (rc < 0)
         km_hist_set_aside(h, why);
-    } else {
-        km_hr_log_tiers(&r);
-        r.apply = 1;
-        if (km_hr_pass(&r) < 0) /* checked: only a chunk that fits no more */
-            km_log(KM_LOG_ERROR, "history: %s: %s at byte %zu", h->path, r.why, r.at);
-        km_log(KM_LOG_NOTICE, "history: %s: %llu series loaded (%llu skipped)", h->path,
-               (unsigned long long)h->loaded, (unsigned long long)h->load_skipped);
-    }
-    free(r.scratch);
     free(buf);
 }

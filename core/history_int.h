@@ -115,6 +115,14 @@ int km_hist_write(struct km_history *h, char *err, size_t errlen);
 /* Reads h->path into the store and the registry (see history.h). Never
    fails: a bad file is logged and set aside. */
 void km_hist_load(struct km_history *h);
+/* The store's bytes, as the file holds them, written to fd (no fsync): 0, or
+   an errno. For km_hist_write and tests. */
+int km_hist_write_fd(struct km_history *h, int fd);
+/* Reads a file's bytes (buf, borrowed) into the store: checked whole
+   first, so 0 (loaded), -1 (refused, the store unchanged; why says what and
+   at which byte) or -2 (out of memory). For km_hist_load and tests. */
+int km_hist_load_buf(struct km_history *h, const uint8_t *buf, size_t size, char *why,
+                     size_t whylen);
 /* The flush timer's work: forks the writer (or counts a skip). */
 void km_hist_flush_async(struct km_history *h);
 /* Reaps the writer child: `block` waits for it. Logs its failure. */

@@ -473,6 +473,17 @@ static int km_on_headers_complete(http_parser *p)
     c->arena_len++; /* keep the last string's NUL */
     if (c->error)
         return -1; /* stop: the limit was hit */
+    /* RFC 7230 3.2.4: whitespace between a field name and its colon is a 400
+       (http-parser takes "Transfer-Encoding :chunked" as chunking, which a
+       proxy in front may not: request smuggling) */
+    for (size_t i = 0; i < c->n_hdr; i++) {
+        const char *name = c->arena + c->hdr[i].name;
+        size_t n = strlen(name);
+        if (n && (name[n - 1] == ' ' || name[n - 1] == '\t')) {
+            c->error = 400;
+            return -1;
+        }
+    }
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > c->l->max_request_bytes) {
         c->error = 413;
         return -1;
@@ -661,8 +672,9 @@ static void km_conn_read_cb(struct bufferevent *bev, void *arg)
             int status = c->error ? c->error : 400;
             char detail[160];
             snprintf(detail, sizeof detail, "%s: %s", km_status_text(status),
-                     c->error ? "request over [http] max_request_bytes or header limit"
-                              : http_errno_description(e));
+                     c->error == 400 ? "whitespace between a header name and its colon"
+                     : c->error      ? "request over [http] max_request_bytes or header limit"
+                                     : http_errno_description(e));
             if (e == HPE_HEADER_OVERFLOW)
                 status = 431;
             c->closing = 1;
@@ -692,32 +704,21 @@ static void km_peer_name(const struct sockaddr *sa, socklen_t len, char *out,
     snprintf(out, outlen, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
 }
 
-static void km_listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
-                                  struct sockaddr *sa, int socklen, void *arg)
+/* Serves bev (stolen) as a new connection from peer; reject: past
+   max_connections (a 503, then closed). */
+static void km_conn_start(struct km_listener *l, struct bufferevent *bev,
+                          const char *peer, int reject)
 {
-    struct km_listener *l = arg;
     struct km_conn *c;
     struct timeval tv = {KM_HTTP_TIMEOUT_S, 0};
-    int one = 1;
-    int reject = l->n_conns >= l->max_connections;
 
-    if (reject && l->n_rejecting >= KM_HTTP_MAX_REJECTS) {
-        close(fd); /* under a flood even the 503 is too much */
-        return;
-    }
     if (!(c = calloc(1, sizeof *c))) {
-        close(fd);
+        bufferevent_free(bev);
         return;
     }
     c->l = l;
-    c->bev = bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (!c->bev) {
-        close(fd);
-        free(c);
-        return;
-    }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    km_peer_name(sa, (socklen_t)socklen, c->peer, sizeof c->peer);
+    c->bev = bev;
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     c->next = l->conns;
@@ -741,6 +742,34 @@ static void km_listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd
     }
     l->n_conns++;
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+void km_listener_adopt(struct km_listener *l, struct bufferevent *bev, const char *peer)
+{
+    km_conn_start(l, bev, peer, l->n_conns >= l->max_connections);
+}
+
+static void km_listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
+                                  struct sockaddr *sa, int socklen, void *arg)
+{
+    struct km_listener *l = arg;
+    struct bufferevent *bev;
+    char peer[64];
+    int one = 1;
+    int reject = l->n_conns >= l->max_connections;
+
+    if (reject && l->n_rejecting >= KM_HTTP_MAX_REJECTS) {
+        close(fd); /* under a flood even the 503 is too much */
+        return;
+    }
+    bev = bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        close(fd);
+        return;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    km_peer_name(sa, (socklen_t)socklen, peer, sizeof peer);
+    km_conn_start(l, bev, peer, reject);
 }
 
 static void km_listener_resume_cb(evutil_socket_t fd, short what, void *arg)

@@ -85,6 +85,11 @@ size_t km_listener_connections(const struct km_listener *l);
    after the call. */
 void km_listener_set_request_timeout(struct km_listener *l, double seconds);
 
+/* For tests (tests/fuzz/fuzz_http_request.c): serves bev (stolen; e.g. one
+   end of a bufferevent_pair) as a connection accepted from peer, exactly as
+   an accepted socket is served. */
+void km_listener_adopt(struct km_listener *l, struct bufferevent *bev, const char *peer);
+
 /* A connection handed over (km_conn_hand_over) has ended: it stops
    counting against max_connections. */
 void km_listener_gone(struct km_listener *l);

@@ -93,6 +93,10 @@ struct km_wsc {
     char io_error[256];         /* why a send or receive failed */
     struct km_ws_closed info;   /* for on_close */
     char reason[512];           /* info.reason */
+    const unsigned char *feed;  /* km_wsc_test_stream: the peer's bytes (borrowed)
+                                   instead of a socket; NULL: the socket */
+    size_t feed_len;            /* bytes of feed not yet read */
+    size_t feed_chunk;          /* at most this many per read (0: all) */
 };
 
 static void wsc_pump(struct km_wsc *c);
@@ -231,6 +235,32 @@ static void wsc_on_timer(evutil_socket_t fd, short what, void *arg)
     wsc_free(c);
 }
 
+/* ---- the socket (or a test stream) ------------------------------------------ */
+
+/* curl_easy_recv, or the next bytes of a test stream (at its end: CURLE_OK
+   and no byte, as a closed socket gives). */
+static CURLcode wsc_sock_recv(struct km_wsc *c, void *buf, size_t len, size_t *n)
+{
+    if (!c->feed)
+        return curl_easy_recv(c->easy, buf, len, n);
+    *n = len < c->feed_len ? len : c->feed_len;
+    if (c->feed_chunk && *n > c->feed_chunk)
+        *n = c->feed_chunk;
+    memcpy(buf, c->feed, *n);
+    c->feed += *n;
+    c->feed_len -= *n;
+    return CURLE_OK;
+}
+
+/* curl_easy_send; a test stream's peer takes everything. */
+static CURLcode wsc_sock_send(struct km_wsc *c, const void *data, size_t len, size_t *n)
+{
+    if (!c->feed)
+        return curl_easy_send(c->easy, data, len, n);
+    *n = len;
+    return CURLE_OK;
+}
+
 /* ---- wslay callbacks ------------------------------------------------------ */
 
 /* Bytes for wslay: first what came with the 101, then the socket. */
@@ -249,7 +279,7 @@ static ssize_t wsc_recv(wslay_event_context_ptr ws, uint8_t *buf, size_t len, in
         return (ssize_t)n;
     }
     errno = 0;
-    rc = curl_easy_recv(c->easy, buf, len, &n);
+    rc = wsc_sock_recv(c, buf, len, &n);
     e = errno;
     if (rc == CURLE_AGAIN) {
         wslay_event_set_error(ws, WSLAY_ERR_WOULDBLOCK);
@@ -275,7 +305,7 @@ static ssize_t wsc_send(wslay_event_context_ptr ws, const uint8_t *data, size_t 
     int e;
 
     errno = 0;
-    rc = curl_easy_send(c->easy, data, len, &n);
+    rc = wsc_sock_send(c, data, len, &n);
     e = errno;
     if (rc == CURLE_AGAIN || (rc == CURLE_OK && n == 0)) {
         c->write_blocked = 1;
@@ -308,8 +338,9 @@ static void wsc_on_msg(wslay_event_context_ptr ws,
         return; /* closed from an earlier message of this read */
     if (a->opcode == WSLAY_TEXT_FRAME || a->opcode == WSLAY_BINARY_FRAME) {
         if (c->h.on_message)
-            c->h.on_message(c, a->opcode == WSLAY_BINARY_FRAME, (const char *)a->msg,
-                            a->msg_length, c->h.arg);
+            /* wslay gives NULL for an empty message; the plugin gets "" */
+            c->h.on_message(c, a->opcode == WSLAY_BINARY_FRAME,
+                            a->msg ? (const char *)a->msg : "", a->msg_length, c->h.arg);
         if (c->user_closed)
             wslay_event_shutdown_read(ws); /* read no further */
     } else if (a->opcode == WSLAY_CONNECTION_CLOSE) {
@@ -473,7 +504,7 @@ static void wsc_read_answer(struct km_wsc *c)
             return;
         }
         errno = 0;
-        rc = curl_easy_recv(c->easy, c->in + c->in_len, room, &n);
+        rc = wsc_sock_recv(c, c->in + c->in_len, room, &n);
         e = errno;
         if (rc == CURLE_AGAIN)
             return; /* more later */
@@ -728,6 +759,48 @@ refuse:
     if (err && errlen)
         snprintf(err, errlen, "%s", why);
     return NULL;
+}
+
+struct km_wsc *km_wsc_test_stream(struct event_base *base, const void *data, size_t len,
+                                  size_t chunk, size_t max_message,
+                                  const struct km_wsc_handlers *h)
+{
+    struct km_wsc *c = calloc(1, sizeof *c);
+
+    if (!c)
+        return NULL;
+    c->base = base;
+    c->h = *h;
+    c->timeout_ms = WSC_TIMEOUT_MS;
+    c->max_message = max_message ? max_message : WSC_MAX_MESSAGE;
+    c->feed = len ? data : (const unsigned char *)"";
+    c->feed_len = len;
+    c->feed_chunk = chunk;
+    /* RFC 6455 section 1.3's example key "dGhlIHNhbXBsZSBub25jZQ==" */
+    snprintf(c->accept, sizeof c->accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    if (!(c->in = malloc(WSC_MAX_ANSWER + 1)) ||
+        !(c->timer = evtimer_new(base, wsc_on_timer, c))) {
+        wsc_free(c);
+        return NULL;
+    }
+    km_wsc_stats.live++;
+    c->state = WSC_HANDSHAKE;
+    c->busy++; /* a handler's km_wsc_close waits until we return */
+    wsc_read_answer(c);
+    /* a short read leaves wslay waiting for the socket to be readable again:
+       here it always is, until the stream's end has been seen */
+    while (c->state == WSC_OPEN && !c->user_closed) {
+        size_t left = c->feed_len + (c->in_len - c->in_off);
+        wsc_pump(c);
+        if (c->state == WSC_OPEN && left == c->feed_len + (c->in_len - c->in_off))
+            break; /* nothing read: wslay reads no more (its close came) */
+    }
+    c->busy--;
+    if (c->user_closed) {
+        km_wsc_close(c);
+        return NULL;
+    }
+    return c;
 }
 
 int km_wsc_send_text(struct km_wsc *c, const char *text, size_t len)

@@ -48,6 +48,22 @@ struct km_wsc *km_wsc_open(struct event_base *base, const struct km_ws_client_op
                            const struct km_wsc_handlers *h, char *err, size_t errlen);
 
 /*
+ * For the fuzz tests (tests/fuzz/fuzz_ws_client.c): a connection with no
+ * socket that reads data[0..len) (borrowed until the call returns), at most
+ * chunk bytes per read (0: as much as asked), as everything the peer sent
+ * after the Upgrade request: the answer, which must accept the key
+ * "dGhlIHNhbXBsZSBub25jZQ==" (RFC 6455 section 1.3), then frames, then
+ * the end of the stream. What the client sends is dropped. Runs the
+ * handshake and the frames now (h's on_open and on_message), on_close from
+ * base's loop as for a real connection. max_message 0: the default.
+ * Returns the handle as km_wsc_open does, or NULL (ENOMEM, or a handler
+ * called km_wsc_close).
+ */
+struct km_wsc *km_wsc_test_stream(struct event_base *base, const void *data, size_t len,
+                                  size_t chunk, size_t max_message,
+                                  const struct km_wsc_handlers *h);
+
+/*
  * Queues one text message and sends what the socket takes now. 0, or -1
  * when the connection is not open (yet, or any more) or on ENOMEM. A
  * failure to send is reported through on_close, later.

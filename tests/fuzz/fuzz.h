@@ -27,25 +27,25 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* A property that must hold for every input. */
-#define FUZZ_CHECK(cond)                                                               \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: property violated: %s\n", __FILE__, __LINE__,      \
-                    #cond);                                                            \
-            abort();                                                                   \
-        }                                                                              \
+#define FUZZ_CHECK(cond)                                                                 \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            fprintf(stderr, "%s:%d: property violated: %s\n", __FILE__, __LINE__,        \
+                    #cond);                                                              \
+            abort();                                                                     \
+        }                                                                                \
     } while (0)
 
 /* The same with a printf-style explanation. */
-#define FUZZ_CHECKF(cond, ...)                                                         \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: property violated: %s: ", __FILE__, __LINE__,      \
-                    #cond);                                                            \
-            fprintf(stderr, __VA_ARGS__);                                              \
-            fputc('\n', stderr);                                                       \
-            abort();                                                                   \
-        }                                                                              \
+#define FUZZ_CHECKF(cond, ...)                                                           \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            fprintf(stderr, "%s:%d: property violated: %s: ", __FILE__, __LINE__,        \
+                    #cond);                                                              \
+            fprintf(stderr, __VA_ARGS__);                                                \
+            fputc('\n', stderr);                                                         \
+            abort();                                                                     \
+        }                                                                                \
     } while (0)
 
 #endif /* KM_FUZZ_H */

@@ -177,7 +177,8 @@ static enum end model(const uint8_t *s, size_t n, size_t max, int *code, int *co
         FUZZ_CHECK(memcmp(enc, s + pos, h + f.len) == 0);
         pos += f.hlen + f.len;
         if (f.op == 8) {
-            if (f.len == 1 || (f.len >= 2 && !model_close_code_ok((unsigned)pay[0] << 8 | pay[1])))
+            if (f.len == 1 ||
+                (f.len >= 2 && !model_close_code_ok((unsigned)pay[0] << 8 | pay[1])))
                 err = 1002;
             else if (f.len >= 2 && !model_utf8(pay + 2, f.len - 2, 0))
                 err = 1007;
@@ -242,8 +243,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < got.n; i++) {
         FUZZ_CHECK(got.m[i].op == want.m[i].op);
         FUZZ_CHECK(got.m[i].len == want.m[i].len);
-        FUZZ_CHECK(got.m[i].len == 0 || memcmp(got.bytes + got.m[i].off,
-                                               want.bytes + want.m[i].off, got.m[i].len) == 0);
+        FUZZ_CHECK(got.m[i].len == 0 ||
+                   memcmp(got.bytes + got.m[i].off, want.bytes + want.m[i].off,
+                          got.m[i].len) == 0);
     }
     switch (e) {
     case END_CLEAN:
@@ -251,12 +253,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(!km_ws_reader_holding(reader)); /* idle between frames */
         break;
     case END_ERROR:
-        FUZZ_CHECKF(rc == code, "rc %d (%s), the model expects %d", rc, reason ? reason : "",
-                    code);
+        FUZZ_CHECKF(rc == code, "rc %d (%s), the model expects %d", rc,
+                    reason ? reason : "", code);
         break;
     case END_PARTIAL:
-        FUZZ_CHECKF(rc == 0 || rc == code, "rc %d (%s) on a cut-short frame, model: 0 or %d",
-                    rc, reason ? reason : "", code);
+        FUZZ_CHECKF(rc == 0 || rc == code,
+                    "rc %d (%s) on a cut-short frame, model: 0 or %d", rc,
+                    reason ? reason : "", code);
         break;
     }
     if (rc) { /* dead: every later call returns the same */

@@ -102,7 +102,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char code[32], detail[256], code2[32], detail2[256];
     const char *text = (const char *)data;
 
-    int rc = km_ws_parse_request(text, size, &req, code, sizeof code, detail, sizeof detail);
+    int rc =
+        km_ws_parse_request(text, size, &req, code, sizeof code, detail, sizeof detail);
     FUZZ_CHECK(rc == 0 || rc == -1);
     /* deterministic */
     int rc2 = km_ws_parse_request(text, size, &again, code2, sizeof code2, detail2,

@@ -167,7 +167,8 @@ int main(int argc, char **argv)
         total += r;
     }
     if (total == 0) {
-        fprintf(stderr, "replay: no input for harness %s under %s/tests/fuzz\n", name, top);
+        fprintf(stderr, "replay: no input for harness %s under %s/tests/fuzz\n", name,
+                top);
         return 1;
     }
     printf("replay: %s: %d inputs, every property held\n", name, total);

@@ -20,8 +20,9 @@
 #   FUZZ_JOBS          harnesses run at once (default 1)
 #   FUZZ_RESULTS       also write the Markdown table to this file
 #   FUZZ_ARGS          more libFuzzer flags, for every harness
-#   FUZZ_MODE          run (default), build, or merge (minimize the new
-#                      inputs of the last run into the tree's corpus)
+#   FUZZ_MODE          run (default), build, merge (minimize the new
+#                      inputs of the last run into the tree's corpus), or
+#                      report (the table of the last run of each harness)
 set -u
 cppflags=("$@")
 
@@ -33,6 +34,8 @@ seconds=${FUZZ_SECONDS:-60}
 runs=${FUZZ_RUNS:-}
 jobs=${FUZZ_JOBS:-1}
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+# the core's objects: coverage everywhere but in ignorelist.txt's functions
+covign="-fsanitize-coverage-ignorelist=$src/tests/fuzz/ignorelist.txt"
 
 die() { echo "make fuzz: $*" >&2; exit 1; }
 
@@ -51,7 +54,7 @@ done
 mkdir -p "$out/build/obj" "$out/work" || exit 1
 cd "$top" || exit 1
 # the core's objects: rebuilt when their source or any core header is newer
-newest_h=$(ls -t "$src"/core/*.h "$src"/include/katomon/*.h | head -1)
+newest_h=$(ls -t "$src"/core/*.h "$src"/include/katomon/*.h "$src/tests/fuzz/ignorelist.txt" | head -1)
 objs=()
 stale=()
 for s in $FUZZ_CORE_SOURCES; do
@@ -65,12 +68,12 @@ done
 compile() { # source (relative to $src) -> its object
     local s=$1 o=$out/build/obj/$(echo "${1%.c}" | tr / _).o
     eval "local cpp=($FUZZ_CPPFLAGS_Q)"
-    $FUZZ_CC -g -O1 -fsanitize=fuzzer-no-link $san "${cpp[@]}" $FUZZ_CFLAGS \
+    $FUZZ_CC -g -O1 -fsanitize=fuzzer-no-link $san $covign "${cpp[@]}" $FUZZ_CFLAGS \
         -c "$src/$s" -o "$o" || { rm -f "$o"; return 1; }
 }
 export -f compile
 printf -v FUZZ_CPPFLAGS_Q '%q ' "${cppflags[@]}"
-export FUZZ_CC FUZZ_CPPFLAGS_Q FUZZ_CFLAGS out src san
+export FUZZ_CC FUZZ_CPPFLAGS_Q FUZZ_CFLAGS out src san covign
 if [ ${#stale[@]} -gt 0 ]; then
     echo "make fuzz: compiling ${#stale[@]} core sources with $FUZZ_CC"
     printf '%s\n' "${stale[@]}" | xargs -P 2 -I{} bash -c 'compile "$1"' _ {} ||
@@ -100,6 +103,7 @@ for n in $names; do
         die "building fuzz_$n failed"
 done
 [ "$mode" = build ] && exit 0
+cmd="make fuzz${FUZZ:+ FUZZ=\"$FUZZ\"} FUZZ_SECONDS=$seconds${runs:+ FUZZ_RUNS=$runs} FUZZ_JOBS=$jobs"
 
 # ---- merge: the last run's new inputs that add coverage, into the tree ----
 if [ "$mode" = merge ]; then
@@ -129,12 +133,20 @@ run_one() { # name: runs it, leaves work/NAME/{log,rc}
     local t0=$(date +%s)
     # new inputs go to work/NAME/corpus (the first directory); the tree's
     # corpus and regress directories are only read
+    # a harness may ask for libFuzzer flags on a line "FUZZ_FLAGS: -max_len=N"
+    local own=$(sed -n 's/.*FUZZ_FLAGS:\([^*]*\).*/\1/p' "$src/tests/fuzz/fuzz_$n.c")
     (cd "$w" && "$out/build/fuzz_$n" "${lim[@]}" -print_final_stats=1 -timeout=10 \
-        -rss_limit_mb=2048 -artifact_prefix="$w/artifacts/" ${FUZZ_ARGS:-} "${dirs[@]}") \
+        -rss_limit_mb=2048 -artifact_prefix="$w/artifacts/" $own ${FUZZ_ARGS:-} "${dirs[@]}") \
         >"$w/log" 2>&1
     echo $? >"$w/rc"
     echo $(($(date +%s) - t0)) >"$w/secs"
+    echo "$cmd" >"$w/cmd"
 }
+if [ "$mode" = report ]; then
+    started="(see each harness)"
+    load0=$(cut -d' ' -f1-3 /proc/loadavg)" (now)"
+    for n in $names; do [ -f "$out/work/$n/rc" ] || die "$n: no run yet"; done
+else
 echo "make fuzz: running $(echo $names) for ${runs:+$runs executions or }${seconds} s each, $jobs at a time (logs: $out/work/NAME/log)"
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -149,11 +161,13 @@ for n in $names; do
     active=$((active + 1))
 done
 wait
+fi
 
 # ---- report ----
 stat_of() { sed -n "s/^stat::$2: *//p" "$1" | tail -1; }
 table="| harness | seconds | executions | exec/s | cov | ft | corpus | new inputs | findings |
 |---|---:|---:|---:|---:|---:|---:|---:|---|"
+cmds=""
 failed=
 for n in $names; do
     w=$out/work/$n
@@ -168,17 +182,20 @@ for n in $names; do
     ncorp=$(($(ls "$w/corpus" | wc -l) + $(ls "$src/tests/fuzz/corpus/$n" 2>/dev/null | wc -l)))
     arts=$(cd "$w/artifacts" && ls 2>/dev/null | grep -Ev '^slow-unit-' | tr '\n' ' ')
     find=0
-    if [ "$rc" != 0 ] || [ -n "$arts" ]; then
+    if [ "$rc" = 72 ] && [ -z "$arts" ]; then
+        find="0 (stopped early: interrupted)" # libFuzzer's exit code on SIGINT
+    elif [ "$rc" != 0 ] || [ -n "$arts" ]; then
         failed="$failed $n"
         find="**FAILED** (exit $rc): ${arts:-see $log}"
         find="$find$(grep -a -m1 -E 'ERROR: |property violated|runtime error' "$log" | sed 's/^/ - /' | cut -c1-160)"
     fi
+    c=$(cat "$w/cmd" 2>/dev/null || echo "$cmd")
+    case "$cmds" in *"$c"*) ;; *) cmds="$cmds\`$c\`; " ;; esac
     table="$table
 | $n | $(cat "$w/secs") | ${execs:-?} | ${eps:-?} | ${cov:-?} | ${ft:-?} | $ncorp | ${newu:-?} | $find |"
 done
-cmd="make fuzz${FUZZ:+ FUZZ=\"$FUZZ\"} FUZZ_SECONDS=$seconds${runs:+ FUZZ_RUNS=$runs} FUZZ_JOBS=$jobs"
 machine="$(uname -srm), $(nproc) CPUs ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)), load average at start $load0"
-report="Command: \`$cmd\`
+report="Command: ${cmds%; }
 
 Machine: $machine; $($FUZZ_CC --version | head -1); started $started.
 

@@ -15,7 +15,7 @@
 /* 1 when p[0..n) is whole, valid UTF-8 (RFC 3629: no overlongs, no
    surrogates, nothing above U+10FFFF); with `prefix`, when it is the start
    of valid UTF-8 (it may end inside a sequence that could still be valid). */
-static int model_utf8(const uint8_t *p, size_t n, int prefix)
+static inline int model_utf8(const uint8_t *p, size_t n, int prefix)
 {
     size_t i = 0;
     while (i < n) {
@@ -62,15 +62,15 @@ static int model_utf8(const uint8_t *p, size_t n, int prefix)
 /* One frame header as the RFC draws it. */
 struct model_frame {
     int fin, rsv, op, masked;
-    uint64_t len;        /* payload length */
-    int minimal;         /* the length used its shortest form */
-    int msb;             /* a 64-bit length with its top bit set */
-    uint8_t key[4];      /* masking key, when masked */
-    size_t hlen;         /* header bytes */
+    uint64_t len;   /* payload length */
+    int minimal;    /* the length used its shortest form */
+    int msb;        /* a 64-bit length with its top bit set */
+    uint8_t key[4]; /* masking key, when masked */
+    size_t hlen;    /* header bytes */
 };
 
 /* Reads a header at p[0..n): 1 (whole), 0 (cut short). */
-static int model_header(const uint8_t *p, size_t n, struct model_frame *f)
+static inline int model_header(const uint8_t *p, size_t n, struct model_frame *f)
 {
     memset(f, 0, sizeof *f);
     if (n < 2)
@@ -112,7 +112,7 @@ static int model_header(const uint8_t *p, size_t n, struct model_frame *f)
 /* 1 when the first n bytes of a header that is not whole already show it
    malformed (a fragmented or long control frame; a length not in its
    shortest form, or with its top bit set): a reader may refuse it early. */
-static int model_header_bad_early(const uint8_t *p, size_t n)
+static inline int model_header_bad_early(const uint8_t *p, size_t n)
 {
     if (n < 2)
         return 0;
@@ -132,7 +132,7 @@ static int model_header_bad_early(const uint8_t *p, size_t n)
 
 /* Writes f's header (as model_header read it, in the same length form)
    into out (>= 14 bytes): its length. */
-static size_t model_write_header(const struct model_frame *f, uint8_t *out)
+static inline size_t model_write_header(const struct model_frame *f, uint8_t *out)
 {
     size_t form = f->hlen - (f->masked ? 4 : 0), h = form;
     out[0] = (uint8_t)(f->fin << 7 | f->rsv << 4 | f->op);
@@ -157,9 +157,10 @@ static size_t model_write_header(const struct model_frame *f, uint8_t *out)
 
 /* 1 when a close code may be received (RFC 6455 7.4, the IANA registry:
    1000-1003, 1007-1014; 3000-4999). */
-static int model_close_code_ok(unsigned c)
+static inline int model_close_code_ok(unsigned c)
 {
-    return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) || (c >= 3000 && c <= 4999);
+    return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) ||
+           (c >= 3000 && c <= 4999);
 }
 
 #endif /* KM_FUZZ_WS_MODEL_H */
