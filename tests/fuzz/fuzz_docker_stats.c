@@ -203,6 +203,17 @@ static struct fh_req *first_request(void)
     return NULL;
 }
 
+/* The containers list in flight: its url holds "/containers/json", and is
+   no stats request (a container's id, from the input, may hold that text). */
+static struct fh_req *list_request(void)
+{
+    for (int i = 0; i < fh.n_reqs; i++)
+        if (fh.reqs[i].cb && strstr(fh.reqs[i].url, "/containers/json") &&
+            !strstr(fh.reqs[i].url, "/stats?stream="))
+            return &fh.reqs[i];
+    return NULL;
+}
+
 static void part(const uint8_t *p, size_t n)
 {
     uint8_t tag = n ? p[0] : 0;
@@ -212,9 +223,9 @@ static void part(const uint8_t *p, size_t n)
 
     switch (tag) {
     case 'L':
-        if (!fh_req_find("/containers/json"))
+        if (!list_request())
             fh_timers_fire();
-        if ((r = fh_req_find("/containers/json"))) {
+        if ((r = list_request())) {
             json_t *l = json_loadb(body, len, 0, NULL);
             if (json_is_array(l)) {
                 json_decref(last_list);
