@@ -254,39 +254,6 @@ _Static_assert(N_SOURCES + 1 == sizeof kato_topics / sizeof kato_topics[0],
 
 /* ---- messages ---- */
 
-/*
- * Makes an error text valid UTF-8 in place: every byte that does not start
- * a whole, well-formed character becomes '?'. The texts quote KATO's own
- * "error" and are cut to a buffer, possibly inside a character; json_pack
- * refuses such a string, and the topic then got nothing at all instead of
- * the error shape (found by tests/fuzz).
- */
-static void utf8_fix(char *s)
-{
-    unsigned char *p = (unsigned char *)s;
-
-    while (*p) {
-        int n = *p < 0x80                           ? 1
-                : (*p & 0xE0) == 0xC0 && *p >= 0xC2 ? 2
-                : (*p & 0xF0) == 0xE0               ? 3
-                : (*p & 0xF8) == 0xF0 && *p <= 0xF4 ? 4
-                                                    : 0;
-        int ok = n > 0;
-        for (int i = 1; ok && i < n; i++)
-            ok = (p[i] & 0xC0) == 0x80;
-        /* no overlong 3-byte form, no surrogate, nothing past U+10FFFF */
-        if (ok && n == 3)
-            ok = !(p[0] == 0xE0 && p[1] < 0xA0) && !(p[0] == 0xED && p[1] >= 0xA0);
-        if (ok && n == 4)
-            ok = !(p[0] == 0xF0 && p[1] < 0x90) && !(p[0] == 0xF4 && p[1] >= 0x90);
-        if (!ok) {
-            *p++ = '?';
-            continue;
-        }
-        p += n;
-    }
-}
-
 /* /sessions/count -> {"active_count","total_count"}; NULL when the key is absent. */
 static json_t *shape_sessions(json_t *body)
 {
@@ -328,7 +295,7 @@ static void publish_error(struct kato_source *s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(error, sizeof error, fmt, ap);
     va_end(ap);
-    utf8_fix(error);
+    km_utf8_fix(error);
     s->failures++;
     /* say it once when the source goes bad, not every interval */
     if (s->failures == 1)
@@ -378,7 +345,7 @@ static void on_response(const struct km_http_response *resp, void *arg)
         char error[512];
         snprintf(error, sizeof error, "KATO reported an error for GET %s: %s", s->path,
                  kato_error);
-        utf8_fix(error);
+        km_utf8_fix(error);
         s->failures++;
         if (s->failures == 1)
             host->log(ctx, KM_LOG_WARNING, "%s: %s", s->def->name, error);

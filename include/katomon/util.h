@@ -234,6 +234,37 @@ static inline int km_host_name_valid(const char *name)
     return 1;
 }
 
+/* Makes s valid UTF-8 in place: every byte that does not start a whole,
+   well-formed character becomes '?'. For texts quoting outside bytes or cut
+   to a buffer inside a character, which json_pack would refuse whole (the
+   message or answer carrying them then went out without them, or not at
+   all: found by tests/fuzz). */
+static inline void km_utf8_fix(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+
+    while (*p) {
+        int n = *p < 0x80                           ? 1
+                : (*p & 0xE0) == 0xC0 && *p >= 0xC2 ? 2
+                : (*p & 0xF0) == 0xE0               ? 3
+                : (*p & 0xF8) == 0xF0 && *p <= 0xF4 ? 4
+                                                    : 0;
+        int ok = n > 0;
+        for (int i = 1; ok && i < n; i++)
+            ok = (p[i] & 0xC0) == 0x80;
+        /* no overlong 3-byte form, no surrogate, nothing past U+10FFFF */
+        if (ok && n == 3)
+            ok = !(p[0] == 0xE0 && p[1] < 0xA0) && !(p[0] == 0xED && p[1] >= 0xA0);
+        if (ok && n == 4)
+            ok = !(p[0] == 0xF0 && p[1] < 0x90) && !(p[0] == 0xF4 && p[1] >= 0x90);
+        if (!ok) {
+            *p++ = '?';
+            continue;
+        }
+        p += n;
+    }
+}
+
 #ifdef __cplusplus
 }
 #endif

@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <katomon/util.h>
+
 #include "kato_api.h"
 
 #define KA_MAX_BODY      (8u << 20)  /* a longer KATO body fails the request */
@@ -101,32 +103,6 @@ int ka_pct_encode(const char *s, char *out, size_t len)
     return 0;
 }
 
-void ka_utf8_fix(char *s)
-{
-    unsigned char *p = (unsigned char *)s;
-
-    while (*p) {
-        int n = *p < 0x80                           ? 1
-                : (*p & 0xE0) == 0xC0 && *p >= 0xC2 ? 2
-                : (*p & 0xF0) == 0xE0               ? 3
-                : (*p & 0xF8) == 0xF0 && *p <= 0xF4 ? 4
-                                                    : 0;
-        int ok = n > 0;
-        for (int i = 1; ok && i < n; i++)
-            ok = (p[i] & 0xC0) == 0x80;
-        /* no overlong 3-byte form, no surrogate, nothing past U+10FFFF */
-        if (ok && n == 3)
-            ok = !(p[0] == 0xE0 && p[1] < 0xA0) && !(p[0] == 0xED && p[1] >= 0xA0);
-        if (ok && n == 4)
-            ok = !(p[0] == 0xF0 && p[1] < 0x90) && !(p[0] == 0xF4 && p[1] >= 0x90);
-        if (!ok) {
-            *p++ = '?';
-            continue;
-        }
-        p += n;
-    }
-}
-
 /* KATO's own words about an error: its "detail" or "error", or the start
    of the body. */
 static void kato_says(const struct km_http_response *resp, json_t *body, char *out,
@@ -200,7 +176,7 @@ static void on_kato(const struct km_http_response *resp, void *arg)
     get_unlink(g);
     classify(resp, g->path, &res, &owned, err, sizeof err);
     if (res.error) /* it may quote KATO's bytes, cut anywhere */
-        ka_utf8_fix(err);
+        km_utf8_fix(err);
     g->cb(&res, g->arg);
     json_decref(owned);
     free(g);

@@ -32,6 +32,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <katomon/util.h>
+
 #include "kato_api.h"
 
 struct ka_state ka;
@@ -219,7 +221,7 @@ static int rest_overview(const struct km_rest_call *call, json_t **reply,
     if (err) {
         /* kato_metrics' error shape, or KATO's own reduced error body */
         snprintf(why, sizeof why, "no usable KATO metrics: %.500s", err);
-        ka_utf8_fix(why); /* %.500s may cut inside a character */
+        km_utf8_fix(why); /* %.500s may cut inside a character */
         *detail = why;
         return 502;
     }

@@ -95,11 +95,6 @@ KA_HIDDEN void ka_kato_shutdown(void);
 KA_HIDDEN struct ka_cache *ka_cache_new(void);
 KA_HIDDEN void ka_cache_free(struct ka_cache *c);
 
-/* Makes s valid UTF-8 in place (each byte that does not start a whole,
-   well-formed character becomes '?'): a detail quoting KATO's body, or cut
-   to a buffer inside a character, is otherwise refused by json_pack and the
-   client gets the core's default text instead (found by tests/fuzz). */
-KA_HIDDEN void ka_utf8_fix(char *s);
 
 /* Percent-encodes s (any byte but A-Z a-z 0-9 - . _ ~) into out; -1 when
    it does not fit. */
