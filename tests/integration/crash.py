@@ -40,8 +40,9 @@ B  history file (core/history_file.c, STATE_DIR/history.db, written by a
    are read over REST, two completed flushes are seen after that read (the
    file replaced twice: the second writer forked after the first finished,
    so after the read), then katomon is killed at a seeded moment - during
-   a flush (its writer child stopped mid-write with SIGSTOP: it must die
-   with katomon, PR_SET_PDEATHSIG), or its writer child is killed mid-write first
+   a flush (its writer child stopped mid-write with SIGSTOP: once let go,
+   it must end without replacing history.db), or its writer child is
+   killed mid-write first
    and katomon later, or both at once (as systemd kills a unit's control
    group), or at a random time. After each restart: no
    history.db.corrupt-* and no corruption logged, and every point read
@@ -456,11 +457,15 @@ def part_b() -> dict:
             C.check(kid is not None, f"B{r}: a writer caught mid-flush")
             k.kill9()
             if kid:
-                # still stopped: only SIGKILL from PR_SET_PDEATHSIG ends it
+                # The orphan must not rename its file over history.db: it is
+                # killed with katomon (PR_SET_PDEATHSIG) or, stopped before
+                # it asked for that, exits when it sees its parent gone.
+                sig = file_sig()
+                os.kill(kid, signal.SIGCONT)
                 died = wait_until(lambda: proc_state(kid) in ("", "Z"), 10, 0.05)
-                C.check(bool(died), f"B{r}: the writer died with katomon")
-                if not died:
-                    os.kill(kid, signal.SIGCONT)
+                C.check(bool(died), f"B{r}: the writer ended with katomon")
+                C.check(file_sig() == sig,
+                        f"B{r}: the orphaned writer did not replace history.db")
         elif mode == "mid-flush, with its writer":
             # both at once, as systemd kills a unit's control group: the
             # writer's half-written file must not be what the next start reads
