@@ -333,7 +333,9 @@ static void schedule_poll(double seconds);
 
 /* ---- helpers ---- */
 
-static double num(json_t *obj, const char *path)
+/* The number at a dotted path of obj, or dflt when absent, null or not a
+   number (stats: 0 for what Docker leaves out; entries: NAN for null). */
+static double num_or(json_t *obj, const char *path, double dflt)
 {
     char buf[128];
     char *save = NULL;
@@ -342,7 +344,12 @@ static double num(json_t *obj, const char *path)
     json_t *cur = obj;
     for (char *k = strtok_r(buf, ".", &save); k && cur; k = strtok_r(NULL, ".", &save))
         cur = json_object_get(cur, k);
-    return json_is_number(cur) ? json_number_value(cur) : 0.0;
+    return json_is_number(cur) ? json_number_value(cur) : dflt;
+}
+
+static double num(json_t *obj, const char *path)
+{
+    return num_or(obj, path, 0.0);
 }
 
 static double round_to(double v, double unit)
@@ -580,14 +587,7 @@ static json_t *container_json(struct slot *s, const char *when, double *cpu, dou
 /* A figure of an entry (dotted path), NAN when null or absent. */
 static double figure(json_t *c, const char *path)
 {
-    char buf[64];
-    char *save = NULL;
-
-    snprintf(buf, sizeof buf, "%s", path);
-    json_t *cur = c;
-    for (char *k = strtok_r(buf, ".", &save); k && cur; k = strtok_r(NULL, ".", &save))
-        cur = json_object_get(cur, k);
-    return json_is_number(cur) ? json_number_value(cur) : NAN;
+    return num_or(c, path, NAN);
 }
 
 /*
